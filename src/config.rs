@@ -1,0 +1,866 @@
+//! The YAML configuration: its model, defaults, overrides and validation.
+//!
+//! The file format is parsed (serde_yaml, unknown keys rejected) into
+//! [`Config`]; every parse or validation failure is a [`ConfigError`] that
+//! names the offending key's path (`upstream.connect_timeout`) and the reason.
+//! The documented default file `config/beam-edge.yaml` is embedded in the
+//! binary ([`DEFAULT_CONFIG_YAML`]), so `beam-edge serve` runs with no file.
+//!
+//! Use [`Config::load`] (file or embedded default), then
+//! [`Config::apply_overrides`] for command-line flags, then
+//! [`Config::validate`]; [`Config::from_yaml`] does parse + validate for one
+//! string.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::de::{self, Deserializer, Visitor};
+use serde::{Deserialize, Serialize};
+
+/// The documented default configuration, embedded in the binary.
+pub const DEFAULT_CONFIG_YAML: &str = include_str!("../config/beam-edge.yaml");
+
+/// Environment variable that overrides `admin.token`.
+pub const ADMIN_TOKEN_ENV: &str = "BEAM_EDGE_ADMIN_TOKEN";
+
+/// A configuration error: which key, and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Where the configuration came from (a file path or "embedded default").
+    pub source_name: String,
+    /// Dotted key path, e.g. `upstream.connect_timeout`; empty for the document.
+    pub path: String,
+    /// One-line reason.
+    pub reason: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            write!(f, "{}: {}", self.source_name, self.reason)
+        } else {
+            write!(f, "{}: {}: {}", self.source_name, self.path, self.reason)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// A size in bytes, written in YAML as `1MiB`, `10GiB`, `512KB` or a number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct ByteSize(pub u64);
+
+impl ByteSize {
+    /// Parses `"<number>[ ]<unit>"`; units B, KiB, MiB, GiB, TiB (binary) and
+    /// KB, MB, GB, TB (decimal), case-insensitive.
+    pub fn parse(text: &str) -> Result<ByteSize, String> {
+        let t = text.trim();
+        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+        let (num, unit) = t.split_at(split);
+        if num.is_empty() {
+            return Err(format!(
+                "invalid size {text:?}: expected a number of bytes with an optional unit, like 512MiB"
+            ));
+        }
+        let n: u64 = num
+            .parse()
+            .map_err(|_| format!("invalid size {text:?}: number too large"))?;
+        let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 1,
+            "kib" | "k" => 1 << 10,
+            "mib" | "m" => 1 << 20,
+            "gib" | "g" => 1 << 30,
+            "tib" | "t" => 1 << 40,
+            "kb" => 1_000,
+            "mb" => 1_000_000,
+            "gb" => 1_000_000_000,
+            "tb" => 1_000_000_000_000,
+            other => {
+                return Err(format!(
+                    "invalid size {text:?}: unknown unit {other:?} (use B, KiB, MiB, GiB, TiB, KB, MB, GB or TB)"
+                ))
+            }
+        };
+        n.checked_mul(mult)
+            .map(ByteSize)
+            .ok_or_else(|| format!("invalid size {text:?}: too large"))
+    }
+}
+
+impl fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const UNITS: [(&str, u64); 4] = [
+            ("TiB", 1 << 40),
+            ("GiB", 1 << 30),
+            ("MiB", 1 << 20),
+            ("KiB", 1 << 10),
+        ];
+        for (name, size) in UNITS {
+            if self.0 >= size && self.0 % size == 0 {
+                return write!(f, "{}{}", self.0 / size, name);
+            }
+        }
+        write!(f, "{}B", self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = ByteSize;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a size like 512MiB or a number of bytes")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<ByteSize, E> {
+                Ok(ByteSize(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<ByteSize, E> {
+                u64::try_from(v)
+                    .map(ByteSize)
+                    .map_err(|_| E::custom(format!("invalid size {v}: must not be negative")))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<ByteSize, E> {
+                ByteSize::parse(v).map_err(E::custom)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl Serialize for ByteSize {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// A duration, written in YAML as `30s`, `500ms`, `5m`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct HumanDuration(pub Duration);
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = HumanDuration;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a duration like 30s or 500ms")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<HumanDuration, E> {
+                Err(E::custom(format!(
+                    "invalid duration {v}: a unit is required, like {v}s or {v}ms"
+                )))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<HumanDuration, E> {
+                self.visit_u64(v.unsigned_abs())
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<HumanDuration, E> {
+                humantime::parse_duration(v.trim())
+                    .map(HumanDuration)
+                    .map_err(|e| {
+                        E::custom(format!(
+                            "invalid duration {v:?}: {e} (use e.g. 30s, 500ms, 5m)"
+                        ))
+                    })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl Serialize for HumanDuration {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&humantime::format_duration(self.0))
+    }
+}
+
+/// The Filecoin network whose Beam domain is used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Network {
+    /// Filecoin mainnet (chain id 314): `filbeam.io`.
+    Mainnet,
+    /// The calibration testnet (chain id 314159): `calibration.filbeam.io`.
+    #[default]
+    Calibration,
+}
+
+impl Network {
+    /// Beam's retrieval domain on this network.
+    pub fn beam_domain(self) -> &'static str {
+        match self {
+            Network::Mainnet => "filbeam.io",
+            Network::Calibration => "calibration.filbeam.io",
+        }
+    }
+
+    /// The name used in config and in `{network}`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Network::Mainnet => "mainnet",
+            Network::Calibration => "calibration",
+        }
+    }
+
+    /// Parses `mainnet` or `calibration`.
+    pub fn parse(s: &str) -> Result<Network, String> {
+        match s {
+            "mainnet" => Ok(Network::Mainnet),
+            "calibration" => Ok(Network::Calibration),
+            other => Err(format!(
+                "unknown network {other:?}: use mainnet or calibration"
+            )),
+        }
+    }
+}
+
+/// The whole configuration. Every key is optional: a missing key takes the
+/// value of the embedded default file (a golden test keeps the two equal).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The public listener and process settings.
+    pub server: ServerConfig,
+    /// Where piece bytes come from.
+    pub upstream: UpstreamConfig,
+    /// The window cache (memory and disk tiers).
+    pub cache: CacheConfig,
+    /// The admin listener.
+    pub admin: AdminConfig,
+    /// The Prometheus listener.
+    pub metrics: MetricsConfig,
+}
+
+/// `server.*`
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Public listener address (`IP:port`).
+    pub listen: SocketAddr,
+    /// Worker threads of the public listener.
+    pub threads: usize,
+    /// How long in-flight requests may finish after SIGTERM.
+    pub grace_period: HumanDuration,
+}
+
+/// `upstream.*`
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamConfig {
+    /// Beam URL template with `{payer}`, `{network}`, `{network_domain}`.
+    pub beam_url: String,
+    /// The 0x payer wallet whose data sets have CDN on.
+    pub payer: Option<String>,
+    /// mainnet or calibration.
+    pub network: Network,
+    /// Storage-provider service URLs serving `/piece/<cid>`.
+    pub providers: Vec<String>,
+    /// Connect (TCP + TLS) timeout.
+    pub connect_timeout: HumanDuration,
+    /// Longest wait for the response header or the next body bytes.
+    pub read_timeout: HumanDuration,
+}
+
+/// `cache.*`
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// Window size in padded bytes (power of two, 128KiB..=64MiB).
+    pub window: ByteSize,
+    /// Memory tier budget.
+    pub memory: ByteSize,
+    /// Disk tier.
+    pub disk: DiskConfig,
+}
+
+/// `cache.disk.*`
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DiskConfig {
+    /// Directory of the disk tier.
+    pub path: PathBuf,
+    /// Budget; 0 disables the disk tier.
+    pub size: ByteSize,
+}
+
+/// `admin.*`
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Admin listener address.
+    pub listen: SocketAddr,
+    /// Bearer token; required when `listen` is not loopback.
+    pub token: Option<String>,
+}
+
+/// `metrics.*`
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Prometheus listener address.
+    pub listen: SocketAddr,
+}
+
+fn addr(text: &str) -> SocketAddr {
+    text.parse()
+        .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0)))
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: addr("0.0.0.0:8080"),
+            threads: 2,
+            grace_period: HumanDuration(Duration::from_secs(10)),
+        }
+    }
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        UpstreamConfig {
+            beam_url: "https://{payer}.{network_domain}".into(),
+            payer: None,
+            network: Network::Calibration,
+            providers: Vec::new(),
+            connect_timeout: HumanDuration(Duration::from_secs(5)),
+            read_timeout: HumanDuration(Duration::from_secs(30)),
+        }
+    }
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            window: ByteSize(1 << 20),
+            memory: ByteSize(256 << 20),
+            disk: DiskConfig::default(),
+        }
+    }
+}
+
+impl Default for DiskConfig {
+    fn default() -> Self {
+        DiskConfig {
+            path: PathBuf::from("./beam-edge-cache"),
+            size: ByteSize(10 << 30),
+        }
+    }
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: addr("127.0.0.1:8081"),
+            token: None,
+        }
+    }
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            listen: addr("127.0.0.1:9464"),
+        }
+    }
+}
+
+/// Command-line overrides of config keys (`serve` flags).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--listen` → `server.listen`.
+    pub listen: Option<String>,
+    /// `--upstream-url` → `upstream.beam_url`.
+    pub upstream_url: Option<String>,
+    /// `--payer` → `upstream.payer`.
+    pub payer: Option<String>,
+    /// `--network` → `upstream.network`.
+    pub network: Option<String>,
+}
+
+/// Smallest and largest window, in padded bytes.
+pub const MIN_WINDOW: u64 = 128 << 10;
+/// Largest window, in padded bytes.
+pub const MAX_WINDOW: u64 = 64 << 20;
+
+impl Config {
+    /// The embedded default configuration.
+    pub fn embedded_default() -> Config {
+        // The embedded file is covered by a golden test; failing here is a build defect.
+        #[allow(clippy::expect_used)]
+        Config::parse_yaml(DEFAULT_CONFIG_YAML, "embedded default")
+            .expect("embedded default config parses")
+    }
+
+    /// Reads `path`, or the embedded default when `None`. Parses only:
+    /// call [`Config::validate`] after applying overrides.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        match path {
+            None => Config::parse_yaml(DEFAULT_CONFIG_YAML, "embedded default"),
+            Some(p) => {
+                let name = p.display().to_string();
+                let text = std::fs::read_to_string(p).map_err(|e| ConfigError {
+                    source_name: name.clone(),
+                    path: String::new(),
+                    reason: format!("cannot read the file: {e}"),
+                })?;
+                Config::parse_yaml(&text, &name)
+            }
+        }
+    }
+
+    /// Parses and validates one YAML document.
+    pub fn from_yaml(text: &str, source_name: &str) -> Result<Config, ConfigError> {
+        let cfg = Config::parse_yaml(text, source_name)?;
+        cfg.validate(source_name)?;
+        Ok(cfg)
+    }
+
+    /// Parses one YAML document into the model, without validation.
+    pub fn parse_yaml(text: &str, source_name: &str) -> Result<Config, ConfigError> {
+        let de = serde_yaml::Deserializer::from_str(text);
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            let mut reason = inner.to_string();
+            // serde_yaml may already prefix the path; say it once.
+            if let Some((head, rest)) = reason.split_once(": ") {
+                if !head.is_empty() && path.starts_with(head) {
+                    reason = rest.to_string();
+                }
+            }
+            // serde_yaml appends " at line L column C"; keep it, it helps.
+            if reason.starts_with("missing field") || reason.starts_with("unknown field") {
+                reason = reason.replace('`', "'");
+            }
+            ConfigError {
+                source_name: source_name.to_string(),
+                path: if path == "." { String::new() } else { path },
+                reason,
+            }
+        })
+    }
+
+    /// Applies command-line overrides; a bad flag value is an error naming the key.
+    pub fn apply_overrides(&mut self, o: &Overrides) -> Result<(), ConfigError> {
+        let err = |path: &str, reason: String| ConfigError {
+            source_name: "command line".into(),
+            path: path.into(),
+            reason,
+        };
+        if let Some(l) = &o.listen {
+            self.server.listen = l.parse().map_err(|_| {
+                err(
+                    "server.listen",
+                    format!("invalid address {l:?}: expected IP:port, like 0.0.0.0:8080"),
+                )
+            })?;
+        }
+        if let Some(u) = &o.upstream_url {
+            self.upstream.beam_url = u.clone();
+        }
+        if let Some(p) = &o.payer {
+            self.upstream.payer = Some(p.clone());
+        }
+        if let Some(n) = &o.network {
+            self.upstream.network = Network::parse(n).map_err(|r| err("upstream.network", r))?;
+        }
+        if let Ok(token) = std::env::var(ADMIN_TOKEN_ENV) {
+            if !token.is_empty() {
+                self.admin.token = Some(token);
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks every value; the first failure names its key.
+    pub fn validate(&self, source_name: &str) -> Result<(), ConfigError> {
+        let checks: [Check; 7] = [
+            check_threads,
+            check_grace_period,
+            check_payer,
+            check_upstream_urls,
+            check_timeouts,
+            check_cache,
+            check_listeners,
+        ];
+        for check in checks {
+            check(self).map_err(|(path, reason)| ConfigError {
+                source_name: source_name.to_string(),
+                path: path.to_string(),
+                reason,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Non-fatal remarks an operator should see (printed by `check-config` and at start-up).
+    pub fn warnings(&self) -> Vec<String> {
+        let mut w = Vec::new();
+        if self.upstream.payer.is_none() && self.upstream.beam_url.contains("{payer}") {
+            w.push(
+                "upstream.payer is not set: /piece answers 503 until it is (set it in the file or with --payer)"
+                    .to_string(),
+            );
+        }
+        w
+    }
+
+    /// The payer as it goes into URLs (lowercase), if set.
+    pub fn payer(&self) -> Option<String> {
+        self.upstream.payer.as_ref().map(|p| p.to_ascii_lowercase())
+    }
+
+    /// The Beam base URL with its placeholders filled in, or `None` when it
+    /// needs `{payer}` and no payer is set.
+    pub fn beam_base_url(&self) -> Option<String> {
+        let u = &self.upstream;
+        let needs_payer = u.beam_url.contains("{payer}");
+        let payer = self.payer();
+        if needs_payer && payer.is_none() {
+            return None;
+        }
+        let filled = u
+            .beam_url
+            .replace("{payer}", payer.as_deref().unwrap_or(""))
+            .replace("{network_domain}", u.network.beam_domain())
+            .replace("{network}", u.network.as_str());
+        Some(filled.trim_end_matches('/').to_string())
+    }
+
+    /// Window size in raw (unpadded) bytes: 127/128 of `cache.window`.
+    pub fn window_raw_bytes(&self) -> u64 {
+        self.cache.window.0 / 128 * 127
+    }
+}
+
+/// One named validation: the failing key's path and the reason.
+type Check = fn(&Config) -> Result<(), (&'static str, String)>;
+
+fn check_threads(c: &Config) -> Result<(), (&'static str, String)> {
+    if !(1..=256).contains(&c.server.threads) {
+        return Err((
+            "server.threads",
+            format!("must be 1 to 256, got {}", c.server.threads),
+        ));
+    }
+    Ok(())
+}
+
+fn check_grace_period(c: &Config) -> Result<(), (&'static str, String)> {
+    if c.server.grace_period.0 > Duration::from_secs(3600) {
+        return Err(("server.grace_period", "must be at most 1h".into()));
+    }
+    Ok(())
+}
+
+/// True for `0x` followed by exactly 40 hex digits.
+pub fn is_eth_address(s: &str) -> bool {
+    s.len() == 42 && s.starts_with("0x") && s[2..].bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+fn check_payer(c: &Config) -> Result<(), (&'static str, String)> {
+    if let Some(p) = &c.upstream.payer {
+        if !is_eth_address(p) {
+            return Err((
+                "upstream.payer",
+                format!("invalid wallet address {p:?}: expected 0x followed by 40 hex digits"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_http_url(text: &str) -> Result<url::Url, String> {
+    let u = url::Url::parse(text).map_err(|e| format!("invalid URL {text:?}: {e}"))?;
+    if u.scheme() != "http" && u.scheme() != "https" {
+        return Err(format!(
+            "invalid URL {text:?}: scheme must be http or https"
+        ));
+    }
+    if u.host_str().is_none_or(|h| h.is_empty()) {
+        return Err(format!("invalid URL {text:?}: no host"));
+    }
+    if u.query().is_some() || u.fragment().is_some() {
+        return Err(format!(
+            "invalid URL {text:?}: must not have a query or fragment"
+        ));
+    }
+    Ok(u)
+}
+
+fn check_upstream_urls(c: &Config) -> Result<(), (&'static str, String)> {
+    let template = &c.upstream.beam_url;
+    // Any `{...}` left after substituting the known placeholders is a typo.
+    let probe = template
+        .replace("{payer}", "0x0000000000000000000000000000000000000000")
+        .replace("{network_domain}", c.upstream.network.beam_domain())
+        .replace("{network}", c.upstream.network.as_str());
+    if let Some(start) = probe.find('{') {
+        let end = probe[start..]
+            .find('}')
+            .map(|e| start + e + 1)
+            .unwrap_or(probe.len());
+        return Err((
+            "upstream.beam_url",
+            format!(
+                "unknown placeholder {} (use {{payer}}, {{network}} or {{network_domain}})",
+                &probe[start..end]
+            ),
+        ));
+    }
+    check_http_url(&probe).map_err(|r| ("upstream.beam_url", r))?;
+    for p in &c.upstream.providers {
+        check_http_url(p).map_err(|r| ("upstream.providers", r))?;
+    }
+    Ok(())
+}
+
+fn check_timeouts(c: &Config) -> Result<(), (&'static str, String)> {
+    if c.upstream.connect_timeout.0.is_zero() {
+        return Err(("upstream.connect_timeout", "must be greater than 0".into()));
+    }
+    if c.upstream.read_timeout.0.is_zero() {
+        return Err(("upstream.read_timeout", "must be greater than 0".into()));
+    }
+    Ok(())
+}
+
+fn check_cache(c: &Config) -> Result<(), (&'static str, String)> {
+    let w = c.cache.window.0;
+    if !w.is_power_of_two() || !(MIN_WINDOW..=MAX_WINDOW).contains(&w) {
+        return Err((
+            "cache.window",
+            format!(
+                "must be a power of two from 128KiB to 64MiB, got {}",
+                c.cache.window
+            ),
+        ));
+    }
+    if c.cache.memory.0 < w {
+        return Err((
+            "cache.memory",
+            format!(
+                "must hold at least one window ({}), got {}",
+                c.cache.window, c.cache.memory
+            ),
+        ));
+    }
+    if c.cache.disk.size.0 != 0 && c.cache.disk.size.0 < w {
+        return Err((
+            "cache.disk.size",
+            format!(
+                "must be 0 (off) or at least one window ({}), got {}",
+                c.cache.window, c.cache.disk.size
+            ),
+        ));
+    }
+    if c.cache.disk.size.0 != 0 && c.cache.disk.path.as_os_str().is_empty() {
+        return Err((
+            "cache.disk.path",
+            "must not be empty while cache.disk.size is not 0".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn check_listeners(c: &Config) -> Result<(), (&'static str, String)> {
+    if c.admin.listen.port() == c.server.listen.port() {
+        return Err((
+            "admin.listen",
+            format!(
+                "must not share port {} with server.listen",
+                c.admin.listen.port()
+            ),
+        ));
+    }
+    if c.metrics.listen.port() == c.server.listen.port() {
+        return Err((
+            "metrics.listen",
+            format!(
+                "must not share port {} with server.listen",
+                c.metrics.listen.port()
+            ),
+        ));
+    }
+    if c.metrics.listen.port() == c.admin.listen.port() {
+        return Err((
+            "metrics.listen",
+            format!(
+                "must not share port {} with admin.listen",
+                c.metrics.listen.port()
+            ),
+        ));
+    }
+    if let Some(t) = &c.admin.token {
+        if t.len() < 16 {
+            return Err(("admin.token", "must be at least 16 characters".into()));
+        }
+    }
+    if !c.admin.listen.ip().is_loopback() && c.admin.token.is_none() {
+        return Err((
+            "admin.token",
+            format!(
+                "required because admin.listen ({}) is not a loopback address (or set {ADMIN_TOKEN_ENV})",
+                c.admin.listen
+            ),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_units() {
+        assert_eq!(ByteSize::parse("1MiB"), Ok(ByteSize(1 << 20)));
+        assert_eq!(ByteSize::parse("10GiB"), Ok(ByteSize(10 << 30)));
+        assert_eq!(ByteSize::parse("512 KiB"), Ok(ByteSize(512 << 10)));
+        assert_eq!(ByteSize::parse("2MB"), Ok(ByteSize(2_000_000)));
+        assert_eq!(ByteSize::parse("4096"), Ok(ByteSize(4096)));
+        assert!(ByteSize::parse("MiB")
+            .unwrap_err()
+            .contains("expected a number"));
+        assert!(ByteSize::parse("3 parsecs")
+            .unwrap_err()
+            .contains("unknown unit"));
+        assert!(ByteSize::parse("99999999999TiB")
+            .unwrap_err()
+            .contains("too large"));
+        assert_eq!(ByteSize(1 << 20).to_string(), "1MiB");
+        assert_eq!(ByteSize(1000).to_string(), "1000B");
+    }
+
+    #[test]
+    fn embedded_default_is_valid_and_matches_the_contract() {
+        let c = Config::from_yaml(DEFAULT_CONFIG_YAML, "embedded").unwrap();
+        assert_eq!(c.server.listen, "0.0.0.0:8080".parse().unwrap());
+        assert_eq!(c.server.threads, 2);
+        assert_eq!(c.server.grace_period.0, Duration::from_secs(10));
+        assert_eq!(c.upstream.beam_url, "https://{payer}.{network_domain}");
+        assert_eq!(c.upstream.payer, None);
+        assert_eq!(c.upstream.network, Network::Calibration);
+        assert!(c.upstream.providers.is_empty());
+        assert_eq!(c.upstream.connect_timeout.0, Duration::from_secs(5));
+        assert_eq!(c.upstream.read_timeout.0, Duration::from_secs(30));
+        assert_eq!(c.cache.window, ByteSize(1 << 20));
+        assert_eq!(c.cache.memory, ByteSize(256 << 20));
+        assert_eq!(c.cache.disk.path, PathBuf::from("./beam-edge-cache"));
+        assert_eq!(c.cache.disk.size, ByteSize(10 << 30));
+        assert_eq!(c.admin.listen, "127.0.0.1:8081".parse().unwrap());
+        assert_eq!(c.admin.token, None);
+        assert_eq!(c.metrics.listen, "127.0.0.1:9464".parse().unwrap());
+        assert_eq!(c.window_raw_bytes(), 1_040_384);
+        assert_eq!(c.beam_base_url(), None);
+        assert_eq!(c.warnings().len(), 1);
+        // Missing keys take these same values.
+        assert_eq!(c, Config::default());
+        assert_eq!(Config::from_yaml("", "empty").unwrap(), c);
+        let partial = Config::from_yaml("upstream:\n  network: mainnet\n", "partial").unwrap();
+        assert_eq!(partial.upstream.network, Network::Mainnet);
+        assert_eq!(partial.upstream.read_timeout, c.upstream.read_timeout);
+        assert_eq!(partial.server, c.server);
+    }
+
+    #[test]
+    fn beam_url_placeholders_are_filled() {
+        let mut c = Config::embedded_default();
+        c.upstream.payer = Some("0xAbCdEf0123456789abcdef0123456789ABCDEF01".into());
+        assert_eq!(
+            c.beam_base_url().unwrap(),
+            "https://0xabcdef0123456789abcdef0123456789abcdef01.calibration.filbeam.io"
+        );
+        c.upstream.network = Network::Mainnet;
+        assert_eq!(
+            c.beam_base_url().unwrap(),
+            "https://0xabcdef0123456789abcdef0123456789abcdef01.filbeam.io"
+        );
+        c.upstream.beam_url = "http://127.0.0.1:9/{network}/".into();
+        assert_eq!(c.beam_base_url().unwrap(), "http://127.0.0.1:9/mainnet");
+    }
+
+    fn with(from: &str, to: &str) -> Result<Config, ConfigError> {
+        assert!(
+            DEFAULT_CONFIG_YAML.contains(from),
+            "fixture {from:?} not in default config"
+        );
+        Config::from_yaml(&DEFAULT_CONFIG_YAML.replacen(from, to, 1), "test.yaml")
+    }
+
+    #[test]
+    fn errors_name_the_key_path() {
+        let e = with("connect_timeout: 5s", "connect_timeout: 5x").unwrap_err();
+        assert_eq!(e.path, "upstream.connect_timeout");
+        assert!(
+            e.to_string()
+                .starts_with("test.yaml: upstream.connect_timeout: invalid duration"),
+            "{e}"
+        );
+
+        let e = with("  threads: 2", "  threads: 2\n  thread: 3").unwrap_err();
+        assert_eq!(e.path, "server.thread");
+        assert!(e.reason.contains("unknown field 'thread'"), "{e}");
+
+        let e = with("window: 1MiB", "window: 3MiB").unwrap_err();
+        assert_eq!(e.path, "cache.window");
+
+        let e = with("size: 10GiB", "size: lots").unwrap_err();
+        assert_eq!(e.path, "cache.disk.size");
+
+        let e = with("listen: \"0.0.0.0:8080\"", "listen: \"localhost\"").unwrap_err();
+        assert_eq!(e.path, "server.listen");
+
+        let e = with("network: calibration", "network: testnet").unwrap_err();
+        assert_eq!(e.path, "upstream.network");
+
+        let e = with("payer: null", "payer: \"0x12\"").unwrap_err();
+        assert_eq!(e.path, "upstream.payer");
+
+        let e = with("{network_domain}\"", "{netwrok}\"").unwrap_err();
+        assert_eq!(e.path, "upstream.beam_url");
+        assert!(e.reason.contains("{netwrok}"), "{e}");
+
+        let e = with("providers: []", "providers: [\"ftp://x\"]").unwrap_err();
+        assert_eq!(e.path, "upstream.providers");
+
+        let e = with("listen: \"127.0.0.1:8081\"", "listen: \"0.0.0.0:8081\"").unwrap_err();
+        assert_eq!(e.path, "admin.token");
+
+        let e = with("listen: \"127.0.0.1:9464\"", "listen: \"127.0.0.1:8081\"").unwrap_err();
+        assert_eq!(e.path, "metrics.listen");
+
+        let e = with("read_timeout: 30s", "read_timeout: 0s").unwrap_err();
+        assert_eq!(e.path, "upstream.read_timeout");
+    }
+
+    #[test]
+    fn overrides_apply_and_are_checked() {
+        let mut c = Config::embedded_default();
+        c.apply_overrides(&Overrides {
+            listen: Some("127.0.0.1:1234".into()),
+            upstream_url: Some("http://127.0.0.1:9/{payer}".into()),
+            payer: Some("0x00000000000000000000000000000000000000aa".into()),
+            network: Some("mainnet".into()),
+        })
+        .unwrap();
+        c.validate("x").unwrap();
+        assert_eq!(c.server.listen.port(), 1234);
+        assert_eq!(c.upstream.network, Network::Mainnet);
+        assert_eq!(
+            c.beam_base_url().unwrap(),
+            "http://127.0.0.1:9/0x00000000000000000000000000000000000000aa"
+        );
+        let e = c
+            .apply_overrides(&Overrides {
+                network: Some("moon".into()),
+                ..Default::default()
+            })
+            .unwrap_err();
+        assert_eq!(e.path, "upstream.network");
+        assert_eq!(e.source_name, "command line");
+    }
+}

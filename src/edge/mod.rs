@@ -1,0 +1,332 @@
+//! The public listener: a Pingora [`ProxyHttp`] service that answers every
+//! route itself in `request_filter`.
+//!
+//! Routes: `GET|HEAD|OPTIONS /piece/<PieceCID>` ([`piece`]), `GET|HEAD
+//! /healthz` (the process is up), `GET|HEAD /readyz` (config loaded,
+//! listeners bound, an upstream usable, not shutting down), anything else
+//! 404. Pingora's own upstream proxying is never used for `/piece`: it would
+//! forward the client's Range and relay whatever the upstream sends, and the
+//! whole point is to normalise ranges and check every upstream byte (see
+//! DESIGN.md decision 2). Each body write awaits the socket, which is the
+//! backpressure that keeps memory flat for pieces of any size.
+//!
+//! Failure semantics, decided here: an error before the response header is
+//! an honest status with a one-line `text/plain` body; an error after it
+//! aborts the connection (never a clean end of a short body), via
+//! [`ProxyHttp::fail_to_proxy`] which writes nothing once a header is out.
+
+pub mod piece;
+pub mod player;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use pingora::http::ResponseHeader;
+use pingora::prelude::*;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+
+use crate::cache::meta::PieceMetaStore;
+use crate::config::Config;
+use crate::http::range::RangeLimits;
+use crate::metrics;
+use crate::upstream::{Upstream, UpstreamSettings};
+
+/// Shared state of the public service.
+pub struct EdgeState {
+    /// The Beam client.
+    pub upstream: Upstream,
+    /// Sizes and content types learnt per piece.
+    pub meta: PieceMetaStore,
+    /// Range caps.
+    pub range_limits: RangeLimits,
+    /// Set once every listener is bound and the server runs.
+    pub running: AtomicBool,
+    /// Set when shutdown starts: `/readyz` then answers 503 so load balancers drain.
+    pub shutting_down: AtomicBool,
+    /// Why `/readyz` is 503 even while running (configuration), if it is.
+    pub not_ready_reason: Option<String>,
+}
+
+impl EdgeState {
+    /// Builds the state from a validated config.
+    pub fn new(config: &Config) -> Result<EdgeState, String> {
+        let upstream = Upstream::new(UpstreamSettings {
+            beam_base_url: config.beam_base_url(),
+            connect_timeout: config.upstream.connect_timeout.0,
+            read_timeout: config.upstream.read_timeout.0,
+        })?;
+        let not_ready_reason = config.beam_base_url().is_none().then(|| {
+            "not ready: upstream.payer is not set, so /piece cannot reach Beam".to_string()
+        });
+        Ok(EdgeState {
+            upstream,
+            meta: PieceMetaStore::new(100_000),
+            range_limits: RangeLimits::default(),
+            running: AtomicBool::new(false),
+            shutting_down: AtomicBool::new(false),
+            not_ready_reason,
+        })
+    }
+}
+
+/// The route a request took (a metric label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteLabel {
+    /// `/piece/...`
+    Piece,
+    /// `/` and `/player/*`
+    Player,
+    /// `/healthz`
+    Health,
+    /// `/readyz`
+    Ready,
+    /// Anything else.
+    Other,
+}
+
+impl RouteLabel {
+    fn as_str(self) -> &'static str {
+        match self {
+            RouteLabel::Piece => "piece",
+            RouteLabel::Player => "player",
+            RouteLabel::Health => "health",
+            RouteLabel::Ready => "ready",
+            RouteLabel::Other => "other",
+        }
+    }
+}
+
+/// Per-request state.
+pub struct RequestCtx {
+    route: RouteLabel,
+    started: Instant,
+    status: u16,
+    header_sent: bool,
+    body_bytes: u64,
+}
+
+impl RequestCtx {
+    /// Records that a response header went out.
+    pub(crate) fn header_written(&mut self, status: u16) {
+        self.status = status;
+        self.header_sent = true;
+        metrics::TTFB
+            .with_label_values(&[self.route.as_str()])
+            .observe(self.started.elapsed().as_secs_f64());
+    }
+}
+
+/// The public `ProxyHttp` service.
+pub struct EdgeService {
+    state: Arc<EdgeState>,
+}
+
+impl EdgeService {
+    /// A service over shared state.
+    pub fn new(state: Arc<EdgeState>) -> EdgeService {
+        EdgeService { state }
+    }
+}
+
+/// Writes a complete small response: status, extra headers, a text body.
+pub(crate) async fn respond_text(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    status: u16,
+    extra: &[(&'static str, String)],
+    body: &str,
+) -> Result<()> {
+    let body = Bytes::copy_from_slice(body.as_bytes());
+    let mut h = ResponseHeader::build(status, Some(4 + extra.len()))?;
+    h.insert_header("Content-Type", "text/plain; charset=utf-8")?;
+    h.insert_header("Content-Length", body.len().to_string())?;
+    for (k, v) in extra {
+        h.insert_header(*k, v.as_str())?;
+    }
+    let is_head = session.req_header().method == http::Method::HEAD;
+    session
+        .write_response_header(Box::new(h), is_head || body.is_empty())
+        .await?;
+    ctx.header_written(status);
+    if !is_head && !body.is_empty() {
+        ctx.body_bytes += body.len() as u64;
+        session.write_response_body(Some(body), true).await?;
+    }
+    Ok(())
+}
+
+/// Writes one embedded player file. Revalidated on each load (`no-cache`)
+/// with a weak ETag of the build version, so an upgrade is picked up at once.
+async fn respond_asset(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    asset: &player::Asset,
+) -> Result<()> {
+    let etag = concat!("W/\"", env!("CARGO_PKG_VERSION"), "\"");
+    let inm = session
+        .req_header()
+        .headers
+        .get(http::header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok());
+    if inm.is_some_and(|v| crate::http::conditional::if_none_match(v, etag)) {
+        let mut h = ResponseHeader::build(304, Some(2))?;
+        h.insert_header("ETag", etag)?;
+        session.write_response_header(Box::new(h), true).await?;
+        ctx.header_written(304);
+        return Ok(());
+    }
+    let mut h = ResponseHeader::build(200, Some(6))?;
+    h.insert_header("Content-Type", asset.content_type)?;
+    h.insert_header("Content-Length", asset.body.len().to_string())?;
+    h.insert_header("Cache-Control", "no-cache")?;
+    h.insert_header("ETag", etag)?;
+    h.insert_header("X-Content-Type-Options", "nosniff")?;
+    let is_head = session.req_header().method == http::Method::HEAD;
+    session.write_response_header(Box::new(h), is_head).await?;
+    ctx.header_written(200);
+    if !is_head {
+        ctx.body_bytes += asset.body.len() as u64;
+        session
+            .write_response_body(Some(Bytes::from_static(asset.body)), true)
+            .await?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl ProxyHttp for EdgeService {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx {
+            route: RouteLabel::Other,
+            started: Instant::now(),
+            status: 0,
+            header_sent: false,
+            body_bytes: 0,
+        }
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
+        // request_filter answers every request; reaching here is a bug.
+        Error::e_explain(
+            InternalError,
+            "no upstream peer: every route is answered in request_filter",
+        )
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let path = session.req_header().uri.path().to_string();
+        let method = session.req_header().method.clone();
+        let get_or_head = method == http::Method::GET || method == http::Method::HEAD;
+        if let Some(rest) = path.strip_prefix("/piece/") {
+            ctx.route = RouteLabel::Piece;
+            piece::serve_piece(&self.state, session, ctx, rest).await?;
+        } else if path == "/piece" {
+            ctx.route = RouteLabel::Piece;
+            respond_text(
+                session,
+                ctx,
+                400,
+                &piece::cors_headers(),
+                "missing PieceCID: request /piece/<PieceCID>\n",
+            )
+            .await?;
+        } else if let Some(asset) = player::asset(&path).filter(|_| get_or_head) {
+            ctx.route = RouteLabel::Player;
+            respond_asset(session, ctx, &asset).await?;
+        } else if path == "/healthz" && get_or_head {
+            ctx.route = RouteLabel::Health;
+            respond_text(
+                session,
+                ctx,
+                200,
+                &[("Cache-Control", "no-store".into())],
+                "ok\n",
+            )
+            .await?;
+        } else if path == "/readyz" && get_or_head {
+            ctx.route = RouteLabel::Ready;
+            let (status, body) = self.readiness();
+            respond_text(
+                session,
+                ctx,
+                status,
+                &[("Cache-Control", "no-store".into())],
+                &body,
+            )
+            .await?;
+        } else {
+            respond_text(session, ctx, 404, &[], "not found: beam-edge serves /piece/<PieceCID>, the player at /, /healthz and /readyz\n")
+                .await?;
+        }
+        Ok(true)
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        if ctx.header_sent {
+            // Mid-body failure: write nothing more; the connection is closed
+            // so the client sees a truncated transfer, never a clean short one.
+            return FailToProxy {
+                error_code: 0,
+                can_reuse_downstream: false,
+            };
+        }
+        let code = match e.etype() {
+            HTTPStatus(code) => *code,
+            _ => match e.esource() {
+                ErrorSource::Downstream => 0,
+                _ => 500,
+            },
+        };
+        if code > 0 {
+            let _ = respond_text(session, ctx, code, &[], "internal error\n").await;
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, _session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        let status = if ctx.status == 0 {
+            "aborted".to_string()
+        } else {
+            ctx.status.to_string()
+        };
+        metrics::REQUESTS
+            .with_label_values(&[ctx.route.as_str(), status.as_str()])
+            .inc();
+        metrics::RESPONSE_BYTES
+            .with_label_values(&[ctx.route.as_str()])
+            .inc_by(ctx.body_bytes);
+    }
+}
+
+impl EdgeService {
+    fn readiness(&self) -> (u16, String) {
+        let s = &self.state;
+        if s.shutting_down.load(Ordering::Relaxed) {
+            return (503, "not ready: shutting down\n".into());
+        }
+        if !s.running.load(Ordering::Relaxed) {
+            return (503, "not ready: starting\n".into());
+        }
+        if let Some(reason) = &s.not_ready_reason {
+            return (503, format!("{reason}\n"));
+        }
+        (200, "ready\n".into())
+    }
+}

@@ -1,0 +1,14 @@
+//! beam-edge: an edge proxy on Pingora that streams Filecoin pieces from the
+//! Beam CDN with exact HTTP Range semantics. See DESIGN.md for the map.
+
+#![deny(clippy::unwrap_used, clippy::expect_used)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod cache;
+pub mod config;
+pub mod edge;
+pub mod http;
+pub mod metrics;
+pub mod piece;
+pub mod server;
+pub mod upstream;

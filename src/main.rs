@@ -1,0 +1,137 @@
+//! The `beam-edge` command line: `serve`, `check-config`, `piece-cid`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use beam_edge::config::{Config, Overrides};
+
+#[derive(Parser)]
+#[command(
+    name = "beam-edge",
+    version,
+    about = "Edge proxy that streams Filecoin pieces from the Beam CDN with exact Range semantics"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy (the embedded default config when --config is not given).
+    Serve {
+        /// YAML config file.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Public listen address (server.listen), e.g. 0.0.0.0:8080.
+        #[arg(long)]
+        listen: Option<String>,
+        /// Beam URL template (upstream.beam_url).
+        #[arg(long)]
+        upstream_url: Option<String>,
+        /// Payer wallet address (upstream.payer).
+        #[arg(long)]
+        payer: Option<String>,
+        /// mainnet or calibration (upstream.network).
+        #[arg(long)]
+        network: Option<String>,
+    },
+    /// Validate a config file: prints "ok" or the key and the reason, and exits non-zero on error.
+    CheckConfig {
+        /// YAML config file.
+        file: PathBuf,
+    },
+    /// Print the PieceCID of files ("<cid>  <file>" per line; "-" reads standard input).
+    PieceCid {
+        /// Files to hash.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Print the legacy v1 form (baga6ea4seaq...) instead of v2 (bafkzcib...).
+        #[arg(long)]
+        v1: bool,
+        /// Write the window layer (32-byte roots of each window, concatenated) to this file.
+        #[arg(long, value_name = "OUT")]
+        layer: Option<PathBuf>,
+        /// Window size of the layer, in padded bytes (like cache.window).
+        #[arg(long, default_value = "1MiB", value_parser = parse_size)]
+        window: u64,
+    },
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    beam_edge::config::ByteSize::parse(s).map(|b| b.0)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve {
+            config,
+            listen,
+            upstream_url,
+            payer,
+            network,
+        } => {
+            env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+                .init();
+            let overrides = Overrides {
+                listen,
+                upstream_url,
+                payer,
+                network,
+            };
+            let source = config.as_ref().map_or_else(
+                || "embedded default".to_string(),
+                |p| p.display().to_string(),
+            );
+            let cfg = Config::load(config.as_deref())
+                .and_then(|mut c| c.apply_overrides(&overrides).map(|_| c))
+                .and_then(|c| c.validate(&source).map(|_| c));
+            let cfg = match cfg {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("beam-edge: bad configuration: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            match beam_edge::server::run(cfg) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("beam-edge: cannot start: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Command::PieceCid {
+            files,
+            v1,
+            layer,
+            window,
+        } => match beam_edge::piece::cli::piece_cid_command(&files, v1, layer.as_deref(), window) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("beam-edge piece-cid: {e}");
+                ExitCode::from(1)
+            }
+        },
+        Command::CheckConfig { file } => {
+            let name = file.display().to_string();
+            let result = Config::load(Some(&file)).and_then(|c| c.validate(&name).map(|_| c));
+            match result {
+                Ok(c) => {
+                    for w in c.warnings() {
+                        println!("{name}: warning: {w}");
+                    }
+                    println!("{name}: ok");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! Every Prometheus metric beam-edge exports, defined in one place.
+//!
+//! Metrics live in the process-wide default registry of the `prometheus`
+//! crate as re-exported by `pingora-prometheus`, so the metrics listener
+//! ([`MetricsApp`]) serves them. All names start with `beam_edge_`; counters
+//! only accumulate.
+
+use async_trait::async_trait;
+use once_cell::sync::Lazy;
+use pingora::apps::http_app::ServeHttp;
+use pingora::protocols::http::ServerSession;
+use pingora_prometheus::prometheus::{
+    self, register_histogram_vec, register_int_counter, register_int_counter_vec, HistogramVec,
+    IntCounter, IntCounterVec,
+};
+use pingora_prometheus::PrometheusHttpApp;
+
+// Registration only fails on a duplicate name or a malformed definition:
+// both are programming errors caught by the first test that touches a metric.
+#[allow(clippy::expect_used)]
+fn counter_vec(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    register_int_counter_vec!(name, help, labels).expect("metric registers")
+}
+
+#[allow(clippy::expect_used)]
+fn histogram_vec(name: &str, help: &str, labels: &[&str], buckets: Vec<f64>) -> HistogramVec {
+    register_histogram_vec!(name, help, labels, buckets).expect("metric registers")
+}
+
+/// Latency buckets from 1 ms to 30 s.
+fn latency_buckets() -> Vec<f64> {
+    vec![
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    ]
+}
+
+/// Requests answered, by route (`piece`, `health`, `ready`, `other`) and status code.
+pub static REQUESTS: Lazy<IntCounterVec> = Lazy::new(|| {
+    counter_vec(
+        "beam_edge_requests_total",
+        "Requests answered, by route and status code.",
+        &["route", "status"],
+    )
+});
+
+/// Response body bytes written to clients, by route.
+pub static RESPONSE_BYTES: Lazy<IntCounterVec> = Lazy::new(|| {
+    counter_vec(
+        "beam_edge_response_bytes_total",
+        "Response body bytes written to clients, by route.",
+        &["route"],
+    )
+});
+
+/// Upstream requests by upstream (`beam`, `provider`) and outcome (`ok`,
+/// `ok_full_body`, `not_found`, `payment_required`, `forbidden`, `timeout`,
+/// `connect_error`, `bad_response`, `short_body`, `error_status`, `not_configured`).
+pub static UPSTREAM_REQUESTS: Lazy<IntCounterVec> = Lazy::new(|| {
+    counter_vec(
+        "beam_edge_upstream_requests_total",
+        "Upstream requests, by upstream and outcome.",
+        &["upstream", "outcome"],
+    )
+});
+
+/// Time from sending an upstream request to its response header.
+pub static UPSTREAM_LATENCY: Lazy<HistogramVec> = Lazy::new(|| {
+    histogram_vec(
+        "beam_edge_upstream_latency_seconds",
+        "Time from sending an upstream request to receiving its response header.",
+        &["upstream"],
+        latency_buckets(),
+    )
+});
+
+/// Bytes read from upstreams (including bytes dropped before a range on a whole-piece 200).
+pub static UPSTREAM_BYTES: Lazy<IntCounterVec> = Lazy::new(|| {
+    counter_vec(
+        "beam_edge_upstream_bytes_total",
+        "Body bytes read from upstreams.",
+        &["upstream"],
+    )
+});
+
+/// Ranged upstream requests answered with the whole piece (200).
+pub static UPSTREAM_FULL_BODY: Lazy<IntCounter> = Lazy::new(|| {
+    #[allow(clippy::expect_used)]
+    register_int_counter!(
+        "beam_edge_upstream_full_body_total",
+        "Ranged upstream requests that were answered with a 200 and the whole piece."
+    )
+    .expect("metric registers")
+});
+
+/// Time from receiving a request to writing the response header, by route.
+pub static TTFB: Lazy<HistogramVec> = Lazy::new(|| {
+    histogram_vec(
+        "beam_edge_ttfb_seconds",
+        "Time from receiving a request to writing its response header.",
+        &["route"],
+        latency_buckets(),
+    )
+});
+
+/// Responses cut off after their header was sent, by reason (`upstream`, `client`).
+pub static ABORTS: Lazy<IntCounterVec> = Lazy::new(|| {
+    counter_vec(
+        "beam_edge_client_aborts_total",
+        "Responses ended early after the header was sent: the upstream failed mid-body, or the client went away.",
+        &["reason"],
+    )
+});
+
+/// Touches every metric so that all of them appear in `/metrics` from the start.
+pub fn init() {
+    Lazy::force(&REQUESTS);
+    Lazy::force(&RESPONSE_BYTES);
+    Lazy::force(&UPSTREAM_REQUESTS);
+    Lazy::force(&UPSTREAM_LATENCY);
+    Lazy::force(&UPSTREAM_BYTES);
+    Lazy::force(&UPSTREAM_FULL_BODY);
+    Lazy::force(&TTFB);
+    Lazy::force(&ABORTS);
+}
+
+/// The metrics listener's app: `GET /metrics` in the Prometheus text format
+/// (gathered by `pingora-prometheus`), 404 elsewhere.
+pub struct MetricsApp;
+
+#[async_trait]
+impl ServeHttp for MetricsApp {
+    async fn response(&self, session: &mut ServerSession) -> http::Response<Vec<u8>> {
+        if session.req_header().uri.path() == "/metrics" {
+            return PrometheusHttpApp.response(session).await;
+        }
+        let body = b"not found: metrics are served at /metrics\n".to_vec();
+        http::Response::builder()
+            .status(404)
+            .header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")
+            .header(http::header::CONTENT_LENGTH, body.len())
+            .body(body)
+            .unwrap_or_default()
+    }
+}
+
+/// Text of every metric, as `/metrics` would serve it (for tests and the CLI).
+pub fn render() -> String {
+    use prometheus::Encoder;
+    let mut buf = Vec::new();
+    let _ = prometheus::TextEncoder::new().encode(&prometheus::gather(), &mut buf);
+    String::from_utf8_lossy(&buf).into_owned()
+}

@@ -1,0 +1,463 @@
+//! Test harness: a mock Beam that speaks real HTTP/1.1 over loopback (with
+//! real Range semantics and switchable faults), and a runner for the real
+//! `beam-edge` binary.
+#![allow(dead_code, clippy::manual_div_ceil)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write as _};
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// How the mock answers piece requests.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fault {
+    /// Correct RFC 9110 behaviour.
+    None,
+    /// Wait this long before the response header.
+    Delay(Duration),
+    /// Answer this status with a short body.
+    Status(u16),
+    /// Ignore Range: 200 with the whole piece (Beam's cold-cache answer).
+    FullBodyForRange,
+    /// A 206 whose Content-Range is shifted by one byte.
+    WrongContentRange,
+    /// Promise the full length, send half, then close.
+    ShortBody,
+    /// Send half the body, then reset the connection.
+    ResetMidBody,
+}
+
+/// One request the mock received.
+#[derive(Debug, Clone)]
+pub struct Logged {
+    pub method: String,
+    pub path: String,
+    pub headers: HashMap<String, String>,
+}
+
+#[derive(Default)]
+struct MockState {
+    pieces: Mutex<HashMap<String, Arc<Vec<u8>>>>,
+    fault: Mutex<Option<Fault>>,
+    log: Mutex<Vec<Logged>>,
+    body_bytes_sent: AtomicU64,
+}
+
+/// A mock Beam on loopback. Serves `/<anything>/<cid>`; unknown CIDs get 404.
+pub struct MockBeam {
+    pub addr: SocketAddr,
+    state: Arc<MockState>,
+    _rt: tokio::runtime::Runtime,
+}
+
+impl MockBeam {
+    pub fn start() -> MockBeam {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let state = Arc::new(MockState::default());
+        let listener = rt.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let st = state.clone();
+        rt.spawn(async move {
+            loop {
+                let Ok((sock, _)) = listener.accept().await else {
+                    continue;
+                };
+                let st = st.clone();
+                tokio::spawn(async move {
+                    let _ = serve_conn(sock, st).await;
+                });
+            }
+        });
+        MockBeam {
+            addr,
+            state,
+            _rt: rt,
+        }
+    }
+
+    pub fn add_piece(&self, cid: &str, data: Vec<u8>) {
+        self.state
+            .pieces
+            .lock()
+            .unwrap()
+            .insert(cid.to_string(), Arc::new(data));
+    }
+
+    pub fn set_fault(&self, f: Fault) {
+        *self.state.fault.lock().unwrap() = Some(f);
+    }
+
+    pub fn requests(&self) -> Vec<Logged> {
+        self.state.log.lock().unwrap().clone()
+    }
+
+    pub fn clear_log(&self) {
+        self.state.log.lock().unwrap().clear();
+        self.state.body_bytes_sent.store(0, Ordering::SeqCst);
+    }
+
+    /// Body bytes the mock managed to write since the last `clear_log`.
+    pub fn body_bytes_sent(&self) -> u64 {
+        self.state.body_bytes_sent.load(Ordering::SeqCst)
+    }
+
+    /// The beam_url template that points at this mock.
+    pub fn url_template(&self) -> String {
+        format!("http://{}/{{payer}}", self.addr)
+    }
+}
+
+fn parse_range(v: &str, size: u64) -> Option<(u64, u64)> {
+    let spec = v.strip_prefix("bytes=")?;
+    if spec.contains(',') {
+        return None;
+    }
+    let (a, b) = spec.split_once('-')?;
+    if a.is_empty() {
+        let n: u64 = b.parse().ok()?;
+        return Some((size.saturating_sub(n), size - 1));
+    }
+    let a: u64 = a.parse().ok()?;
+    let b: u64 = if b.is_empty() {
+        size - 1
+    } else {
+        b.parse::<u64>().ok()?.min(size - 1)
+    };
+    Some((a, b))
+}
+
+async fn write_body(sock: &mut TcpStream, st: &MockState, data: &[u8]) -> std::io::Result<()> {
+    for chunk in data.chunks(64 * 1024) {
+        sock.write_all(chunk).await?;
+        st.body_bytes_sent
+            .fetch_add(chunk.len() as u64, Ordering::SeqCst);
+    }
+    Ok(())
+}
+
+async fn serve_conn(mut sock: TcpStream, st: Arc<MockState>) -> std::io::Result<()> {
+    let mut buf = Vec::new();
+    loop {
+        // Read one request head.
+        let head_end = loop {
+            if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break p;
+            }
+            let mut tmp = [0u8; 4096];
+            let n = sock.read(&mut tmp).await?;
+            if n == 0 {
+                return Ok(());
+            }
+            buf.extend_from_slice(&tmp[..n]);
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+        buf.drain(..head_end + 4);
+        let mut lines = head.split("\r\n");
+        let request_line = lines.next().unwrap_or_default().to_string();
+        let mut parts = request_line.split(' ');
+        let method = parts.next().unwrap_or_default().to_string();
+        let path = parts.next().unwrap_or_default().to_string();
+        let mut headers = HashMap::new();
+        for l in lines {
+            if let Some((k, v)) = l.split_once(':') {
+                headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+            }
+        }
+        st.log.lock().unwrap().push(Logged {
+            method: method.clone(),
+            path: path.clone(),
+            headers: headers.clone(),
+        });
+
+        let fault = st.fault.lock().unwrap().clone().unwrap_or(Fault::None);
+        if let Fault::Delay(d) = fault {
+            tokio::time::sleep(d).await;
+        }
+        if let Fault::Status(code) = fault {
+            let body = format!("mock status {code}\n");
+            let resp = format!(
+                "HTTP/1.1 {code} Mock\r\nContent-Length: {}\r\nCache-Control: public, max-age=31536000\r\n\r\n{body}",
+                body.len()
+            );
+            sock.write_all(resp.as_bytes()).await?;
+            continue;
+        }
+        let cid = path.rsplit('/').next().unwrap_or_default().to_string();
+        let data = st.pieces.lock().unwrap().get(&cid).cloned();
+        let Some(data) = data else {
+            let body = "piece not found\n";
+            let resp = format!(
+                "HTTP/1.1 404 Not Found\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            sock.write_all(resp.as_bytes()).await?;
+            continue;
+        };
+        let size = data.len() as u64;
+        let range = headers.get("range").and_then(|r| parse_range(r, size));
+        match (range, &fault) {
+            (Some((a, b)), Fault::None | Fault::Delay(_)) if a < size => {
+                let resp = format!(
+                    "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {a}-{b}/{size}\r\nContent-Length: {}\r\nContent-Type: application/octet-stream\r\n\r\n",
+                    b - a + 1
+                );
+                sock.write_all(resp.as_bytes()).await?;
+                write_body(&mut sock, &st, &data[a as usize..=b as usize]).await?;
+            }
+            (Some((a, b)), Fault::WrongContentRange) => {
+                let resp = format!(
+                    "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {}-{}/{size}\r\nContent-Length: {}\r\n\r\n",
+                    a + 1,
+                    (b + 1).min(size - 1),
+                    b - a + 1
+                );
+                sock.write_all(resp.as_bytes()).await?;
+                write_body(&mut sock, &st, &data[a as usize..=b as usize]).await?;
+            }
+            (Some((a, b)), Fault::ShortBody | Fault::ResetMidBody) => {
+                let resp = format!(
+                    "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {a}-{b}/{size}\r\nContent-Length: {}\r\n\r\n",
+                    b - a + 1
+                );
+                sock.write_all(resp.as_bytes()).await?;
+                let half = a + (b - a + 1) / 2; // first byte not sent
+                write_body(&mut sock, &st, &data[a as usize..half as usize]).await?;
+                sock.flush().await?;
+                if fault == Fault::ResetMidBody {
+                    // Linger 0: close() sends a RST instead of a FIN.
+                    #[allow(deprecated)] // linger 0 does not block: it resets
+                    sock.set_linger(Some(Duration::ZERO))?;
+                    drop(sock);
+                }
+                return Ok(());
+            }
+            (Some((a, _)), _) if a >= size => {
+                let resp = format!("HTTP/1.1 416 Range Not Satisfiable\r\nContent-Range: bytes */{size}\r\nContent-Length: 0\r\n\r\n");
+                sock.write_all(resp.as_bytes()).await?;
+            }
+            _ => {
+                // No Range, or FullBodyForRange: the whole piece.
+                let resp = format!("HTTP/1.1 200 OK\r\nContent-Length: {size}\r\nContent-Type: application/octet-stream\r\n\r\n");
+                sock.write_all(resp.as_bytes()).await?;
+                if method != "HEAD" {
+                    write_body(&mut sock, &st, &data).await?;
+                }
+            }
+        }
+    }
+}
+
+/// A free loopback port (bound and released).
+pub fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running `beam-edge serve` process; killed on drop.
+pub struct EdgeProcess {
+    pub child: Child,
+    pub public: SocketAddr,
+    pub metrics: SocketAddr,
+    pub admin: SocketAddr,
+    pub dir: tempfile::TempDir,
+    pub log_path: PathBuf,
+}
+
+/// A payer address for tests.
+pub const PAYER: &str = "0x00000000000000000000000000000000000000aa";
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_beam-edge")
+}
+
+impl EdgeProcess {
+    /// Starts the binary with a config whose upstream section is `upstream_yaml`
+    /// (indented two spaces under `upstream:`), and waits for /healthz.
+    pub fn start(upstream_yaml: &str) -> EdgeProcess {
+        let dir = tempfile::tempdir().unwrap();
+        let public: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let cfg = format!(
+            "server:\n  listen: \"{public}\"\n  threads: 2\n  grace_period: 0s\nupstream:\n{upstream_yaml}\ncache:\n  disk:\n    path: \"{}\"\nadmin:\n  listen: \"{admin}\"\nmetrics:\n  listen: \"{metrics}\"\n",
+            dir.path().join("cache").display()
+        );
+        let cfg_path = dir.path().join("beam-edge.yaml");
+        std::fs::write(&cfg_path, cfg).unwrap();
+        let log_path = dir.path().join("stderr.log");
+        let log = std::fs::File::create(&log_path).unwrap();
+        let child = Command::new(bin())
+            .args(["serve", "--config"])
+            .arg(&cfg_path)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut p = EdgeProcess {
+            child,
+            public,
+            metrics,
+            admin,
+            dir,
+            log_path,
+        };
+        p.wait_healthy();
+        p
+    }
+
+    /// Starts against a mock Beam with the test payer.
+    pub fn with_beam(beam: &MockBeam, extra_upstream: &str) -> EdgeProcess {
+        EdgeProcess::start(&format!(
+            "  beam_url: \"{}\"\n  payer: \"{PAYER}\"\n  read_timeout: 2s\n  connect_timeout: 1s\n{extra_upstream}",
+            beam.url_template()
+        ))
+    }
+
+    fn wait_healthy(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("beam-edge exited with {status}: {}", self.log());
+            }
+            if let Ok((status, _, _)) = raw_get(self.public, "/healthz", &[]) {
+                if status == 200 {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("beam-edge did not become healthy: {}", self.log());
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.public)
+    }
+
+    /// The metrics text.
+    pub fn metrics_text(&self) -> String {
+        let (status, _, body) = raw_get(self.metrics, "/metrics", &[]).unwrap();
+        assert_eq!(status, 200);
+        String::from_utf8(body).unwrap()
+    }
+}
+
+impl Drop for EdgeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Value of a metric sample line (`name{labels} value`) in Prometheus text, 0 when absent.
+pub fn metric_value(text: &str, name_and_labels: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(name_and_labels) && l[name_and_labels.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Status, headers (lowercase names) and body of a response.
+pub type Response = (u16, HashMap<String, String>, Vec<u8>);
+
+/// A minimal blocking HTTP/1.1 client: one request on a fresh connection
+/// (`Connection: close`), returning status, headers (lowercased names) and
+/// the body read to EOF. An `Err` means the transfer was cut short: the
+/// body is shorter than its Content-Length.
+pub fn raw_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<Response, String> {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(addr).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
+    let mut r = BufReader::new(s);
+    let mut line = String::new();
+    r.read_line(&mut line).map_err(|e| e.to_string())?;
+    let status: u16 = line
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or(format!("bad status line {line:?}"))?;
+    let mut hdrs = HashMap::new();
+    loop {
+        let mut l = String::new();
+        r.read_line(&mut l).map_err(|e| e.to_string())?;
+        let l = l.trim_end();
+        if l.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = l.split_once(':') {
+            hdrs.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+        }
+    }
+    let mut body = Vec::new();
+    if method != "HEAD" && status != 304 && status != 204 {
+        let chunked = hdrs
+            .get("transfer-encoding")
+            .is_some_and(|v| v.contains("chunked"));
+        if chunked {
+            return Err("unexpected chunked response".into());
+        }
+        let res = r.read_to_end(&mut body);
+        if let Some(cl) = hdrs
+            .get("content-length")
+            .and_then(|v| v.parse::<usize>().ok())
+        {
+            if body.len() != cl {
+                return Err(format!(
+                    "truncated: got {} of {cl} bytes ({res:?})",
+                    body.len()
+                ));
+            }
+        }
+        res.map_err(|e| e.to_string())?;
+    }
+    Ok((status, hdrs, body))
+}
+
+pub fn raw_get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Result<Response, String> {
+    raw_request(addr, "GET", path, headers)
+}
+
+/// Deterministic test bytes that start like an MP4 file.
+pub fn mp4_like(len: usize, seed: u64) -> Vec<u8> {
+    let mut v = Vec::with_capacity(len);
+    v.extend_from_slice(b"\0\0\0\x20ftypisom\0\0\x02\0isomiso2avc1mp41");
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    while v.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.extend_from_slice(&x.to_le_bytes());
+    }
+    v.truncate(len);
+    v
+}

@@ -1,0 +1,263 @@
+// End-to-end check of the beam-edge player in a real headless Chromium.
+//
+// Usage: node tests/player/e2e.mjs <base-url> <cid> <screenshot.png> [<unknown-cid>]
+//   <cid>          a playable piece the edge can serve (an MP4 with moov at the end)
+//   <unknown-cid>  a valid PieceCID the upstream does not have (404 check; skipped if absent)
+// Exits 0 when every step passes; otherwise prints the failing step, the
+// page state and the browser log, and exits 1. Run by tests/player_e2e.rs.
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { chromium } from "playwright-core";
+
+const [base, cid, shotPath, unknownCid] = process.argv.slice(2);
+if (!base || !cid || !shotPath) {
+  console.error("usage: node e2e.mjs <base-url> <cid> <screenshot.png> [<unknown-cid>]");
+  process.exit(2);
+}
+const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
+const TOTAL_BUDGET_MS = 60_000;
+const STEP_TIMEOUT_MS = 15_000;
+const started = Date.now();
+const browserLog = [];
+
+const hardStop = setTimeout(() => {
+  console.error(`FAIL: the whole run exceeded ${TOTAL_BUDGET_MS / 1000} s`);
+  process.exit(1);
+}, TOTAL_BUDGET_MS);
+
+if (!fs.existsSync(CHROMIUM)) {
+  console.error(`FAIL: no Chromium at ${CHROMIUM} (apt-get install -y chromium)`);
+  process.exit(1);
+}
+const profile = fs.mkdtempSync(path.join(os.tmpdir(), "beam-edge-e2e-"));
+const context = await chromium.launchPersistentContext(profile, {
+  executablePath: CHROMIUM,
+  headless: true,
+  viewport: { width: 1280, height: 760 },
+  timeout: STEP_TIMEOUT_MS,
+  args: [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--autoplay-policy=no-user-gesture-required",
+  ],
+});
+const page = context.pages()[0] || (await context.newPage());
+page.setDefaultTimeout(STEP_TIMEOUT_MS);
+// A modest link (3 Mbit/s, 20 ms) instead of loopback speed: the browser
+// cannot read the whole clip in one go, so reaching the moov at the end and
+// seeking to the middle take real Range requests, as they do on the Internet.
+const cdp = await context.newCDPSession(page);
+await cdp.send("Network.enable");
+await cdp.send("Network.emulateNetworkConditions", {
+  offline: false, latency: 20, downloadThroughput: 375_000, uploadThroughput: 375_000,
+});
+page.on("console", (m) => browserLog.push(`console.${m.type()}: ${m.text()}`));
+page.on("pageerror", (e) => browserLog.push(`pageerror: ${e.message}`));
+// Every /piece request the page made, with its Range and (once known) its
+// status. Media responses can be reported late (the media stack cancels
+// reads it no longer needs), so requests are logged when sent.
+const pieceResponses = [];
+const byRequest = new Map();
+page.on("request", (req) => {
+  const url = new URL(req.url());
+  if (!url.pathname.startsWith("/piece/")) return;
+  const entry = { method: req.method(), path: url.pathname, range: req.headers()["range"] || "", status: null };
+  byRequest.set(req, entry);
+  pieceResponses.push(entry);
+});
+page.on("response", (r) => {
+  const entry = byRequest.get(r.request());
+  if (entry) entry.status = r.status();
+});
+
+const videoState = () =>
+  page.evaluate(() => {
+    const v = document.getElementById("video");
+    return {
+      currentTime: v.currentTime, duration: v.duration, paused: v.paused, readyState: v.readyState,
+      networkState: v.networkState, error: v.error && `${v.error.code} ${v.error.message}`, src: v.currentSrc,
+      frames: v.getVideoPlaybackQuality().totalVideoFrames, width: v.videoWidth,
+      errorText: document.getElementById("error").textContent,
+    };
+  });
+
+async function step(name, fn) {
+  const t0 = Date.now();
+  try {
+    await fn();
+    console.log(`ok   ${name} (${Date.now() - t0} ms)`);
+  } catch (e) {
+    console.error(`FAIL ${name}: ${e.message.split("\n")[0]}`);
+    try { console.error("video:", JSON.stringify(await videoState())); } catch {}
+    try { console.error("stats:", await page.locator("#stats").innerText()); } catch {}
+    console.error("piece responses:", JSON.stringify(pieceResponses.slice(-10)));
+    console.error("browser log:\n  " + browserLog.slice(-20).join("\n  "));
+    await context.close().catch(() => {});
+    fs.rmSync(profile, { recursive: true, force: true });
+    process.exit(1);
+  }
+}
+
+function check(cond, message) {
+  if (!cond) throw new Error(message);
+}
+
+const waitFor = (what, fn, arg) =>
+  page.waitForFunction(fn, arg, { timeout: STEP_TIMEOUT_MS, polling: 50 }).catch((e) => {
+    throw new Error(`timed out waiting for ${what}`);
+  });
+
+// currentTime grows over half a second of wall time.
+async function advancing() {
+  const a = (await videoState()).currentTime;
+  await page.waitForTimeout(500);
+  const b = await videoState();
+  check(!b.paused && b.currentTime > a + 0.2, `playback is not advancing: ${a} -> ${b.currentTime}`);
+  return b.currentTime;
+}
+
+const load = async (text) => {
+  await page.fill("#cid-input", text);
+  await page.click("#load");
+};
+const NUMBER = /^\d+(\.\d+)? (ms|s)$/;
+
+await step("the page loads with its script and styles", async () => {
+  const r = await page.goto(base + "/");
+  check(r.status() === 200, `GET / answered ${r.status()}`);
+  check((await page.title()).includes("beam-edge"), "unexpected title");
+  await page.waitForSelector("#cid-input");
+  check(await page.locator("#play").isDisabled(), "controls should wait for a piece (is player.js running?)");
+  const bg = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+  check(bg !== "rgba(0, 0, 0, 0)" && bg !== "rgb(255, 255, 255)", `player.css not applied (body ${bg})`);
+});
+
+await step("a bad CID shows the server's reason", async () => {
+  await load("hello");
+  await waitFor("an error message", () => document.getElementById("error").textContent.length > 0);
+  const text = await page.locator("#error").innerText();
+  check(text.includes("invalid PieceCID"), `error text: ${JSON.stringify(text)}`);
+  check(await page.locator("#cid-input").isEnabled(), "the form must stay usable");
+});
+
+if (unknownCid) {
+  await step("an unknown CID shows a not-found message", async () => {
+    await load(unknownCid);
+    await waitFor("a not-found message", () => /not found/i.test(document.getElementById("error").textContent));
+  });
+}
+
+await step("loading the CID starts playback", async () => {
+  await load(cid);
+  await waitFor("currentTime > 0.5", () => document.getElementById("video").currentTime > 0.5);
+  await advancing();
+  const v = await videoState();
+  check(!v.error, `media error ${v.error}`);
+  check(v.errorText === "", `error shown: ${v.errorText}`);
+  check(v.frames > 0 && v.width === 640, `no decoded 640-wide frames: ${v.frames} frames, width ${v.width}`);
+});
+
+await step("the stats show a time to first frame", async () => {
+  const ttff = await page.locator("#stats-ttff").innerText();
+  check(NUMBER.test(ttff), `#stats-ttff = ${JSON.stringify(ttff)}`);
+  const buffer = await page.locator("#stats-buffer").innerText();
+  check(/^\d+\.\d s ≈ [\d.]+ (B|KiB|MiB)$/.test(buffer), `#stats-buffer = ${JSON.stringify(buffer)}`);
+  const cache = await page.locator("#stats-cache").innerText();
+  check(cache.length > 0 && cache !== "–", `#stats-cache = ${JSON.stringify(cache)}`);
+});
+
+let target = 0;
+await step("clicking the middle of the seek bar plays from there", async () => {
+  const box = await page.locator("#seek").boundingBox();
+  const duration = (await videoState()).duration;
+  target = duration / 2;
+  await page.mouse.click(box.x + box.width / 2, box.y + box.height / 2);
+  await waitFor("the seek to finish near the middle", (t) => {
+    const v = document.getElementById("video");
+    return !v.seeking && v.currentTime > t - 0.5 && v.currentTime < t + 3;
+  }, target);
+  const t = await advancing();
+  check(Math.abs(t - target) < 3, `currentTime ${t} is not near ${target}`);
+  const now = Number(await page.locator("#seek").getAttribute("aria-valuenow"));
+  check(Math.abs(now - target) < 3, `slider aria-valuenow ${now}`);
+});
+
+await step("the stats show the seek latency", async () => {
+  await waitFor("a seek latency", () => /\d/.test(document.getElementById("stats-seek-last").textContent));
+  const last = await page.locator("#stats-seek-last").innerText();
+  check(NUMBER.test(last), `#stats-seek-last = ${JSON.stringify(last)}`);
+});
+
+await step("the moov at the end and the middle were fetched with Range requests", async () => {
+  // Playback already proved these were answered right; here: the browser had to ask.
+  const head = await context.request.head(`${base}/piece/${cid}`);
+  const size = Number(head.headers()["content-length"]);
+  const starts = pieceResponses
+    .filter((r) => r.method === "GET" && r.path.endsWith(cid) && /^bytes=\d+-/.test(r.range))
+    .map((r) => Number(r.range.slice(6).split("-")[0]) / size);
+  check(starts.some((f) => f > 0.9), `no Range request for the moov at the end: ${JSON.stringify(pieceResponses)}`);
+  check(starts.some((f) => f > 0.35 && f < 0.65), `no Range request for the middle: ${JSON.stringify(pieceResponses)}`);
+  console.log(`     ranges: ${pieceResponses.filter((r) => r.path.endsWith(cid)).map((r) => `${r.method} ${r.range || "-"} ${r.status ?? "…"}`).join(", ")}`);
+  const bad = pieceResponses.filter((r) => r.path.endsWith(cid) && r.status !== null && ![200, 206].includes(r.status));
+  check(bad.length === 0, `unexpected statuses: ${JSON.stringify(bad)}`);
+});
+
+await step("screenshot of the playing player", async () => {
+  await page.waitForTimeout(300);
+  fs.mkdirSync(path.dirname(shotPath), { recursive: true });
+  await page.screenshot({ path: shotPath });
+});
+
+await step("space pauses, k plays", async () => {
+  await page.evaluate(() => document.activeElement && document.activeElement.blur());
+  await page.keyboard.press("Space");
+  await waitFor("pause", () => document.getElementById("video").paused);
+  await waitFor("the play button to say Play", () => document.getElementById("play").getAttribute("aria-label") === "Play");
+  await page.keyboard.press("k");
+  await waitFor("play", () => !document.getElementById("video").paused);
+  await page.keyboard.press("k");
+  await waitFor("pause", () => document.getElementById("video").paused);
+});
+
+await step("'.' and ',' step one frame, arrows 5 s, m mutes", async () => {
+  const frame = () => page.evaluate(() => Math.floor(document.getElementById("video").currentTime * 30 + 0.01));
+  const f0 = await frame();
+  await page.keyboard.press(".");
+  await waitFor("the next frame", () => !document.getElementById("video").seeking);
+  check((await frame()) === f0 + 1, `'.' went from frame ${f0} to ${await frame()}`);
+  await page.keyboard.press(",");
+  await page.keyboard.press(",");
+  await waitFor("the previous frame", () => !document.getElementById("video").seeking);
+  check((await frame()) === f0 - 1, `',' twice went from frame ${f0 + 1} to ${await frame()}`);
+  const t0 = (await videoState()).currentTime;
+  await page.keyboard.press("ArrowRight");
+  const t1 = (await videoState()).currentTime;
+  check(Math.abs(t1 - t0 - 5) < 0.01, `ArrowRight moved ${t0} -> ${t1}`);
+  await page.keyboard.press("m");
+  check(await page.evaluate(() => document.getElementById("video").muted), "m did not mute");
+  await waitFor("the mute button to show it", () => document.getElementById("mute").getAttribute("aria-pressed") === "true");
+});
+
+let link = "";
+await step("copy-link gives #<cid>&t=<seconds>", async () => {
+  await page.click("#copy-link");
+  link = await page.locator("#link-out").inputValue();
+  const m = link.match(/#([^&]+)&t=(\d+(\.\d+)?)$/);
+  check(m && decodeURIComponent(m[1]) === cid, `link ${link}`);
+  const t = (await videoState()).currentTime;
+  check(Math.abs(Number(m[2]) - t) < 0.01, `link time ${m[2]} vs currentTime ${t}`);
+});
+
+await step("opening #<cid>&t=12 plays from 12 s", async () => {
+  await page.goto("about:blank");
+  await page.goto(`${base}/#${encodeURIComponent(cid)}&t=12`);
+  await waitFor("currentTime >= 12", () => document.getElementById("video").currentTime >= 12);
+  const t = await advancing();
+  check(t < 15, `started at ${t}, not near 12`);
+});
+
+await context.close();
+fs.rmSync(profile, { recursive: true, force: true });
+clearTimeout(hardStop);
+console.log(`all player checks passed in ${((Date.now() - started) / 1000).toFixed(1)} s; screenshot ${shotPath}`);

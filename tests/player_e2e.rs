@@ -1,0 +1,196 @@
+//! End-to-end test of the player page at `/`: the real `beam-edge` binary,
+//! a real H.264 MP4 served by the mock Beam as a piece, and a real headless
+//! Chromium driven by `tests/player/e2e.mjs` (playwright-core).
+//!
+//! The MP4 is made by ffmpeg without `+faststart`, so its `moov` index sits
+//! after the media data and the browser must use Range requests to start
+//! (and to seek). The script checks playback, seeking, the stats panel,
+//! keyboard control and the error messages, and saves a screenshot to
+//! `target/player-e2e.png`.
+//!
+//! Needs `ffmpeg`, `/usr/bin/chromium` and `npm ci --prefix tests/player`.
+//! When one is missing the test fails and says which: it never passes
+//! without having run the browser.
+
+mod common;
+
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{EdgeProcess, MockBeam};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+/// Upper bound for the browser script (its own budget is 60 s).
+const SCRIPT_TIMEOUT: Duration = Duration::from_secs(120);
+
+fn manifest_dir() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Fails with the install command for whatever is missing.
+fn require_tools() {
+    let mut missing = Vec::new();
+    let runs = |cmd: &str, arg: &str| {
+        Command::new(cmd)
+            .arg(arg)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !runs("ffmpeg", "-version") {
+        missing.push("ffmpeg (apt-get install -y ffmpeg)");
+    }
+    if !Path::new(CHROMIUM).exists() {
+        missing.push("chromium at /usr/bin/chromium (apt-get install -y chromium)");
+    }
+    if !runs("node", "--version") {
+        missing.push("node >= 20 (apt-get install -y nodejs npm)");
+    }
+    if !manifest_dir()
+        .join("tests/player/node_modules/playwright-core")
+        .is_dir()
+    {
+        missing.push("playwright-core (npm ci --prefix tests/player)");
+    }
+    assert!(
+        missing.is_empty(),
+        "player e2e test cannot run; missing: {}",
+        missing.join(", ")
+    );
+}
+
+/// A 20 s, 640x360, 30 fps H.264 + AAC MP4 with `moov` at the end.
+fn make_video(dir: &Path) -> Vec<u8> {
+    let out = dir.join("clip.mp4");
+    let status = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y"])
+        .args(["-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+        .args([
+            "-t", "20", "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", "-g", "30",
+        ])
+        .args(["-c:a", "aac", "-b:a", "64k"])
+        .arg(&out)
+        .status()
+        .expect("run ffmpeg");
+    assert!(status.success(), "ffmpeg failed: {status}");
+    std::fs::read(&out).expect("read the ffmpeg output")
+}
+
+/// Top-level MP4 box types in file order.
+fn top_level_boxes(mp4: &[u8]) -> Vec<String> {
+    let mut boxes = Vec::new();
+    let mut off = 0usize;
+    while off + 8 <= mp4.len() {
+        let size = u32::from_be_bytes(mp4[off..off + 4].try_into().unwrap()) as usize;
+        boxes.push(String::from_utf8_lossy(&mp4[off + 4..off + 8]).to_string());
+        if size < 8 {
+            break;
+        }
+        off += size;
+    }
+    boxes
+}
+
+fn screenshot_path() -> PathBuf {
+    // CARGO_TARGET_TMPDIR is `<target>/tmp`.
+    Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .expect("target dir")
+        .join("player-e2e.png")
+}
+
+/// Runs the script with a hard deadline; returns (success, stdout + stderr).
+fn run_script(args: &[&str], log_dir: &Path) -> (bool, String) {
+    let out_path = log_dir.join("e2e.log");
+    let out = std::fs::File::create(&out_path).unwrap();
+    let mut child = Command::new("node")
+        .arg(manifest_dir().join("tests/player/e2e.mjs"))
+        .args(args)
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .expect("run node");
+    let deadline = Instant::now() + SCRIPT_TIMEOUT;
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break Some(s);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut text = String::new();
+    std::fs::File::open(&out_path)
+        .unwrap()
+        .read_to_string(&mut text)
+        .unwrap();
+    match status {
+        Some(s) => (s.success(), text),
+        None => (false, format!("{text}\n(killed after {SCRIPT_TIMEOUT:?})")),
+    }
+}
+
+#[test]
+fn player_plays_seeks_measures_and_reports_errors_in_chromium() {
+    require_tools();
+    let dir = tempfile::tempdir().unwrap();
+    let video = make_video(dir.path());
+    let boxes = top_level_boxes(&video);
+    let pos = |t: &str| boxes.iter().position(|b| b == t);
+    assert!(
+        pos("mdat") < pos("moov") && pos("mdat").is_some(),
+        "moov must follow mdat, got {boxes:?}"
+    );
+
+    let cid = beam_edge::piece::commp::commp_of(&video)
+        .expect("commp of the clip")
+        .to_string();
+    // A valid CID of bytes the mock does not hold: the 404 path.
+    let unknown = beam_edge::piece::commp::commp_of(&common::mp4_like(4096, 7))
+        .expect("commp")
+        .to_string();
+    let beam = MockBeam::start();
+    beam.add_piece(&cid, video.clone());
+    let edge = EdgeProcess::with_beam(&beam, "");
+
+    let shot = screenshot_path();
+    let _ = std::fs::remove_file(&shot);
+    let started = Instant::now();
+    let base = edge.url("");
+    let (ok, output) = run_script(&[&base, &cid, shot.to_str().unwrap(), &unknown], dir.path());
+    println!("{output}");
+    println!(
+        "browser script took {:.1} s; screenshot: {}",
+        started.elapsed().as_secs_f64(),
+        shot.display()
+    );
+    assert!(
+        ok,
+        "player e2e script failed:\n{output}\n--- beam-edge log ---\n{}",
+        edge.log()
+    );
+
+    let png = std::fs::read(&shot).expect("the script saved a screenshot");
+    assert!(
+        png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 10_000,
+        "screenshot is not a real PNG"
+    );
+    // The browser's reads reached the upstream as ranges, not as one whole-file fetch per request.
+    let ranged = beam
+        .requests()
+        .iter()
+        .filter(|r| r.headers.contains_key("range"))
+        .count();
+    assert!(
+        ranged > 0,
+        "no ranged upstream request: {:?}",
+        beam.requests()
+    );
+}
