@@ -261,6 +261,12 @@ pub struct UpstreamConfig {
     pub connect_timeout: HumanDuration,
     /// Longest wait for the response header or the next body bytes.
     pub read_timeout: HumanDuration,
+    /// When Beam answers a range with the whole piece, use that body if the
+    /// range starts within this many bytes of byte 0; otherwise drop it and
+    /// ask a storage provider.
+    pub max_skip: ByteSize,
+    /// Retries of a failed upstream fetch (resuming at the first missing byte).
+    pub retries: u32,
 }
 
 /// `cache.*`
@@ -271,6 +277,12 @@ pub struct CacheConfig {
     pub window: ByteSize,
     /// Memory tier budget.
     pub memory: ByteSize,
+    /// Windows read ahead of a forward-moving reader (0: no read-ahead).
+    pub prefetch: u64,
+    /// Most read-ahead fills running at once, process-wide.
+    pub prefetch_concurrency: usize,
+    /// Most windows one upstream request covers.
+    pub run_windows: u64,
     /// Disk tier.
     pub disk: DiskConfig,
 }
@@ -327,6 +339,8 @@ impl Default for UpstreamConfig {
             providers: Vec::new(),
             connect_timeout: HumanDuration(Duration::from_secs(5)),
             read_timeout: HumanDuration(Duration::from_secs(30)),
+            max_skip: ByteSize(8 << 20),
+            retries: 2,
         }
     }
 }
@@ -336,6 +350,9 @@ impl Default for CacheConfig {
         CacheConfig {
             window: ByteSize(1 << 20),
             memory: ByteSize(256 << 20),
+            prefetch: 4,
+            prefetch_concurrency: 16,
+            run_windows: 8,
             disk: DiskConfig::default(),
         }
     }
@@ -629,6 +646,30 @@ fn check_timeouts(c: &Config) -> Result<(), (&'static str, String)> {
 }
 
 fn check_cache(c: &Config) -> Result<(), (&'static str, String)> {
+    if !(1..=64).contains(&c.cache.run_windows) {
+        return Err((
+            "cache.run_windows",
+            format!("must be 1 to 64, got {}", c.cache.run_windows),
+        ));
+    }
+    if c.cache.prefetch > 64 {
+        return Err((
+            "cache.prefetch",
+            format!("must be 0 to 64, got {}", c.cache.prefetch),
+        ));
+    }
+    if c.cache.prefetch > 0 && c.cache.prefetch_concurrency == 0 {
+        return Err((
+            "cache.prefetch_concurrency",
+            "must be at least 1 while cache.prefetch is on".into(),
+        ));
+    }
+    if c.upstream.retries > 10 {
+        return Err((
+            "upstream.retries",
+            format!("must be 0 to 10, got {}", c.upstream.retries),
+        ));
+    }
     let w = c.cache.window.0;
     if !w.is_power_of_two() || !(MIN_WINDOW..=MAX_WINDOW).contains(&w) {
         return Err((

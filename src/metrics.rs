@@ -10,8 +10,8 @@ use once_cell::sync::Lazy;
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 use pingora_prometheus::prometheus::{
-    self, register_histogram_vec, register_int_counter, register_int_counter_vec, HistogramVec,
-    IntCounter, IntCounterVec,
+    self, register_histogram_vec, register_int_counter, register_int_counter_vec,
+    register_int_gauge_vec, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec,
 };
 use pingora_prometheus::PrometheusHttpApp;
 
@@ -111,6 +111,105 @@ pub static ABORTS: Lazy<IntCounterVec> = Lazy::new(|| {
     )
 });
 
+/// Body bytes served to clients by where they came from (`memory`, `disk`,
+/// `upstream`): the byte-weighted hit ratio is (memory + disk) / all.
+pub static SERVED_BYTES: Lazy<IntCounterVec> = Lazy::new(|| {
+    counter_vec(
+        "beam_edge_served_bytes_total",
+        "Piece bytes served to clients, by source (memory, disk, upstream).",
+        &["source"],
+    )
+});
+
+/// Window lookups by tier (`memory`, `disk`) and result (`hit`, `miss`).
+pub static WINDOW_LOOKUPS: Lazy<IntCounterVec> = Lazy::new(|| {
+    counter_vec(
+        "beam_edge_window_lookups_total",
+        "Window lookups, by tier (memory, disk) and result (hit, miss).",
+        &["tier", "result"],
+    )
+});
+
+/// Window fills from the upstream by kind (`demand`, `prefetch`) and outcome (`ok`, `cancelled`, `failed`).
+pub static WINDOW_FILLS: Lazy<IntCounterVec> = Lazy::new(|| {
+    counter_vec(
+        "beam_edge_window_fills_total",
+        "Windows filled from the upstream, by kind (demand, prefetch) and outcome (ok, cancelled, failed).",
+        &["kind", "outcome"],
+    )
+});
+
+/// Readers that joined a fill already in flight instead of causing another upstream fetch.
+pub static COALESCED: Lazy<IntCounter> = Lazy::new(|| {
+    #[allow(clippy::expect_used)]
+    register_int_counter!(
+        "beam_edge_coalesced_waiters_total",
+        "Readers that joined a window fill already in flight (single-flight)."
+    )
+    .expect("metric registers")
+});
+
+/// Read-ahead: windows `issued`, later `used` by a reader, `wasted` (evicted
+/// or cancelled unread), `skipped` (concurrency limit reached).
+pub static PREFETCH: Lazy<IntCounterVec> = Lazy::new(|| {
+    counter_vec(
+        "beam_edge_prefetch_total",
+        "Read-ahead windows by result (issued, used, wasted, skipped).",
+        &["result"],
+    )
+});
+
+/// Windows evicted, by tier.
+pub static EVICTIONS: Lazy<IntCounterVec> = Lazy::new(|| {
+    counter_vec(
+        "beam_edge_cache_evictions_total",
+        "Windows evicted, by tier.",
+        &["tier"],
+    )
+});
+
+/// Bytes held, by tier.
+pub static CACHE_BYTES: Lazy<IntGaugeVec> = Lazy::new(|| {
+    #[allow(clippy::expect_used)]
+    register_int_gauge_vec!(
+        "beam_edge_cache_bytes",
+        "Bytes held by each cache tier.",
+        &["tier"]
+    )
+    .expect("metric registers")
+});
+
+/// Windows held, by tier.
+pub static CACHE_ENTRIES: Lazy<IntGaugeVec> = Lazy::new(|| {
+    #[allow(clippy::expect_used)]
+    register_int_gauge_vec!(
+        "beam_edge_cache_entries",
+        "Windows held by each cache tier.",
+        &["tier"]
+    )
+    .expect("metric registers")
+});
+
+/// Upstream fallbacks: `reason` (`full_body`: Beam sent the whole piece for
+/// a deep range; `error`: Beam failed) and `target` (`provider`, `beam_retry`).
+pub static FALLBACKS: Lazy<IntCounterVec> = Lazy::new(|| {
+    counter_vec(
+        "beam_edge_upstream_fallbacks_total",
+        "Fallbacks away from a Beam answer, by reason (full_body, error) and target (provider, beam_retry).",
+        &["reason", "target"],
+    )
+});
+
+/// Time to first byte of piece requests whose range starts past byte 0 (seeks).
+pub static SEEK_TTFB: Lazy<HistogramVec> = Lazy::new(|| {
+    histogram_vec(
+        "beam_edge_seek_ttfb_seconds",
+        "Time to the response header of piece requests whose range starts past byte 0 (seeks), by cache result.",
+        &["cache"],
+        latency_buckets(),
+    )
+});
+
 /// Touches every metric so that all of them appear in `/metrics` from the start.
 pub fn init() {
     Lazy::force(&REQUESTS);
@@ -121,6 +220,16 @@ pub fn init() {
     Lazy::force(&UPSTREAM_FULL_BODY);
     Lazy::force(&TTFB);
     Lazy::force(&ABORTS);
+    Lazy::force(&SERVED_BYTES);
+    Lazy::force(&WINDOW_LOOKUPS);
+    Lazy::force(&WINDOW_FILLS);
+    Lazy::force(&COALESCED);
+    Lazy::force(&PREFETCH);
+    Lazy::force(&EVICTIONS);
+    Lazy::force(&CACHE_BYTES);
+    Lazy::force(&CACHE_ENTRIES);
+    Lazy::force(&FALLBACKS);
+    Lazy::force(&SEEK_TTFB);
 }
 
 /// The metrics listener's app: `GET /metrics` in the Prometheus text format

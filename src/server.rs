@@ -14,6 +14,7 @@ use pingora::server::configuration::ServerConf;
 use pingora::server::{ExecutionPhase, Server};
 use pingora::services::listening::Service;
 
+use crate::admin::AdminApp;
 use crate::config::Config;
 use crate::edge::{EdgeService, EdgeState};
 use crate::metrics::{self, MetricsApp};
@@ -29,6 +30,7 @@ fn check_bind(key: &str, addr: SocketAddr) -> Result<(), String> {
 pub fn run(config: Config) -> Result<(), String> {
     check_bind("server.listen", config.server.listen)?;
     check_bind("metrics.listen", config.metrics.listen)?;
+    check_bind("admin.listen", config.admin.listen)?;
     for w in config.warnings() {
         log::warn!("{w}");
     }
@@ -52,12 +54,27 @@ pub fn run(config: Config) -> Result<(), String> {
     public.add_tcp(&config.server.listen.to_string());
     server.add_service(public);
 
+    let admin = AdminApp::new(state.clone(), config.admin.token.clone());
+    let mut admin_service = Service::new("beam-edge admin".to_string(), HttpServer::new_app(admin));
+    admin_service.add_tcp(&config.admin.listen.to_string());
+    server.add_service(admin_service);
+
     let mut metrics_service = Service::new(
         "beam-edge metrics".to_string(),
         HttpServer::new_app(MetricsApp),
     );
     metrics_service.add_tcp(&config.metrics.listen.to_string());
     server.add_service(metrics_service);
+
+    // The disk tier's LRU order is saved every 30 s and at shutdown.
+    let saver = state.clone();
+    std::thread::Builder::new()
+        .name("beam-edge-index".into())
+        .spawn(move || loop {
+            std::thread::sleep(std::time::Duration::from_secs(30));
+            saver.cache.save_index();
+        })
+        .map_err(|e| format!("cannot start the index saver: {e}"))?;
 
     // Readiness follows the server's execution phase.
     let mut phases = server.watch_execution_phase();
@@ -81,9 +98,10 @@ pub fn run(config: Config) -> Result<(), String> {
         .map_err(|e| format!("cannot start the phase watcher: {e}"))?;
 
     log::info!(
-        "beam-edge {} listening on {} (metrics on {}), upstream {}",
+        "beam-edge {} listening on {} (admin on {}, metrics on {}), upstream {}",
         env!("CARGO_PKG_VERSION"),
         config.server.listen,
+        config.admin.listen,
         config.metrics.listen,
         config
             .beam_base_url()

@@ -1,8 +1,1065 @@
-//! What beam-edge remembers about pieces. For now the per-piece metadata
-//! (size and content type) learnt from the upstream; the window cache
-//! (memory and disk tiers) builds on it.
+//! The window cache: memory tier → disk tier → single-flight fill from the
+//! upstream, with read-ahead.
+//!
+//! A piece is cut into aligned windows ([`window`]). A [`RangeReader`]
+//! yields the bytes of one byte range window by window, each from the
+//! fastest place that has it: the memory tier ([`memory`], zero-copy), the
+//! disk tier ([`disk`], checked, promoted to memory), or a [`fill`] from the
+//! upstream, joined if one is already in flight, streamed as it arrives.
+//!
+//! A fill downloads a *run* of consecutive missing windows the reader needs
+//! (at most `run_windows`) with one upstream request, splits the stream into
+//! windows, caches each as it completes, and stops at a window boundary once
+//! nothing it has left is wanted: a client that goes away does not leave a
+//! 4 GB download running. Transient upstream failures are retried, resuming
+//! at the first missing byte. Beam's whole-piece 200 to a ranged request is
+//! used only when the range starts within `max_skip` of byte 0 (and the
+//! windows it carries before the range are cached too); otherwise it is
+//! dropped at once and the range is asked of a storage provider, then of
+//! Beam once more. A reader moving forward triggers read-ahead of the next
+//! `prefetch` windows, bounded process-wide.
+//!
+//! Nothing here knows about HTTP sessions: `edge` turns chunks into
+//! responses. Pieces are immutable, so nothing expires; tiers evict by
+//! their byte budgets.
 
 pub mod disk;
+pub mod fill;
 pub mod memory;
 pub mod meta;
 pub mod window;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::http::range::ByteRange;
+use crate::metrics;
+use crate::upstream::{Origin, Upstream, UpstreamBody, UpstreamError};
+use disk::{DiskTier, PieceMetaRecord};
+pub use fill::CacheError;
+use fill::{Fill, FillReader, Interest};
+use memory::MemoryTier;
+use window::{Geometry, WindowKey, WindowSlice};
+
+/// How the cache behaves (from the `cache` and `upstream` config sections).
+#[derive(Debug, Clone)]
+pub struct CacheSettings {
+    /// Window size in padded bytes.
+    pub window_padded: u64,
+    /// Memory tier budget in bytes.
+    pub memory_budget: u64,
+    /// Disk tier directory and budget; `None` turns the tier off.
+    pub disk: Option<(std::path::PathBuf, u64)>,
+    /// Windows read ahead of a forward-moving reader.
+    pub prefetch: u64,
+    /// Most read-ahead fills at once.
+    pub prefetch_concurrency: usize,
+    /// Most windows per upstream request.
+    pub run_windows: u64,
+    /// Largest range start at which Beam's whole-piece 200 is used.
+    pub max_skip: u64,
+    /// Retries of a failed fetch.
+    pub retries: u32,
+    /// Storage-provider service URLs, tried in turn as fallbacks.
+    pub providers: Vec<String>,
+    /// How long a reader that read its whole range keeps its read-ahead alive
+    /// (players read in consecutive ranges).
+    pub prefetch_linger: Duration,
+    /// Delay before asking Beam again after it sent a whole piece for a deep range.
+    pub beam_retry_delay: Duration,
+}
+
+/// A piece as the cache sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Piece {
+    /// Canonical PieceCID string.
+    pub cid: Arc<str>,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// Where served bytes came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// The memory tier.
+    Memory,
+    /// The disk tier.
+    Disk,
+    /// An upstream fill.
+    Upstream,
+}
+
+impl Source {
+    /// Metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Source::Memory => "memory",
+            Source::Disk => "disk",
+            Source::Upstream => "upstream",
+        }
+    }
+}
+
+/// Which windows of a piece each tier holds.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PieceStatus {
+    /// The piece.
+    pub cid: String,
+    /// Size, when known.
+    pub size: Option<u64>,
+    /// Number of windows, when the size is known.
+    pub windows: Option<u64>,
+    /// Window indexes in memory.
+    pub memory: Vec<u64>,
+    /// Window indexes on disk.
+    pub disk: Vec<u64>,
+    /// Window indexes being filled.
+    pub filling: Vec<u64>,
+}
+
+/// Sizes and counters of the tiers.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CacheStats {
+    /// Window size in raw bytes.
+    pub window_bytes: u64,
+    /// Memory tier.
+    pub memory: TierStats,
+    /// Disk tier (`None` when off).
+    pub disk: Option<TierStats>,
+    /// Windows being filled now.
+    pub fills_in_flight: usize,
+}
+
+/// One tier's numbers.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TierStats {
+    /// Budget in bytes.
+    pub budget: u64,
+    /// Bytes held.
+    pub bytes: u64,
+    /// Windows held.
+    pub entries: u64,
+    /// Windows evicted since start.
+    pub evictions: u64,
+}
+
+struct Inner {
+    geometry: Geometry,
+    memory: MemoryTier,
+    disk: Option<Arc<DiskTier>>,
+    fills: Mutex<HashMap<WindowKey, Arc<Fill>>>,
+    upstream: Upstream,
+    settings: CacheSettings,
+    prefetch_slots: Arc<Semaphore>,
+    /// Windows filled by read-ahead and not read yet (for used/wasted counts).
+    prefetched_unread: Mutex<HashSet<WindowKey>>,
+}
+
+/// The window cache. Cheap to clone.
+#[derive(Clone)]
+pub struct WindowCache {
+    inner: Arc<Inner>,
+}
+
+impl WindowCache {
+    /// Opens the tiers (the disk tier rebuilds its index from its directory).
+    pub fn new(settings: CacheSettings, upstream: Upstream) -> std::io::Result<WindowCache> {
+        let geometry = Geometry::from_padded(settings.window_padded);
+        let disk = match &settings.disk {
+            Some((path, budget)) => Some(Arc::new(DiskTier::open(path, *budget)?)),
+            None => None,
+        };
+        let inner = Inner {
+            geometry,
+            memory: MemoryTier::new(settings.memory_budget, geometry.raw),
+            disk,
+            fills: Mutex::new(HashMap::new()),
+            upstream,
+            prefetch_slots: Arc::new(Semaphore::new(settings.prefetch_concurrency.max(1))),
+            settings,
+            prefetched_unread: Mutex::new(HashSet::new()),
+        };
+        let cache = WindowCache {
+            inner: Arc::new(inner),
+        };
+        cache.inner.publish_sizes();
+        Ok(cache)
+    }
+
+    /// Window geometry.
+    pub fn geometry(&self) -> Geometry {
+        self.inner.geometry
+    }
+
+    /// A reader of `range` of `piece`.
+    pub fn reader(&self, piece: &Piece, range: ByteRange) -> RangeReader {
+        let slices = self.inner.geometry.plan(range, piece.size);
+        RangeReader {
+            inner: self.inner.clone(),
+            piece: piece.clone(),
+            slices: slices.into(),
+            current: None,
+            token: Arc::new(()),
+            interests: HashMap::new(),
+            completed: false,
+            restarts: 0,
+        }
+    }
+
+    /// Bytes of `ranges` already held by a tier, and the total: what
+    /// `X-Cache` reports (HIT: all, MISS: none, PARTIAL: some).
+    pub fn coverage(&self, piece: &Piece, ranges: &[ByteRange]) -> (u64, u64) {
+        let mut cached = 0;
+        let mut total = 0;
+        for r in ranges {
+            for s in self.inner.geometry.plan(*r, piece.size) {
+                let len = s.to - s.from + 1;
+                total += len;
+                let key = WindowKey::new(piece.cid.clone(), s.index);
+                if self.inner.memory.contains(&key)
+                    || self.inner.disk.as_ref().is_some_and(|d| d.contains(&key))
+                {
+                    cached += len;
+                }
+            }
+        }
+        (cached, total)
+    }
+
+    /// Persists a piece's size and content type beside its windows.
+    pub fn remember_meta(&self, cid: &str, size: u64, content_type: &str) {
+        if let Some(d) = self.inner.disk.clone() {
+            let cid = cid.to_string();
+            let rec = PieceMetaRecord {
+                size,
+                content_type: content_type.to_string(),
+            };
+            spawn_blocking_detached(move || {
+                if let Err(e) = d.put_meta(&cid, &rec) {
+                    log::warn!("cannot persist metadata of {cid}: {e}");
+                }
+            });
+        }
+    }
+
+    /// Every persisted (cid, size, content type).
+    pub fn persisted_meta(&self) -> Vec<(String, PieceMetaRecord)> {
+        self.inner
+            .disk
+            .as_ref()
+            .map(|d| d.all_meta())
+            .unwrap_or_default()
+    }
+
+    /// Tier numbers.
+    pub fn stats(&self) -> CacheStats {
+        let m = self.inner.memory.stats();
+        CacheStats {
+            window_bytes: self.inner.geometry.raw,
+            memory: TierStats {
+                budget: self.inner.settings.memory_budget,
+                bytes: m.bytes,
+                entries: m.entries,
+                evictions: m.evictions,
+            },
+            disk: self.inner.disk.as_ref().map(|d| {
+                let s = d.stats();
+                TierStats {
+                    budget: self.inner.settings.disk.as_ref().map_or(0, |(_, b)| *b),
+                    bytes: s.bytes,
+                    entries: s.entries,
+                    evictions: s.evictions,
+                }
+            }),
+            fills_in_flight: self.inner.lock_fills().len(),
+        }
+    }
+
+    /// Which windows of `cid` each tier holds (`size` when known).
+    pub fn piece_status(&self, cid: &str, size: Option<u64>) -> PieceStatus {
+        let cid_arc: Arc<str> = Arc::from(cid);
+        let disk = self
+            .inner
+            .disk
+            .as_ref()
+            .map(|d| d.windows_of(cid))
+            .unwrap_or_default();
+        let mut filling: Vec<u64> = self
+            .inner
+            .lock_fills()
+            .keys()
+            .filter(|k| *k.cid == *cid)
+            .map(|k| k.index)
+            .collect();
+        filling.sort_unstable();
+        // Memory has no per-piece index: probe the windows that can exist.
+        let count = size.map(|s| self.inner.geometry.count(s));
+        let probe_upto = count.unwrap_or_else(|| disk.last().map_or(0, |l| l + 1).max(64));
+        let memory = (0..probe_upto)
+            .filter(|i| {
+                self.inner
+                    .memory
+                    .contains(&WindowKey::new(cid_arc.clone(), *i))
+            })
+            .collect();
+        PieceStatus {
+            cid: cid.to_string(),
+            size,
+            windows: count,
+            memory,
+            disk,
+            filling,
+        }
+    }
+
+    /// Drops every window of `cid` from both tiers; returns the windows removed.
+    pub async fn purge(&self, cid: &str, size: Option<u64>) -> u64 {
+        let status = self.piece_status(cid, size);
+        let cid_arc: Arc<str> = Arc::from(cid);
+        let mut removed = 0;
+        for i in &status.memory {
+            if self
+                .inner
+                .memory
+                .remove(&WindowKey::new(cid_arc.clone(), *i))
+            {
+                removed += 1;
+            }
+        }
+        if let Some(d) = self.inner.disk.clone() {
+            let c = cid.to_string();
+            let (n, _) = tokio::task::spawn_blocking(move || d.remove_piece(&c))
+                .await
+                .unwrap_or((0, 0));
+            removed += n;
+        }
+        self.inner.publish_sizes();
+        removed
+    }
+
+    /// Fills `range` of `piece` in the background (admin warm-up); the fill
+    /// runs to the end even though no client waits.
+    pub fn warm(&self, piece: &Piece, range: ByteRange) {
+        let mut reader = self.reader(piece, range);
+        tokio::spawn(async move {
+            loop {
+                match reader.next_chunk().await {
+                    Ok(Some(_)) => {}
+                    Ok(None) => break,
+                    Err(e) => {
+                        log::warn!("warming {} failed: {e}", reader.piece.cid);
+                        break;
+                    }
+                }
+            }
+        });
+    }
+
+    /// Saves the disk tier's LRU order (periodically and at shutdown).
+    pub fn save_index(&self) {
+        if let Some(d) = &self.inner.disk {
+            if let Err(e) = d.save_index() {
+                log::warn!("cannot save the disk cache index: {e}");
+            }
+        }
+    }
+}
+
+fn spawn_blocking_detached(f: impl FnOnce() + Send + 'static) {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) => {
+            h.spawn_blocking(f);
+        }
+        Err(_) => f(),
+    }
+}
+
+impl Inner {
+    fn lock_fills(&self) -> std::sync::MutexGuard<'_, HashMap<WindowKey, Arc<Fill>>> {
+        self.fills.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn is_cached(&self, key: &WindowKey) -> bool {
+        self.memory.contains(key) || self.disk.as_ref().is_some_and(|d| d.contains(key))
+    }
+
+    fn publish_sizes(&self) {
+        let m = self.memory.stats();
+        metrics::CACHE_BYTES
+            .with_label_values(&["memory"])
+            .set(m.bytes as i64);
+        metrics::CACHE_ENTRIES
+            .with_label_values(&["memory"])
+            .set(m.entries as i64);
+        if let Some(d) = &self.disk {
+            let s = d.stats();
+            metrics::CACHE_BYTES
+                .with_label_values(&["disk"])
+                .set(s.bytes as i64);
+            metrics::CACHE_ENTRIES
+                .with_label_values(&["disk"])
+                .set(s.entries as i64);
+        }
+    }
+
+    /// Puts a complete window into both tiers.
+    fn store(self: &Arc<Self>, key: WindowKey, bytes: Bytes) {
+        let before = self.memory.stats().evictions;
+        self.memory.put(key.clone(), bytes.clone());
+        let evicted = self.memory.stats().evictions - before;
+        if evicted > 0 {
+            metrics::EVICTIONS
+                .with_label_values(&["memory"])
+                .inc_by(evicted);
+        }
+        if let Some(d) = self.disk.clone() {
+            let inner = self.clone();
+            spawn_blocking_detached(move || {
+                let before = d.stats().evictions;
+                if let Err(e) = d.put(&key, &bytes) {
+                    log::warn!(
+                        "disk cache write of {} window {} failed: {e}",
+                        key.cid,
+                        key.index
+                    );
+                }
+                let evicted = d.stats().evictions.saturating_sub(before);
+                if evicted > 0 {
+                    metrics::EVICTIONS
+                        .with_label_values(&["disk"])
+                        .inc_by(evicted);
+                }
+                inner.publish_sizes();
+            });
+        } else {
+            self.publish_sizes();
+        }
+    }
+
+    /// Removes `fill` from the in-flight map if it is still the registered one.
+    fn unregister(&self, fill: &Arc<Fill>) {
+        let mut map = self.lock_fills();
+        if map.get(&fill.key).is_some_and(|f| Arc::ptr_eq(f, fill)) {
+            map.remove(&fill.key);
+        }
+    }
+
+    fn complete(self: &Arc<Self>, fill: &Arc<Fill>) {
+        let bytes = fill.finish();
+        self.store(fill.key.clone(), bytes);
+        self.unregister(fill);
+        metrics::WINDOW_FILLS
+            .with_label_values(&[fill_kind(fill), "ok"])
+            .inc();
+    }
+
+    fn abandon(&self, fills: &[Arc<Fill>], e: CacheError) {
+        let outcome = if e == CacheError::Cancelled {
+            "cancelled"
+        } else {
+            "failed"
+        };
+        for f in fills {
+            f.fail(e.clone());
+            self.unregister(f);
+            metrics::WINDOW_FILLS
+                .with_label_values(&[fill_kind(f), outcome])
+                .inc();
+            if f.prefetch {
+                let mut unread = self
+                    .prefetched_unread
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                if unread.remove(&f.key) {
+                    metrics::PREFETCH.with_label_values(&["wasted"]).inc();
+                }
+            }
+        }
+    }
+
+    /// Registers fills for consecutive windows from `first` that are neither
+    /// cached nor in flight, up to `limit` windows and `last`. With
+    /// `force_first`, the first window is planned even if a tier claims it
+    /// (the caller just failed to read it from there).
+    fn plan_run(
+        &self,
+        piece: &Piece,
+        first: u64,
+        last: u64,
+        limit: u64,
+        force_first: bool,
+        prefetch: bool,
+    ) -> Vec<Arc<Fill>> {
+        let mut run = Vec::new();
+        let mut map = self.lock_fills();
+        let mut i = first;
+        while i <= last && (run.len() as u64) < limit {
+            let key = WindowKey::new(piece.cid.clone(), i);
+            let forced = force_first && i == first;
+            if map.contains_key(&key) || (!forced && self.is_cached(&key)) {
+                break;
+            }
+            let len = self.geometry.len_of(i, piece.size);
+            if len == 0 {
+                break;
+            }
+            let fill = Fill::new(key.clone(), len, prefetch);
+            map.insert(key, fill.clone());
+            run.push(fill);
+            i += 1;
+        }
+        run
+    }
+
+    fn start_run(
+        self: &Arc<Self>,
+        piece: &Piece,
+        run: Vec<Arc<Fill>>,
+        permit: Option<OwnedSemaphorePermit>,
+    ) {
+        if run.is_empty() {
+            return;
+        }
+        let inner = self.clone();
+        let piece = piece.clone();
+        tokio::spawn(async move {
+            inner.run_fill(&piece, &run).await;
+            drop(permit);
+        });
+    }
+
+    /// Read-ahead of the windows after `index`, kept wanted while `owner` lives.
+    fn prefetch_after(self: &Arc<Self>, piece: &Piece, index: u64, owner: &Arc<()>) {
+        let n = self.settings.prefetch;
+        if n == 0 {
+            return;
+        }
+        let last = self.geometry.count(piece.size).saturating_sub(1);
+        let mut i = index + 1;
+        let end = (index + n).min(last);
+        while i <= end {
+            let key = WindowKey::new(piece.cid.clone(), i);
+            let in_flight = self.lock_fills().get(&key).cloned();
+            if let Some(f) = in_flight {
+                f.add_owner(Arc::downgrade(owner));
+                i += 1;
+                continue;
+            }
+            if self.is_cached(&key) {
+                i += 1;
+                continue;
+            }
+            let Ok(permit) = self.prefetch_slots.clone().try_acquire_owned() else {
+                metrics::PREFETCH
+                    .with_label_values(&["skipped"])
+                    .inc_by(end - i + 1);
+                return;
+            };
+            let run = self.plan_run(piece, i, end, self.settings.run_windows, false, true);
+            if run.is_empty() {
+                i += 1;
+                continue;
+            }
+            i += run.len() as u64;
+            {
+                let mut unread = self
+                    .prefetched_unread
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                if unread.len() > 100_000 {
+                    unread.clear();
+                }
+                for f in &run {
+                    f.add_owner(Arc::downgrade(owner));
+                    unread.insert(f.key.clone());
+                }
+            }
+            metrics::PREFETCH
+                .with_label_values(&["issued"])
+                .inc_by(run.len() as u64);
+            self.start_run(piece, run, Some(permit));
+        }
+    }
+
+    fn note_read(&self, key: &WindowKey) {
+        let mut unread = self
+            .prefetched_unread
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if unread.remove(key) {
+            metrics::PREFETCH.with_label_values(&["used"]).inc();
+        }
+    }
+
+    /// Downloads `fills` (consecutive windows) with as few upstream requests
+    /// as the upstream allows.
+    async fn run_fill(self: &Arc<Self>, piece: &Piece, fills: &[Arc<Fill>]) {
+        let g = self.geometry;
+        let mut cur = 0usize;
+        let mut failures = 0u32;
+        loop {
+            if cur == fills.len() {
+                return;
+            }
+            if !fills[cur..].iter().any(|f| f.is_wanted()) {
+                self.abandon(&fills[cur..], CacheError::Cancelled);
+                return;
+            }
+            let (Some(first), Some(last)) = (
+                g.span(fills[cur].key.index, piece.size),
+                g.span(fills[fills.len() - 1].key.index, piece.size),
+            ) else {
+                self.abandon(&fills[cur..], CacheError::Cancelled);
+                return;
+            };
+            let start = first.start + fills[cur].received();
+            let range = ByteRange::new(start, last.end);
+            let result = self.open_upstream(piece, range).await;
+            let (mut body, from_zero) = match result {
+                Ok(b) => b,
+                Err(e) => {
+                    if e.is_transient() && failures < self.settings.retries {
+                        failures += 1;
+                        backoff(failures).await;
+                        continue;
+                    }
+                    self.abandon(&fills[cur..], CacheError::Upstream(e));
+                    return;
+                }
+            };
+            // A whole-piece body used from byte 0: cache the windows before
+            // the run as they pass, and drop what this run already has.
+            let mut offset = if from_zero { 0 } else { start };
+            let mut prefix = BytesMut::new();
+            loop {
+                match body.next_chunk().await {
+                    Ok(Some(mut chunk)) => {
+                        if offset < start {
+                            let skip = usize::try_from((start - offset).min(chunk.len() as u64))
+                                .unwrap_or(0);
+                            let head = chunk.split_to(skip);
+                            self.cache_prefix(piece, offset, &head, first.start, &mut prefix);
+                            offset += skip as u64;
+                            if chunk.is_empty() {
+                                continue;
+                            }
+                        }
+                        offset += chunk.len() as u64;
+                        while !chunk.is_empty() {
+                            let f = &fills[cur];
+                            let need = usize::try_from(f.len - f.received()).unwrap_or(usize::MAX);
+                            f.push(chunk.split_to(need.min(chunk.len())));
+                            if f.received() == f.len {
+                                self.complete(f);
+                                cur += 1;
+                                if cur == fills.len() {
+                                    return;
+                                }
+                                if !fills[cur..].iter().any(|f| f.is_wanted()) {
+                                    self.abandon(&fills[cur..], CacheError::Cancelled);
+                                    return;
+                                }
+                            }
+                        }
+                    }
+                    Ok(None) => {
+                        // The body ended exactly where asked; anything left is short.
+                        if cur < fills.len() {
+                            failures += 1;
+                            if failures > self.settings.retries {
+                                let e = UpstreamError::ShortBody {
+                                    expected: range.len(),
+                                    got: offset - start,
+                                };
+                                self.abandon(&fills[cur..], CacheError::Upstream(e));
+                                return;
+                            }
+                        }
+                        break;
+                    }
+                    Err(e) => {
+                        failures += 1;
+                        if !e.is_transient() || failures > self.settings.retries {
+                            self.abandon(&fills[cur..], CacheError::Upstream(e));
+                            return;
+                        }
+                        log::info!("retrying {} from byte {} after: {e}", piece.cid, offset);
+                        backoff(failures).await;
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Caches whole windows that lie before `run_start`, from a whole-piece
+    /// body read from byte 0. `prefix` accumulates the current window.
+    fn cache_prefix(
+        self: &Arc<Self>,
+        piece: &Piece,
+        offset: u64,
+        data: &[u8],
+        run_start: u64,
+        prefix: &mut BytesMut,
+    ) {
+        let g = self.geometry;
+        let mut pos = offset;
+        let mut rest = data;
+        while !rest.is_empty() && pos < run_start {
+            let idx = g.index_of(pos);
+            let Some(span) = g.span(idx, piece.size) else {
+                return;
+            };
+            let take = usize::try_from((span.end + 1 - pos).min(rest.len() as u64)).unwrap_or(0);
+            prefix.extend_from_slice(&rest[..take]);
+            rest = &rest[take..];
+            pos += take as u64;
+            if pos == span.end + 1 {
+                let key = WindowKey::new(piece.cid.clone(), idx);
+                let bytes = std::mem::take(prefix).freeze();
+                if bytes.len() as u64 == span.len() && !self.is_cached(&key) {
+                    self.store(key, bytes);
+                }
+            }
+        }
+    }
+
+    /// Opens `range` from the best upstream. Returns the body and whether it
+    /// starts at byte 0 (a whole-piece answer used as is).
+    async fn open_upstream(
+        &self,
+        piece: &Piece,
+        range: ByteRange,
+    ) -> Result<(UpstreamBody, bool), UpstreamError> {
+        let beam = self
+            .upstream
+            .fetch_from(Origin::Beam, &piece.cid, range, Some(piece.size))
+            .await;
+        match beam {
+            Ok(body) if !body.whole_piece() => Ok((body, false)),
+            Ok(mut body) if range.start <= self.settings.max_skip => {
+                body.rewind_to_zero();
+                Ok((body, true))
+            }
+            Ok(body) => {
+                // A deep range answered with the whole piece: never read up to it.
+                drop(body);
+                if let Some(b) = self.try_providers(piece, range, "full_body").await {
+                    return Ok((b, false));
+                }
+                metrics::FALLBACKS
+                    .with_label_values(&["full_body", "beam_retry"])
+                    .inc();
+                tokio::time::sleep(self.settings.beam_retry_delay).await;
+                match self.upstream.fetch_from(Origin::Beam, &piece.cid, range, Some(piece.size)).await {
+                    Ok(b) if !b.whole_piece() => Ok((b, false)),
+                    Ok(_) => Err(UpstreamError::BadResponse(format!(
+                        "Beam answered a range starting at byte {} with the whole piece and no storage provider \
+                         could serve it (set upstream.providers)",
+                        range.start
+                    ))),
+                    Err(e) => Err(e),
+                }
+            }
+            Err(e) => match self.try_providers(piece, range, "error").await {
+                Some(b) => Ok((b, false)),
+                None => Err(e),
+            },
+        }
+    }
+
+    async fn try_providers(
+        &self,
+        piece: &Piece,
+        range: ByteRange,
+        reason: &str,
+    ) -> Option<UpstreamBody> {
+        for p in &self.settings.providers {
+            metrics::FALLBACKS
+                .with_label_values(&[reason, "provider"])
+                .inc();
+            match self
+                .upstream
+                .fetch_from(Origin::Provider(p), &piece.cid, range, Some(piece.size))
+                .await
+            {
+                Ok(b) if !b.whole_piece() || range.start == 0 => return Some(b),
+                Ok(_) => log::warn!("provider {p} ignored Range for {}", piece.cid),
+                Err(e) => log::warn!("provider {p} failed for {}: {e}", piece.cid),
+            }
+        }
+        None
+    }
+}
+
+fn fill_kind(f: &Fill) -> &'static str {
+    if f.prefetch {
+        "prefetch"
+    } else {
+        "demand"
+    }
+}
+
+async fn backoff(attempt: u32) {
+    let ms = 100u64 << (2 * attempt.saturating_sub(1)).min(8);
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+}
+
+enum Current {
+    Ready(Bytes, Source),
+    Filling {
+        reader: FillReader,
+        pos: u64,
+        slice: WindowSlice,
+    },
+}
+
+/// Reads one byte range of a piece, window by window.
+pub struct RangeReader {
+    inner: Arc<Inner>,
+    piece: Piece,
+    slices: VecDeque<WindowSlice>,
+    current: Option<Current>,
+    /// Liveness of this reader: read-ahead fills stay wanted while it lives.
+    token: Arc<()>,
+    interests: HashMap<u64, Interest>,
+    completed: bool,
+    restarts: u32,
+}
+
+impl RangeReader {
+    /// The next chunk of the range and where it came from; `Ok(None)` at the end.
+    pub async fn next_chunk(&mut self) -> Result<Option<(Bytes, Source)>, CacheError> {
+        loop {
+            match self.current.take() {
+                Some(Current::Ready(bytes, source)) => return Ok(Some((bytes, source))),
+                Some(Current::Filling {
+                    mut reader,
+                    pos,
+                    slice,
+                }) => match reader.next().await {
+                    Ok(Some(chunk)) => {
+                        let end = pos + chunk.len() as u64;
+                        let done = end > slice.to;
+                        let a = pos.max(slice.from);
+                        let b = end.min(slice.to + 1);
+                        if !done {
+                            self.current = Some(Current::Filling {
+                                reader,
+                                pos: end,
+                                slice,
+                            });
+                        } else {
+                            self.interests.remove(&slice.index);
+                        }
+                        if a < b {
+                            let part = chunk.slice(
+                                usize::try_from(a - pos).unwrap_or(0)
+                                    ..usize::try_from(b - pos).unwrap_or(0),
+                            );
+                            return Ok(Some((part, Source::Upstream)));
+                        }
+                    }
+                    Ok(None) => {
+                        // The window completed before the slice's end: cannot happen
+                        // for a correct fill; re-resolve the window to be safe.
+                        self.interests.remove(&slice.index);
+                        self.retry_slice(slice)?;
+                    }
+                    Err(CacheError::Cancelled) => self.retry_slice(slice)?,
+                    Err(e) => return Err(e),
+                },
+                None => {
+                    let Some(slice) = self.slices.pop_front() else {
+                        self.completed = true;
+                        return Ok(None);
+                    };
+                    self.current = Some(self.open(slice).await);
+                }
+            }
+        }
+    }
+
+    fn retry_slice(&mut self, slice: WindowSlice) -> Result<(), CacheError> {
+        self.interests.remove(&slice.index);
+        self.restarts += 1;
+        if self.restarts > 8 {
+            return Err(CacheError::Cancelled);
+        }
+        self.slices.push_front(slice);
+        Ok(())
+    }
+
+    /// Opens one window slice from the fastest tier that has it, then lets
+    /// a forward-moving reader (one that reads through the window) start
+    /// read-ahead of the windows after it.
+    async fn open(&mut self, slice: WindowSlice) -> Current {
+        let current = self.locate(slice).await;
+        if slice.reaches_end() {
+            self.inner
+                .prefetch_after(&self.piece, slice.index, &self.token);
+        }
+        current
+    }
+
+    /// Starts a demand run from window `from` over the windows this reader
+    /// still needs that are neither cached nor in flight.
+    fn plan_ahead(&mut self, from: u64) {
+        let Some(last_needed) = self.slices.back().map(|s| s.index) else {
+            return;
+        };
+        if from > last_needed || self.interests.contains_key(&from) {
+            return;
+        }
+        let inner = self.inner.clone();
+        let run = inner.plan_run(
+            &self.piece,
+            from,
+            last_needed,
+            inner.settings.run_windows,
+            false,
+            false,
+        );
+        for f in &run {
+            self.interests
+                .entry(f.key.index)
+                .or_insert_with(|| f.interest());
+        }
+        inner.start_run(&self.piece, run, None);
+    }
+
+    async fn locate(&mut self, slice: WindowSlice) -> Current {
+        let inner = self.inner.clone();
+        let key = WindowKey::new(self.piece.cid.clone(), slice.index);
+        let cut = |bytes: &Bytes| {
+            bytes.slice(
+                usize::try_from(slice.from).unwrap_or(0)
+                    ..usize::try_from(slice.to + 1).unwrap_or(0),
+            )
+        };
+        if let Some(bytes) = inner
+            .memory
+            .get(&key)
+            .filter(|b| b.len() as u64 == slice.window_len)
+        {
+            metrics::WINDOW_LOOKUPS
+                .with_label_values(&["memory", "hit"])
+                .inc();
+            inner.note_read(&key);
+            return Current::Ready(cut(&bytes), Source::Memory);
+        }
+        metrics::WINDOW_LOOKUPS
+            .with_label_values(&["memory", "miss"])
+            .inc();
+        // A window of this reader's own run: read it from the fill it holds,
+        // even if the tiers have already evicted it.
+        if let Some(fill) = self.interests.get(&slice.index).map(|i| i.fill().clone()) {
+            return Current::Filling {
+                reader: fill.reader(),
+                pos: 0,
+                slice,
+            };
+        }
+        let joined = inner.lock_fills().get(&key).cloned();
+        if let Some(fill) = joined {
+            metrics::COALESCED.inc();
+            inner.note_read(&key);
+            self.interests
+                .entry(slice.index)
+                .or_insert_with(|| fill.interest());
+            // Someone else fetches this window; the rest of this reader's
+            // range gets a run of its own.
+            self.plan_ahead(slice.index + 1);
+            return Current::Filling {
+                reader: fill.reader(),
+                pos: 0,
+                slice,
+            };
+        }
+        if let Some(d) = inner.disk.clone().filter(|d| d.contains(&key)) {
+            let k = key.clone();
+            let len = slice.window_len;
+            let got = tokio::task::spawn_blocking(move || d.get(&k, len))
+                .await
+                .ok()
+                .flatten();
+            if let Some(bytes) = got {
+                metrics::WINDOW_LOOKUPS
+                    .with_label_values(&["disk", "hit"])
+                    .inc();
+                inner.note_read(&key);
+                inner.memory.put(key, bytes.clone());
+                inner.publish_sizes();
+                return Current::Ready(cut(&bytes), Source::Disk);
+            }
+        }
+        if inner.disk.is_some() {
+            metrics::WINDOW_LOOKUPS
+                .with_label_values(&["disk", "miss"])
+                .inc();
+        }
+        // Start a run over this and the following windows this reader needs.
+        let last_needed = self.slices.back().map_or(slice.index, |s| s.index);
+        let run = inner.plan_run(
+            &self.piece,
+            slice.index,
+            last_needed,
+            inner.settings.run_windows,
+            true,
+            false,
+        );
+        for f in &run {
+            self.interests
+                .entry(f.key.index)
+                .or_insert_with(|| f.interest());
+        }
+        let fill = match run.first() {
+            Some(f) => f.clone(),
+            None => match inner.lock_fills().get(&key).cloned() {
+                // Someone registered it between our look and the plan: join theirs.
+                Some(f) => {
+                    self.interests
+                        .entry(slice.index)
+                        .or_insert_with(|| f.interest());
+                    f
+                }
+                None => {
+                    // Registered and finished between our look and the plan:
+                    // look again.
+                    let f = Fill::new(key.clone(), slice.window_len, false);
+                    f.fail(CacheError::Cancelled);
+                    f
+                }
+            },
+        };
+        let reader = fill.reader();
+        inner.start_run(&self.piece, run, None);
+        Current::Filling {
+            reader,
+            pos: 0,
+            slice,
+        }
+    }
+}
+
+impl Drop for RangeReader {
+    fn drop(&mut self) {
+        // A reader that read its whole range keeps its read-ahead wanted a
+        // little longer: players fetch consecutive ranges. One that was cut
+        // off releases it at once.
+        if self.completed && !self.inner.settings.prefetch_linger.is_zero() {
+            if let Ok(h) = tokio::runtime::Handle::try_current() {
+                let token = self.token.clone();
+                let linger = self.inner.settings.prefetch_linger;
+                h.spawn(async move {
+                    tokio::time::sleep(linger).await;
+                    drop(token);
+                });
+            }
+        }
+    }
+}

@@ -29,6 +29,7 @@ use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 
 use crate::cache::meta::PieceMetaStore;
+use crate::cache::{CacheSettings, WindowCache};
 use crate::config::Config;
 use crate::http::range::RangeLimits;
 use crate::metrics;
@@ -36,8 +37,10 @@ use crate::upstream::{Upstream, UpstreamSettings};
 
 /// Shared state of the public service.
 pub struct EdgeState {
-    /// The Beam client.
+    /// The Beam client (for size probes; windows go through `cache`).
     pub upstream: Upstream,
+    /// The window cache.
+    pub cache: WindowCache,
     /// Sizes and content types learnt per piece.
     pub meta: PieceMetaStore,
     /// Range caps.
@@ -58,17 +61,58 @@ impl EdgeState {
             connect_timeout: config.upstream.connect_timeout.0,
             read_timeout: config.upstream.read_timeout.0,
         })?;
+        let cache = WindowCache::new(cache_settings(config), upstream.clone()).map_err(|e| {
+            format!(
+                "cache.disk.path: cannot open {}: {e}",
+                config.cache.disk.path.display()
+            )
+        })?;
+        let meta = PieceMetaStore::new(100_000);
+        for (cid, rec) in cache.persisted_meta() {
+            meta.update(
+                &cid,
+                Some(rec.size),
+                Some(crate::http::sniff::intern_content_type(&rec.content_type)),
+            );
+        }
         let not_ready_reason = config.beam_base_url().is_none().then(|| {
             "not ready: upstream.payer is not set, so /piece cannot reach Beam".to_string()
         });
         Ok(EdgeState {
             upstream,
-            meta: PieceMetaStore::new(100_000),
+            cache,
+            meta,
             range_limits: RangeLimits::default(),
             running: AtomicBool::new(false),
             shutting_down: AtomicBool::new(false),
             not_ready_reason,
         })
+    }
+}
+
+impl EdgeState {
+    /// Records what was learnt about a piece, in memory and beside its windows.
+    pub fn learn(&self, cid: &str, size: u64, content_type: &'static str) {
+        self.meta.update(cid, Some(size), Some(content_type));
+        self.cache.remember_meta(cid, size, content_type);
+    }
+}
+
+/// The cache settings a config asks for.
+pub fn cache_settings(config: &Config) -> CacheSettings {
+    let c = &config.cache;
+    CacheSettings {
+        window_padded: c.window.0,
+        memory_budget: c.memory.0,
+        disk: (c.disk.size.0 > 0).then(|| (c.disk.path.clone(), c.disk.size.0)),
+        prefetch: c.prefetch,
+        prefetch_concurrency: c.prefetch_concurrency,
+        run_windows: c.run_windows,
+        max_skip: config.upstream.max_skip.0,
+        retries: config.upstream.retries,
+        providers: config.upstream.providers.clone(),
+        prefetch_linger: std::time::Duration::from_secs(2),
+        beam_retry_delay: std::time::Duration::from_millis(500),
     }
 }
 

@@ -16,6 +16,8 @@
 //! 6. header, then body chunks as they arrive; a later failure aborts.
 
 use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header;
@@ -24,6 +26,7 @@ use pingora::prelude::*;
 use pingora::proxy::Session;
 
 use super::{respond_text, EdgeState, RequestCtx};
+use crate::cache::{CacheError, Piece, RangeReader, Source};
 use crate::http::conditional::{if_none_match, if_range_allows, piece_etag};
 use crate::http::range::{
     parse_range_header, plan_ranges, unsatisfied_content_range, ByteRange, MultipartLayout,
@@ -32,13 +35,14 @@ use crate::http::range::{
 use crate::http::sniff::{sniff_content_type, SNIFF_LEN};
 use crate::metrics;
 use crate::piece::PieceCid;
-use crate::upstream::{UpstreamBody, UpstreamError};
+use crate::upstream::UpstreamError;
 
 /// `Cache-Control` of every piece response: the bytes are content-addressed.
 pub const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 
 /// Headers a cross-origin player needs to read.
-const EXPOSED: &str = "Content-Range, Content-Length, Accept-Ranges, ETag, Content-Type";
+const EXPOSED: &str =
+    "Content-Range, Content-Length, Accept-Ranges, ETag, Content-Type, X-Cache, Server-Timing";
 
 /// CORS headers of every `/piece` response (errors included, so that a
 /// player on another origin can read the status and the reason).
@@ -67,6 +71,18 @@ async fn respond_error(
     let mut extra = cors_headers();
     extra.push(("Cache-Control", "no-store".into()));
     respond_text(session, ctx, status, &extra, &format!("{reason}\n")).await
+}
+
+async fn respond_cache_error(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    e: &CacheError,
+) -> Result<()> {
+    log::warn!(
+        "piece read failed for {}: {e}",
+        session.req_header().uri.path()
+    );
+    respond_error(session, ctx, e.client_status(), &e.to_string()).await
 }
 
 async fn respond_upstream_error(
@@ -133,24 +149,23 @@ pub async fn serve_piece(
         None => match state.upstream.probe(&cid_str, None, SNIFF_LEN as u64).await {
             Ok((size, head)) => {
                 let ct = sniff_content_type(&head);
-                state.meta.update(&cid_str, Some(size), Some(ct));
+                state.learn(&cid_str, size, ct);
                 content_type = Some(ct);
                 size
             }
             Err(e) => return respond_upstream_error(session, ctx, &e).await,
         },
     };
+    let piece = Piece {
+        cid: Arc::from(cid_str.as_str()),
+        size,
+    };
 
     let plan = range_plan(state, session, &etag, size);
     let ranges: Vec<ByteRange> = match &plan {
         RangePlan::Unsatisfiable => {
-            return respond_416(
-                session,
-                ctx,
-                size,
-                &format!("range not satisfiable: the piece has {size} bytes"),
-            )
-            .await
+            let reason = format!("range not satisfiable: the piece has {size} bytes");
+            return respond_416(session, ctx, size, &reason).await;
         }
         RangePlan::Rejected(reason) => {
             return respond_416(session, ctx, size, &format!("range rejected: {reason}")).await
@@ -161,57 +176,50 @@ pub async fn serve_piece(
         RangePlan::Multi(rs) => rs.clone(),
     };
     let is_head = method == http::Method::HEAD;
+    let (cached, total) = state.cache.coverage(&piece, &ranges);
+    let x_cache = match (cached, total) {
+        (_, 0) => "HIT",
+        (c, t) if c == t => "HIT",
+        (0, _) => "MISS",
+        _ => "PARTIAL",
+    };
+
+    // The content type comes from the piece's first bytes (window 0, which
+    // a player reads first anyway).
+    let waited_since = Instant::now();
+    if content_type.is_none() && size > 0 {
+        let head_range = ByteRange::new(0, (SNIFF_LEN as u64).min(size) - 1);
+        let mut reader = state.cache.reader(&piece, head_range);
+        let mut head = Vec::with_capacity(SNIFF_LEN);
+        loop {
+            match reader.next_chunk().await {
+                Ok(Some((c, _))) => head.extend_from_slice(&c),
+                Ok(None) => break,
+                Err(e) => return respond_cache_error(session, ctx, &e).await,
+            }
+        }
+        let ct = sniff_content_type(&head);
+        state.learn(&cid_str, size, ct);
+        content_type = Some(ct);
+    }
+    let content_type = content_type.unwrap_or(crate::http::sniff::OCTET_STREAM);
 
     // Open the first part before writing anything, so that upstream
     // failures are answered with their own status.
-    let mut first: Option<(UpstreamBody, Vec<Bytes>)> = None;
-    // Sniff from the first part only when it holds the piece's head; else probe.
-    let head_len = (SNIFF_LEN as u64).min(size);
-    if content_type.is_none()
-        && ranges
-            .first()
-            .is_some_and(|r0| is_head || r0.start > 0 || r0.len() < head_len)
-    {
-        match state
-            .upstream
-            .probe(&cid_str, Some(size), SNIFF_LEN as u64)
-            .await
-        {
-            Ok((_, head)) => {
-                let ct = sniff_content_type(&head);
-                state.meta.update(&cid_str, Some(size), Some(ct));
-                content_type = Some(ct);
-            }
-            Err(e) => return respond_upstream_error(session, ctx, &e).await,
-        }
-    }
+    let mut first: Option<(RangeReader, Option<(Bytes, Source)>)> = None;
     if let Some(r0) = ranges.first().copied().filter(|_| !is_head) {
-        let mut body = match state.upstream.fetch(&cid_str, r0, Some(size)).await {
-            Ok(b) => b,
-            Err(e) => return respond_upstream_error(session, ctx, &e).await,
+        let mut reader = state.cache.reader(&piece, r0);
+        let chunk = match reader.next_chunk().await {
+            Ok(c) => c,
+            Err(e) => return respond_cache_error(session, ctx, &e).await,
         };
-        // The part starts at byte 0: sniff the type from its first bytes.
-        let mut peeked = Vec::new();
-        if content_type.is_none() {
-            let need = SNIFF_LEN.min(usize::try_from(r0.len()).unwrap_or(SNIFF_LEN));
-            let mut head = Vec::with_capacity(need);
-            while head.len() < need {
-                match body.next_chunk().await {
-                    Ok(Some(c)) => {
-                        head.extend_from_slice(&c[..c.len().min(need - head.len())]);
-                        peeked.push(c);
-                    }
-                    Ok(None) => break,
-                    Err(e) => return respond_upstream_error(session, ctx, &e).await,
-                }
-            }
-            let ct = sniff_content_type(&head);
-            state.meta.update(&cid_str, Some(size), Some(ct));
-            content_type = Some(ct);
-        }
-        first = Some((body, peeked));
+        first = Some((reader, chunk));
     }
-    let content_type = content_type.unwrap_or(crate::http::sniff::OCTET_STREAM);
+    let upstream_wait = if x_cache == "HIT" {
+        Duration::ZERO
+    } else {
+        waited_since.elapsed()
+    };
 
     let multipart = match &plan {
         RangePlan::Multi(rs) => Some(MultipartLayout::new(rs, size, content_type, &boundary())),
@@ -222,10 +230,18 @@ pub async fn serve_piece(
     } else {
         206
     };
-    let mut h = ResponseHeader::build(status, Some(12))?;
+    let mut h = ResponseHeader::build(status, Some(14))?;
     h.insert_header("Accept-Ranges", "bytes")?;
     h.insert_header("ETag", etag.as_str())?;
     h.insert_header("Cache-Control", IMMUTABLE)?;
+    h.insert_header("X-Cache", x_cache)?;
+    h.insert_header(
+        "Server-Timing",
+        format!(
+            "upstream;dur={:.1};desc=\"waiting on the upstream\"",
+            upstream_wait.as_secs_f64() * 1000.0
+        ),
+    )?;
     for (k, v) in cors_headers() {
         h.insert_header(k, v)?;
     }
@@ -248,29 +264,35 @@ pub async fn serve_piece(
         .write_response_header(Box::new(h), is_head || ranges.is_empty())
         .await?;
     ctx.header_written(status);
+    if ranges.first().is_some_and(|r| r.start > 0) {
+        metrics::SEEK_TTFB
+            .with_label_values(&[x_cache])
+            .observe(waited_since.elapsed().as_secs_f64());
+    }
     if is_head || ranges.is_empty() {
         return Ok(());
     }
 
     match multipart {
         None => {
-            let (body, peeked) = take_first(&mut first, state, &cid_str, ranges[0], size).await?;
-            stream_part(session, ctx, body, peeked).await?;
+            let (reader, chunk) = take_first(&mut first, state, &piece, ranges[0]);
+            stream_part(session, ctx, reader, chunk).await?;
         }
         Some(layout) => {
             for (i, (head, r)) in layout.parts.iter().enumerate() {
-                write(session, ctx, Bytes::copy_from_slice(head.as_bytes())).await?;
-                let (body, peeked) = if i == 0 {
-                    take_first(&mut first, state, &cid_str, *r, size).await?
+                write(session, ctx, Bytes::copy_from_slice(head.as_bytes()), None).await?;
+                let (reader, chunk) = if i == 0 {
+                    take_first(&mut first, state, &piece, *r)
                 } else {
-                    open_later(state, &cid_str, *r, size).await?
+                    (state.cache.reader(&piece, *r), None)
                 };
-                stream_part(session, ctx, body, peeked).await?;
+                stream_part(session, ctx, reader, chunk).await?;
             }
             write(
                 session,
                 ctx,
                 Bytes::copy_from_slice(layout.closing.as_bytes()),
+                None,
             )
             .await?;
         }
@@ -298,33 +320,18 @@ fn range_plan(state: &EdgeState, session: &Session, etag: &str, size: u64) -> Ra
     }
 }
 
-async fn take_first(
-    first: &mut Option<(UpstreamBody, Vec<Bytes>)>,
+fn take_first(
+    first: &mut Option<(RangeReader, Option<(Bytes, Source)>)>,
     state: &EdgeState,
-    cid: &str,
+    piece: &Piece,
     r: ByteRange,
-    size: u64,
-) -> Result<(UpstreamBody, Vec<Bytes>)> {
-    match first.take() {
-        Some(f) => Ok(f),
-        None => open_later(state, cid, r, size).await,
-    }
+) -> (RangeReader, Option<(Bytes, Source)>) {
+    first
+        .take()
+        .unwrap_or_else(|| (state.cache.reader(piece, r), None))
 }
 
-/// Opens a part after the header went out: a failure now can only abort.
-async fn open_later(
-    state: &EdgeState,
-    cid: &str,
-    r: ByteRange,
-    size: u64,
-) -> Result<(UpstreamBody, Vec<Bytes>)> {
-    match state.upstream.fetch(cid, r, Some(size)).await {
-        Ok(b) => Ok((b, Vec::new())),
-        Err(e) => Err(abort_upstream(&e)),
-    }
-}
-
-fn abort_upstream(e: &UpstreamError) -> Box<Error> {
+fn abort_upstream(e: &CacheError) -> Box<Error> {
     metrics::ABORTS.with_label_values(&["upstream"]).inc();
     log::warn!("aborting a response mid-body: {e}");
     Error::explain(
@@ -334,28 +341,38 @@ fn abort_upstream(e: &UpstreamError) -> Box<Error> {
     .into_up()
 }
 
-async fn write(session: &mut Session, ctx: &mut RequestCtx, data: Bytes) -> Result<()> {
+async fn write(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    data: Bytes,
+    source: Option<Source>,
+) -> Result<()> {
     let n = data.len() as u64;
     if let Err(e) = session.write_response_body(Some(data), false).await {
         metrics::ABORTS.with_label_values(&["client"]).inc();
         return Err(e);
     }
     ctx.body_bytes += n;
+    if let Some(s) = source {
+        metrics::SERVED_BYTES
+            .with_label_values(&[s.label()])
+            .inc_by(n);
+    }
     Ok(())
 }
 
 async fn stream_part(
     session: &mut Session,
     ctx: &mut RequestCtx,
-    mut body: UpstreamBody,
-    peeked: Vec<Bytes>,
+    mut reader: RangeReader,
+    first: Option<(Bytes, Source)>,
 ) -> Result<()> {
-    for chunk in peeked {
-        write(session, ctx, chunk).await?;
+    if let Some((chunk, source)) = first {
+        write(session, ctx, chunk, Some(source)).await?;
     }
     loop {
-        match body.next_chunk().await {
-            Ok(Some(chunk)) => write(session, ctx, chunk).await?,
+        match reader.next_chunk().await {
+            Ok(Some((chunk, source))) => write(session, ctx, chunk, Some(source)).await?,
             Ok(None) => return Ok(()),
             Err(e) => return Err(abort_upstream(&e)),
         }

@@ -105,6 +105,44 @@ pub fn sniff_content_type(head: &[u8]) -> &'static str {
     OCTET_STREAM
 }
 
+/// Every type [`sniff_content_type`] can return, so a persisted type can be
+/// turned back into a `&'static str`.
+const KNOWN: &[&str] = &[
+    "video/mp4",
+    "video/quicktime",
+    "audio/mp4",
+    "video/3gpp",
+    "image/avif",
+    "image/heic",
+    "video/webm",
+    "video/x-matroska",
+    "video/mp2t",
+    "audio/wav",
+    "video/x-msvideo",
+    "image/webp",
+    "application/ogg",
+    "audio/flac",
+    "audio/mpeg",
+    "audio/aac",
+    "application/vnd.apple.mpegurl",
+    "image/png",
+    "image/jpeg",
+    "image/gif",
+    "application/pdf",
+    "application/zip",
+    "application/gzip",
+    "application/vnd.ipld.car",
+];
+
+/// The static form of a sniffed type read back from disk; unknown → octet-stream.
+pub fn intern_content_type(s: &str) -> &'static str {
+    KNOWN
+        .iter()
+        .copied()
+        .find(|k| *k == s)
+        .unwrap_or(OCTET_STREAM)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

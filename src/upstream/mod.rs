@@ -91,6 +91,19 @@ pub enum UpstreamError {
 }
 
 impl UpstreamError {
+    /// True for failures worth retrying on the same upstream (timeouts,
+    /// broken connections, short bodies, 5xx); false for answers that would
+    /// be the same again (404, 402, 403, a malformed response).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            UpstreamError::Timeout(_)
+            | UpstreamError::Connect(_)
+            | UpstreamError::ShortBody { .. } => true,
+            UpstreamError::Status(s) => *s >= 500 || *s == 429,
+            _ => false,
+        }
+    }
+
     /// The status to answer the client with, when no header was sent yet.
     pub fn client_status(&self) -> u16 {
         match self {
@@ -158,6 +171,24 @@ pub struct Upstream {
     settings: UpstreamSettings,
 }
 
+/// Where a piece request goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin<'a> {
+    /// The Beam CDN (`upstream.beam_url`).
+    Beam,
+    /// A storage provider's service URL (`upstream.providers`), serving `/piece/<cid>`.
+    Provider(&'a str),
+}
+
+impl Origin<'_> {
+    fn kind(&self) -> UpstreamKind {
+        match self {
+            Origin::Beam => UpstreamKind::Beam,
+            Origin::Provider(_) => UpstreamKind::Provider,
+        }
+    }
+}
+
 /// What a fetch learnt about the piece from the response header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PieceFacts {
@@ -198,8 +229,21 @@ impl Upstream {
         range: ByteRange,
         known_size: Option<u64>,
     ) -> Result<UpstreamBody, UpstreamError> {
-        let kind = UpstreamKind::Beam;
-        let result = self.fetch_inner(cid, range, known_size, false, kind).await;
+        self.fetch_from(Origin::Beam, cid, range, known_size).await
+    }
+
+    /// [`Upstream::fetch`] from a chosen origin.
+    pub async fn fetch_from(
+        &self,
+        origin: Origin<'_>,
+        cid: &str,
+        range: ByteRange,
+        known_size: Option<u64>,
+    ) -> Result<UpstreamBody, UpstreamError> {
+        let kind = origin.kind();
+        let result = self
+            .fetch_inner(origin, cid, range, known_size, false)
+            .await;
         if let Err(e) = &result {
             metrics::UPSTREAM_REQUESTS
                 .with_label_values(&[kind.label(), e.outcome()])
@@ -226,7 +270,7 @@ impl Upstream {
         };
         let kind = UpstreamKind::Beam;
         let result = self
-            .fetch_inner(cid, ByteRange::new(0, end), known_size, true, kind)
+            .fetch_inner(Origin::Beam, cid, ByteRange::new(0, end), known_size, true)
             .await;
         let mut body = match result {
             Ok(b) => b,
@@ -247,13 +291,17 @@ impl Upstream {
 
     async fn fetch_inner(
         &self,
+        origin: Origin<'_>,
         cid: &str,
         range: ByteRange,
         known_size: Option<u64>,
         clamp_end: bool,
-        kind: UpstreamKind,
     ) -> Result<UpstreamBody, UpstreamError> {
-        let url = self.piece_url(cid)?;
+        let kind = origin.kind();
+        let url = match origin {
+            Origin::Beam => self.piece_url(cid)?,
+            Origin::Provider(base) => format!("{}/piece/{cid}", base.trim_end_matches('/')),
+        };
         let started = Instant::now();
         let resp = self
             .client
@@ -309,7 +357,7 @@ impl Upstream {
                 metrics::UPSTREAM_REQUESTS
                     .with_label_values(&[kind.label(), "ok"])
                     .inc();
-                Ok(UpstreamBody::new(resp, kind, 0, got.len(), total))
+                Ok(UpstreamBody::new(resp, kind, 0, got.len(), total, false))
             }
             200 => {
                 // The upstream ignored Range and sends the whole piece.
@@ -346,6 +394,7 @@ impl Upstream {
                     range.start,
                     end - range.start + 1,
                     len,
+                    true,
                 ))
             }
             404 => Err(UpstreamError::NotFound),
@@ -391,6 +440,7 @@ pub struct UpstreamBody {
     remaining: u64,
     expected: u64,
     total: u64,
+    whole: bool,
 }
 
 impl UpstreamBody {
@@ -400,6 +450,7 @@ impl UpstreamBody {
         skip: u64,
         len: u64,
         total: u64,
+        whole: bool,
     ) -> UpstreamBody {
         UpstreamBody {
             resp: Some(resp),
@@ -408,6 +459,23 @@ impl UpstreamBody {
             remaining: len,
             expected: len,
             total,
+            whole,
+        }
+    }
+
+    /// True when the upstream ignored Range and is sending the whole piece
+    /// (the bytes before the range are dropped unless [`Self::rewind_to_zero`]).
+    pub fn whole_piece(&self) -> bool {
+        self.whole
+    }
+
+    /// For a whole-piece response: deliver from byte 0 instead of dropping
+    /// the bytes before the range (so they can be cached).
+    pub fn rewind_to_zero(&mut self) {
+        if self.whole {
+            self.remaining += self.skip;
+            self.expected += self.skip;
+            self.skip = 0;
         }
     }
 

@@ -32,6 +32,8 @@ pub enum Fault {
     ShortBody,
     /// Send half the body, then reset the connection.
     ResetMidBody,
+    /// Correct answers, but sleep this long after each 64 KiB of body.
+    Throttle(Duration),
 }
 
 /// One request the mock received.
@@ -207,7 +209,7 @@ async fn serve_conn(mut sock: TcpStream, st: Arc<MockState>) -> std::io::Result<
         let size = data.len() as u64;
         let range = headers.get("range").and_then(|r| parse_range(r, size));
         match (range, &fault) {
-            (Some((a, b)), Fault::None | Fault::Delay(_)) if a < size => {
+            (Some((a, b)), Fault::None | Fault::Delay(_) | Fault::Throttle(_)) if a < size => {
                 let resp = format!(
                     "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {a}-{b}/{size}\r\nContent-Length: {}\r\nContent-Type: application/octet-stream\r\n\r\n",
                     b - a + 1
@@ -258,6 +260,14 @@ async fn serve_conn(mut sock: TcpStream, st: Arc<MockState>) -> std::io::Result<
     }
 }
 
+/// `upstream:` lines pointing at a mock Beam with the test payer.
+pub fn beam_upstream(beam: &MockBeam, extra_upstream: &str) -> String {
+    format!(
+        "  beam_url: \"{}\"\n  payer: \"{PAYER}\"\n  read_timeout: 2s\n  connect_timeout: 1s\n{extra_upstream}",
+        beam.url_template()
+    )
+}
+
 /// A free loopback port (bound and released).
 pub fn free_port() -> u16 {
     StdListener::bind("127.0.0.1:0")
@@ -284,17 +294,52 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_beam-edge")
 }
 
+/// What to put in a test config besides listeners.
+#[derive(Default, Clone)]
+pub struct EdgeOptions {
+    /// Lines under `upstream:` (indented two spaces).
+    pub upstream: String,
+    /// Lines under `cache:` (indented two spaces), besides `disk.path`.
+    pub cache: String,
+    /// Lines under `cache: disk:` besides `path` (indented four spaces).
+    pub disk: String,
+    /// Reuse this cache directory (a restart) instead of a fresh one.
+    pub cache_dir: Option<PathBuf>,
+    /// `admin.token`.
+    pub admin_token: Option<String>,
+}
+
 impl EdgeProcess {
     /// Starts the binary with a config whose upstream section is `upstream_yaml`
     /// (indented two spaces under `upstream:`), and waits for /healthz.
     pub fn start(upstream_yaml: &str) -> EdgeProcess {
+        EdgeProcess::start_opts(EdgeOptions {
+            upstream: upstream_yaml.to_string(),
+            ..Default::default()
+        })
+    }
+
+    /// Starts the binary with `o`, and waits for /healthz.
+    pub fn start_opts(o: EdgeOptions) -> EdgeProcess {
         let dir = tempfile::tempdir().unwrap();
+        let cache_dir = o
+            .cache_dir
+            .clone()
+            .unwrap_or_else(|| dir.path().join("cache"));
+        let token = o
+            .admin_token
+            .as_ref()
+            .map(|t| format!("  token: \"{t}\"\n"))
+            .unwrap_or_default();
         let public: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let cfg = format!(
-            "server:\n  listen: \"{public}\"\n  threads: 2\n  grace_period: 0s\nupstream:\n{upstream_yaml}\ncache:\n  disk:\n    path: \"{}\"\nadmin:\n  listen: \"{admin}\"\nmetrics:\n  listen: \"{metrics}\"\n",
-            dir.path().join("cache").display()
+            "server:\n  listen: \"{public}\"\n  threads: 2\n  grace_period: 0s\nupstream:\n{}\ncache:\n{}\n  disk:\n    path: \"{}\"\n{}\nadmin:\n  listen: \"{admin}\"\n{token}metrics:\n  listen: \"{metrics}\"\n",
+            o.upstream,
+            o.cache,
+            cache_dir.display(),
+            o.disk,
         );
         let cfg_path = dir.path().join("beam-edge.yaml");
         std::fs::write(&cfg_path, cfg).unwrap();
@@ -322,10 +367,7 @@ impl EdgeProcess {
 
     /// Starts against a mock Beam with the test payer.
     pub fn with_beam(beam: &MockBeam, extra_upstream: &str) -> EdgeProcess {
-        EdgeProcess::start(&format!(
-            "  beam_url: \"{}\"\n  payer: \"{PAYER}\"\n  read_timeout: 2s\n  connect_timeout: 1s\n{extra_upstream}",
-            beam.url_template()
-        ))
+        EdgeProcess::start(&beam_upstream(beam, extra_upstream))
     }
 
     fn wait_healthy(&mut self) {

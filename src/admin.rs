@@ -1,0 +1,219 @@
+//! The admin listener (`admin.listen`): cache inspection and control.
+//!
+//! A separate Pingora service on its own port (public and admin routes never
+//! share one). When `admin.token` is set every request needs
+//! `Authorization: Bearer <token>` (401 otherwise); config validation refuses
+//! a non-loopback admin address without a token.
+//!
+//! | route | answer |
+//! |---|---|
+//! | `GET /admin/cache` | tiers' budgets, sizes, entries, evictions, byte hit ratios |
+//! | `GET /admin/cache/<cid>` | which windows of the piece are in memory, on disk, in flight |
+//! | `DELETE /admin/cache/<cid>` | purges the piece from both tiers |
+//! | `POST /admin/cache/warm/<cid>` | fills the piece (or the `Range: bytes=A-B` given) in the background: 202 |
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use pingora::apps::http_app::ServeHttp;
+use pingora::protocols::http::ServerSession;
+use serde_json::json;
+
+use crate::cache::Piece;
+use crate::edge::EdgeState;
+use crate::http::range::{parse_range_header, plan_ranges, ByteRange, ParsedRange, RangePlan};
+use crate::metrics;
+use crate::piece::PieceCid;
+
+/// The admin app.
+pub struct AdminApp {
+    state: Arc<EdgeState>,
+    token: Option<String>,
+}
+
+impl AdminApp {
+    /// An admin app over the public service's state.
+    pub fn new(state: Arc<EdgeState>, token: Option<String>) -> AdminApp {
+        AdminApp { state, token }
+    }
+
+    fn authorized(&self, session: &ServerSession) -> bool {
+        let Some(token) = &self.token else {
+            return true;
+        };
+        let given = session
+            .req_header()
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        constant_time_eq(given.as_bytes(), token.as_bytes())
+    }
+
+    async fn route(&self, session: &mut ServerSession) -> (u16, serde_json::Value) {
+        let method = session.req_header().method.clone();
+        let path = session.req_header().uri.path().to_string();
+        if path == "/admin/cache" && method == http::Method::GET {
+            return (200, self.cache_stats());
+        }
+        if let Some(cid) = path.strip_prefix("/admin/cache/warm/") {
+            if method != http::Method::POST {
+                return (405, json!({"error": "use POST to warm a piece"}));
+            }
+            let range = session
+                .req_header()
+                .headers
+                .get(http::header::RANGE)
+                .map(|v| v.as_bytes().to_vec());
+            return self.warm(cid, range).await;
+        }
+        if let Some(cid) = path.strip_prefix("/admin/cache/") {
+            let cid = match PieceCid::parse(cid) {
+                Ok(c) => c,
+                Err(e) => return (400, json!({"error": format!("invalid PieceCID: {e}")})),
+            };
+            let cid_str = cid.to_string();
+            let size = cid.payload_size().or(self.state.meta.get(&cid_str).size);
+            return match method {
+                http::Method::GET => (200, json!(self.state.cache.piece_status(&cid_str, size))),
+                http::Method::DELETE => {
+                    let removed = self.state.cache.purge(&cid_str, size).await;
+                    (200, json!({"cid": cid_str, "removed_windows": removed}))
+                }
+                _ => (405, json!({"error": "use GET or DELETE"})),
+            };
+        }
+        (
+            404,
+            json!({"error": "not found: see /admin/cache, /admin/cache/<cid>, /admin/cache/warm/<cid>"}),
+        )
+    }
+
+    fn cache_stats(&self) -> serde_json::Value {
+        let stats = self.state.cache.stats();
+        let served = |s: &str| metrics::SERVED_BYTES.with_label_values(&[s]).get();
+        let (mem, disk, up) = (served("memory"), served("disk"), served("upstream"));
+        let total = mem + disk + up;
+        let ratio = |n: u64| {
+            if total == 0 {
+                0.0
+            } else {
+                n as f64 / total as f64
+            }
+        };
+        json!({
+            "window_bytes": stats.window_bytes,
+            "memory": stats.memory,
+            "disk": stats.disk,
+            "fills_in_flight": stats.fills_in_flight,
+            "served_bytes": {"memory": mem, "disk": disk, "upstream": up},
+            "hit_ratio": {"memory": ratio(mem), "disk": ratio(disk), "total": ratio(mem + disk)},
+        })
+    }
+
+    async fn warm(&self, cid_text: &str, range: Option<Vec<u8>>) -> (u16, serde_json::Value) {
+        let cid = match PieceCid::parse(cid_text) {
+            Ok(c) => c,
+            Err(e) => return (400, json!({"error": format!("invalid PieceCID: {e}")})),
+        };
+        let cid_str = cid.to_string();
+        let size = match cid.payload_size().or(self.state.meta.get(&cid_str).size) {
+            Some(s) => s,
+            None => match self.state.upstream.probe(&cid_str, None, 512).await {
+                Ok((size, head)) => {
+                    self.state.learn(
+                        &cid_str,
+                        size,
+                        crate::http::sniff::sniff_content_type(&head),
+                    );
+                    size
+                }
+                Err(e) => return (e.client_status(), json!({"error": e.to_string()})),
+            },
+        };
+        if size == 0 {
+            return (200, json!({"cid": cid_str, "size": 0, "range": null}));
+        }
+        let limits = self.state.range_limits;
+        let wanted = match range.as_deref().map(|r| parse_range_header(r, &limits)) {
+            None => ByteRange::new(0, size - 1),
+            Some(ParsedRange::Specs(specs)) => match plan_ranges(&specs, size, &limits) {
+                RangePlan::Single(r) => r,
+                RangePlan::Full => ByteRange::new(0, size - 1),
+                _ => {
+                    return (
+                        416,
+                        json!({"error": "warm takes one satisfiable range", "size": size}),
+                    )
+                }
+            },
+            Some(_) => return (400, json!({"error": "invalid Range header: use bytes=A-B"})),
+        };
+        let piece = Piece {
+            cid: Arc::from(cid_str.as_str()),
+            size,
+        };
+        self.state.cache.warm(&piece, wanted);
+        let g = self.state.cache.geometry();
+        (
+            202,
+            json!({
+                "cid": cid_str,
+                "size": size,
+                "range": {"start": wanted.start, "end": wanted.end},
+                "windows": {"first": g.index_of(wanted.start), "last": g.index_of(wanted.end)},
+            }),
+        )
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn json_response(status: u16, body: &serde_json::Value) -> http::Response<Vec<u8>> {
+    let mut bytes = serde_json::to_vec_pretty(body).unwrap_or_default();
+    bytes.push(b'\n');
+    let mut b = http::Response::builder()
+        .status(status)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .header(http::header::CONTENT_LENGTH, bytes.len())
+        .header(http::header::CACHE_CONTROL, "no-store");
+    if status == 401 {
+        b = b.header(
+            http::header::WWW_AUTHENTICATE,
+            "Bearer realm=\"beam-edge admin\"",
+        );
+    }
+    b.body(bytes).unwrap_or_default()
+}
+
+#[async_trait]
+impl ServeHttp for AdminApp {
+    async fn response(&self, session: &mut ServerSession) -> http::Response<Vec<u8>> {
+        if !self.authorized(session) {
+            return json_response(
+                401,
+                &json!({"error": "missing or wrong bearer token (admin.token)"}),
+            );
+        }
+        let (status, body) = self.route(session).await;
+        json_response(status, &body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::constant_time_eq;
+
+    #[test]
+    fn token_comparison() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"abcd"));
+    }
+}

@@ -1,0 +1,278 @@
+//! Single-flight window fills: one upstream download per window, however
+//! many readers want it, with every reader streaming bytes as they arrive.
+//!
+//! A [`Fill`] is a window being downloaded. The fetch task [`Fill::push`]es
+//! chunks in order and ends it with [`Fill::finish`] (the whole window, to be
+//! cached) or [`Fill::fail`]. Readers take a [`FillReader`], which yields
+//! every chunk from the first, waiting for the next one when it has caught up;
+//! nobody waits for the whole window. A fill is *wanted* while a reader holds
+//! an [`Interest`] in it or a prefetching reader is still alive; the fetch
+//! task checks that at each window boundary and stops once nothing it has
+//! left is wanted (the window in flight is always finished, so it can be
+//! cached).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+
+use bytes::{Bytes, BytesMut};
+use tokio::sync::watch;
+
+use super::window::WindowKey;
+use crate::upstream::UpstreamError;
+
+/// Why a window could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CacheError {
+    /// The upstream failed (after retries and fallbacks).
+    #[error("{0}")]
+    Upstream(#[from] UpstreamError),
+    /// The fill was stopped because nobody wanted it any more; a reader that
+    /// still does starts a new one.
+    #[error("window fill was cancelled")]
+    Cancelled,
+}
+
+impl CacheError {
+    /// The status to answer the client with, when no header was sent yet.
+    pub fn client_status(&self) -> u16 {
+        match self {
+            CacheError::Upstream(e) => e.client_status(),
+            CacheError::Cancelled => 503,
+        }
+    }
+}
+
+#[derive(Default)]
+struct FillState {
+    chunks: Vec<Bytes>,
+    received: u64,
+    outcome: Option<Result<(), CacheError>>,
+}
+
+/// A window being downloaded.
+pub struct Fill {
+    /// Which window.
+    pub key: WindowKey,
+    /// Its full length in bytes.
+    pub len: u64,
+    /// True when the fill was started by read-ahead rather than a reader.
+    pub prefetch: bool,
+    state: Mutex<FillState>,
+    progress: watch::Sender<u64>,
+    interest: AtomicUsize,
+    owners: Mutex<Vec<Weak<()>>>,
+}
+
+impl Fill {
+    /// A new, empty fill of window `key` of `len` bytes.
+    pub fn new(key: WindowKey, len: u64, prefetch: bool) -> Arc<Fill> {
+        Arc::new(Fill {
+            key,
+            len,
+            prefetch,
+            state: Mutex::new(FillState::default()),
+            progress: watch::Sender::new(0),
+            interest: AtomicUsize::new(0),
+            owners: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, FillState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn bump(&self) {
+        self.progress.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    /// Bytes received so far.
+    pub fn received(&self) -> u64 {
+        self.lock().received
+    }
+
+    /// Appends the next chunk (never past `len`: the caller splits).
+    pub fn push(&self, chunk: Bytes) {
+        if chunk.is_empty() {
+            return;
+        }
+        {
+            let mut st = self.lock();
+            debug_assert!(st.received + chunk.len() as u64 <= self.len);
+            st.received += chunk.len() as u64;
+            st.chunks.push(chunk);
+        }
+        self.bump();
+    }
+
+    /// Marks the fill complete and returns the whole window (one copy).
+    pub fn finish(&self) -> Bytes {
+        let bytes = {
+            let mut st = self.lock();
+            let mut buf = BytesMut::with_capacity(usize::try_from(st.received).unwrap_or(0));
+            for c in &st.chunks {
+                buf.extend_from_slice(c);
+            }
+            st.outcome = Some(Ok(()));
+            buf.freeze()
+        };
+        self.bump();
+        bytes
+    }
+
+    /// Ends the fill with an error; readers see it after the chunks they have not read yet.
+    pub fn fail(&self, e: CacheError) {
+        {
+            let mut st = self.lock();
+            if st.outcome.is_none() {
+                st.outcome = Some(Err(e));
+            }
+        }
+        self.bump();
+    }
+
+    /// True once finished or failed.
+    pub fn is_done(&self) -> bool {
+        self.lock().outcome.is_some()
+    }
+
+    /// True while a reader or a live prefetching reader wants this window.
+    pub fn is_wanted(&self) -> bool {
+        if self.interest.load(Ordering::SeqCst) > 0 {
+            return true;
+        }
+        let mut owners = self.owners.lock().unwrap_or_else(|p| p.into_inner());
+        owners.retain(|w| w.strong_count() > 0);
+        !owners.is_empty()
+    }
+
+    /// Declares that a reader will read this window; dropping the guard withdraws it.
+    pub fn interest(self: &Arc<Self>) -> Interest {
+        self.interest.fetch_add(1, Ordering::SeqCst);
+        Interest { fill: self.clone() }
+    }
+
+    /// Keeps the fill wanted while `owner` (a reader's liveness token) lives.
+    pub fn add_owner(&self, owner: Weak<()>) {
+        self.owners
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(owner);
+    }
+
+    /// A reader of this fill's bytes, from the first chunk.
+    pub fn reader(self: &Arc<Self>) -> FillReader {
+        FillReader {
+            fill: self.clone(),
+            next: 0,
+            rx: self.progress.subscribe(),
+        }
+    }
+}
+
+/// A reader's declared interest in a fill.
+pub struct Interest {
+    fill: Arc<Fill>,
+}
+
+impl Interest {
+    /// The fill this interest is in (it keeps the fill's bytes alive).
+    pub fn fill(&self) -> &Arc<Fill> {
+        &self.fill
+    }
+}
+
+impl Drop for Interest {
+    fn drop(&mut self) {
+        self.fill.interest.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Streams a fill's chunks in order as they arrive.
+pub struct FillReader {
+    fill: Arc<Fill>,
+    next: usize,
+    rx: watch::Receiver<u64>,
+}
+
+impl FillReader {
+    /// The next chunk; `Ok(None)` once the window is complete.
+    pub async fn next(&mut self) -> Result<Option<Bytes>, CacheError> {
+        loop {
+            // Mark the current progress as seen *before* looking, so a push
+            // between the look and the wait is never missed.
+            self.rx.borrow_and_update();
+            {
+                let st = self.fill.lock();
+                if let Some(c) = st.chunks.get(self.next) {
+                    self.next += 1;
+                    return Ok(Some(c.clone()));
+                }
+                if let Some(outcome) = &st.outcome {
+                    return outcome.clone().map(|()| None);
+                }
+            }
+            if self.rx.changed().await.is_err() {
+                return Err(CacheError::Cancelled);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> WindowKey {
+        WindowKey::new("bafkzcibtest", 0)
+    }
+
+    #[tokio::test]
+    async fn readers_stream_chunks_as_they_arrive() {
+        let f = Fill::new(key(), 6, false);
+        let mut early = f.reader();
+        f.push(Bytes::from_static(b"abc"));
+        assert_eq!(early.next().await.unwrap().unwrap(), "abc");
+        let f2 = f.clone();
+        let pusher = tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            f2.push(Bytes::from_static(b"def"));
+            f2.finish()
+        });
+        assert_eq!(early.next().await.unwrap().unwrap(), "def");
+        assert_eq!(pusher.await.unwrap(), "abcdef");
+        assert_eq!(early.next().await.unwrap(), None);
+        // A late reader still sees every chunk from the start.
+        let mut late = f.reader();
+        assert_eq!(late.next().await.unwrap().unwrap(), "abc");
+        assert_eq!(late.next().await.unwrap().unwrap(), "def");
+        assert_eq!(late.next().await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn failures_reach_readers_after_the_bytes_they_can_use() {
+        let f = Fill::new(key(), 10, false);
+        let mut r = f.reader();
+        f.push(Bytes::from_static(b"ab"));
+        f.fail(CacheError::Upstream(UpstreamError::NotFound));
+        assert_eq!(r.next().await.unwrap().unwrap(), "ab");
+        assert_eq!(
+            r.next().await,
+            Err(CacheError::Upstream(UpstreamError::NotFound))
+        );
+    }
+
+    #[test]
+    fn wanted_while_interest_or_a_live_owner() {
+        let f = Fill::new(key(), 10, true);
+        assert!(!f.is_wanted());
+        let i = f.interest();
+        assert!(f.is_wanted());
+        drop(i);
+        assert!(!f.is_wanted());
+        let token = Arc::new(());
+        f.add_owner(Arc::downgrade(&token));
+        assert!(f.is_wanted());
+        drop(token);
+        assert!(!f.is_wanted());
+    }
+}

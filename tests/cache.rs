@@ -1,0 +1,558 @@
+//! The window cache through real HTTP: the real binary on loopback against
+//! mock upstreams, with hits asserted through metrics and the mock's request
+//! log, not only through bytes.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use beam_edge::piece::commp::commp_of;
+use common::*;
+
+/// Window of 128 KiB padded = 130,048 raw bytes: small windows keep tests fast.
+const W: usize = 130_048;
+const SMALL_WINDOWS: &str = "  window: 128KiB\n  memory: 64MiB\n";
+
+fn piece(beam: &MockBeam, len: usize, seed: u64) -> (String, Vec<u8>) {
+    let data = mp4_like(len, seed);
+    let cid = commp_of(&data).unwrap().to_string();
+    beam.add_piece(&cid, data.clone());
+    (cid, data)
+}
+
+fn get(edge: &EdgeProcess, path: &str, headers: &[(&str, &str)]) -> Response {
+    raw_get(edge.public, path, headers)
+        .unwrap_or_else(|e| panic!("GET {path}: {e}\n{}", edge.log()))
+}
+
+fn range(a: usize, b: usize) -> String {
+    format!("bytes={a}-{b}")
+}
+
+fn metric(edge: &EdgeProcess, name: &str) -> f64 {
+    metric_value(&edge.metrics_text(), name)
+}
+
+/// Waits until `f` holds (the cache writes to disk in the background).
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+fn start(beam: &MockBeam, cache: &str, disk: &str, upstream: &str) -> EdgeProcess {
+    EdgeProcess::start_opts(EdgeOptions {
+        upstream: beam_upstream(beam, upstream),
+        cache: cache.to_string(),
+        disk: disk.to_string(),
+        ..Default::default()
+    })
+}
+
+#[test]
+fn second_read_is_a_memory_hit_with_no_upstream_request() {
+    let beam = MockBeam::start();
+    let edge = start(&beam, &format!("{SMALL_WINDOWS}  prefetch: 0\n"), "", "");
+    let (cid, data) = piece(&beam, 5 * W + 100, 1);
+    let path = format!("/piece/{cid}");
+
+    let (s, h, body) = get(&edge, &path, &[("Range", &range(W + 10, 3 * W + 20))]);
+    assert_eq!((s, body.as_slice()), (206, &data[W + 10..=3 * W + 20]));
+    assert_eq!(h["x-cache"], "MISS");
+    assert!(h["server-timing"].starts_with("upstream;dur="));
+    // One upstream request covered the run of windows 1..=3, aligned.
+    let ranges: Vec<String> = beam
+        .requests()
+        .iter()
+        .map(|r| r.headers["range"].clone())
+        .collect();
+    assert!(ranges.contains(&range(W, 4 * W - 1)), "{ranges:?}");
+
+    beam.clear_log();
+    let (s, h, body) = get(&edge, &path, &[("Range", &range(W + 10, 3 * W + 20))]);
+    assert_eq!((s, body.as_slice()), (206, &data[W + 10..=3 * W + 20]));
+    assert_eq!(h["x-cache"], "HIT");
+    assert!(beam.requests().is_empty());
+    assert!(metric(&edge, "beam_edge_served_bytes_total{source=\"memory\"}") >= (2 * W) as f64);
+    assert!(
+        metric(
+            &edge,
+            "beam_edge_window_lookups_total{result=\"hit\",tier=\"memory\"}"
+        ) >= 3.0
+    );
+
+    // Half cached, half not: PARTIAL, and only the missing windows are fetched.
+    let (s, h, body) = get(&edge, &path, &[("Range", &range(3 * W, 5 * W + 50))]);
+    assert_eq!((s, body.as_slice()), (206, &data[3 * W..=5 * W + 50]));
+    assert_eq!(h["x-cache"], "PARTIAL");
+    let ranges: Vec<String> = beam
+        .requests()
+        .iter()
+        .map(|r| r.headers["range"].clone())
+        .collect();
+    assert_eq!(ranges, vec![range(4 * W, 5 * W + 99)]);
+}
+
+#[test]
+fn disk_tier_serves_when_memory_is_too_small_and_survives_kill_9() {
+    let beam = MockBeam::start();
+    // Memory holds one window; the piece has eight.
+    let cache = "  window: 128KiB\n  memory: 128KiB\n  prefetch: 0\n";
+    let (cid, data) = piece(&beam, 8 * W - 7, 2);
+    let path = format!("/piece/{cid}");
+    let cache_dir = tempfile::tempdir().unwrap();
+    let opts = EdgeOptions {
+        upstream: beam_upstream(&beam, ""),
+        cache: cache.to_string(),
+        cache_dir: Some(cache_dir.path().to_path_buf()),
+        ..Default::default()
+    };
+    let mut edge = EdgeProcess::start_opts(opts.clone());
+    let (s, _, body) = get(&edge, &path, &[]);
+    assert_eq!((s, body), (200, data.clone()));
+    wait_for("8 windows on disk", || {
+        metric(&edge, "beam_edge_cache_entries{tier=\"disk\"}") >= 8.0
+    });
+    beam.clear_log();
+    let (s, h, body) = get(&edge, &path, &[("Range", &range(0, 8 * W - 8))]);
+    assert_eq!((s, body.as_slice()), (206, &data[..]));
+    assert_eq!(h["x-cache"], "HIT");
+    assert!(beam.requests().is_empty(), "{:?}", beam.requests());
+    assert!(metric(&edge, "beam_edge_served_bytes_total{source=\"disk\"}") >= (6 * W) as f64);
+    assert!(
+        metric(
+            &edge,
+            "beam_edge_window_lookups_total{result=\"hit\",tier=\"disk\"}"
+        ) >= 6.0
+    );
+
+    // kill -9 and restart on the same directory: everything is served from
+    // disk, byte-exact, with no upstream request at all.
+    edge.child.kill().unwrap();
+    edge.child.wait().unwrap();
+    drop(edge);
+    let edge = EdgeProcess::start_opts(opts.clone());
+    beam.clear_log();
+    let (s, h, body) = get(&edge, &path, &[]);
+    assert_eq!(s, 200);
+    assert_eq!(h["x-cache"], "HIT");
+    assert_eq!(
+        h["content-type"], "video/mp4",
+        "the sniffed type was persisted"
+    );
+    assert!(body == data, "restart served different bytes");
+    assert!(beam.requests().is_empty(), "{:?}", beam.requests());
+    drop(edge);
+
+    // A torn entry (truncated file) is a miss, is deleted, and is refetched.
+    let victim = find_window_file(cache_dir.path(), &cid, 3).expect("window 3 file");
+    let len = std::fs::metadata(&victim).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&victim)
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
+    let edge = EdgeProcess::start_opts(opts);
+    beam.clear_log();
+    let (s, _, body) = get(&edge, &path, &[("Range", &range(3 * W, 4 * W - 1))]);
+    assert_eq!((s, body.as_slice()), (206, &data[3 * W..4 * W]));
+    let ranges: Vec<String> = beam
+        .requests()
+        .iter()
+        .map(|r| r.headers["range"].clone())
+        .collect();
+    assert_eq!(ranges, vec![range(3 * W, 4 * W - 1)]);
+}
+
+fn find_window_file(dir: &std::path::Path, cid: &str, index: u64) -> Option<std::path::PathBuf> {
+    for e in std::fs::read_dir(dir).ok()? {
+        let p = e.ok()?.path();
+        if p.is_dir() {
+            if let Some(f) = find_window_file(&p, cid, index) {
+                return Some(f);
+            }
+        } else if p
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy() == index.to_string())
+            && p.parent()
+                .is_some_and(|d| d.file_name().is_some_and(|n| n.to_string_lossy() == cid))
+        {
+            return Some(p);
+        }
+    }
+    None
+}
+
+#[test]
+fn eviction_keeps_both_tiers_within_budget() {
+    let beam = MockBeam::start();
+    // Disk: room for two windows (plus headers); memory: one.
+    let edge = start(
+        &beam,
+        "  window: 128KiB\n  memory: 128KiB\n  prefetch: 0\n",
+        "    size: 300KiB\n",
+        "",
+    );
+    let (cid, data) = piece(&beam, 8 * W, 3);
+    let (s, _, body) = get(&edge, &format!("/piece/{cid}"), &[]);
+    assert_eq!((s, body), (200, data));
+    wait_for("disk evictions", || {
+        metric(&edge, "beam_edge_cache_evictions_total{tier=\"disk\"}") >= 5.0
+    });
+    assert!(metric(&edge, "beam_edge_cache_entries{tier=\"disk\"}") <= 2.0);
+    assert!(metric(&edge, "beam_edge_cache_bytes{tier=\"disk\"}") <= (300 * 1024) as f64);
+    assert!(metric(&edge, "beam_edge_cache_bytes{tier=\"memory\"}") <= (128 * 1024) as f64);
+    assert!(metric(&edge, "beam_edge_cache_evictions_total{tier=\"memory\"}") >= 5.0);
+}
+
+#[test]
+fn concurrent_cold_requests_cause_one_upstream_fetch() {
+    let beam = MockBeam::start();
+    let edge = start(&beam, &format!("{SMALL_WINDOWS}  prefetch: 0\n"), "", "");
+    let (cid, data) = piece(&beam, 4 * W, 4);
+    beam.set_fault(Fault::Delay(Duration::from_millis(400)));
+    let path = format!("/piece/{cid}");
+    let want = range(W + 5, 2 * W + 5);
+    let threads: Vec<_> = (0..20)
+        .map(|_| {
+            let (addr, path, want) = (edge.public, path.clone(), want.clone());
+            std::thread::spawn(move || raw_get(addr, &path, &[("Range", &want)]).unwrap())
+        })
+        .collect();
+    for t in threads {
+        let (s, _, body) = t.join().unwrap();
+        assert_eq!((s, body.as_slice()), (206, &data[W + 5..=2 * W + 5]));
+    }
+    // 20 readers, one upstream request for the run of windows 1..=2 (plus
+    // one for window 0, which gives the content type).
+    let ranges: Vec<String> = beam
+        .requests()
+        .iter()
+        .map(|r| r.headers["range"].clone())
+        .collect();
+    assert_eq!(
+        ranges.iter().filter(|r| **r == range(W, 3 * W - 1)).count(),
+        1,
+        "{ranges:?}"
+    );
+    assert!(ranges.len() <= 2, "{ranges:?}");
+    assert!(metric(&edge, "beam_edge_coalesced_waiters_total") >= 19.0);
+    let fetched = metric(&edge, "beam_edge_upstream_bytes_total{upstream=\"beam\"}");
+    assert!(
+        fetched <= (3 * W) as f64,
+        "upstream bytes {fetched} for 20 readers of 2 windows"
+    );
+}
+
+#[test]
+fn sequential_readers_get_read_ahead() {
+    let beam = MockBeam::start();
+    let edge = start(
+        &beam,
+        "  window: 128KiB\n  memory: 64MiB\n  prefetch: 4\n",
+        "",
+        "",
+    );
+    let (cid, data) = piece(&beam, 16 * W, 5);
+    let path = format!("/piece/{cid}");
+    // A player reading one window at a time.
+    let (s, _, body) = get(&edge, &path, &[("Range", &range(0, W - 1))]);
+    assert_eq!((s, body.as_slice()), (206, &data[..W]));
+    wait_for("4 windows prefetched", || {
+        metric(
+            &edge,
+            "beam_edge_window_fills_total{kind=\"prefetch\",outcome=\"ok\"}",
+        ) >= 4.0
+    });
+    beam.clear_log();
+    for i in 1..=4 {
+        let (s, h, body) = get(&edge, &path, &[("Range", &range(i * W, (i + 1) * W - 1))]);
+        assert_eq!((s, body.as_slice()), (206, &data[i * W..(i + 1) * W]));
+        assert_eq!(h["x-cache"], "HIT", "window {i} was read ahead");
+    }
+    assert!(metric(&edge, "beam_edge_prefetch_total{result=\"used\"}") >= 4.0);
+    // A small probe of a window (not reading through it) triggers no read-ahead.
+    let issued = metric(&edge, "beam_edge_prefetch_total{result=\"issued\"}");
+    let (s, _, _) = get(&edge, &path, &[("Range", &range(12 * W, 12 * W + 99))]);
+    assert_eq!(s, 206);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        metric(&edge, "beam_edge_prefetch_total{result=\"issued\"}"),
+        issued + 0.0
+    );
+}
+
+#[test]
+fn a_client_that_leaves_stops_the_upstream_download() {
+    let beam = MockBeam::start();
+    let edge = start(
+        &beam,
+        "  window: 128KiB\n  memory: 64MiB\n  prefetch: 2\n  run_windows: 8\n",
+        "",
+        "",
+    );
+    let size = 256 * W; // about 32 MiB
+    let (cid, _) = piece(&beam, size, 6);
+    // About 3.2 MB/s from the upstream: one run of 8 windows takes ~0.3 s.
+    beam.set_fault(Fault::Throttle(Duration::from_millis(20)));
+    let mut sock = std::net::TcpStream::connect(edge.public).unwrap();
+    write!(
+        sock,
+        "GET /piece/{cid} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut got = 0;
+    while got < 200_000 {
+        got += sock.read(&mut buf).unwrap();
+    }
+    drop(sock);
+    // The run in flight finishes its current window, then stops.
+    std::thread::sleep(Duration::from_millis(1500));
+    let sent = beam.body_bytes_sent();
+    std::thread::sleep(Duration::from_millis(1000));
+    let later = beam.body_bytes_sent();
+    assert_eq!(
+        sent, later,
+        "the upstream download kept going after the client left"
+    );
+    assert!(
+        sent < (12 * W) as u64,
+        "sent {sent} bytes of {size} for a client that read {got}"
+    );
+    let m = edge.metrics_text();
+    let cancelled = metric_value(
+        &m,
+        "beam_edge_window_fills_total{kind=\"demand\",outcome=\"cancelled\"}",
+    ) + metric_value(
+        &m,
+        "beam_edge_window_fills_total{kind=\"prefetch\",outcome=\"cancelled\"}",
+    );
+    assert!(cancelled >= 1.0, "{m}\n{}", edge.log());
+}
+
+#[test]
+fn beam_whole_body_for_a_deep_range_falls_back_to_a_provider() {
+    let beam = MockBeam::start();
+    let provider = MockBeam::start();
+    let providers = format!(
+        "  providers: [\"http://{}\"]\n  max_skip: 1MiB\n",
+        provider.addr
+    );
+    let edge = start(
+        &beam,
+        &format!("{SMALL_WINDOWS}  prefetch: 0\n"),
+        "",
+        &providers,
+    );
+    let size = 200 * W; // 26 MB
+    let (cid, data) = piece(&beam, size, 7);
+    provider.add_piece(&cid, data.clone());
+    beam.set_fault(Fault::FullBodyForRange);
+
+    // Near the start (within max_skip): Beam's whole body is used, and the
+    // windows it carried before the range are cached too.
+    let (s, _, body) = get(
+        &edge,
+        &format!("/piece/{cid}"),
+        &[("Range", &range(3 * W + 1, 3 * W + 10))],
+    );
+    assert_eq!((s, body.as_slice()), (206, &data[3 * W + 1..=3 * W + 10]));
+    assert!(provider.requests().is_empty());
+    beam.clear_log();
+    let (s, h, _) = get(
+        &edge,
+        &format!("/piece/{cid}"),
+        &[("Range", &range(W, 2 * W))],
+    );
+    assert_eq!((s, h["x-cache"].as_str()), (206, "HIT"));
+    assert!(beam.requests().is_empty());
+
+    // A deep seek: Beam's whole body is dropped at once, the provider serves the range.
+    let at = 150 * W + 7;
+    let (s, _, body) = get(
+        &edge,
+        &format!("/piece/{cid}"),
+        &[("Range", &range(at, at + 999))],
+    );
+    assert_eq!((s, body.as_slice()), (206, &data[at..at + 1000]));
+    let preq: Vec<String> = provider.requests().iter().map(|r| r.path.clone()).collect();
+    assert_eq!(preq, vec![format!("/piece/{cid}")]);
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        beam.body_bytes_sent() < (size / 2) as u64,
+        "read {} of Beam's whole body",
+        beam.body_bytes_sent()
+    );
+    assert!(
+        metric(
+            &edge,
+            "beam_edge_upstream_fallbacks_total{reason=\"full_body\",target=\"provider\"}"
+        ) >= 1.0
+    );
+}
+
+#[test]
+fn deep_range_without_a_provider_is_a_clear_502() {
+    let beam = MockBeam::start();
+    let edge = start(
+        &beam,
+        &format!("{SMALL_WINDOWS}  prefetch: 0\n"),
+        "",
+        "  max_skip: 1MiB\n",
+    );
+    let (cid, data) = piece(&beam, 100 * W, 8);
+    // Window 0 is cached first, so only the deep read meets the fault.
+    let (s, _, _) = get(&edge, &format!("/piece/{cid}"), &[("Range", "bytes=0-9")]);
+    assert_eq!(s, 206);
+    beam.set_fault(Fault::FullBodyForRange);
+    let (s, _, body) = get(
+        &edge,
+        &format!("/piece/{cid}"),
+        &[("Range", &range(90 * W, 90 * W + 9))],
+    );
+    assert_eq!(s, 502);
+    assert!(String::from_utf8_lossy(&body).contains("upstream.providers"));
+    assert!(
+        metric(
+            &edge,
+            "beam_edge_upstream_fallbacks_total{reason=\"full_body\",target=\"beam_retry\"}"
+        ) >= 1.0
+    );
+    // Once Beam is warm it serves ranges again.
+    beam.set_fault(Fault::None);
+    let (s, _, body) = get(
+        &edge,
+        &format!("/piece/{cid}"),
+        &[("Range", &range(90 * W, 90 * W + 9))],
+    );
+    assert_eq!((s, body.as_slice()), (206, &data[90 * W..90 * W + 10]));
+}
+
+#[test]
+fn beam_failure_falls_back_to_a_provider() {
+    let beam = MockBeam::start();
+    let provider = MockBeam::start();
+    let providers = format!(
+        "  providers: [\"http://{}/\"]\n  retries: 0\n",
+        provider.addr
+    );
+    let edge = start(
+        &beam,
+        &format!("{SMALL_WINDOWS}  prefetch: 0\n"),
+        "",
+        &providers,
+    );
+    // Fresh upload: Beam does not know it yet (404), the provider has it.
+    let data = mp4_like(3 * W, 9);
+    let cid = commp_of(&data).unwrap().to_string();
+    provider.add_piece(&cid, data.clone());
+    let (s, _, body) = get(&edge, &format!("/piece/{cid}"), &[]);
+    assert_eq!((s, body), (200, data));
+    assert!(
+        metric(
+            &edge,
+            "beam_edge_upstream_fallbacks_total{reason=\"error\",target=\"provider\"}"
+        ) >= 1.0
+    );
+    // Unknown everywhere: Beam's 404 is what the client hears.
+    let other = commp_of(&mp4_like(3 * W, 10)).unwrap().to_string();
+    let (s, _, _) = get(&edge, &format!("/piece/{other}"), &[]);
+    assert_eq!(s, 404);
+}
+
+#[test]
+fn admin_endpoints_purge_warm_and_report() {
+    let beam = MockBeam::start();
+    let token = "a-long-admin-token-for-tests";
+    let edge = EdgeProcess::start_opts(EdgeOptions {
+        upstream: beam_upstream(&beam, ""),
+        cache: format!("{SMALL_WINDOWS}  prefetch: 0\n"),
+        admin_token: Some(token.into()),
+        ..Default::default()
+    });
+    let (cid, data) = piece(&beam, 6 * W, 11);
+    // Learn the piece's content type (window 0) before warming other windows.
+    let (s, _, _) = get(&edge, &format!("/piece/{cid}"), &[("Range", "bytes=0-0")]);
+    assert_eq!(s, 206);
+    let auth = format!("Bearer {token}");
+    let admin = |method: &str, path: &str, extra: &[(&str, &str)]| {
+        let mut h = vec![("Authorization", auth.as_str())];
+        h.extend_from_slice(extra);
+        raw_request(edge.admin, method, path, &h).unwrap()
+    };
+
+    // Auth.
+    let (s, h, _) = raw_get(edge.admin, "/admin/cache", &[]).unwrap();
+    assert_eq!(s, 401);
+    assert!(h["www-authenticate"].starts_with("Bearer"));
+    let (s, _, _) = raw_get(
+        edge.admin,
+        "/admin/cache",
+        &[("Authorization", "Bearer wrong")],
+    )
+    .unwrap();
+    assert_eq!(s, 401);
+
+    // Warm windows 2..=3 in the background, then read them: a hit.
+    let (s, _, body) = admin(
+        "POST",
+        &format!("/admin/cache/warm/{cid}"),
+        &[("Range", &range(2 * W, 4 * W - 1)), ("Content-Length", "0")],
+    );
+    assert_eq!(s, 202, "{}", String::from_utf8_lossy(&body));
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["windows"]["first"], 2);
+    assert_eq!(v["windows"]["last"], 3);
+    wait_for("warm-up", || {
+        let (_, _, b) = admin("GET", &format!("/admin/cache/{cid}"), &[]);
+        let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
+        let m = v["memory"].as_array().unwrap().clone();
+        m.contains(&serde_json::json!(2)) && m.contains(&serde_json::json!(3))
+    });
+    beam.clear_log();
+    let (s, h, body) = get(
+        &edge,
+        &format!("/piece/{cid}"),
+        &[("Range", &range(2 * W, 4 * W - 1))],
+    );
+    assert_eq!((s, h["x-cache"].as_str()), (206, "HIT"));
+    assert_eq!(body, &data[2 * W..4 * W]);
+    assert!(beam.requests().is_empty());
+
+    // Stats.
+    let (s, _, body) = admin("GET", "/admin/cache", &[]);
+    assert_eq!(s, 200);
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["window_bytes"], W as u64);
+    assert!(v["memory"]["entries"].as_u64().unwrap() >= 2);
+    assert!(v["hit_ratio"]["memory"].as_f64().unwrap() > 0.0);
+
+    // Purge: the next read goes upstream again.
+    let (s, _, body) = admin("DELETE", &format!("/admin/cache/{cid}"), &[]);
+    assert_eq!(s, 200);
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert!(v["removed_windows"].as_u64().unwrap() >= 2);
+    let (s, h, _) = get(
+        &edge,
+        &format!("/piece/{cid}"),
+        &[("Range", &range(2 * W, 2 * W + 9))],
+    );
+    assert_eq!((s, h["x-cache"].as_str()), (206, "MISS"));
+
+    // Bad input.
+    let (s, _, _) = admin("GET", "/admin/cache/not-a-cid", &[]);
+    assert_eq!(s, 400);
+    let (s, _, _) = admin("GET", "/admin/nothing", &[]);
+    assert_eq!(s, 404);
+    // Admin routes are not on the public port, and vice versa.
+    let (s, _, _) = get(&edge, "/admin/cache", &[]);
+    assert_eq!(s, 404);
+}
