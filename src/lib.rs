@@ -12,4 +12,5 @@ pub mod http;
 pub mod metrics;
 pub mod piece;
 pub mod server;
+pub mod upload;
 pub mod upstream;

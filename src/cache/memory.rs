@@ -69,18 +69,22 @@ impl MemoryTier {
     }
 
     /// Offers a window; TinyLFU may refuse it (or evict others) to keep the
-    /// budget and favour frequently used windows.
-    pub fn put(&self, key: WindowKey, bytes: Bytes) {
+    /// budget and favour frequently used windows. Returns the keys that left
+    /// the tier (possibly `key` itself, when admission refused it).
+    pub fn put(&self, key: WindowKey, bytes: Bytes) -> Vec<WindowKey> {
         if bytes.is_empty() || bytes.len() as u64 > self.budget || self.contains(&key) {
-            return;
+            return Vec::new();
         }
         let weight = u16::try_from((bytes.len() as u64).div_ceil(UNIT)).unwrap_or(u16::MAX);
         self.bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
         self.entries.fetch_add(1, Ordering::Relaxed);
+        let mut left = Vec::new();
         for gone in self.ufo.put(key.clone(), Entry { key, bytes }, weight) {
             self.forget(gone.data.bytes.len() as u64);
             self.evictions.fetch_add(1, Ordering::Relaxed);
+            left.push(gone.data.key);
         }
+        left
     }
 
     /// Drops a window, if held.
@@ -93,7 +97,7 @@ impl MemoryTier {
             Some(other) => {
                 // A colliding entry was removed: put it back.
                 self.forget(other.bytes.len() as u64);
-                self.put(other.key, other.bytes);
+                let _ = self.put(other.key, other.bytes);
                 false
             }
             None => false,

@@ -408,13 +408,23 @@ impl Inner {
 
     /// Puts a complete window into both tiers.
     fn store(self: &Arc<Self>, key: WindowKey, bytes: Bytes) {
-        let before = self.memory.stats().evictions;
-        self.memory.put(key.clone(), bytes.clone());
-        let evicted = self.memory.stats().evictions - before;
-        if evicted > 0 {
+        let evicted = self.memory.put(key.clone(), bytes.clone());
+        if !evicted.is_empty() {
             metrics::EVICTIONS
                 .with_label_values(&["memory"])
-                .inc_by(evicted);
+                .inc_by(evicted.len() as u64);
+            // Read-ahead that leaves memory unread, with no disk copy, was wasted.
+            if self.disk.is_none() {
+                let mut unread = self
+                    .prefetched_unread
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                for k in &evicted {
+                    if unread.remove(k) {
+                        metrics::PREFETCH.with_label_values(&["wasted"]).inc();
+                    }
+                }
+            }
         }
         if let Some(d) = self.disk.clone() {
             let inner = self.clone();
@@ -992,7 +1002,10 @@ impl RangeReader {
                     .with_label_values(&["disk", "hit"])
                     .inc();
                 inner.note_read(&key);
-                inner.memory.put(key, bytes.clone());
+                let evicted = inner.memory.put(key, bytes.clone());
+                metrics::EVICTIONS
+                    .with_label_values(&["memory"])
+                    .inc_by(evicted.len() as u64);
                 inner.publish_sizes();
                 return Current::Ready(cut(&bytes), Source::Disk);
             }

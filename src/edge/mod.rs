@@ -43,6 +43,8 @@ pub struct EdgeState {
     pub cache: WindowCache,
     /// Sizes and content types learnt per piece.
     pub meta: PieceMetaStore,
+    /// Asset manifests already read.
+    pub manifests: ManifestStore,
     /// Range caps.
     pub range_limits: RangeLimits,
     /// Set once every listener is bound and the server runs.
@@ -82,6 +84,7 @@ impl EdgeState {
             upstream,
             cache,
             meta,
+            manifests: ManifestStore::default(),
             range_limits: RangeLimits::default(),
             running: AtomicBool::new(false),
             shutting_down: AtomicBool::new(false),
@@ -116,11 +119,43 @@ pub fn cache_settings(config: &Config) -> CacheSettings {
     }
 }
 
+/// Parsed asset manifests by id, bounded (cleared when full: a manifest is
+/// cheap to read again from the cache).
+#[derive(Default)]
+pub struct ManifestStore {
+    map:
+        std::sync::Mutex<std::collections::HashMap<String, Arc<crate::upload::manifest::Manifest>>>,
+}
+
+impl ManifestStore {
+    const MAX: usize = 1024;
+
+    /// A manifest read before.
+    pub fn get(&self, cid: &str) -> Option<Arc<crate::upload::manifest::Manifest>> {
+        self.map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(cid)
+            .cloned()
+    }
+
+    /// Remembers a manifest.
+    pub fn insert(&self, cid: &str, m: Arc<crate::upload::manifest::Manifest>) {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= Self::MAX {
+            map.clear();
+        }
+        map.insert(cid.to_string(), m);
+    }
+}
+
 /// The route a request took (a metric label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RouteLabel {
     /// `/piece/...`
     Piece,
+    /// `/asset/...`
+    Asset,
     /// `/` and `/player/*`
     Player,
     /// `/healthz`
@@ -135,6 +170,7 @@ impl RouteLabel {
     fn as_str(self) -> &'static str {
         match self {
             RouteLabel::Piece => "piece",
+            RouteLabel::Asset => "asset",
             RouteLabel::Player => "player",
             RouteLabel::Health => "health",
             RouteLabel::Ready => "ready",
@@ -273,6 +309,9 @@ impl ProxyHttp for EdgeService {
         if let Some(rest) = path.strip_prefix("/piece/") {
             ctx.route = RouteLabel::Piece;
             piece::serve_piece(&self.state, session, ctx, rest).await?;
+        } else if let Some(rest) = path.strip_prefix("/asset/") {
+            ctx.route = RouteLabel::Asset;
+            piece::serve_asset(&self.state, session, ctx, rest).await?;
         } else if path == "/piece" {
             ctx.route = RouteLabel::Piece;
             respond_text(

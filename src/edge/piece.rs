@@ -1,5 +1,8 @@
-//! `GET|HEAD|OPTIONS /piece/<PieceCID>`: validate, normalise the range, fetch
-//! exactly the needed bytes, and stream them.
+//! `GET|HEAD|OPTIONS /piece/<PieceCID>` and `/asset/<id>`: validate,
+//! normalise the range, read the needed windows, and stream them.
+//!
+//! An asset (an upload's manifest piece, listing the file's pieces) is served
+//! as one resource with every rule below; its ranges may cross pieces.
 //!
 //! Order of work, so that junk never causes upstream I/O and upstream
 //! failures become honest statuses whenever possible:
@@ -15,6 +18,7 @@
 //!    written, so a 404/402/403/timeout is answered as such;
 //! 6. header, then body chunks as they arrive; a later failure aborts.
 
+use std::collections::VecDeque;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,7 +30,7 @@ use pingora::prelude::*;
 use pingora::proxy::Session;
 
 use super::{respond_text, EdgeState, RequestCtx};
-use crate::cache::{CacheError, Piece, RangeReader, Source};
+use crate::cache::{CacheError, Piece, RangeReader, Source, WindowCache};
 use crate::http::conditional::{if_none_match, if_range_allows, piece_etag};
 use crate::http::range::{
     parse_range_header, plan_ranges, unsatisfied_content_range, ByteRange, MultipartLayout,
@@ -35,6 +39,7 @@ use crate::http::range::{
 use crate::http::sniff::{sniff_content_type, SNIFF_LEN};
 use crate::metrics;
 use crate::piece::PieceCid;
+use crate::upload::manifest::{Manifest, MAX_MANIFEST_BYTES};
 use crate::upstream::UpstreamError;
 
 /// `Cache-Control` of every piece response: the bytes are content-addressed.
@@ -97,6 +102,122 @@ async fn respond_upstream_error(
     respond_error(session, ctx, e.client_status(), &e.to_string()).await
 }
 
+/// What a request reads: one piece, or an asset whose bytes span pieces.
+pub(crate) struct Resource {
+    /// `"<cid>"`.
+    etag: String,
+    /// Total bytes.
+    size: u64,
+    /// Media type, when known before reading.
+    content_type: Option<String>,
+    /// The pieces, in order, and where the resource's bytes lie in them.
+    target: Target,
+}
+
+enum Target {
+    Piece(Piece),
+    Asset(Arc<Manifest>, Vec<Piece>),
+}
+
+impl Resource {
+    /// (piece, range within the piece) for each part of `range`.
+    fn segments(&self, range: ByteRange) -> VecDeque<(Piece, ByteRange)> {
+        match &self.target {
+            Target::Piece(p) => VecDeque::from([(p.clone(), range)]),
+            Target::Asset(m, pieces) => m
+                .segments(range)
+                .into_iter()
+                .filter_map(|(i, r)| pieces.get(i).map(|p| (p.clone(), r)))
+                .collect(),
+        }
+    }
+
+    fn reader(&self, state: &EdgeState, range: ByteRange) -> ResourceReader {
+        ResourceReader {
+            cache: state.cache.clone(),
+            segments: self.segments(range),
+            current: None,
+        }
+    }
+
+    fn coverage(&self, state: &EdgeState, ranges: &[ByteRange]) -> (u64, u64) {
+        let mut cached = 0;
+        let mut total = 0;
+        for r in ranges {
+            for (piece, pr) in self.segments(*r) {
+                let (c, t) = state.cache.coverage(&piece, &[pr]);
+                cached += c;
+                total += t;
+            }
+        }
+        (cached, total)
+    }
+}
+
+/// Reads a range of a resource, piece segment after piece segment.
+pub(crate) struct ResourceReader {
+    cache: WindowCache,
+    segments: VecDeque<(Piece, ByteRange)>,
+    current: Option<RangeReader>,
+}
+
+impl ResourceReader {
+    async fn next_chunk(&mut self) -> std::result::Result<Option<(Bytes, Source)>, CacheError> {
+        loop {
+            if let Some(r) = self.current.as_mut() {
+                match r.next_chunk().await? {
+                    Some(c) => return Ok(Some(c)),
+                    None => self.current = None,
+                }
+            }
+            let Some((piece, range)) = self.segments.pop_front() else {
+                return Ok(None);
+            };
+            self.current = Some(self.cache.reader(&piece, range));
+        }
+    }
+}
+
+/// Validates a request's method, answering OPTIONS and refusing others.
+/// Returns `false` when the request has been answered.
+async fn method_allowed(session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+    let method = session.req_header().method.clone();
+    if method == http::Method::OPTIONS {
+        preflight(session, ctx).await?;
+        return Ok(false);
+    }
+    if method != http::Method::GET && method != http::Method::HEAD {
+        let mut extra = cors_headers();
+        extra.push(("Allow", "GET, HEAD, OPTIONS".into()));
+        let body = format!("method {method} not allowed: use GET or HEAD\n");
+        respond_text(session, ctx, 405, &extra, &body).await?;
+        return Ok(false);
+    }
+    Ok(true)
+}
+
+fn parse_cid(text: &str) -> std::result::Result<PieceCid, String> {
+    PieceCid::parse(text).map_err(|e| {
+        let shown: String = text.chars().take(100).collect();
+        format!("invalid PieceCID {shown:?}: {e}")
+    })
+}
+
+/// Answers `If-None-Match` with 304 when it matches; returns `false` then.
+async fn not_modified_check(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    etag: &str,
+) -> Result<bool> {
+    if let Some(inm) = request_header(session, header::IF_NONE_MATCH) {
+        if if_none_match(inm, etag) {
+            not_modified(session, ctx, etag).await?;
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
 /// Serves one `/piece/<cid_text>` request.
 pub async fn serve_piece(
     state: &EdgeState,
@@ -104,44 +225,20 @@ pub async fn serve_piece(
     ctx: &mut RequestCtx,
     cid_text: &str,
 ) -> Result<()> {
-    let method = session.req_header().method.clone();
-    if method == http::Method::OPTIONS {
-        return preflight(session, ctx).await;
+    if !method_allowed(session, ctx).await? {
+        return Ok(());
     }
-    if method != http::Method::GET && method != http::Method::HEAD {
-        let mut extra = cors_headers();
-        extra.push(("Allow", "GET, HEAD, OPTIONS".into()));
-        return respond_text(
-            session,
-            ctx,
-            405,
-            &extra,
-            &format!("method {method} not allowed: use GET or HEAD\n"),
-        )
-        .await;
-    }
-    let cid = match PieceCid::parse(cid_text) {
+    let cid = match parse_cid(cid_text) {
         Ok(c) => c,
-        Err(e) => {
-            let shown: String = cid_text.chars().take(100).collect();
-            return respond_error(
-                session,
-                ctx,
-                400,
-                &format!("invalid PieceCID {shown:?}: {e}"),
-            )
-            .await;
-        }
+        Err(reason) => return respond_error(session, ctx, 400, &reason).await,
     };
     let cid_str = cid.to_string();
     let etag = piece_etag(&cid_str);
-    if let Some(inm) = request_header(session, header::IF_NONE_MATCH) {
-        if if_none_match(inm, &etag) {
-            return not_modified(session, ctx, &etag).await;
-        }
+    if !not_modified_check(session, ctx, &etag).await? {
+        return Ok(());
     }
-
-    // The piece size, and possibly its head (which gives the content type).
+    // The piece size: from the CID, from what was learnt before, or from a
+    // probe of its first bytes (which also gives the content type).
     let known = state.meta.get(&cid_str);
     let mut content_type = known.content_type;
     let size = match cid.payload_size().or(known.size) {
@@ -160,11 +257,111 @@ pub async fn serve_piece(
         cid: Arc::from(cid_str.as_str()),
         size,
     };
+    let resource = Resource {
+        etag,
+        size,
+        content_type: content_type.map(str::to_string),
+        target: Target::Piece(piece),
+    };
+    serve_resource(state, session, ctx, resource).await
+}
 
-    let plan = range_plan(state, session, &etag, size);
+/// Serves one `/asset/<manifest cid>` request: the file an upload produced,
+/// as one resource over its pieces.
+pub async fn serve_asset(
+    state: &EdgeState,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    cid_text: &str,
+) -> Result<()> {
+    if !method_allowed(session, ctx).await? {
+        return Ok(());
+    }
+    let cid = match parse_cid(cid_text) {
+        Ok(c) => c,
+        Err(reason) => {
+            return respond_error(session, ctx, 400, &reason.replace("PieceCID", "asset id")).await
+        }
+    };
+    let cid_str = cid.to_string();
+    let etag = piece_etag(&cid_str);
+    if !not_modified_check(session, ctx, &etag).await? {
+        return Ok(());
+    }
+    let manifest = match load_manifest(state, &cid).await {
+        Ok(m) => m,
+        Err((status, reason)) => return respond_error(session, ctx, status, &reason).await,
+    };
+    let pieces = manifest
+        .pieces
+        .iter()
+        .map(|p| Piece {
+            cid: Arc::from(p.cid.as_str()),
+            size: p.size,
+        })
+        .collect();
+    let resource = Resource {
+        etag,
+        size: manifest.size,
+        content_type: Some(manifest.content_type.clone()),
+        target: Target::Asset(manifest, pieces),
+    };
+    serve_resource(state, session, ctx, resource).await
+}
+
+/// Reads and checks an asset manifest (remembered once parsed).
+async fn load_manifest(
+    state: &EdgeState,
+    cid: &PieceCid,
+) -> std::result::Result<Arc<Manifest>, (u16, String)> {
+    let cid_str = cid.to_string();
+    if let Some(m) = state.manifests.get(&cid_str) {
+        return Ok(m);
+    }
+    let Some(size) = cid.payload_size() else {
+        return Err((400, "an asset id is a v2 PieceCID (bafkzcib…)".into()));
+    };
+    if size > MAX_MANIFEST_BYTES {
+        return Err((
+            404,
+            format!("no asset {cid_str}: the piece is {size} bytes, too large for a manifest"),
+        ));
+    }
+    let piece = Piece {
+        cid: Arc::from(cid_str.as_str()),
+        size,
+    };
+    let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+    if size > 0 {
+        let mut reader = state.cache.reader(&piece, ByteRange::new(0, size - 1));
+        loop {
+            match reader.next_chunk().await {
+                Ok(Some((c, _))) => bytes.extend_from_slice(&c),
+                Ok(None) => break,
+                Err(e) => return Err((e.client_status(), e.to_string())),
+            }
+        }
+    }
+    let manifest =
+        Manifest::parse(&bytes).map_err(|e| (404, format!("no asset {cid_str}: {e}")))?;
+    let manifest = Arc::new(manifest);
+    state.manifests.insert(&cid_str, manifest.clone());
+    Ok(manifest)
+}
+
+/// Ranges, headers and body of a resource.
+async fn serve_resource(
+    state: &EdgeState,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    resource: Resource,
+) -> Result<()> {
+    let size = resource.size;
+    let method = session.req_header().method.clone();
+    let plan = range_plan(state, session, &resource.etag, size);
     let ranges: Vec<ByteRange> = match &plan {
         RangePlan::Unsatisfiable => {
-            let reason = format!("range not satisfiable: the piece has {size} bytes");
+            let reason = format!("range not satisfiable: the resource has {size} bytes");
             return respond_416(session, ctx, size, &reason).await;
         }
         RangePlan::Rejected(reason) => {
@@ -176,7 +373,7 @@ pub async fn serve_piece(
         RangePlan::Multi(rs) => rs.clone(),
     };
     let is_head = method == http::Method::HEAD;
-    let (cached, total) = state.cache.coverage(&piece, &ranges);
+    let (cached, total) = resource.coverage(state, &ranges);
     let x_cache = match (cached, total) {
         (_, 0) => "HIT",
         (c, t) if c == t => "HIT",
@@ -184,31 +381,34 @@ pub async fn serve_piece(
         _ => "PARTIAL",
     };
 
-    // The content type comes from the piece's first bytes (window 0, which
-    // a player reads first anyway).
+    // A piece's content type comes from its first bytes (window 0, which a
+    // player reads first anyway).
     let waited_since = Instant::now();
-    if content_type.is_none() && size > 0 {
-        let head_range = ByteRange::new(0, (SNIFF_LEN as u64).min(size) - 1);
-        let mut reader = state.cache.reader(&piece, head_range);
-        let mut head = Vec::with_capacity(SNIFF_LEN);
-        loop {
-            match reader.next_chunk().await {
-                Ok(Some((c, _))) => head.extend_from_slice(&c),
-                Ok(None) => break,
-                Err(e) => return respond_cache_error(session, ctx, &e).await,
+    let mut content_type = resource.content_type.clone();
+    if let (None, Target::Piece(piece)) = (&content_type, &resource.target) {
+        if size > 0 {
+            let head_range = ByteRange::new(0, (SNIFF_LEN as u64).min(size) - 1);
+            let mut reader = state.cache.reader(piece, head_range);
+            let mut head = Vec::with_capacity(SNIFF_LEN);
+            loop {
+                match reader.next_chunk().await {
+                    Ok(Some((c, _))) => head.extend_from_slice(&c),
+                    Ok(None) => break,
+                    Err(e) => return respond_cache_error(session, ctx, &e).await,
+                }
             }
+            let ct = sniff_content_type(&head);
+            state.learn(&piece.cid, size, ct);
+            content_type = Some(ct.to_string());
         }
-        let ct = sniff_content_type(&head);
-        state.learn(&cid_str, size, ct);
-        content_type = Some(ct);
     }
-    let content_type = content_type.unwrap_or(crate::http::sniff::OCTET_STREAM);
+    let content_type = content_type.unwrap_or_else(|| crate::http::sniff::OCTET_STREAM.to_string());
 
     // Open the first part before writing anything, so that upstream
     // failures are answered with their own status.
-    let mut first: Option<(RangeReader, Option<(Bytes, Source)>)> = None;
+    let mut first: Option<(ResourceReader, Option<(Bytes, Source)>)> = None;
     if let Some(r0) = ranges.first().copied().filter(|_| !is_head) {
-        let mut reader = state.cache.reader(&piece, r0);
+        let mut reader = resource.reader(state, r0);
         let chunk = match reader.next_chunk().await {
             Ok(c) => c,
             Err(e) => return respond_cache_error(session, ctx, &e).await,
@@ -222,7 +422,7 @@ pub async fn serve_piece(
     };
 
     let multipart = match &plan {
-        RangePlan::Multi(rs) => Some(MultipartLayout::new(rs, size, content_type, &boundary())),
+        RangePlan::Multi(rs) => Some(MultipartLayout::new(rs, size, &content_type, &boundary())),
         _ => None,
     };
     let status: u16 = if matches!(plan, RangePlan::Full) {
@@ -232,7 +432,7 @@ pub async fn serve_piece(
     };
     let mut h = ResponseHeader::build(status, Some(14))?;
     h.insert_header("Accept-Ranges", "bytes")?;
-    h.insert_header("ETag", etag.as_str())?;
+    h.insert_header("ETag", resource.etag.as_str())?;
     h.insert_header("Cache-Control", IMMUTABLE)?;
     h.insert_header("X-Cache", x_cache)?;
     h.insert_header(
@@ -251,12 +451,12 @@ pub async fn serve_piece(
             h.insert_header("Content-Length", layout.content_length.to_string())?;
         }
         (RangePlan::Single(r), None) => {
-            h.insert_header("Content-Type", content_type)?;
+            h.insert_header("Content-Type", content_type.as_str())?;
             h.insert_header("Content-Range", r.content_range(size))?;
             h.insert_header("Content-Length", r.len().to_string())?;
         }
         _ => {
-            h.insert_header("Content-Type", content_type)?;
+            h.insert_header("Content-Type", content_type.as_str())?;
             h.insert_header("Content-Length", size.to_string())?;
         }
     }
@@ -275,16 +475,16 @@ pub async fn serve_piece(
 
     match multipart {
         None => {
-            let (reader, chunk) = take_first(&mut first, state, &piece, ranges[0]);
+            let (reader, chunk) = take_first(&mut first, state, &resource, ranges[0]);
             stream_part(session, ctx, reader, chunk).await?;
         }
         Some(layout) => {
             for (i, (head, r)) in layout.parts.iter().enumerate() {
                 write(session, ctx, Bytes::copy_from_slice(head.as_bytes()), None).await?;
                 let (reader, chunk) = if i == 0 {
-                    take_first(&mut first, state, &piece, *r)
+                    take_first(&mut first, state, &resource, *r)
                 } else {
-                    (state.cache.reader(&piece, *r), None)
+                    (resource.reader(state, *r), None)
                 };
                 stream_part(session, ctx, reader, chunk).await?;
             }
@@ -321,14 +521,14 @@ fn range_plan(state: &EdgeState, session: &Session, etag: &str, size: u64) -> Ra
 }
 
 fn take_first(
-    first: &mut Option<(RangeReader, Option<(Bytes, Source)>)>,
+    first: &mut Option<(ResourceReader, Option<(Bytes, Source)>)>,
     state: &EdgeState,
-    piece: &Piece,
+    resource: &Resource,
     r: ByteRange,
-) -> (RangeReader, Option<(Bytes, Source)>) {
+) -> (ResourceReader, Option<(Bytes, Source)>) {
     first
         .take()
-        .unwrap_or_else(|| (state.cache.reader(piece, r), None))
+        .unwrap_or_else(|| (resource.reader(state, r), None))
 }
 
 fn abort_upstream(e: &CacheError) -> Box<Error> {
@@ -364,7 +564,7 @@ async fn write(
 async fn stream_part(
     session: &mut Session,
     ctx: &mut RequestCtx,
-    mut reader: RangeReader,
+    mut reader: ResourceReader,
     first: Option<(Bytes, Source)>,
 ) -> Result<()> {
     if let Some((chunk, source)) = first {

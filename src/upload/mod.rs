@@ -1,0 +1,9 @@
+//! Uploads: files of any size to a Filecoin storage provider, as assets.
+//!
+//! A file is split into pieces (at most 1,065,353,216 raw bytes each, or
+//! `upload.piece_size`), each streamed to the provider while its CommP is
+//! computed; then a small JSON [`manifest`] listing the pieces is uploaded as
+//! a piece of its own. The manifest's PieceCID is the asset id, served by
+//! `GET /asset/<id>` as one resource.
+
+pub mod manifest;

@@ -1,0 +1,135 @@
+//! `/asset/<id>`: a multi-piece file served as one resource, through real
+//! HTTP against a mock Beam holding the pieces and the manifest piece.
+
+mod common;
+
+use beam_edge::piece::commp::commp_of;
+use beam_edge::upload::manifest::{Manifest, ManifestPiece, FORMAT, VERSION};
+use common::*;
+
+/// Splits `data` into pieces of `piece_size`, registers them and a manifest
+/// on the mock; returns the asset id.
+fn publish(beam: &MockBeam, data: &[u8], piece_size: usize, content_type: &str) -> String {
+    let pieces: Vec<ManifestPiece> = data
+        .chunks(piece_size)
+        .map(|chunk| {
+            let cid = commp_of(chunk).unwrap().to_string();
+            beam.add_piece(&cid, chunk.to_vec());
+            ManifestPiece {
+                cid,
+                size: chunk.len() as u64,
+                layer: String::new(),
+            }
+        })
+        .collect();
+    let m = Manifest {
+        format: FORMAT.into(),
+        version: VERSION,
+        size: data.len() as u64,
+        content_type: content_type.into(),
+        file_name: "clip.webm".into(),
+        window: 1 << 20,
+        pieces,
+    };
+    let bytes = m.to_bytes();
+    let id = commp_of(&bytes).unwrap().to_string();
+    beam.add_piece(&id, bytes);
+    id
+}
+
+#[test]
+fn an_asset_serves_ranges_across_its_pieces() {
+    let beam = MockBeam::start();
+    let edge = EdgeProcess::with_beam(&beam, "");
+    let data = mp4_like(700_000, 21);
+    let id = publish(&beam, &data, 250_000, "video/webm");
+    let path = format!("/asset/{id}");
+
+    let (s, h, body) = raw_get(edge.public, &path, &[]).unwrap();
+    assert_eq!(s, 200);
+    assert!(body == data, "whole asset differs");
+    assert_eq!(
+        h["content-type"], "video/webm",
+        "the manifest's type, not a sniffed one"
+    );
+    assert_eq!(h["etag"], format!("\"{id}\""));
+    assert_eq!(h["content-length"], "700000");
+
+    for (a, b) in [
+        (249_990, 250_009),
+        (0, 699_999),
+        (100, 600_000),
+        (499_999, 500_000),
+        (699_999, 699_999),
+    ] {
+        let (s, h, body) =
+            raw_get(edge.public, &path, &[("Range", &format!("bytes={a}-{b}"))]).unwrap();
+        assert_eq!(s, 206, "{a}-{b}");
+        assert_eq!(h["content-range"], format!("bytes {a}-{b}/700000"));
+        assert!(body == data[a..=b], "bytes {a}-{b} differ");
+    }
+    let (s, h, body) =
+        raw_get(edge.public, &path, &[("Range", "bytes=-10, 249999-250000")]).unwrap();
+    assert_eq!(s, 206);
+    assert!(h["content-type"].starts_with("multipart/byteranges"));
+    let text = String::from_utf8_lossy(&body);
+    assert!(text.contains("Content-Range: bytes 249999-250000/700000"));
+    assert!(text.contains("Content-Range: bytes 699990-699999/700000"));
+    let (s, _, _) = raw_get(edge.public, &path, &[("Range", "bytes=700000-")]).unwrap();
+    assert_eq!(s, 416);
+    let (s, h, body) = raw_request(edge.public, "HEAD", &path, &[]).unwrap();
+    assert_eq!(
+        (s, h["content-length"].as_str(), body.len()),
+        (200, "700000", 0)
+    );
+    let (s, _, _) = raw_get(
+        edge.public,
+        &path,
+        &[("If-None-Match", &format!("\"{id}\""))],
+    )
+    .unwrap();
+    assert_eq!(s, 304);
+}
+
+#[test]
+fn ids_that_are_not_assets_are_refused_clearly() {
+    let beam = MockBeam::start();
+    let edge = EdgeProcess::with_beam(&beam, "");
+    // A piece that exists but is not a manifest.
+    let data = mp4_like(10_000, 22);
+    let cid = commp_of(&data).unwrap().to_string();
+    beam.add_piece(&cid, data.clone());
+    let (s, _, body) = raw_get(edge.public, &format!("/asset/{cid}"), &[]).unwrap();
+    assert_eq!(s, 404);
+    assert!(
+        String::from_utf8_lossy(&body).contains("not an asset manifest"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    let (s, _, body) = raw_get(edge.public, "/asset/hello", &[]).unwrap();
+    assert_eq!(s, 400);
+    assert!(String::from_utf8_lossy(&body).starts_with("invalid asset id"));
+    let v1 = commp_of(&data).unwrap().to_v1().to_string();
+    let (s, _, _) = raw_get(edge.public, &format!("/asset/{v1}"), &[]).unwrap();
+    assert_eq!(s, 400);
+    // A manifest whose pieces do not add up is refused, not served.
+    let m = Manifest {
+        format: FORMAT.into(),
+        version: VERSION,
+        size: 10_001,
+        content_type: "video/mp4".into(),
+        file_name: String::new(),
+        window: 1 << 20,
+        pieces: vec![ManifestPiece {
+            cid: cid.clone(),
+            size: 10_000,
+            layer: String::new(),
+        }],
+    };
+    let bytes = m.to_bytes();
+    let bad = commp_of(&bytes).unwrap().to_string();
+    beam.add_piece(&bad, bytes);
+    let (s, _, body) = raw_get(edge.public, &format!("/asset/{bad}"), &[]).unwrap();
+    assert_eq!(s, 404);
+    assert!(String::from_utf8_lossy(&body).contains("pieces hold 10000 bytes"));
+}
