@@ -7,42 +7,12 @@ use beam_edge::piece::commp::commp_of;
 use beam_edge::upload::manifest::{Manifest, ManifestPiece, FORMAT, VERSION};
 use common::*;
 
-/// Splits `data` into pieces of `piece_size`, registers them and a manifest
-/// on the mock; returns the asset id.
-fn publish(beam: &MockBeam, data: &[u8], piece_size: usize, content_type: &str) -> String {
-    let pieces: Vec<ManifestPiece> = data
-        .chunks(piece_size)
-        .map(|chunk| {
-            let cid = commp_of(chunk).unwrap().to_string();
-            beam.add_piece(&cid, chunk.to_vec());
-            ManifestPiece {
-                cid,
-                size: chunk.len() as u64,
-                layer: String::new(),
-            }
-        })
-        .collect();
-    let m = Manifest {
-        format: FORMAT.into(),
-        version: VERSION,
-        size: data.len() as u64,
-        content_type: content_type.into(),
-        file_name: "clip.webm".into(),
-        window: 1 << 20,
-        pieces,
-    };
-    let bytes = m.to_bytes();
-    let id = commp_of(&bytes).unwrap().to_string();
-    beam.add_piece(&id, bytes);
-    id
-}
-
 #[test]
 fn an_asset_serves_ranges_across_its_pieces() {
     let beam = MockBeam::start();
     let edge = EdgeProcess::with_beam(&beam, "");
     let data = mp4_like(700_000, 21);
-    let id = publish(&beam, &data, 250_000, "video/webm");
+    let id = publish_asset(&beam, &data, 250_000, "video/webm");
     let path = format!("/asset/{id}");
 
     let (s, h, body) = raw_get(edge.public, &path, &[]).unwrap();

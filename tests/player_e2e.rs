@@ -139,6 +139,17 @@ fn run_script(args: &[&str], log_dir: &Path) -> (bool, String) {
 
 #[test]
 fn player_plays_seeks_measures_and_reports_errors_in_chromium() {
+    play_in_chromium(false);
+}
+
+/// The same clip uploaded as an asset of two pieces: the browser's ranges
+/// cross the piece boundary.
+#[test]
+fn player_plays_a_multi_piece_asset_in_chromium() {
+    play_in_chromium(true);
+}
+
+fn play_in_chromium(as_asset: bool) {
     require_tools();
     let dir = tempfile::tempdir().unwrap();
     let video = make_video(dir.path());
@@ -158,9 +169,18 @@ fn player_plays_seeks_measures_and_reports_errors_in_chromium() {
         .to_string();
     let beam = MockBeam::start();
     beam.add_piece(&cid, video.clone());
+    let cid = if as_asset {
+        common::publish_asset(&beam, &video, video.len() / 2 + 1, "video/mp4")
+    } else {
+        cid
+    };
     let edge = EdgeProcess::with_beam(&beam, "");
 
-    let shot = screenshot_path();
+    let shot = if as_asset {
+        screenshot_path().with_file_name("player-e2e-asset.png")
+    } else {
+        screenshot_path()
+    };
     let _ = std::fs::remove_file(&shot);
     let started = Instant::now();
     let base = edge.url("");

@@ -39,7 +39,7 @@ use crate::http::range::{
 use crate::http::sniff::{sniff_content_type, SNIFF_LEN};
 use crate::metrics;
 use crate::piece::PieceCid;
-use crate::upload::manifest::{Manifest, MAX_MANIFEST_BYTES};
+use crate::upload::manifest::{Manifest, FORMAT as MANIFEST_FORMAT, MAX_MANIFEST_BYTES};
 use crate::upstream::UpstreamError;
 
 /// `Cache-Control` of every piece response: the bytes are content-addressed.
@@ -331,22 +331,41 @@ async fn load_manifest(
         cid: Arc::from(cid_str.as_str()),
         size,
     };
-    let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
-    if size > 0 {
-        let mut reader = state.cache.reader(&piece, ByteRange::new(0, size - 1));
-        loop {
-            match reader.next_chunk().await {
-                Ok(Some((c, _))) => bytes.extend_from_slice(&c),
-                Ok(None) => break,
-                Err(e) => return Err((e.client_status(), e.to_string())),
-            }
-        }
+    // Look at the head first, so a media piece is not read whole to find
+    // out it is not a manifest.
+    let head = read_all(state, &piece, ByteRange::new(0, size.min(64).max(1) - 1)).await?;
+    if !String::from_utf8_lossy(&head).contains(MANIFEST_FORMAT) {
+        return Err((
+            404,
+            format!("no asset {cid_str}: the piece is not an asset manifest"),
+        ));
     }
+    let bytes = read_all(state, &piece, ByteRange::new(0, size.max(1) - 1)).await?;
     let manifest =
         Manifest::parse(&bytes).map_err(|e| (404, format!("no asset {cid_str}: {e}")))?;
     let manifest = Arc::new(manifest);
     state.manifests.insert(&cid_str, manifest.clone());
     Ok(manifest)
+}
+
+/// Every byte of `range` of `piece`, through the cache.
+async fn read_all(
+    state: &EdgeState,
+    piece: &Piece,
+    range: ByteRange,
+) -> std::result::Result<Vec<u8>, (u16, String)> {
+    let mut bytes = Vec::with_capacity(usize::try_from(range.len()).unwrap_or(0));
+    if piece.size == 0 {
+        return Ok(bytes);
+    }
+    let mut reader = state.cache.reader(piece, range);
+    loop {
+        match reader.next_chunk().await {
+            Ok(Some((c, _))) => bytes.extend_from_slice(&c),
+            Ok(None) => return Ok(bytes),
+            Err(e) => return Err((e.client_status(), e.to_string())),
+        }
+    }
 }
 
 /// Ranges, headers and body of a resource.

@@ -503,3 +503,40 @@ pub fn mp4_like(len: usize, seed: u64) -> Vec<u8> {
     v.truncate(len);
     v
 }
+
+/// Splits `data` into pieces of `piece_size` bytes, puts them and an asset
+/// manifest listing them on the mock, and returns the asset id.
+pub fn publish_asset(
+    beam: &MockBeam,
+    data: &[u8],
+    piece_size: usize,
+    content_type: &str,
+) -> String {
+    use beam_edge::piece::commp::commp_of;
+    use beam_edge::upload::manifest::{Manifest, ManifestPiece, FORMAT, VERSION};
+    let pieces: Vec<ManifestPiece> = data
+        .chunks(piece_size)
+        .map(|chunk| {
+            let cid = commp_of(chunk).unwrap().to_string();
+            beam.add_piece(&cid, chunk.to_vec());
+            ManifestPiece {
+                cid,
+                size: chunk.len() as u64,
+                layer: String::new(),
+            }
+        })
+        .collect();
+    let m = Manifest {
+        format: FORMAT.into(),
+        version: VERSION,
+        size: data.len() as u64,
+        content_type: content_type.into(),
+        file_name: "clip".into(),
+        window: 1 << 20,
+        pieces,
+    };
+    let bytes = m.to_bytes();
+    let id = commp_of(&bytes).unwrap().to_string();
+    beam.add_piece(&id, bytes);
+    id
+}

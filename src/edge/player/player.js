@@ -1,9 +1,10 @@
-// beam-edge player: plays /piece/<PieceCID> from this edge with custom
+// beam-edge player: plays /asset/<id> or /piece/<PieceCID> from this edge with custom
 // controls on the native media API, and measures what a viewer feels
 // (time to first frame, seek latency, buffer, stalls).
 //
 // Opening: /?cid=<cid>, /#<cid> or /#<cid>&t=<seconds>.
-// Before the source is set, a HEAD request checks the piece, so a bad CID,
+// Before the source is set, a HEAD request checks the id (as an asset, then
+// as a piece), so a bad CID,
 // a missing piece or a network failure becomes a readable message (the
 // server's one-line reason) instead of an opaque media error.
 // Frame stepping assumes 30 fps until requestVideoFrameCallback has measured
@@ -91,6 +92,7 @@
   }
 
   function pieceUrl(cid) { return "/piece/" + encodeURIComponent(cid); }
+  function assetUrl(cid) { return "/asset/" + encodeURIComponent(cid); }
 
   // The server answers errors with a one-line text/plain reason; a HEAD has
   // no body, so the reason is read with a 1-byte GET.
@@ -126,11 +128,16 @@
     stats.cid.title = cid;
     if (!cid) { showError("Enter a PieceCID to play."); return; }
     player.dataset.state = "loading";
-    const url = pieceUrl(cid);
+    // An id may be an asset (an upload's manifest, /asset/) or a plain piece.
+    let url = assetUrl(cid);
     const t0 = performance.now();
     let head;
     try {
       head = await fetch(url, { method: "HEAD", signal, cache: "no-store" });
+      if (head.status === 400 || head.status === 404) {
+        url = pieceUrl(cid);
+        head = await fetch(url, { method: "HEAD", signal, cache: "no-store" });
+      }
     } catch (e) {
       if (signal.aborted) return;
       player.dataset.state = "empty";
