@@ -333,7 +333,7 @@ async fn load_manifest(
     };
     // Look at the head first, so a media piece is not read whole to find
     // out it is not a manifest.
-    let head = read_all(state, &piece, ByteRange::new(0, size.min(64).max(1) - 1)).await?;
+    let head = read_all(state, &piece, ByteRange::new(0, size.clamp(1, 64) - 1)).await?;
     if !String::from_utf8_lossy(&head).contains(MANIFEST_FORMAT) {
         return Err((
             404,
