@@ -7,3 +7,4 @@
 //! `GET /asset/<id>` as one resource.
 
 pub mod manifest;
+pub mod sp;

@@ -540,3 +540,4 @@ pub fn publish_asset(
     beam.add_piece(&id, bytes);
     id
 }
+pub mod mock_curio;

@@ -1,0 +1,1371 @@
+//! A mock Curio provider for tests: a real HTTP/1.1 server on 127.0.0.1
+//! speaking the PDP API that `upload::sp` uses, plus `GET /piece/{cid}` so the
+//! proxy can use it as a provider fallback.
+//!
+//! What it is: a hand-rolled server on its own thread and Tokio runtime
+//! (so it works from sync and async tests of any flavour). It accepts
+//! `Content-Length` and chunked bodies with keep-alive, stores each upload
+//! session's bytes in a temp file while computing CommP on the fly (memory
+//! stays small for 1 GiB uploads), and answers like Curio: `PUT` 400 under
+//! 127 bytes, 413 over the maximum (at once, without reading the rest), 404
+//! for an unknown session; finalize 400 unless the CID is v2 and equals the
+//! CommP of the bytes received. Data-set creation, add-pieces and
+//! create-and-add answer 201 with a fake `0x` tx hash in `Location`; their
+//! status polls answer "pending" [`MockConfig::pending_polls`] times, then
+//! "confirmed" (or "rejected" when told to).
+//!
+//! What it is not: a PDP prover or a chain. Nothing persists after drop.
+//!
+//! Use: `let sp = MockCurio::start();` then point a client at `sp.url()`;
+//! `sp.fail(MockStep::Upload, 500)` or `sp.configure(|c| c.delay = ..)` to
+//! misbehave; assert with `sp.requests()`, `sp.sessions()`, `sp.piece_bytes()`.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+
+use beam_edge::piece::commp::CommP;
+use beam_edge::piece::PieceCid;
+
+/// Curio's maximum piece payload: 1 GiB padded × 127/128.
+pub const CURIO_MAX_UPLOAD: u64 = 1_065_353_216;
+
+/// The routes, for failure injection ([`MockCurio::fail`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MockStep {
+    /// `GET /pdp/ping`.
+    Ping,
+    /// `POST /pdp/piece/uploads`.
+    CreateSession,
+    /// `PUT /pdp/piece/uploads/{uuid}`.
+    Upload,
+    /// `POST /pdp/piece/uploads/{uuid}`.
+    Finalize,
+    /// `GET /pdp/piece?pieceCid=`.
+    FindPiece,
+    /// `POST /pdp/data-sets`.
+    CreateDataSet,
+    /// `GET /pdp/data-sets/created/{tx}`.
+    DataSetStatus,
+    /// `POST /pdp/data-sets/{id}/pieces`.
+    AddPieces,
+    /// `GET /pdp/data-sets/{id}/pieces/added/{tx}`.
+    PiecesAddedStatus,
+    /// `POST /pdp/data-sets/create-and-add`.
+    CreateAndAdd,
+    /// `GET`/`HEAD /piece/{cid}`.
+    GetPiece,
+}
+
+/// Behaviour switches; change them any time with [`MockCurio::configure`].
+#[derive(Clone, Debug)]
+pub struct MockConfig {
+    /// Largest `PUT` body accepted; more is answered 413.
+    pub max_upload: u64,
+    /// Status polls answered "pending" before the final answer.
+    pub pending_polls: u32,
+    /// `GET /pdp/piece` answers 202 this many times for a parked piece
+    /// before 200.
+    pub find_piece_pending: u32,
+    /// New data-set creations end "rejected".
+    pub reject_create: bool,
+    /// New add-pieces transactions end "rejected".
+    pub reject_add: bool,
+    /// Ids in status JSON as decimal strings instead of numbers.
+    pub ids_as_strings: bool,
+    /// Pause before every answer.
+    pub delay: Duration,
+    /// Store and hash uploaded bytes. `false` only counts them (for
+    /// throughput runs) and finalize then accepts any v2 CID of the right size.
+    pub verify_uploads: bool,
+}
+
+impl Default for MockConfig {
+    fn default() -> Self {
+        Self {
+            max_upload: CURIO_MAX_UPLOAD,
+            pending_polls: 1,
+            find_piece_pending: 0,
+            reject_create: false,
+            reject_add: false,
+            ids_as_strings: false,
+            delay: Duration::ZERO,
+            verify_uploads: true,
+        }
+    }
+}
+
+/// One request as the mock saw it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RecordedRequest {
+    /// `GET`, `PUT`, ...
+    pub method: String,
+    /// Path with query.
+    pub path: String,
+    /// The body, when it was JSON.
+    pub json: Option<Value>,
+    /// Body bytes read (stored, for an upload).
+    pub body_len: u64,
+    /// The status answered; `None` when the client aborted the request.
+    pub status: Option<u16>,
+}
+
+/// An upload session's state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UploadSession {
+    /// The session id in `/pdp/piece/uploads/{uuid}`.
+    pub uuid: String,
+    /// Bytes stored from `PUT` bodies.
+    pub received: u64,
+    /// The `PUT` body ended properly (and was accepted).
+    pub complete: bool,
+    /// The client dropped the `PUT` mid-body.
+    pub aborted: bool,
+    /// The CID accepted at finalize.
+    pub finalized: Option<String>,
+}
+
+struct Session {
+    info: UploadSession,
+    path: PathBuf,
+    computed: Option<PieceCid>,
+}
+
+struct Tx {
+    data_set_id: u64,
+    creates: bool,
+    piece_ids: Option<Vec<u64>>,
+    rejected_create: bool,
+    rejected_add: bool,
+    created_polls: u32,
+    added_polls: u32,
+}
+
+struct Failure {
+    status: u16,
+    remaining: Option<u32>,
+}
+
+#[derive(Default)]
+struct State {
+    config: MockConfig,
+    failures: HashMap<MockStep, Failure>,
+    requests: Vec<RecordedRequest>,
+    sessions: HashMap<String, Session>,
+    /// Finalized pieces: CID string → (file, size).
+    pieces: HashMap<String, (PathBuf, u64)>,
+    find_polls: HashMap<String, u32>,
+    txs: HashMap<String, Tx>,
+    data_sets: HashMap<u64, Vec<(u64, String)>>,
+    next_data_set: u64,
+    next_piece: u64,
+    counter: u64,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    dir: PathBuf,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panicking test thread must not hide the mock's state.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The running mock; stops and deletes its files on drop.
+pub struct MockCurio {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+static INSTANCE: AtomicU64 = AtomicU64::new(0);
+
+impl MockCurio {
+    /// Starts a mock with the default [`MockConfig`].
+    pub fn start() -> Self {
+        Self::start_with(MockConfig::default())
+    }
+
+    /// Starts a mock on 127.0.0.1 with an OS-chosen port.
+    pub fn start_with(config: MockConfig) -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "mock-curio-{}-{}",
+            std::process::id(),
+            INSTANCE.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).expect("mock-curio temp dir");
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("mock-curio bind");
+        listener
+            .set_nonblocking(true)
+            .expect("mock-curio nonblocking");
+        let addr = listener.local_addr().expect("mock-curio addr");
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                config,
+                next_data_set: 4000,
+                next_piece: 1,
+                ..State::default()
+            }),
+            dir,
+        });
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = Arc::clone(&shared);
+        let thread = std::thread::Builder::new()
+            .name("mock-curio".into())
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
+                    .enable_all()
+                    .build()
+                    .expect("mock-curio runtime");
+                rt.block_on(async move {
+                    let listener = TcpListener::from_std(listener).expect("mock-curio listener");
+                    tokio::select! {
+                        _ = stopped => {}
+                        _ = accept_loop(listener, server) => {}
+                    }
+                });
+                rt.shutdown_background();
+            })
+            .expect("mock-curio thread");
+        Self {
+            addr,
+            shared,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    /// The service URL, `http://127.0.0.1:{port}/`.
+    pub fn url(&self) -> String {
+        format!("http://{}/", self.addr)
+    }
+
+    /// The listening address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Changes the behaviour for the next requests.
+    pub fn configure(&self, change: impl FnOnce(&mut MockConfig)) {
+        change(&mut self.shared.lock().config);
+    }
+
+    /// Answers every request of `step` with `status` (body drained first).
+    pub fn fail(&self, step: MockStep, status: u16) {
+        self.shared.lock().failures.insert(
+            step,
+            Failure {
+                status,
+                remaining: None,
+            },
+        );
+    }
+
+    /// Answers the next `times` requests of `step` with `status`.
+    pub fn fail_times(&self, step: MockStep, status: u16, times: u32) {
+        self.shared.lock().failures.insert(
+            step,
+            Failure {
+                status,
+                remaining: Some(times),
+            },
+        );
+    }
+
+    /// Stops every injected failure.
+    pub fn clear_failures(&self) {
+        self.shared.lock().failures.clear();
+    }
+
+    /// Every request so far, in arrival order of their answers.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.shared.lock().requests.clone()
+    }
+
+    /// Requests whose method is `method` and whose path starts with `prefix`.
+    pub fn requests_to(&self, method: &str, prefix: &str) -> Vec<RecordedRequest> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.method == method && r.path.starts_with(prefix))
+            .collect()
+    }
+
+    /// Every upload session.
+    pub fn sessions(&self) -> Vec<UploadSession> {
+        self.shared
+            .lock()
+            .sessions
+            .values()
+            .map(|s| s.info.clone())
+            .collect()
+    }
+
+    /// The bytes of a finalized piece.
+    pub fn piece_bytes(&self, cid: &str) -> Option<Vec<u8>> {
+        let path = self.piece_path(cid)?;
+        std::fs::read(path).ok()
+    }
+
+    /// The file holding a finalized piece.
+    pub fn piece_path(&self, cid: &str) -> Option<PathBuf> {
+        self.shared.lock().pieces.get(cid).map(|(p, _)| p.clone())
+    }
+
+    /// Piece ids and CIDs of a data set, once created.
+    pub fn data_set_pieces(&self, data_set_id: u64) -> Option<Vec<(u64, String)>> {
+        self.shared.lock().data_sets.get(&data_set_id).cloned()
+    }
+}
+
+impl Drop for MockCurio {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        let _ = std::fs::remove_dir_all(&self.shared.dir);
+    }
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        tokio::spawn(serve_connection(stream, Arc::clone(&shared)));
+    }
+}
+
+struct Head {
+    method: String,
+    target: String,
+    headers: Vec<(String, String)>,
+}
+
+impl Head {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn path(&self) -> &str {
+        self.target.split('?').next().unwrap_or("")
+    }
+
+    fn query(&self, key: &str) -> Option<&str> {
+        let (_, query) = self.target.split_once('?')?;
+        query
+            .split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v)
+    }
+}
+
+/// What a handler did: the answer's status (`None`: the client went away
+/// mid-body) and whether the connection can take another request.
+struct Handled {
+    /// Already in the request log (every answered request is).
+    recorded: bool,
+    keep_alive: bool,
+    /// Body bytes read or stored.
+    body_len: u64,
+}
+
+type Reader = BufReader<OwnedReadHalf>;
+
+async fn serve_connection(stream: TcpStream, shared: Arc<Shared>) {
+    let _ = stream.set_nodelay(true);
+    let (rd, mut wr) = stream.into_split();
+    let mut rd = BufReader::with_capacity(256 * 1024, rd);
+    loop {
+        let head = match read_head(&mut rd).await {
+            Ok(Some(head)) => head,
+            _ => return,
+        };
+        let mut body = match BodyReader::for_head(&head) {
+            Ok(body) => body,
+            Err(_) => {
+                let _ = respond(&mut wr, 400, &[], b"bad framing", false).await;
+                return;
+            }
+        };
+        let handled = match handle(&shared, &head, &mut body, &mut rd, &mut wr).await {
+            Ok(handled) => handled,
+            Err(_) => Handled {
+                recorded: false,
+                keep_alive: false,
+                body_len: 0,
+            },
+        };
+        if !handled.recorded {
+            record(&shared, &head, None, None, handled.body_len);
+        }
+        if !handled.keep_alive
+            || !body.finished
+            || head
+                .header("connection")
+                .is_some_and(|v| v.eq_ignore_ascii_case("close"))
+        {
+            let _ = wr.shutdown().await;
+            return;
+        }
+    }
+}
+
+async fn read_head(rd: &mut Reader) -> io::Result<Option<Head>> {
+    let mut line = String::new();
+    // Tolerate blank lines between requests.
+    loop {
+        line.clear();
+        if rd.read_line(&mut line).await? == 0 {
+            return Ok(None);
+        }
+        if !line.trim().is_empty() {
+            break;
+        }
+    }
+    let mut parts = line.split_whitespace();
+    let (Some(method), Some(target)) = (parts.next(), parts.next()) else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "bad request line",
+        ));
+    };
+    let mut head = Head {
+        method: method.to_string(),
+        target: target.to_string(),
+        headers: Vec::new(),
+    };
+    loop {
+        line.clear();
+        if rd.read_line(&mut line).await? == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        let l = line.trim_end();
+        if l.is_empty() {
+            return Ok(Some(head));
+        }
+        if let Some((name, value)) = l.split_once(':') {
+            head.headers
+                .push((name.trim().to_string(), value.trim().to_string()));
+        }
+        if head.headers.len() > 100 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "too many headers",
+            ));
+        }
+    }
+}
+
+/// Reads a request body framed by `Content-Length` or chunked encoding.
+struct BodyReader {
+    chunked: bool,
+    /// Bytes left in the body (`Content-Length`) or in the current chunk.
+    remaining: u64,
+    /// Chunked: a chunk's data was read and its CRLF is due.
+    after_chunk: bool,
+    finished: bool,
+}
+
+impl BodyReader {
+    fn for_head(head: &Head) -> io::Result<Self> {
+        let chunked = head
+            .header("transfer-encoding")
+            .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
+        let length = match head.header("content-length") {
+            Some(v) if !chunked => v
+                .parse::<u64>()
+                .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "bad content-length"))?,
+            _ => 0,
+        };
+        Ok(Self {
+            chunked,
+            remaining: length,
+            after_chunk: false,
+            finished: !chunked && length == 0,
+        })
+    }
+
+    /// The declared length, when not chunked.
+    fn declared(&self) -> Option<u64> {
+        (!self.chunked).then_some(self.remaining)
+    }
+
+    /// Next body bytes into `buf`; `Ok(0)` at the end of the body,
+    /// `UnexpectedEof` when the connection ends first.
+    async fn read(&mut self, rd: &mut Reader, buf: &mut [u8]) -> io::Result<usize> {
+        if self.finished {
+            return Ok(0);
+        }
+        if self.chunked && self.remaining == 0 {
+            let mut line = String::new();
+            if self.after_chunk {
+                read_line(rd, &mut line).await?;
+                self.after_chunk = false;
+            }
+            line.clear();
+            read_line(rd, &mut line).await?;
+            let size = line.trim().split(';').next().unwrap_or("");
+            let size = u64::from_str_radix(size.trim(), 16)
+                .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "bad chunk size"))?;
+            if size == 0 {
+                // Trailers, up to the blank line.
+                loop {
+                    line.clear();
+                    read_line(rd, &mut line).await?;
+                    if line.trim().is_empty() {
+                        break;
+                    }
+                }
+                self.finished = true;
+                return Ok(0);
+            }
+            self.remaining = size;
+        }
+        let want = buf
+            .len()
+            .min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
+        let n = rd.read(&mut buf[..want]).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        self.remaining -= n as u64;
+        if self.remaining == 0 {
+            if self.chunked {
+                self.after_chunk = true;
+            } else {
+                self.finished = true;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Reads and discards the rest of the body; returns its length.
+    async fn drain(&mut self, rd: &mut Reader) -> io::Result<u64> {
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut total = 0;
+        loop {
+            let n = self.read(rd, &mut buf).await?;
+            if n == 0 {
+                return Ok(total);
+            }
+            total += n as u64;
+        }
+    }
+
+    /// Reads a whole small body (at most 4 MiB).
+    async fn read_all(&mut self, rd: &mut Reader) -> io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = self.read(rd, &mut buf).await?;
+            if n == 0 {
+                return Ok(out);
+            }
+            out.extend_from_slice(&buf[..n]);
+            if out.len() > 4 << 20 {
+                return Err(io::Error::new(io::ErrorKind::InvalidData, "body too large"));
+            }
+        }
+    }
+}
+
+async fn read_line(rd: &mut Reader, line: &mut String) -> io::Result<()> {
+    if rd.read_line(line).await? == 0 {
+        return Err(io::ErrorKind::UnexpectedEof.into());
+    }
+    Ok(())
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        204 => "No Content",
+        206 => "Partial Content",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        409 => "Conflict",
+        413 => "Payload Too Large",
+        416 => "Range Not Satisfiable",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        _ => "Status",
+    }
+}
+
+async fn write_head(
+    wr: &mut OwnedWriteHalf,
+    status: u16,
+    headers: &[(&str, String)],
+    content_length: Option<u64>,
+    keep_alive: bool,
+) -> io::Result<()> {
+    let mut head = format!("HTTP/1.1 {status} {}\r\n", reason(status));
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if let Some(len) = content_length {
+        head.push_str(&format!("Content-Length: {len}\r\n"));
+    }
+    head.push_str(if keep_alive {
+        "Connection: keep-alive\r\n\r\n"
+    } else {
+        "Connection: close\r\n\r\n"
+    });
+    wr.write_all(head.as_bytes()).await
+}
+
+async fn respond(
+    wr: &mut OwnedWriteHalf,
+    status: u16,
+    headers: &[(&str, String)],
+    body: &[u8],
+    keep_alive: bool,
+) -> io::Result<()> {
+    let len = if status == 204 {
+        None
+    } else {
+        Some(body.len() as u64)
+    };
+    write_head(wr, status, headers, len, keep_alive).await?;
+    if status != 204 {
+        wr.write_all(body).await?;
+    }
+    wr.flush().await
+}
+
+fn json_headers() -> [(&'static str, String); 1] {
+    [("Content-Type", "application/json".to_string())]
+}
+
+fn text_headers() -> [(&'static str, String); 1] {
+    [("Content-Type", "text/plain; charset=utf-8".to_string())]
+}
+
+fn step_of(method: &str, path: &str) -> Option<MockStep> {
+    let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    Some(match (method, segs.as_slice()) {
+        ("GET", ["pdp", "ping"]) => MockStep::Ping,
+        ("POST", ["pdp", "piece", "uploads"]) => MockStep::CreateSession,
+        ("PUT", ["pdp", "piece", "uploads", _]) => MockStep::Upload,
+        ("POST", ["pdp", "piece", "uploads", _]) => MockStep::Finalize,
+        ("GET", ["pdp", "piece"]) => MockStep::FindPiece,
+        ("POST", ["pdp", "data-sets"]) => MockStep::CreateDataSet,
+        ("GET", ["pdp", "data-sets", "created", _]) => MockStep::DataSetStatus,
+        ("POST", ["pdp", "data-sets", "create-and-add"]) => MockStep::CreateAndAdd,
+        ("POST", ["pdp", "data-sets", _, "pieces"]) => MockStep::AddPieces,
+        ("GET", ["pdp", "data-sets", _, "pieces", "added", _]) => MockStep::PiecesAddedStatus,
+        ("GET" | "HEAD", ["piece", _]) => MockStep::GetPiece,
+        _ => return None,
+    })
+}
+
+/// A pseudo-random 64-bit value from a counter (splitmix64).
+fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+fn fake_tx_hash(state: &mut State) -> String {
+    state.counter += 1;
+    let c = state.counter;
+    format!(
+        "0x{:016x}{:016x}{:016x}{:016x}",
+        mix(c),
+        mix(c ^ 1 << 40),
+        mix(c ^ 2 << 40),
+        mix(c ^ 3 << 40)
+    )
+}
+
+fn fake_uuid(state: &mut State) -> String {
+    state.counter += 1;
+    let a = mix(state.counter);
+    let b = mix(!state.counter);
+    format!(
+        "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0xfff,
+        b >> 52,
+        b & 0xffff_ffff_ffff
+    )
+}
+
+fn id_json(id: u64, as_string: bool) -> Value {
+    if as_string {
+        json!(id.to_string())
+    } else {
+        json!(id)
+    }
+}
+
+async fn handle(
+    shared: &Arc<Shared>,
+    head: &Head,
+    body: &mut BodyReader,
+    rd: &mut Reader,
+    wr: &mut OwnedWriteHalf,
+) -> io::Result<Handled> {
+    let path = head.path().to_string();
+    let step = step_of(&head.method, &path);
+    let (delay, injected) = {
+        let mut state = shared.lock();
+        let injected = step.and_then(|s| {
+            let failure = state.failures.get_mut(&s)?;
+            let status = failure.status;
+            match &mut failure.remaining {
+                Some(0) => return None,
+                Some(n) => *n -= 1,
+                None => {}
+            }
+            Some(status)
+        });
+        (state.config.delay, injected)
+    };
+
+    let Some(step) = step else {
+        let len = body.drain(rd).await?;
+        tokio::time::sleep(delay).await;
+        return answer(
+            shared,
+            head,
+            wr,
+            404,
+            &text_headers(),
+            b"no such route",
+            true,
+            None,
+            len,
+        )
+        .await;
+    };
+    if step == MockStep::Upload && injected.is_none() {
+        return upload(shared, head, body, rd, wr, &path, delay).await;
+    }
+
+    let raw = if step == MockStep::Upload {
+        Vec::new()
+    } else {
+        body.read_all(rd).await?
+    };
+    let drained = if step == MockStep::Upload {
+        body.drain(rd).await?
+    } else {
+        0
+    };
+    let json_body: Option<Value> = serde_json::from_slice(&raw).ok();
+    let body_len = raw.len() as u64 + drained;
+    tokio::time::sleep(delay).await;
+
+    if let Some(status) = injected {
+        let text = format!("mock-curio: injected failure for {step:?}");
+        return answer(
+            shared,
+            head,
+            wr,
+            status,
+            &text_headers(),
+            text.as_bytes(),
+            true,
+            json_body,
+            body_len,
+        )
+        .await;
+    }
+
+    let (status, headers, reply): (u16, Vec<(&str, String)>, Vec<u8>) = match step {
+        MockStep::Ping => (200, vec![], Vec::new()),
+        MockStep::CreateSession => {
+            let mut state = shared.lock();
+            let uuid = fake_uuid(&mut state);
+            let file = shared.dir.join(format!("{uuid}.upload"));
+            state.sessions.insert(
+                uuid.clone(),
+                Session {
+                    info: UploadSession {
+                        uuid: uuid.clone(),
+                        received: 0,
+                        complete: false,
+                        aborted: false,
+                        finalized: None,
+                    },
+                    path: file,
+                    computed: None,
+                },
+            );
+            (
+                201,
+                vec![("Location", format!("/pdp/piece/uploads/{uuid}"))],
+                Vec::new(),
+            )
+        }
+        MockStep::Finalize => finalize(shared, &path, json_body.as_ref()),
+        MockStep::FindPiece => {
+            let cid = head.query("pieceCid").unwrap_or("").to_string();
+            let mut state = shared.lock();
+            let pending = state.config.find_piece_pending;
+            if !state.pieces.contains_key(&cid) {
+                (404, text_headers().to_vec(), b"piece not found".to_vec())
+            } else {
+                let polls = state.find_polls.entry(cid.clone()).or_insert(0);
+                *polls += 1;
+                if *polls <= pending {
+                    (
+                        202,
+                        text_headers().to_vec(),
+                        b"piece is being processed".to_vec(),
+                    )
+                } else {
+                    (
+                        200,
+                        json_headers().to_vec(),
+                        json!({ "pieceCid": cid }).to_string().into_bytes(),
+                    )
+                }
+            }
+        }
+        MockStep::CreateDataSet | MockStep::CreateAndAdd | MockStep::AddPieces => {
+            new_transaction(shared, step, &path, json_body.as_ref())
+        }
+        MockStep::DataSetStatus => data_set_status(shared, &path),
+        MockStep::PiecesAddedStatus => pieces_added_status(shared, &path),
+        MockStep::GetPiece => return get_piece(shared, head, wr, &path).await,
+        MockStep::Upload => (405, vec![], Vec::new()),
+    };
+    answer(
+        shared, head, wr, status, &headers, &reply, true, json_body, body_len,
+    )
+    .await
+}
+
+fn record(shared: &Shared, head: &Head, status: Option<u16>, json: Option<Value>, body_len: u64) {
+    shared.lock().requests.push(RecordedRequest {
+        method: head.method.clone(),
+        path: head.target.clone(),
+        json,
+        body_len,
+        status,
+    });
+}
+
+/// Records the request, then answers it: a client that has its answer also
+/// finds the request in [`MockCurio::requests`].
+#[allow(clippy::too_many_arguments)]
+async fn answer(
+    shared: &Shared,
+    head: &Head,
+    wr: &mut OwnedWriteHalf,
+    status: u16,
+    headers: &[(&str, String)],
+    body: &[u8],
+    keep_alive: bool,
+    json: Option<Value>,
+    body_len: u64,
+) -> io::Result<Handled> {
+    record(shared, head, Some(status), json, body_len);
+    respond(wr, status, headers, body, keep_alive).await?;
+    Ok(Handled {
+        recorded: true,
+        keep_alive,
+        body_len,
+    })
+}
+
+fn text(status: u16, msg: &str) -> (u16, Vec<(&'static str, String)>, Vec<u8>) {
+    (status, text_headers().to_vec(), msg.as_bytes().to_vec())
+}
+
+async fn upload(
+    shared: &Arc<Shared>,
+    head: &Head,
+    body: &mut BodyReader,
+    rd: &mut Reader,
+    wr: &mut OwnedWriteHalf,
+    path: &str,
+    delay: Duration,
+) -> io::Result<Handled> {
+    let uuid = path.rsplit('/').next().unwrap_or("").to_string();
+    let found = {
+        let state = shared.lock();
+        state.sessions.get(&uuid).map(|s| {
+            (
+                s.info.complete,
+                s.path.clone(),
+                state.config.max_upload,
+                state.config.verify_uploads,
+            )
+        })
+    };
+    let (file_path, max, verify) = match found {
+        Some((false, path, max, verify)) => (path, max, verify),
+        Some((true, ..)) => {
+            let len = body.drain(rd).await?;
+            return answer(
+                shared,
+                head,
+                wr,
+                409,
+                &text_headers(),
+                b"upload already complete",
+                true,
+                None,
+                len,
+            )
+            .await;
+        }
+        None => {
+            let len = body.drain(rd).await?;
+            return answer(
+                shared,
+                head,
+                wr,
+                404,
+                &text_headers(),
+                b"upload session not found",
+                true,
+                None,
+                len,
+            )
+            .await;
+        }
+    };
+    if body.declared().is_some_and(|len| len > max) {
+        return too_large(shared, head, wr, rd, body, 0).await;
+    }
+    let mut file = if verify {
+        Some(File::create(&file_path)?)
+    } else {
+        None
+    };
+    let mut commp = CommP::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut received = 0u64;
+    loop {
+        let n = match body.read(rd, &mut buf).await {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(_) => {
+                let mut state = shared.lock();
+                if let Some(s) = state.sessions.get_mut(&uuid) {
+                    s.info.aborted = true;
+                }
+                return Ok(Handled {
+                    recorded: false,
+                    keep_alive: false,
+                    body_len: received,
+                });
+            }
+        };
+        if received + n as u64 > max {
+            return too_large(shared, head, wr, rd, body, received).await;
+        }
+        received += n as u64;
+        if let Some(file) = file.as_mut() {
+            file.write_all(&buf[..n])?;
+            commp.update(&buf[..n]);
+        }
+        if let Some(s) = shared.lock().sessions.get_mut(&uuid) {
+            s.info.received = received;
+        }
+    }
+    tokio::time::sleep(delay).await;
+    if received < 127 {
+        return answer(
+            shared,
+            head,
+            wr,
+            400,
+            &text_headers(),
+            b"piece data must be at least 127 bytes",
+            true,
+            None,
+            received,
+        )
+        .await;
+    }
+    let computed = if verify { commp.finish().ok() } else { None };
+    if let Some(s) = shared.lock().sessions.get_mut(&uuid) {
+        s.info.complete = true;
+        s.computed = computed;
+    }
+    answer(shared, head, wr, 204, &[], b"", true, None, received).await
+}
+
+/// Answers 413 before the body is read, then lets the client see it: stop
+/// writing, and swallow what it still sends for a moment so the kernel does
+/// not reset the connection under the answer.
+async fn too_large(
+    shared: &Arc<Shared>,
+    head: &Head,
+    wr: &mut OwnedWriteHalf,
+    rd: &mut Reader,
+    body: &mut BodyReader,
+    stored: u64,
+) -> io::Result<Handled> {
+    let handled = answer(
+        shared,
+        head,
+        wr,
+        413,
+        &text_headers(),
+        b"piece data exceeds the maximum size",
+        false,
+        None,
+        stored,
+    )
+    .await?;
+    let _ = wr.shutdown().await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), body.drain(rd)).await;
+    Ok(handled)
+}
+
+fn finalize(
+    shared: &Arc<Shared>,
+    path: &str,
+    json_body: Option<&Value>,
+) -> (u16, Vec<(&'static str, String)>, Vec<u8>) {
+    let uuid = path.rsplit('/').next().unwrap_or("");
+    let Some(cid_str) = json_body
+        .and_then(|v| v.get("pieceCid"))
+        .and_then(Value::as_str)
+    else {
+        return text(400, "body must be JSON {\"pieceCid\": ...}");
+    };
+    let Ok(cid) = cid_str.parse::<PieceCid>() else {
+        return text(400, "invalid pieceCid");
+    };
+    if cid.payload_size().is_none() {
+        return text(400, "pieceCid must be a v2 PieceCID");
+    }
+    let mut state = shared.lock();
+    let verify = state.config.verify_uploads;
+    let Some(session) = state.sessions.get_mut(uuid) else {
+        return text(404, "upload session not found");
+    };
+    if !session.info.complete {
+        return text(400, "no complete upload in this session");
+    }
+    let matches = match &session.computed {
+        Some(computed) => *computed == cid,
+        None => !verify && cid.payload_size() == Some(session.info.received),
+    };
+    if !matches {
+        let computed = session
+            .computed
+            .as_ref()
+            .map_or("?".into(), |c| c.to_string());
+        return text(400, &format!("pieceCid mismatch: computed {computed}"));
+    }
+    session.info.finalized = Some(cid_str.to_string());
+    let entry = (session.path.clone(), session.info.received);
+    state.pieces.insert(cid_str.to_string(), entry);
+    (
+        200,
+        json_headers().to_vec(),
+        json!({ "pieceCid": cid_str }).to_string().into_bytes(),
+    )
+}
+
+/// Validates `pieces` of an add or create-and-add body: each a parked v2 CID.
+fn parse_pieces(state: &State, body: &Value) -> Result<Vec<String>, String> {
+    let pieces = body
+        .get("pieces")
+        .and_then(Value::as_array)
+        .filter(|p| !p.is_empty())
+        .ok_or("pieces must be a non-empty array")?;
+    let mut out = Vec::new();
+    for piece in pieces {
+        let cid = piece
+            .get("pieceCid")
+            .and_then(Value::as_str)
+            .ok_or("each piece needs a pieceCid")?;
+        let subs = piece
+            .get("subPieces")
+            .and_then(Value::as_array)
+            .filter(|s| !s.is_empty())
+            .ok_or("each piece needs subPieces")?;
+        if subs
+            .iter()
+            .any(|s| s.get("subPieceCid").and_then(Value::as_str).is_none())
+        {
+            return Err("each sub-piece needs a subPieceCid".into());
+        }
+        if !state.pieces.contains_key(cid) {
+            return Err(format!("piece {cid} not found"));
+        }
+        out.push(cid.to_string());
+    }
+    Ok(out)
+}
+
+fn new_transaction(
+    shared: &Arc<Shared>,
+    step: MockStep,
+    path: &str,
+    json_body: Option<&Value>,
+) -> (u16, Vec<(&'static str, String)>, Vec<u8>) {
+    let Some(body) = json_body else {
+        return text(400, "body must be JSON");
+    };
+    let hexed = |key: &str| {
+        body.get(key)
+            .and_then(Value::as_str)
+            .is_some_and(|s| s.starts_with("0x"))
+    };
+    if !hexed("extraData") {
+        return text(400, "extraData must be 0x hex");
+    }
+    if step != MockStep::AddPieces && !hexed("recordKeeper") {
+        return text(400, "recordKeeper must be a 0x address");
+    }
+    let mut state = shared.lock();
+    let existing = path.split('/').nth(3).and_then(|s| s.parse::<u64>().ok());
+    if step == MockStep::AddPieces && !existing.is_some_and(|id| state.data_sets.contains_key(&id))
+    {
+        return text(404, "data set not found");
+    }
+    let pieces = if step == MockStep::CreateDataSet {
+        Vec::new()
+    } else {
+        match parse_pieces(&state, body) {
+            Ok(p) => p,
+            Err(e) => return text(400, &e),
+        }
+    };
+    let (reject_create, reject_add) = (state.config.reject_create, state.config.reject_add);
+    let tx = fake_tx_hash(&mut state);
+    let data_set_id = if let (MockStep::AddPieces, Some(id)) = (step, existing) {
+        id
+    } else {
+        state.next_data_set += 1;
+        let id = state.next_data_set;
+        if !reject_create {
+            state.data_sets.insert(id, Vec::new());
+        }
+        id
+    };
+    let creates = step != MockStep::AddPieces;
+    let rejected_add = reject_add || (creates && reject_create);
+    let piece_ids = if pieces.is_empty() {
+        None
+    } else {
+        let mut ids = Vec::new();
+        for cid in pieces {
+            let id = state.next_piece;
+            state.next_piece += 1;
+            ids.push(id);
+            if !rejected_add {
+                if let Some(set) = state.data_sets.get_mut(&data_set_id) {
+                    set.push((id, cid));
+                }
+            }
+        }
+        Some(ids)
+    };
+    state.txs.insert(
+        tx.clone(),
+        Tx {
+            data_set_id,
+            creates,
+            piece_ids,
+            rejected_create: creates && reject_create,
+            rejected_add,
+            created_polls: 0,
+            added_polls: 0,
+        },
+    );
+    let location = if step == MockStep::AddPieces {
+        format!("/pdp/data-sets/{data_set_id}/pieces/added/{tx}")
+    } else {
+        format!("/pdp/data-sets/created/{tx}")
+    };
+    (201, vec![("Location", location)], Vec::new())
+}
+
+fn data_set_status(
+    shared: &Arc<Shared>,
+    path: &str,
+) -> (u16, Vec<(&'static str, String)>, Vec<u8>) {
+    let tx_hash = path.rsplit('/').next().unwrap_or("").to_string();
+    let mut state = shared.lock();
+    let (pending, as_strings) = (state.config.pending_polls, state.config.ids_as_strings);
+    let Some(tx) = state.txs.get_mut(&tx_hash).filter(|t| t.creates) else {
+        return text(404, "data set creation not found");
+    };
+    tx.created_polls += 1;
+    let answer = if tx.created_polls <= pending {
+        json!({ "createMessageHash": tx_hash, "dataSetCreated": false, "service": "mock-curio",
+                "txStatus": "pending", "ok": null })
+    } else if tx.rejected_create {
+        json!({ "createMessageHash": tx_hash, "dataSetCreated": false, "service": "mock-curio",
+                "txStatus": "rejected", "ok": false })
+    } else {
+        json!({ "createMessageHash": tx_hash, "dataSetCreated": true, "service": "mock-curio",
+                "txStatus": "confirmed", "ok": true, "dataSetId": id_json(tx.data_set_id, as_strings) })
+    };
+    (
+        200,
+        json_headers().to_vec(),
+        answer.to_string().into_bytes(),
+    )
+}
+
+fn pieces_added_status(
+    shared: &Arc<Shared>,
+    path: &str,
+) -> (u16, Vec<(&'static str, String)>, Vec<u8>) {
+    let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let id = segs.get(2).and_then(|s| s.parse::<u64>().ok());
+    let tx_hash = segs.last().copied().unwrap_or("").to_string();
+    let mut state = shared.lock();
+    let (pending, as_strings) = (state.config.pending_polls, state.config.ids_as_strings);
+    let Some(tx) = state
+        .txs
+        .get_mut(&tx_hash)
+        .filter(|t| t.piece_ids.is_some() && Some(t.data_set_id) == id)
+    else {
+        return text(404, "add-pieces transaction not found");
+    };
+    tx.added_polls += 1;
+    let ids = tx.piece_ids.clone().unwrap_or_default();
+    let data_set_id = id_json(tx.data_set_id, as_strings);
+    let answer = if tx.added_polls <= pending {
+        json!({ "txHash": tx_hash, "txStatus": "pending", "dataSetId": data_set_id,
+                "pieceCount": ids.len(), "addMessageOk": null, "piecesAdded": false })
+    } else if tx.rejected_add {
+        json!({ "txHash": tx_hash, "txStatus": "rejected", "dataSetId": data_set_id,
+                "pieceCount": ids.len(), "addMessageOk": null, "piecesAdded": false })
+    } else {
+        let confirmed: Vec<Value> = ids.iter().map(|&i| id_json(i, as_strings)).collect();
+        json!({ "txHash": tx_hash, "txStatus": "confirmed", "dataSetId": data_set_id,
+                "pieceCount": ids.len(), "addMessageOk": true, "piecesAdded": true,
+                "confirmedPieceIds": confirmed })
+    };
+    (
+        200,
+        json_headers().to_vec(),
+        answer.to_string().into_bytes(),
+    )
+}
+
+/// Parses a single `bytes=` range against `len`: `Ok(None)` without one,
+/// `Err(())` when unsatisfiable or malformed.
+fn parse_range(value: Option<&str>, len: u64) -> Result<Option<(u64, u64)>, ()> {
+    let Some(value) = value else { return Ok(None) };
+    let spec = value.trim().strip_prefix("bytes=").ok_or(())?;
+    if spec.contains(',') {
+        return Err(());
+    }
+    let (a, b) = spec.split_once('-').ok_or(())?;
+    let (start, end) = if a.is_empty() {
+        let n: u64 = b.parse().map_err(|_| ())?;
+        if n == 0 {
+            return Err(());
+        }
+        (len.saturating_sub(n), len.checked_sub(1).ok_or(())?)
+    } else {
+        let start: u64 = a.parse().map_err(|_| ())?;
+        let end = if b.is_empty() {
+            len.saturating_sub(1)
+        } else {
+            b.parse::<u64>().map_err(|_| ())?.min(len.saturating_sub(1))
+        };
+        (start, end)
+    };
+    if start >= len || end < start {
+        return Err(());
+    }
+    Ok(Some((start, end)))
+}
+
+async fn get_piece(
+    shared: &Arc<Shared>,
+    head: &Head,
+    wr: &mut OwnedWriteHalf,
+    path: &str,
+) -> io::Result<Handled> {
+    let cid = path.rsplit('/').next().unwrap_or("");
+    let found = shared.lock().pieces.get(cid).cloned();
+    let Some((file_path, len)) = found else {
+        return answer(
+            shared,
+            head,
+            wr,
+            404,
+            &text_headers(),
+            b"piece not found",
+            true,
+            None,
+            0,
+        )
+        .await;
+    };
+    let (status, start, end) = match parse_range(head.header("range"), len) {
+        Ok(None) => (200, 0, len - 1),
+        Ok(Some((s, e))) => (206, s, e),
+        Err(()) => {
+            let headers = [("Content-Range", format!("bytes */{len}"))];
+            return answer(shared, head, wr, 416, &headers, b"", true, None, 0).await;
+        }
+    };
+    let mut headers = vec![
+        ("Content-Type", "application/octet-stream".to_string()),
+        ("Accept-Ranges", "bytes".to_string()),
+    ];
+    if status == 206 {
+        headers.push(("Content-Range", format!("bytes {start}-{end}/{len}")));
+    }
+    let count = end - start + 1;
+    record(shared, head, Some(status), None, 0);
+    write_head(wr, status, &headers, Some(count), true).await?;
+    if head.method == "GET" {
+        let mut file = File::open(&file_path)?;
+        file.seek(SeekFrom::Start(start))?;
+        let mut left = count;
+        let mut buf = vec![0u8; 64 * 1024];
+        while left > 0 {
+            let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+            file.read_exact(&mut buf[..want])?;
+            wr.write_all(&buf[..want]).await?;
+            left -= want as u64;
+        }
+    }
+    wr.flush().await?;
+    Ok(Handled {
+        recorded: true,
+        keep_alive: true,
+        body_len: 0,
+    })
+}
