@@ -7,4 +7,5 @@
 //! `GET /asset/<id>` as one resource.
 
 pub mod manifest;
+pub mod pipeline;
 pub mod sp;

@@ -1,0 +1,42 @@
+//! Filecoin chain access for uploads: EIP-712 `extraData` signing, the payer
+//! key, and the read-only contract calls an upload needs before it starts.
+//!
+//! What it is: everything between "I have a wallet key and an RPC URL" and
+//! "I can POST `extraData` to a storage provider's PDP API". It signs the
+//! FilecoinWarmStorageService (FWSS) typed data exactly as the reference client
+//! (`@filoz/synapse-core` 0.5.2) does, looks up a provider's service URL and
+//! payee in the ServiceProviderRegistry, lists the payer's data sets so a
+//! `withCDN` one at the chosen provider can be reused, and summarises whether
+//! the wallet can pay ([`WalletReport::problems`]).
+//!
+//! What it is not: it sends no transaction. Depositing USDFC into FilecoinPay
+//! and approving FWSS as operator are the payer's own on-chain actions; this
+//! module only reports that they are missing. It does not talk to the storage
+//! provider's HTTP API either.
+//!
+//! Use: [`load_signer`] once at start-up, [`ChainReader::new`] with an RPC URL,
+//! [`ChainReader::wallet_report`] before any upload, then
+//! [`create_data_set_extra_data`] / [`add_pieces_extra_data`] per request with
+//! fresh [`random_u256`] ids.
+
+pub mod abi;
+mod extra_data;
+mod key;
+mod network;
+mod reads;
+
+pub use extra_data::{
+    add_pieces_extra_data, cdn_metadata, create_and_add_extra_data, create_data_set_extra_data,
+    fwss_domain, random_u256, ExtraDataError, PieceToAdd, MAX_DATA_SET_METADATA_KEYS,
+    MAX_DATA_SET_METADATA_VALUE_BYTES, MAX_METADATA_KEY_BYTES, MAX_PIECES_PER_ADD,
+    MAX_PIECE_METADATA_KEYS, MAX_PIECE_METADATA_VALUE_BYTES, WITH_CDN_KEY,
+};
+pub use key::{load_signer, parse_private_key, KeyError, PayerKey, PRIVATE_KEY_ENV};
+pub use network::{Contracts, Network};
+pub use reads::{
+    choose_reusable_data_set, ChainError, ChainReader, DataSet, OperatorApproval, PayAccount,
+    ProviderInfo, WalletReport,
+};
+
+/// Re-exported so callers need no direct alloy dependency for the common types.
+pub use alloy::primitives::{Address, Bytes, U256};
