@@ -6,6 +6,7 @@
 //! a piece of its own. The manifest's PieceCID is the asset id, served by
 //! `GET /asset/<id>` as one resource.
 
+pub mod chain;
 pub mod manifest;
 pub mod pipeline;
 pub mod sp;

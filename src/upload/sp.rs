@@ -1120,7 +1120,7 @@ fn is_hex_prefixed(s: &str) -> bool {
 /// `0x`-prefixed hex bytes (the prefix is added when missing).
 fn hex_data(step: Step, s: &str) -> Result<String, SpError> {
     let digits = s.strip_prefix("0x").unwrap_or(s);
-    if digits.len() % 2 != 0 || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if !digits.len().is_multiple_of(2) || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(SpError::InvalidArgument {
             step,
             reason: format!("extraData {:?} is not hex bytes", excerpt(s.as_bytes())),
