@@ -241,7 +241,7 @@ fn metadata_limits_are_enforced_with_clear_errors() {
     let create = |m: &[(String, String)]| {
         create_data_set_extra_data(&key, CALIB, fwss(), U256::from(1), VECTOR_PAYEE, m)
     };
-    let add = |p: &[(Vec<u8>, Vec<(String, String)>)]| {
+    let add = |p: &[beam_edge::upload::chain::PieceToAdd]| {
         add_pieces_extra_data(&key, CALIB, fwss(), U256::from(1), U256::from(2), p)
     };
 
