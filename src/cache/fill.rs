@@ -44,9 +44,13 @@ impl CacheError {
 
 #[derive(Default)]
 struct FillState {
+    /// Chunks as they arrived, until the window is complete.
     chunks: Vec<Bytes>,
     received: u64,
     outcome: Option<Result<(), CacheError>>,
+    /// The whole window once complete; `chunks` is then emptied, so a
+    /// finished window is held once, not twice.
+    whole: Option<Bytes>,
 }
 
 /// A window being downloaded.
@@ -104,7 +108,8 @@ impl Fill {
         self.bump();
     }
 
-    /// Marks the fill complete and returns the whole window (one copy).
+    /// Marks the fill complete and returns the whole window (one copy; the
+    /// chunks are released).
     pub fn finish(&self) -> Bytes {
         let bytes = {
             let mut st = self.lock();
@@ -112,8 +117,11 @@ impl Fill {
             for c in &st.chunks {
                 buf.extend_from_slice(c);
             }
+            let bytes = buf.freeze();
+            st.chunks = Vec::new();
+            st.whole = Some(bytes.clone());
             st.outcome = Some(Ok(()));
-            buf.freeze()
+            bytes
         };
         self.bump();
         bytes
@@ -164,6 +172,7 @@ impl Fill {
         FillReader {
             fill: self.clone(),
             next: 0,
+            offset: 0,
             rx: self.progress.subscribe(),
         }
     }
@@ -190,7 +199,10 @@ impl Drop for Interest {
 /// Streams a fill's chunks in order as they arrive.
 pub struct FillReader {
     fill: Arc<Fill>,
+    /// Index of the next chunk, while the fill is in progress.
     next: usize,
+    /// Bytes delivered so far.
+    offset: u64,
     rx: watch::Receiver<u64>,
 }
 
@@ -203,8 +215,17 @@ impl FillReader {
             self.rx.borrow_and_update();
             {
                 let st = self.fill.lock();
+                if let Some(whole) = &st.whole {
+                    // Complete: the rest in one slice.
+                    let from = usize::try_from(self.offset)
+                        .unwrap_or(usize::MAX)
+                        .min(whole.len());
+                    self.offset = whole.len() as u64;
+                    return Ok((from < whole.len()).then(|| whole.slice(from..)));
+                }
                 if let Some(c) = st.chunks.get(self.next) {
                     self.next += 1;
+                    self.offset += c.len() as u64;
                     return Ok(Some(c.clone()));
                 }
                 if let Some(outcome) = &st.outcome {
@@ -241,11 +262,19 @@ mod tests {
         assert_eq!(early.next().await.unwrap().unwrap(), "def");
         assert_eq!(pusher.await.unwrap(), "abcdef");
         assert_eq!(early.next().await.unwrap(), None);
-        // A late reader still sees every chunk from the start.
+        // A late reader gets the finished window from the start, in one slice.
         let mut late = f.reader();
-        assert_eq!(late.next().await.unwrap().unwrap(), "abc");
-        assert_eq!(late.next().await.unwrap().unwrap(), "def");
+        assert_eq!(late.next().await.unwrap().unwrap(), "abcdef");
         assert_eq!(late.next().await.unwrap(), None);
+        // A reader that had some chunks gets the rest of the window.
+        let mut mid = Fill::new(key(), 6, false).reader();
+        let g = mid.fill.clone();
+        g.push(Bytes::from_static(b"ab"));
+        assert_eq!(mid.next().await.unwrap().unwrap(), "ab");
+        g.push(Bytes::from_static(b"cdef"));
+        g.finish();
+        assert_eq!(mid.next().await.unwrap().unwrap(), "cdef");
+        assert_eq!(mid.next().await.unwrap(), None);
     }
 
     #[tokio::test]

@@ -1,5 +1,5 @@
 //! The memory tier: a byte-budgeted map from [`WindowKey`] to window bytes,
-//! with TinyLFU admission and S3-FIFO eviction (Pingora's `TinyUFO`).
+//! with frequency-aware S3-FIFO eviction (Pingora's `TinyUFO`); every window offered is admitted.
 //!
 //! Readers share a window zero-copy: `get` returns a `Bytes` handle to the
 //! same buffer. TinyUFO weighs entries in `u16` units, so weight is counted
@@ -68,9 +68,8 @@ impl MemoryTier {
         self.get(key).is_some()
     }
 
-    /// Offers a window; TinyLFU may refuse it (or evict others) to keep the
-    /// budget and favour frequently used windows. Returns the keys that left
-    /// the tier (possibly `key` itself, when admission refused it).
+    /// Adds a window, evicting others (S3-FIFO, frequency-aware) to keep the
+    /// budget. Returns the keys that left the tier.
     pub fn put(&self, key: WindowKey, bytes: Bytes) -> Vec<WindowKey> {
         if bytes.is_empty() || bytes.len() as u64 > self.budget || self.contains(&key) {
             return Vec::new();
@@ -79,7 +78,13 @@ impl MemoryTier {
         self.bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
         self.entries.fetch_add(1, Ordering::Relaxed);
         let mut left = Vec::new();
-        for gone in self.ufo.put(key.clone(), Entry { key, bytes }, weight) {
+        // Always admitted: every window offered was just asked for (or read
+        // ahead for a reader), so refusing it would only cause a refetch.
+        // S3-FIFO (with its use counts) still picks which older windows leave.
+        for gone in self
+            .ufo
+            .force_put(key.clone(), Entry { key, bytes }, weight)
+        {
             self.forget(gone.data.bytes.len() as u64);
             self.evictions.fetch_add(1, Ordering::Relaxed);
             left.push(gone.data.key);

@@ -407,7 +407,9 @@ impl Inner {
     }
 
     /// Puts a complete window into both tiers.
-    fn store(self: &Arc<Self>, key: WindowKey, bytes: Bytes) {
+    /// Puts a complete window into both tiers; `then` runs once the window
+    /// is on disk (or at once without a disk tier).
+    fn store(self: &Arc<Self>, key: WindowKey, bytes: Bytes, then: impl FnOnce() + Send + 'static) {
         let evicted = self.memory.put(key.clone(), bytes.clone());
         if !evicted.is_empty() {
             metrics::EVICTIONS
@@ -444,9 +446,11 @@ impl Inner {
                         .inc_by(evicted);
                 }
                 inner.publish_sizes();
+                then();
             });
         } else {
             self.publish_sizes();
+            then();
         }
     }
 
@@ -460,8 +464,13 @@ impl Inner {
 
     fn complete(self: &Arc<Self>, fill: &Arc<Fill>) {
         let bytes = fill.finish();
-        self.store(fill.key.clone(), bytes);
-        self.unregister(fill);
+        // The fill stays registered (readers join it and get the finished
+        // window) until the disk write lands: otherwise a window refused by
+        // the memory tier would be in no tier and not in flight meanwhile,
+        // and be fetched again.
+        let inner = self.clone();
+        let done = fill.clone();
+        self.store(fill.key.clone(), bytes, move || inner.unregister(&done));
         metrics::WINDOW_FILLS
             .with_label_values(&[fill_kind(fill), "ok"])
             .inc();
@@ -732,7 +741,7 @@ impl Inner {
                 let key = WindowKey::new(piece.cid.clone(), idx);
                 let bytes = std::mem::take(prefix).freeze();
                 if bytes.len() as u64 == span.len() && !self.is_cached(&key) {
-                    self.store(key, bytes);
+                    self.store(key, bytes, || {});
                 }
             }
         }

@@ -45,6 +45,8 @@ pub struct EdgeState {
     pub meta: PieceMetaStore,
     /// Asset manifests already read.
     pub manifests: ManifestStore,
+    /// Content-type sniffs in flight, one per piece.
+    pub sniffs: SniffFlights,
     /// Range caps.
     pub range_limits: RangeLimits,
     /// Set once every listener is bound and the server runs.
@@ -85,6 +87,7 @@ impl EdgeState {
             cache,
             meta,
             manifests: ManifestStore::default(),
+            sniffs: SniffFlights::default(),
             range_limits: RangeLimits::default(),
             running: AtomicBool::new(false),
             shutting_down: AtomicBool::new(false),
@@ -116,6 +119,36 @@ pub fn cache_settings(config: &Config) -> CacheSettings {
         providers: config.upstream.providers.clone(),
         prefetch_linger: std::time::Duration::from_secs(2),
         beam_retry_delay: std::time::Duration::from_millis(500),
+    }
+}
+
+/// The outcome of sniffing a piece's content type: the type, or the status
+/// and reason to answer with.
+pub type SniffResult = std::result::Result<&'static str, (u16, String)>;
+
+/// Single-flight content-type sniffs: concurrent requests for a piece whose
+/// type is unknown share one read of its first bytes.
+#[derive(Default)]
+pub struct SniffFlights {
+    map: std::sync::Mutex<
+        std::collections::HashMap<String, Arc<tokio::sync::OnceCell<SniffResult>>>,
+    >,
+}
+
+impl SniffFlights {
+    /// The shared cell for `cid` (created when none is in flight).
+    pub fn cell(&self, cid: &str) -> Arc<tokio::sync::OnceCell<SniffResult>> {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(cid.to_string()).or_default().clone()
+    }
+
+    /// Forgets `cell` once it holds a result (the type is in the metadata
+    /// store by then; an error is not remembered).
+    pub fn done(&self, cid: &str, cell: &Arc<tokio::sync::OnceCell<SniffResult>>) {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if map.get(cid).is_some_and(|c| Arc::ptr_eq(c, cell)) {
+            map.remove(cid);
+        }
     }
 }
 

@@ -400,40 +400,72 @@ async fn serve_resource(
         _ => "PARTIAL",
     };
 
-    // A piece's content type comes from its first bytes (window 0, which a
-    // player reads first anyway).
+    // A piece's content type comes from its first bytes: read through the
+    // cache when the request starts in window 0 (a player reads it first
+    // anyway), else with a small probe that runs beside the request's own
+    // first read, so a cold deep seek costs no extra window and no extra
+    // round trip.
     let waited_since = Instant::now();
-    let mut content_type = resource.content_type.clone();
-    if let (None, Target::Piece(piece)) = (&content_type, &resource.target) {
-        if size > 0 {
-            let head_range = ByteRange::new(0, (SNIFF_LEN as u64).min(size) - 1);
-            let mut reader = state.cache.reader(piece, head_range);
-            let mut head = Vec::with_capacity(SNIFF_LEN);
-            loop {
-                match reader.next_chunk().await {
-                    Ok(Some((c, _))) => head.extend_from_slice(&c),
-                    Ok(None) => break,
-                    Err(e) => return respond_cache_error(session, ctx, &e).await,
-                }
-            }
-            let ct = sniff_content_type(&head);
-            state.learn(&piece.cid, size, ct);
-            content_type = Some(ct.to_string());
-        }
-    }
-    let content_type = content_type.unwrap_or_else(|| crate::http::sniff::OCTET_STREAM.to_string());
-
+    let sniff_piece = match (&resource.content_type, &resource.target) {
+        (None, Target::Piece(piece)) if size > 0 => Some(piece.clone()),
+        _ => None,
+    };
+    let in_window_zero = ranges
+        .first()
+        .is_some_and(|r| r.start < state.cache.geometry().raw && !is_head);
+    let sniff = async {
+        let Some(piece) = &sniff_piece else {
+            return Ok(None);
+        };
+        // One sniff per piece at a time, however many requests want it.
+        let cell = state.sniffs.cell(&piece.cid);
+        let result = cell
+            .get_or_init(|| async {
+                let head_range = ByteRange::new(0, (SNIFF_LEN as u64).min(size) - 1);
+                let head = if in_window_zero {
+                    read_all(state, piece, head_range).await?
+                } else {
+                    let (_, head) = state
+                        .upstream
+                        .probe(&piece.cid, Some(size), SNIFF_LEN as u64)
+                        .await
+                        .map_err(|e| (e.client_status(), e.to_string()))?;
+                    head.to_vec()
+                };
+                let ct = sniff_content_type(&head);
+                state.learn(&piece.cid, size, ct);
+                Ok(ct)
+            })
+            .await
+            .clone();
+        state.sniffs.done(&piece.cid, &cell);
+        result.map(|ct| Some(ct.to_string()))
+    };
     // Open the first part before writing anything, so that upstream
     // failures are answered with their own status.
-    let mut first: Option<(ResourceReader, Option<(Bytes, Source)>)> = None;
-    if let Some(r0) = ranges.first().copied().filter(|_| !is_head) {
-        let mut reader = resource.reader(state, r0);
-        let chunk = match reader.next_chunk().await {
-            Ok(c) => c,
-            Err(e) => return respond_cache_error(session, ctx, &e).await,
-        };
-        first = Some((reader, chunk));
-    }
+    let open_first = async {
+        match ranges.first().copied().filter(|_| !is_head) {
+            Some(r0) => {
+                let mut reader = resource.reader(state, r0);
+                let chunk = reader.next_chunk().await?;
+                Ok(Some((reader, chunk)))
+            }
+            None => Ok(None),
+        }
+    };
+    let (sniffed, opened) = tokio::join!(sniff, open_first);
+    let mut first: Option<(ResourceReader, Option<(Bytes, Source)>)> = match opened {
+        Ok(f) => f,
+        Err(e) => return respond_cache_error(session, ctx, &e).await,
+    };
+    let content_type = match sniffed {
+        Ok(Some(ct)) => ct,
+        Ok(None) => resource
+            .content_type
+            .clone()
+            .unwrap_or_else(|| crate::http::sniff::OCTET_STREAM.to_string()),
+        Err((status, reason)) => return respond_error(session, ctx, status, &reason).await,
+    };
     let upstream_wait = if x_cache == "HIT" {
         Duration::ZERO
     } else {
