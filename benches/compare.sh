@@ -259,7 +259,8 @@ cold20() { # name cache-yaml label
   local windows; windows=$(calc "f'{$up/$WINDOW:.2f}'")
   row "20 concurrent cold requests for one 1 MiB range ($3)" \
       "$up upstream bytes = $windows windows$([ $bad = 0 ] && echo ", 20/20 byte-exact" || echo ", **$bad/20 wrong**")" \
-      "≤ 2 windows ($((2 * WINDOW)) B)" "$(verdict "$up <= 2 * $WINDOW and $bad == 0")"
+      "≤ 2 windows ($((2 * WINDOW)) B) + 512 B type probe$( [ "$3" != "${3#default}" ] && echo " + 4 read-ahead windows")" \
+      "$(verdict "$up <= ($( [ "$3" != "${3#default}" ] && echo 6 || echo 2)) * $WINDOW + 512 and $bad == 0")"
   stop_edge "$EDGE_PID"
 }
 cold20 cold20 "memory: 256MiB" "default read-ahead, prefetch 4"

@@ -7,9 +7,11 @@
 //! sent when the play position reaches chunk `i - ahead` (the player keeps
 //! `ahead` chunks buffered), or as soon as read `i - 1` is done if that is
 //! later. A read that starts past the first window counts as a *stall* when
-//! its `X-Cache` is not `HIT` or its time to first byte exceeds
-//! `--stall-ttfb`; it is *late* when it completes after the play position
-//! needed it (a visible rebuffer).
+//! its time to first byte exceeds `--stall-ttfb` (it waited on the upstream;
+//! a read that joins a window already streaming in reports `X-Cache: MISS`
+//! but does not wait, so `X-Cache` alone is reported, not judged); it is
+//! *late* when it completes after the play position needed it (a visible
+//! rebuffer).
 //!
 //! ```text
 //! cargo run --release --example playback_client -- --url http://127.0.0.1:8080/piece/<cid> \
@@ -216,7 +218,9 @@ async fn play(args: &Args) -> Result<(), String> {
         let is_slow = r.ttfb > args.stall_ttfb;
         not_hit += miss as u64;
         slow += is_slow as u64;
-        if miss || is_slow {
+        // A read that joined a window already streaming in is not HIT but
+        // did not wait: only waiting counts as a stall.
+        if is_slow {
             stalls += 1;
             eprintln!(
                 "stall: read at byte {} X-Cache {} ttfb {:.1} ms",

@@ -45,6 +45,9 @@ use fill::{Fill, FillReader, Interest};
 use memory::MemoryTier;
 use window::{Geometry, WindowKey, WindowSlice};
 
+/// Most completed windows waiting for their disk write at once.
+const DISK_WRITES: usize = 4;
+
 /// How the cache behaves (from the `cache` and `upstream` config sections).
 #[derive(Debug, Clone)]
 pub struct CacheSettings {
@@ -155,6 +158,8 @@ struct Inner {
     upstream: Upstream,
     settings: CacheSettings,
     prefetch_slots: Arc<Semaphore>,
+    /// Disk writes in flight (see [`DISK_WRITES`]).
+    disk_slots: Arc<Semaphore>,
     /// Windows filled by read-ahead and not read yet (for used/wasted counts).
     prefetched_unread: Mutex<HashSet<WindowKey>>,
 }
@@ -180,6 +185,7 @@ impl WindowCache {
             fills: Mutex::new(HashMap::new()),
             upstream,
             prefetch_slots: Arc::new(Semaphore::new(settings.prefetch_concurrency.max(1))),
+            disk_slots: Arc::new(Semaphore::new(DISK_WRITES)),
             settings,
             prefetched_unread: Mutex::new(HashSet::new()),
         };
@@ -462,7 +468,13 @@ impl Inner {
         }
     }
 
-    fn complete(self: &Arc<Self>, fill: &Arc<Fill>) {
+    async fn complete(self: &Arc<Self>, fill: &Arc<Fill>) {
+        // At most DISK_WRITES windows wait for the disk at once: a fill that
+        // outruns the disk waits here, so queued writes cannot pile up in memory.
+        let permit = match &self.disk {
+            Some(_) => self.disk_slots.clone().acquire_owned().await.ok(),
+            None => None,
+        };
         let bytes = fill.finish();
         // The fill stays registered (readers join it and get the finished
         // window) until the disk write lands: otherwise a window refused by
@@ -470,7 +482,10 @@ impl Inner {
         // and be fetched again.
         let inner = self.clone();
         let done = fill.clone();
-        self.store(fill.key.clone(), bytes, move || inner.unregister(&done));
+        self.store(fill.key.clone(), bytes, move || {
+            inner.unregister(&done);
+            drop(permit);
+        });
         metrics::WINDOW_FILLS
             .with_label_values(&[fill_kind(fill), "ok"])
             .inc();
@@ -673,7 +688,7 @@ impl Inner {
                             let need = usize::try_from(f.len - f.received()).unwrap_or(usize::MAX);
                             f.push(chunk.split_to(need.min(chunk.len())));
                             if f.received() == f.len {
-                                self.complete(f);
+                                self.complete(f).await;
                                 cur += 1;
                                 if cur == fills.len() {
                                     return;
