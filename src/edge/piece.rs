@@ -196,11 +196,31 @@ async fn method_allowed(session: &mut Session, ctx: &mut RequestCtx) -> Result<b
     Ok(true)
 }
 
-fn parse_cid(text: &str) -> std::result::Result<PieceCid, String> {
-    PieceCid::parse(text).map_err(|e| {
-        let shown: String = text.chars().take(100).collect();
-        format!("invalid PieceCID {shown:?}: {e}")
-    })
+/// What every `/piece` and `/asset` request goes through first: the method
+/// (OPTIONS answered, others refused), the id (400 naming `what` is wrong),
+/// and `If-None-Match` (304). `None` when the request has been answered.
+async fn prologue(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    cid_text: &str,
+    what: &str,
+) -> Result<Option<(PieceCid, String)>> {
+    if !method_allowed(session, ctx).await? {
+        return Ok(None);
+    }
+    let cid = match PieceCid::parse(cid_text) {
+        Ok(c) => c,
+        Err(e) => {
+            let shown: String = cid_text.chars().take(100).collect();
+            respond_error(session, ctx, 400, &format!("invalid {what} {shown:?}: {e}")).await?;
+            return Ok(None);
+        }
+    };
+    let etag = piece_etag(&cid.to_string());
+    if !not_modified_check(session, ctx, &etag).await? {
+        return Ok(None);
+    }
+    Ok(Some((cid, etag)))
 }
 
 /// Answers `If-None-Match` with 304 when it matches; returns `false` then.
@@ -225,18 +245,10 @@ pub async fn serve_piece(
     ctx: &mut RequestCtx,
     cid_text: &str,
 ) -> Result<()> {
-    if !method_allowed(session, ctx).await? {
+    let Some((cid, etag)) = prologue(session, ctx, cid_text, "PieceCID").await? else {
         return Ok(());
-    }
-    let cid = match parse_cid(cid_text) {
-        Ok(c) => c,
-        Err(reason) => return respond_error(session, ctx, 400, &reason).await,
     };
     let cid_str = cid.to_string();
-    let etag = piece_etag(&cid_str);
-    if !not_modified_check(session, ctx, &etag).await? {
-        return Ok(());
-    }
     // The piece size: from the CID, from what was learnt before, or from a
     // probe of its first bytes (which also gives the content type).
     let known = state.meta.get(&cid_str);
@@ -274,20 +286,9 @@ pub async fn serve_asset(
     ctx: &mut RequestCtx,
     cid_text: &str,
 ) -> Result<()> {
-    if !method_allowed(session, ctx).await? {
+    let Some((cid, etag)) = prologue(session, ctx, cid_text, "asset id").await? else {
         return Ok(());
-    }
-    let cid = match parse_cid(cid_text) {
-        Ok(c) => c,
-        Err(reason) => {
-            return respond_error(session, ctx, 400, &reason.replace("PieceCID", "asset id")).await
-        }
     };
-    let cid_str = cid.to_string();
-    let etag = piece_etag(&cid_str);
-    if !not_modified_check(session, ctx, &etag).await? {
-        return Ok(());
-    }
     let manifest = match load_manifest(state, &cid).await {
         Ok(m) => m,
         Err((status, reason)) => return respond_error(session, ctx, status, &reason).await,
