@@ -9,4 +9,5 @@
 pub mod chain;
 pub mod manifest;
 pub mod pipeline;
+pub mod publish;
 pub mod sp;

@@ -1,0 +1,208 @@
+//! Publishing an upload end to end against test doubles that speak the real
+//! wire protocols: a mock JSON-RPC chain (registry, FWSS, FilecoinPay, USDFC)
+//! and a mock Curio. The wallet is checked before any byte is sent; the file
+//! is uploaded as pieces plus a manifest; the pieces are added to a new
+//! `withCDN` data set with signed extraData.
+
+mod common;
+mod common_rpc;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use alloy::primitives::{address, Address, Bytes, U256};
+use alloy::sol_types::SolValue;
+use beam_edge::upload::chain::abi::{
+    IErc20, IFilecoinPay, IFwss, IFwssView, IServiceProviderRegistry,
+};
+use beam_edge::upload::chain::{parse_private_key, Network};
+use beam_edge::upload::pipeline::AssetOptions;
+use beam_edge::upload::publish::{PublishError, PublishSettings, Publisher};
+use beam_edge::upload::sp::SpTimeouts;
+use common::mock_curio::MockCurio;
+use common_rpc::MockRpc;
+
+const KEY: &str = "0x1234123412341234123412341234123412341234123412341234123412341234";
+const PAYER: Address = address!("fF06ad5d076fa274B49C297f3fE9e29B5bA9AaDC");
+const PROVIDER: Address = address!("1111111111111111111111111111111111111111");
+const PAYEE: Address = address!("2222222222222222222222222222222222222222");
+const VIEW: Address = address!("3333333333333333333333333333333333333333");
+const CALIB: u64 = 314_159;
+
+fn usdfc(n: u64) -> U256 {
+    U256::from(n) * U256::from(10u64).pow(U256::from(18))
+}
+
+/// A calibration chain where provider 7 serves at `curio_url` and the payer
+/// has no data set yet; `funded` controls the wallet.
+async fn chain(curio_url: String, funded: bool) -> MockRpc {
+    let rpc = MockRpc::start(CALIB).await;
+    let c = Network::Calibration.contracts();
+    rpc.set_block_number(1_000);
+    rpc.set_balance(PAYER, U256::from(10u64).pow(U256::from(18)));
+    rpc.on_call::<IServiceProviderRegistry::getProviderWithProductCall, _>(
+        c.sp_registry,
+        move |q| {
+            assert_eq!(q.providerId, U256::from(7));
+            IServiceProviderRegistry::ProviderWithProduct {
+                providerId: U256::from(7),
+                providerInfo: IServiceProviderRegistry::ServiceProviderInfoView {
+                    serviceProvider: PROVIDER,
+                    payee: PAYEE,
+                    name: "mock curio".into(),
+                    description: String::new(),
+                    isActive: true,
+                },
+                product: IServiceProviderRegistry::ServiceProduct {
+                    productType: 0,
+                    capabilityKeys: vec!["serviceURL".into()],
+                    isActive: true,
+                },
+                productCapabilityValues: vec![Bytes::from(curio_url.clone().into_bytes())],
+            }
+        },
+    );
+    rpc.on_call::<IFwss::viewContractAddressCall, _>(c.fwss, |_| VIEW);
+    rpc.on_call::<IFwssView::getClientDataSetsCall, _>(VIEW, |_| {
+        Vec::<IFwssView::DataSetInfoView>::new()
+    });
+    rpc.on_call::<IErc20::balanceOfCall, _>(
+        c.usdfc,
+        move |_| if funded { usdfc(20) } else { U256::ZERO },
+    );
+    rpc.on_call::<IFilecoinPay::accountsCall, _>(c.filecoin_pay, move |_| {
+        IFilecoinPay::accountsReturn {
+            funds: if funded { usdfc(10) } else { U256::ZERO },
+            lockupCurrent: U256::ZERO,
+            lockupRate: U256::ZERO,
+            lockupLastSettledAt: U256::from(1_000),
+        }
+    });
+    rpc.on_call::<IFilecoinPay::operatorApprovalsCall, _>(c.filecoin_pay, move |_| {
+        IFilecoinPay::operatorApprovalsReturn {
+            isApproved: funded,
+            rateAllowance: if funded { U256::MAX } else { U256::ZERO },
+            lockupAllowance: if funded { U256::MAX } else { U256::ZERO },
+            rateUsage: U256::ZERO,
+            lockupUsage: U256::ZERO,
+            maxLockupPeriod: U256::from(86_400),
+        }
+    });
+    rpc
+}
+
+fn settings(rpc: &MockRpc) -> PublishSettings {
+    PublishSettings {
+        network: Network::Calibration,
+        rpc_url: rpc.url(),
+        provider_id: 7,
+        provider_url: None,
+        data_set: None,
+        asset: AssetOptions {
+            piece_size: 200_000,
+            max_size: 1 << 30,
+            window_padded: 128 << 10,
+            content_type: None,
+            file_name: "movie.mp4".into(),
+            commp_threads: 1,
+        },
+        timeouts: SpTimeouts {
+            poll_interval: Duration::from_millis(20),
+            poll_deadline: Duration::from_secs(10),
+            ..SpTimeouts::default()
+        },
+    }
+}
+
+fn body(
+    data: &[u8],
+) -> impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Unpin + Send {
+    futures_util::stream::iter(
+        data.chunks(64 * 1024)
+            .map(|c| Ok(bytes::Bytes::copy_from_slice(c)))
+            .collect::<Vec<_>>(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_file_is_published_into_a_new_cdn_data_set() {
+    let curio = MockCurio::start();
+    let rpc = chain(curio.url(), true).await;
+    let key = parse_private_key(KEY, "test").unwrap();
+    assert_eq!(key.address(), PAYER);
+    let publisher = Publisher::connect(key, settings(&rpc)).await.unwrap();
+    let data = common::mp4_like(500_000, 41);
+    let report = publisher
+        .publish(body(&data), Arc::new(|_| {}))
+        .await
+        .unwrap();
+
+    assert_eq!(report.size, 500_000);
+    assert_eq!(report.content_type, "video/mp4");
+    assert_eq!(
+        report.pieces.iter().map(|p| p.size).collect::<Vec<_>>(),
+        vec![200_000, 200_000, 100_000]
+    );
+    assert!(report.created_data_set);
+    assert_eq!(report.transactions.len(), 1);
+    assert_eq!(
+        report.piece_ids.len(),
+        4,
+        "three file pieces and the manifest"
+    );
+    assert_eq!(report.asset_path, format!("/asset/{}", report.asset_id));
+    // The provider holds exactly the file's bytes, piece by piece.
+    let mut offset = 0;
+    for p in &report.pieces {
+        let got = curio.piece_bytes(&p.cid).unwrap();
+        assert!(got == data[offset..offset + p.size as usize]);
+        offset += p.size as usize;
+    }
+    // One create-and-add call, for FWSS, listing the pieces then the manifest,
+    // with extraData = abi(bytes create, bytes add) whose create part names the payer.
+    let calls = curio.requests_to("POST", "/pdp/data-sets/create-and-add");
+    assert_eq!(calls.len(), 1);
+    let json = calls[0].json.clone().unwrap();
+    let fwss = Network::Calibration.contracts().fwss;
+    assert_eq!(
+        json["recordKeeper"].as_str().unwrap().to_lowercase(),
+        fwss.to_string().to_lowercase()
+    );
+    let listed: Vec<String> = json["pieces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["pieceCid"].as_str().unwrap().to_string())
+        .collect();
+    let mut expected: Vec<String> = report.pieces.iter().map(|p| p.cid.clone()).collect();
+    expected.push(report.asset_id.clone());
+    assert_eq!(listed, expected);
+    let extra = json["extraData"].as_str().unwrap();
+    let raw = alloy::primitives::hex::decode(extra).unwrap();
+    let (create, _add) = <(Bytes, Bytes)>::abi_decode_params(&raw).unwrap();
+    let (payer, _id, keys, values, _sig) =
+        <(Address, U256, Vec<String>, Vec<String>, Bytes)>::abi_decode_params(&create).unwrap();
+    assert_eq!(payer, PAYER);
+    assert_eq!(
+        (keys, values),
+        (vec!["withCDN".to_string()], vec![String::new()])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unfunded_wallet_is_refused_before_any_upload() {
+    let curio = MockCurio::start();
+    let rpc = chain(curio.url(), false).await;
+    let key = parse_private_key(KEY, "test").unwrap();
+    let err = match Publisher::connect(key, settings(&rpc)).await {
+        Err(e) => e,
+        Ok(_) => panic!("an unfunded wallet was accepted"),
+    };
+    assert!(matches!(err, PublishError::Wallet { .. }), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("FilecoinPay") && text.contains("operator"),
+        "{text}"
+    );
+    assert!(curio.requests().is_empty(), "nothing reached the provider");
+}
