@@ -231,6 +231,42 @@ pub struct Config {
     pub admin: AdminConfig,
     /// The Prometheus listener.
     pub metrics: MetricsConfig,
+    /// Uploads to a storage provider.
+    pub upload: UploadConfig,
+}
+
+/// `upload.*`
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UploadConfig {
+    /// ServiceProviderRegistry id of the storage provider.
+    pub provider_id: Option<u64>,
+    /// Service URL to use instead of the registry's.
+    pub provider_url: Option<String>,
+    /// JSON-RPC endpoint; `None` uses the network's public endpoint.
+    pub rpc_url: Option<String>,
+    /// Payer key file; `None` reads `BEAM_EDGE_PRIVATE_KEY`.
+    pub key_file: Option<PathBuf>,
+    /// Largest piece in raw bytes.
+    pub piece_size: ByteSize,
+    /// Largest upload accepted.
+    pub max_size: ByteSize,
+    /// Add to this data set instead of finding or creating one.
+    pub data_set: Option<u64>,
+}
+
+impl Default for UploadConfig {
+    fn default() -> Self {
+        UploadConfig {
+            provider_id: None,
+            provider_url: None,
+            rpc_url: None,
+            key_file: None,
+            piece_size: ByteSize(1_065_353_216),
+            max_size: ByteSize(64 << 30),
+            data_set: None,
+        }
+    }
 }
 
 /// `server.*`
@@ -494,7 +530,8 @@ impl Config {
 
     /// Checks every value; the first failure names its key.
     pub fn validate(&self, source_name: &str) -> Result<(), ConfigError> {
-        let checks: [Check; 7] = [
+        let checks: [Check; 8] = [
+            check_upload,
             check_threads,
             check_grace_period,
             check_payer,
@@ -631,6 +668,29 @@ fn check_upstream_urls(c: &Config) -> Result<(), (&'static str, String)> {
     check_http_url(&probe).map_err(|r| ("upstream.beam_url", r))?;
     for p in &c.upstream.providers {
         check_http_url(p).map_err(|r| ("upstream.providers", r))?;
+    }
+    Ok(())
+}
+
+fn check_upload(c: &Config) -> Result<(), (&'static str, String)> {
+    let u = &c.upload;
+    if !(254..=1_065_353_216).contains(&u.piece_size.0) {
+        return Err((
+            "upload.piece_size",
+            format!(
+                "must be 254 to 1065353216 bytes (a piece's capacity), got {}",
+                u.piece_size.0
+            ),
+        ));
+    }
+    if u.max_size.0 < 127 {
+        return Err(("upload.max_size", "must be at least 127 bytes".into()));
+    }
+    if let Some(url) = &u.provider_url {
+        check_http_url(url).map_err(|r| ("upload.provider_url", r))?;
+    }
+    if let Some(url) = &u.rpc_url {
+        check_http_url(url).map_err(|r| ("upload.rpc_url", r))?;
     }
     Ok(())
 }

@@ -51,6 +51,39 @@ enum Command {
         /// YAML config file.
         file: PathBuf,
     },
+    /// Upload a file to the configured storage provider as an asset, and add
+    /// its pieces to a withCDN data set (needs upload.provider_id and the payer key).
+    Upload {
+        /// The file.
+        file: PathBuf,
+        /// YAML config file.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Storage provider id (upload.provider_id).
+        #[arg(long)]
+        provider_id: Option<u64>,
+        /// Storage provider service URL (upload.provider_url).
+        #[arg(long)]
+        provider: Option<String>,
+        /// Data set id to add to (upload.data_set).
+        #[arg(long)]
+        data_set: Option<u64>,
+        /// mainnet or calibration (upstream.network).
+        #[arg(long)]
+        network: Option<String>,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the payer wallet's balances, FilecoinPay deposit and FWSS approval, and what to do if it cannot pay.
+    Wallet {
+        /// YAML config file.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// mainnet or calibration (upstream.network).
+        #[arg(long)]
+        network: Option<String>,
+    },
     /// Print the PieceCID of files ("<cid>  <file>" per line; "-" reads standard input).
     PieceCid {
         /// Files to hash.
@@ -66,6 +99,24 @@ enum Command {
         #[arg(long, default_value = "1MiB", value_parser = parse_size)]
         window: u64,
     },
+}
+
+/// Loads, overrides and validates a config; on error prints it and returns the exit code.
+fn load_validated(
+    path: Option<&std::path::Path>,
+    overrides: &Overrides,
+) -> Result<Config, ExitCode> {
+    let source = path.map_or_else(
+        || "embedded default".to_string(),
+        |p| p.display().to_string(),
+    );
+    Config::load(path)
+        .and_then(|mut c| c.apply_overrides(overrides).map(|_| c))
+        .and_then(|c| c.validate(&source).map(|_| c))
+        .map_err(|e| {
+            eprintln!("beam-edge: bad configuration: {e}");
+            ExitCode::from(2)
+        })
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {
@@ -124,6 +175,52 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
+        Command::Upload {
+            file,
+            config,
+            provider_id,
+            provider,
+            data_set,
+            network,
+            json,
+        } => {
+            let overrides = Overrides {
+                network,
+                ..Overrides::default()
+            };
+            let mut cfg = match load_validated(config.as_deref(), &overrides) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            cfg.upload.provider_id = provider_id.or(cfg.upload.provider_id);
+            cfg.upload.provider_url = provider.or(cfg.upload.provider_url);
+            cfg.upload.data_set = data_set.or(cfg.upload.data_set);
+            match beam_edge::upload::cli::upload_command(&cfg, &file, json) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("beam-edge upload: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Command::Wallet { config, network } => {
+            let overrides = Overrides {
+                network,
+                ..Overrides::default()
+            };
+            let cfg = match load_validated(config.as_deref(), &overrides) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            match beam_edge::upload::cli::wallet_command(&cfg) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::from(1),
+                Err(e) => {
+                    eprintln!("beam-edge wallet: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
         Command::CheckConfig { file } => {
             let name = file.display().to_string();
             let result = Config::load(Some(&file)).and_then(|c| c.validate(&name).map(|_| c));

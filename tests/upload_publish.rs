@@ -206,3 +206,56 @@ async fn an_unfunded_wallet_is_refused_before_any_upload() {
     );
     assert!(curio.requests().is_empty(), "nothing reached the provider");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_upload_command_publishes_a_file_and_prints_json() {
+    let curio = MockCurio::start();
+    let rpc = chain(curio.url(), true).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("clip.webm");
+    let data = common::mp4_like(300_000, 42);
+    std::fs::write(&file, &data).unwrap();
+    let cfg = dir.path().join("beam-edge.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "upload:\n  rpc_url: \"{}\"\n  provider_id: 7\n  piece_size: 200000\ncache:\n  window: 128KiB\n",
+            rpc.url()
+        ),
+    )
+    .unwrap();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(common::bin())
+            .args([
+                "upload",
+                file.to_str().unwrap(),
+                "--config",
+                cfg.to_str().unwrap(),
+                "--json",
+            ])
+            .env("BEAM_EDGE_PRIVATE_KEY", KEY)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        !stderr.contains("1234123412341234"),
+        "the key must never be printed"
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["size"], 300_000);
+    assert_eq!(v["file_name"], "clip.webm");
+    assert_eq!(v["content_type"], "video/webm", "from the file name");
+    assert_eq!(v["pieces"].as_array().unwrap().len(), 2);
+    assert_eq!(v["created_data_set"], true);
+    assert_eq!(
+        curio
+            .piece_bytes(v["pieces"][1]["cid"].as_str().unwrap())
+            .unwrap(),
+        data[200_000..]
+    );
+    assert!(stderr.contains("MB/s"), "progress lines: {stderr}");
+}

@@ -7,6 +7,7 @@
 //! `GET /asset/<id>` as one resource.
 
 pub mod chain;
+pub mod cli;
 pub mod manifest;
 pub mod pipeline;
 pub mod publish;

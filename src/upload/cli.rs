@@ -1,0 +1,270 @@
+//! The `upload` and `wallet` commands.
+//!
+//! `beam-edge upload FILE` publishes a file (see [`super::publish`]) with a
+//! progress line on standard error (bytes, MB/s, ETA; plain lines every few
+//! seconds when standard error is not a terminal) and prints the result, as
+//! JSON with `--json`. `beam-edge wallet` prints the payer's FIL and USDFC
+//! balances, its FilecoinPay funds and whether FWSS is an approved operator,
+//! with what to do when something is missing.
+
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::io::AsyncReadExt;
+
+use super::chain::{load_signer, ChainReader, Network};
+use super::pipeline::AssetOptions;
+use super::publish::{PublishSettings, Publisher};
+use super::sp::SpTimeouts;
+use crate::config::{self, Config};
+
+/// The chain network of a config.
+fn network(cfg: &Config) -> Network {
+    match cfg.upstream.network {
+        config::Network::Mainnet => Network::Mainnet,
+        config::Network::Calibration => Network::Calibration,
+    }
+}
+
+fn rpc_url(cfg: &Config) -> String {
+    cfg.upload
+        .rpc_url
+        .clone()
+        .unwrap_or_else(|| network(cfg).default_rpc_url().to_string())
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))
+}
+
+/// A guess at a file's media type from its name (the bytes are sniffed when
+/// this says nothing).
+fn type_from_name(name: &str) -> Option<String> {
+    let ext = name.rsplit_once('.')?.1.to_ascii_lowercase();
+    let t = match ext.as_str() {
+        "mp4" | "m4v" => "video/mp4",
+        "mov" => "video/quicktime",
+        "webm" => "video/webm",
+        "mkv" => "video/x-matroska",
+        "ts" => "video/mp2t",
+        "mp3" => "audio/mpeg",
+        "m4a" => "audio/mp4",
+        "flac" => "audio/flac",
+        "wav" => "audio/wav",
+        "ogg" | "ogv" | "oga" => "application/ogg",
+        "m3u8" => "application/vnd.apple.mpegurl",
+        "car" => "application/vnd.ipld.car",
+        _ => return None,
+    };
+    Some(t.to_string())
+}
+
+/// Runs `beam-edge upload`.
+pub fn upload_command(cfg: &Config, file: &Path, json: bool) -> Result<(), String> {
+    let provider_id = cfg.upload.provider_id.ok_or(
+        "upload.provider_id is not set: name the storage provider (its id in the ServiceProviderRegistry) \
+         in the config or with --provider-id",
+    )?;
+    let key = load_signer(cfg.upload.key_file.as_deref()).map_err(|e| e.to_string())?;
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let settings = PublishSettings {
+        network: network(cfg),
+        rpc_url: rpc_url(cfg),
+        provider_id,
+        provider_url: cfg.upload.provider_url.clone(),
+        data_set: cfg.upload.data_set,
+        asset: AssetOptions {
+            piece_size: cfg.upload.piece_size.0,
+            max_size: cfg.upload.max_size.0,
+            window_padded: cfg.cache.window.0,
+            content_type: type_from_name(&name),
+            file_name: name.clone(),
+            commp_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        },
+        timeouts: SpTimeouts::default(),
+    };
+    let rt = runtime()?;
+    rt.block_on(async move {
+        let f = tokio::fs::File::open(file)
+            .await
+            .map_err(|e| format!("{}: {e}", file.display()))?;
+        let total = f.metadata().await.map(|m| m.len()).unwrap_or(0);
+        if total > settings.asset.max_size {
+            return Err(format!(
+                "{}: {total} bytes is over upload.max_size ({} bytes)",
+                file.display(),
+                settings.asset.max_size
+            ));
+        }
+        let publisher = Publisher::connect(key, settings)
+            .await
+            .map_err(|e| e.to_string())?;
+        eprintln!(
+            "uploading {} ({total} bytes) to {}",
+            file.display(),
+            publisher.provider_url()
+        );
+        let body = Box::pin(futures_util::stream::unfold(f, |mut f| async move {
+            let mut buf = vec![0u8; 1 << 20];
+            match f.read(&mut buf).await {
+                Ok(0) => None,
+                Ok(n) => {
+                    buf.truncate(n);
+                    Some((Ok(Bytes::from(buf)), f))
+                }
+                Err(e) => Some((Err(e), f)),
+            }
+        }));
+        let progress = Progress::new(total);
+        let p = progress.clone();
+        let report = publisher
+            .publish(body, Arc::new(move |n| p.update(n)))
+            .await;
+        progress.finish();
+        let report = report.map_err(|e| e.to_string())?;
+        if json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&report).unwrap_or_default()
+            );
+        } else {
+            println!("asset      {}", report.asset_id);
+            println!("play       {}", report.asset_path);
+            println!("size       {} bytes, {}", report.size, report.content_type);
+            for (i, p) in report.pieces.iter().enumerate() {
+                println!("piece {i:<4} {}  {} bytes", p.cid, p.size);
+            }
+            println!(
+                "data set   {}{}",
+                report.data_set_id,
+                if report.created_data_set {
+                    " (created)"
+                } else {
+                    ""
+                }
+            );
+            for tx in &report.transactions {
+                println!("tx         {tx}");
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Runs `beam-edge wallet`; `Ok(false)` when the wallet cannot pay yet.
+pub fn wallet_command(cfg: &Config) -> Result<bool, String> {
+    let key = load_signer(cfg.upload.key_file.as_deref()).map_err(|e| e.to_string())?;
+    let rt = runtime()?;
+    rt.block_on(async move {
+        let reader = ChainReader::new(&rpc_url(cfg), network(cfg)).map_err(|e| e.to_string())?;
+        reader.verify_chain().await.map_err(|e| e.to_string())?;
+        let r = reader
+            .wallet_report(key.address())
+            .await
+            .map_err(|e| e.to_string())?;
+        let unit = |v: alloy::primitives::U256| {
+            alloy::primitives::utils::format_units(v, 18).unwrap_or_default()
+        };
+        println!("payer        {}", r.payer);
+        println!("network      {:?}", r.network);
+        println!("FIL          {}", unit(r.fil_balance));
+        println!("USDFC        {}", unit(r.usdfc_balance));
+        println!(
+            "FilecoinPay  {} USDFC deposited, {} available",
+            unit(r.account.funds),
+            unit(r.account.available)
+        );
+        println!(
+            "FWSS         {}",
+            if r.approval.is_approved {
+                "approved as operator"
+            } else {
+                "NOT approved as operator"
+            }
+        );
+        let problems = r.problems();
+        for p in &problems {
+            println!("to do        {p}");
+        }
+        Ok(problems.is_empty())
+    })
+}
+
+/// A progress line on standard error.
+#[derive(Clone)]
+struct Progress {
+    total: u64,
+    sent: Arc<AtomicU64>,
+    started: Instant,
+    last: Arc<Mutex<Instant>>,
+    tty: bool,
+}
+
+impl Progress {
+    fn new(total: u64) -> Progress {
+        let now = Instant::now();
+        Progress {
+            total,
+            sent: Arc::new(AtomicU64::new(0)),
+            started: now,
+            last: Arc::new(Mutex::new(now)),
+            tty: std::io::stderr().is_terminal(),
+        }
+    }
+
+    fn line(&self) -> String {
+        let sent = self.sent.load(Ordering::Relaxed);
+        let secs = self.started.elapsed().as_secs_f64().max(1e-3);
+        let rate = sent as f64 / secs;
+        let eta = if rate > 0.0 && self.total > sent {
+            (self.total - sent) as f64 / rate
+        } else {
+            0.0
+        };
+        format!(
+            "{:.1} / {:.1} MB  {:.1} MB/s  ETA {:.0} s",
+            sent as f64 / 1e6,
+            self.total as f64 / 1e6,
+            rate / 1e6,
+            eta
+        )
+    }
+
+    fn update(&self, sent: u64) {
+        self.sent.store(sent, Ordering::Relaxed);
+        let every = if self.tty {
+            Duration::from_millis(200)
+        } else {
+            Duration::from_secs(5)
+        };
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        if last.elapsed() >= every {
+            *last = Instant::now();
+            let mut err = std::io::stderr();
+            if self.tty {
+                let _ = write!(err, "\r{}   ", self.line());
+            } else {
+                let _ = writeln!(err, "{}", self.line());
+            }
+        }
+    }
+
+    fn finish(&self) {
+        let mut err = std::io::stderr();
+        if self.tty {
+            let _ = writeln!(err, "\r{}   ", self.line());
+        } else {
+            let _ = writeln!(err, "{}", self.line());
+        }
+    }
+}
