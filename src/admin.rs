@@ -11,6 +11,7 @@
 //! | `GET /admin/cache/<cid>` | which windows of the piece are in memory, on disk, in flight |
 //! | `DELETE /admin/cache/<cid>` | purges the piece from both tiers |
 //! | `POST /admin/cache/warm/<cid>` | fills the piece (or the `Range: bytes=A-B` given) in the background: 202 |
+//! | `POST /admin/uploads` | the body is a file: published as an asset (see `upload`), 201 with the report |
 
 use std::sync::Arc;
 
@@ -20,21 +21,113 @@ use pingora::protocols::http::ServerSession;
 use serde_json::json;
 
 use crate::cache::Piece;
+use crate::config::Config;
 use crate::edge::EdgeState;
 use crate::http::range::{parse_range_header, plan_ranges, ByteRange, ParsedRange, RangePlan};
 use crate::metrics;
 use crate::piece::PieceCid;
+use crate::upload::chain::{load_signer, Network};
+use crate::upload::pipeline::{AssetOptions, UploadError};
+use crate::upload::publish::{PublishError, PublishSettings, Publisher};
+use crate::upload::sp::SpTimeouts;
 
 /// The admin app.
 pub struct AdminApp {
     state: Arc<EdgeState>,
     token: Option<String>,
+    config: Config,
 }
 
 impl AdminApp {
-    /// An admin app over the public service's state.
-    pub fn new(state: Arc<EdgeState>, token: Option<String>) -> AdminApp {
-        AdminApp { state, token }
+    /// An admin app over the public service's state; `config` gives the upload settings.
+    pub fn new(state: Arc<EdgeState>, token: Option<String>, config: Config) -> AdminApp {
+        AdminApp {
+            state,
+            token,
+            config,
+        }
+    }
+
+    /// `POST /admin/uploads`: the request body is the file, streamed to the
+    /// storage provider as it arrives (`Content-Type` and `X-Filename`
+    /// optional). Answers with the publish report.
+    async fn upload(&self, session: &mut ServerSession) -> (u16, serde_json::Value) {
+        let cfg = &self.config;
+        let Some(provider_id) = cfg.upload.provider_id else {
+            return (
+                503,
+                json!({"error": "uploads are off: set upload.provider_id in the config"}),
+            );
+        };
+        let headers = &session.req_header().headers;
+        let header = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        if let Some(len) = header("content-length").and_then(|v| v.parse::<u64>().ok()) {
+            if len > cfg.upload.max_size.0 {
+                return (
+                    413,
+                    json!({"error": format!("the body is {len} bytes; upload.max_size is {}", cfg.upload.max_size.0)}),
+                );
+            }
+        }
+        let file_name = header("x-filename").unwrap_or_default();
+        let content_type = header("content-type").filter(|t| !t.starts_with("multipart/"));
+        let key = match load_signer(cfg.upload.key_file.as_deref()) {
+            Ok(k) => k,
+            Err(e) => return (503, json!({"error": e.to_string()})),
+        };
+        let network = match cfg.upstream.network {
+            crate::config::Network::Mainnet => Network::Mainnet,
+            crate::config::Network::Calibration => Network::Calibration,
+        };
+        let settings = PublishSettings {
+            network,
+            rpc_url: cfg
+                .upload
+                .rpc_url
+                .clone()
+                .unwrap_or_else(|| network.default_rpc_url().to_string()),
+            provider_id,
+            provider_url: cfg.upload.provider_url.clone(),
+            data_set: cfg.upload.data_set,
+            asset: AssetOptions {
+                piece_size: cfg.upload.piece_size.0,
+                max_size: cfg.upload.max_size.0,
+                window_padded: cfg.cache.window.0,
+                content_type,
+                file_name,
+                commp_threads: 1,
+            },
+            timeouts: SpTimeouts::default(),
+        };
+        let publisher = match Publisher::connect(key, settings).await {
+            Ok(p) => p,
+            Err(e) => return (publish_status(&e), json!({"error": e.to_string()})),
+        };
+        let body = Box::pin(futures_util::stream::unfold(
+            Some(session),
+            |s| async move {
+                let s = s?;
+                match s.read_request_body().await {
+                    Ok(Some(b)) => Some((Ok(b), Some(s))),
+                    Ok(None) => None,
+                    Err(e) => Some((
+                        Err(std::io::Error::other(format!(
+                            "reading the request body: {e}"
+                        ))),
+                        None,
+                    )),
+                }
+            },
+        ));
+        match publisher.publish(body, Arc::new(|_| {})).await {
+            Ok(report) => (201, json!(report)),
+            Err(e) => (publish_status(&e), json!({"error": e.to_string()})),
+        }
     }
 
     fn authorized(&self, session: &ServerSession) -> bool {
@@ -56,6 +149,12 @@ impl AdminApp {
         let path = session.req_header().uri.path().to_string();
         if path == "/admin/cache" && method == http::Method::GET {
             return (200, self.cache_stats());
+        }
+        if path == "/admin/uploads" {
+            if method != http::Method::POST {
+                return (405, json!({"error": "use POST with the file as the body"}));
+            }
+            return self.upload(session).await;
         }
         if let Some(cid) = path.strip_prefix("/admin/cache/warm/") {
             if method != http::Method::POST {
@@ -165,6 +264,21 @@ impl AdminApp {
                 "windows": {"first": g.index_of(wanted.start), "last": g.index_of(wanted.end)},
             }),
         )
+    }
+}
+
+/// The status of a failed upload.
+fn publish_status(e: &PublishError) -> u16 {
+    match e {
+        PublishError::Upload(UploadError::TooLarge { .. }) => 413,
+        PublishError::Upload(
+            UploadError::TooSmall(_) | UploadError::Source { .. } | UploadError::Invalid(_),
+        ) => 400,
+        PublishError::Wallet { .. } => 402,
+        PublishError::DataSet(_) | PublishError::Signing(_) => 409,
+        PublishError::Chain(_)
+        | PublishError::Provider(_)
+        | PublishError::Upload(UploadError::Provider(_)) => 502,
     }
 }
 

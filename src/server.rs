@@ -54,7 +54,7 @@ pub fn run(config: Config) -> Result<(), String> {
     public.add_tcp(&config.server.listen.to_string());
     server.add_service(public);
 
-    let admin = AdminApp::new(state.clone(), config.admin.token.clone());
+    let admin = AdminApp::new(state.clone(), config.admin.token.clone(), config.clone());
     let mut admin_service = Service::new("beam-edge admin".to_string(), HttpServer::new_app(admin));
     admin_service.add_tcp(&config.admin.listen.to_string());
     server.add_service(admin_service);

@@ -259,3 +259,91 @@ async fn the_upload_command_publishes_a_file_and_prints_json() {
     );
     assert!(stderr.contains("MB/s"), "progress lines: {stderr}");
 }
+
+/// POSTs `body` to `path` on `addr` and returns (status, body).
+fn post(
+    addr: std::net::SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, Vec<u8>) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    let mut req = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    let text = String::from_utf8_lossy(&out);
+    let status: u16 = text.split(' ').nth(1).unwrap().parse().unwrap();
+    let start = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    (status, out[start..].to_vec())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upload_through_the_admin_listener_plays_back_from_asset() {
+    let curio = MockCurio::start();
+    let rpc = chain(curio.url(), true).await;
+    let token = "an-admin-token-for-uploads";
+    let upload_yaml = format!(
+        "upload:\n  rpc_url: \"{}\"\n  provider_id: 7\n  provider_url: \"{}\"\n  piece_size: 200000\n  max_size: 1MiB\n",
+        rpc.url(),
+        curio.url()
+    );
+    let data = common::mp4_like(450_000, 43);
+    let auth = format!("Bearer {token}");
+    let result = tokio::task::spawn_blocking(move || {
+        let beam = common::MockBeam::start(); // knows nothing yet: fresh pieces are 404 on Beam
+        let opts = common::EdgeOptions {
+            upstream: common::beam_upstream(&beam, "  retries: 0\n"),
+            cache: "  window: 128KiB\n".into(),
+            admin_token: Some(token.into()),
+            extra: upload_yaml,
+            env: vec![("BEAM_EDGE_PRIVATE_KEY".into(), KEY.into())],
+            ..Default::default()
+        };
+        let edge = common::EdgeProcess::start_opts(opts);
+        // Without the token: 401, nothing uploaded.
+        let (s, _) = post(edge.admin, "/admin/uploads", &[], &data);
+        assert_eq!(s, 401);
+        // Over upload.max_size: 413 before reading the body.
+        let (s, body) = post(
+            edge.admin,
+            "/admin/uploads",
+            &[("Authorization", &auth)],
+            &vec![0u8; 2 << 20],
+        );
+        assert_eq!(s, 413, "{}", String::from_utf8_lossy(&body));
+        let (s, body) = post(
+            edge.admin,
+            "/admin/uploads",
+            &[
+                ("Authorization", &auth),
+                ("Content-Type", "video/mp4"),
+                ("X-Filename", "holiday.mp4"),
+            ],
+            &data,
+        );
+        assert_eq!(s, 201, "{}\n{}", String::from_utf8_lossy(&body), edge.log());
+        let report: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(report["file_name"], "holiday.mp4");
+        assert_eq!(report["pieces"].as_array().unwrap().len(), 3);
+        // Beam does not know the pieces yet; the provider serves them.
+        let path = report["asset_path"].as_str().unwrap().to_string();
+        let (s, h, got) = common::raw_get(edge.public, &path, &[]).unwrap();
+        assert_eq!(s, 200);
+        assert_eq!(h["content-type"], "video/mp4");
+        assert!(got == data, "the uploaded asset plays back byte-exact");
+        let (s, _, got) =
+            common::raw_get(edge.public, &path, &[("Range", "bytes=199990-200009")]).unwrap();
+        assert_eq!((s, got.as_slice()), (206, &data[199_990..200_010]));
+    });
+    result.await.unwrap();
+}

@@ -116,7 +116,20 @@ pub fn cache_settings(config: &Config) -> CacheSettings {
         run_windows: c.run_windows,
         max_skip: config.upstream.max_skip.0,
         retries: config.upstream.retries,
-        providers: config.upstream.providers.clone(),
+        // The provider uploads go to serves fresh pieces until Beam indexes them.
+        providers: config
+            .upstream
+            .providers
+            .iter()
+            .cloned()
+            .chain(
+                config
+                    .upload
+                    .provider_url
+                    .clone()
+                    .filter(|u| !config.upstream.providers.contains(u)),
+            )
+            .collect(),
         prefetch_linger: std::time::Duration::from_secs(2),
         beam_retry_delay: std::time::Duration::from_millis(500),
     }

@@ -307,6 +307,10 @@ pub struct EdgeOptions {
     pub cache_dir: Option<PathBuf>,
     /// `admin.token`.
     pub admin_token: Option<String>,
+    /// More top-level YAML sections (e.g. `upload:`), appended as is.
+    pub extra: String,
+    /// Environment variables for the process.
+    pub env: Vec<(String, String)>,
 }
 
 impl EdgeProcess {
@@ -340,7 +344,7 @@ impl EdgeProcess {
             o.cache,
             cache_dir.display(),
             o.disk,
-        );
+        ) + &o.extra;
         let cfg_path = dir.path().join("beam-edge.yaml");
         std::fs::write(&cfg_path, cfg).unwrap();
         let log_path = dir.path().join("stderr.log");
@@ -349,6 +353,7 @@ impl EdgeProcess {
             .args(["serve", "--config"])
             .arg(&cfg_path)
             .env("RUST_LOG", "info")
+            .envs(o.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
