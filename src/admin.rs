@@ -26,10 +26,9 @@ use crate::edge::EdgeState;
 use crate::http::range::{parse_range_header, plan_ranges, ByteRange, ParsedRange, RangePlan};
 use crate::metrics;
 use crate::piece::PieceCid;
-use crate::upload::chain::{load_signer, Network};
-use crate::upload::pipeline::{AssetOptions, UploadError};
+use crate::upload::chain::load_signer;
+use crate::upload::pipeline::UploadError;
 use crate::upload::publish::{PublishError, PublishSettings, Publisher};
-use crate::upload::sp::SpTimeouts;
 
 /// The admin app.
 pub struct AdminApp {
@@ -80,30 +79,7 @@ impl AdminApp {
             Ok(k) => k,
             Err(e) => return (503, json!({"error": e.to_string()})),
         };
-        let network = match cfg.upstream.network {
-            crate::config::Network::Mainnet => Network::Mainnet,
-            crate::config::Network::Calibration => Network::Calibration,
-        };
-        let settings = PublishSettings {
-            network,
-            rpc_url: cfg
-                .upload
-                .rpc_url
-                .clone()
-                .unwrap_or_else(|| network.default_rpc_url().to_string()),
-            provider_id,
-            provider_url: cfg.upload.provider_url.clone(),
-            data_set: cfg.upload.data_set,
-            asset: AssetOptions {
-                piece_size: cfg.upload.piece_size.0,
-                max_size: cfg.upload.max_size.0,
-                window_padded: cfg.cache.window.0,
-                content_type,
-                file_name,
-                commp_threads: 1,
-            },
-            timeouts: SpTimeouts::default(),
-        };
+        let settings = PublishSettings::from_config(cfg, provider_id, file_name, content_type, 1);
         let publisher = match Publisher::connect(key, settings).await {
             Ok(p) => p,
             Err(e) => return (publish_status(&e), json!({"error": e.to_string()})),

@@ -16,25 +16,15 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::io::AsyncReadExt;
 
-use super::chain::{load_signer, ChainReader, Network};
-use super::pipeline::AssetOptions;
-use super::publish::{PublishSettings, Publisher};
-use super::sp::SpTimeouts;
-use crate::config::{self, Config};
-
-/// The chain network of a config.
-fn network(cfg: &Config) -> Network {
-    match cfg.upstream.network {
-        config::Network::Mainnet => Network::Mainnet,
-        config::Network::Calibration => Network::Calibration,
-    }
-}
+use super::chain::{load_signer, ChainReader};
+use super::publish::{chain_network, PublishSettings, Publisher};
+use crate::config::Config;
 
 fn rpc_url(cfg: &Config) -> String {
     cfg.upload
         .rpc_url
         .clone()
-        .unwrap_or_else(|| network(cfg).default_rpc_url().to_string())
+        .unwrap_or_else(|| chain_network(cfg).default_rpc_url().to_string())
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, String> {
@@ -77,22 +67,14 @@ pub fn upload_command(cfg: &Config, file: &Path, json: bool) -> Result<(), Strin
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let settings = PublishSettings {
-        network: network(cfg),
-        rpc_url: rpc_url(cfg),
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let settings = PublishSettings::from_config(
+        cfg,
         provider_id,
-        provider_url: cfg.upload.provider_url.clone(),
-        data_set: cfg.upload.data_set,
-        asset: AssetOptions {
-            piece_size: cfg.upload.piece_size.0,
-            max_size: cfg.upload.max_size.0,
-            window_padded: cfg.cache.window.0,
-            content_type: type_from_name(&name),
-            file_name: name.clone(),
-            commp_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
-        },
-        timeouts: SpTimeouts::default(),
-    };
+        name.clone(),
+        type_from_name(&name),
+        threads,
+    );
     let rt = runtime()?;
     rt.block_on(async move {
         let f = tokio::fs::File::open(file)
@@ -166,7 +148,8 @@ pub fn wallet_command(cfg: &Config) -> Result<bool, String> {
     let key = load_signer(cfg.upload.key_file.as_deref()).map_err(|e| e.to_string())?;
     let rt = runtime()?;
     rt.block_on(async move {
-        let reader = ChainReader::new(&rpc_url(cfg), network(cfg)).map_err(|e| e.to_string())?;
+        let reader =
+            ChainReader::new(&rpc_url(cfg), chain_network(cfg)).map_err(|e| e.to_string())?;
         reader.verify_chain().await.map_err(|e| e.to_string())?;
         let r = reader
             .wallet_report(key.address())

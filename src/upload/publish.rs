@@ -23,6 +23,7 @@ use super::chain::{
 };
 use super::pipeline::{upload_asset, AssetOptions, UploadError};
 use super::sp::{SpClient, SpError, SpTimeouts};
+use crate::config::Config;
 use crate::piece::PieceCid;
 
 /// Where and how to publish.
@@ -42,6 +43,47 @@ pub struct PublishSettings {
     pub asset: AssetOptions,
     /// Provider HTTP timeouts and polling.
     pub timeouts: SpTimeouts,
+}
+
+impl PublishSettings {
+    /// The settings the `upload` config section asks for, for one file.
+    pub fn from_config(
+        cfg: &Config,
+        provider_id: u64,
+        file_name: String,
+        content_type: Option<String>,
+        commp_threads: usize,
+    ) -> PublishSettings {
+        let network = chain_network(cfg);
+        PublishSettings {
+            network,
+            rpc_url: cfg
+                .upload
+                .rpc_url
+                .clone()
+                .unwrap_or_else(|| network.default_rpc_url().to_string()),
+            provider_id,
+            provider_url: cfg.upload.provider_url.clone(),
+            data_set: cfg.upload.data_set,
+            asset: AssetOptions {
+                piece_size: cfg.upload.piece_size.0,
+                max_size: cfg.upload.max_size.0,
+                window_padded: cfg.cache.window.0,
+                content_type,
+                file_name,
+                commp_threads,
+            },
+            timeouts: SpTimeouts::default(),
+        }
+    }
+}
+
+/// The chain network of a config's `upstream.network`.
+pub fn chain_network(cfg: &Config) -> Network {
+    match cfg.upstream.network {
+        crate::config::Network::Mainnet => Network::Mainnet,
+        crate::config::Network::Calibration => Network::Calibration,
+    }
 }
 
 /// Why publishing failed. Nothing is added to a data set unless the error
