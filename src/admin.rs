@@ -11,6 +11,7 @@
 //! | `GET /admin/cache/<cid>` | which windows of the piece are in memory, on disk, in flight |
 //! | `DELETE /admin/cache/<cid>` | purges the piece from both tiers |
 //! | `POST /admin/cache/warm/<cid>` | fills the piece (or the `Range: bytes=A-B` given) in the background: 202 |
+//! | `GET /` | the player page with an upload panel (no token needed to load it) |
 //! | `POST /admin/uploads` | the body is a file: published as an asset (see `upload`), 201 with the report |
 
 use std::sync::Arc;
@@ -285,6 +286,29 @@ fn json_response(status: u16, body: &serde_json::Value) -> http::Response<Vec<u8
 #[async_trait]
 impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> http::Response<Vec<u8>> {
+        // The player page with its upload panel; the token is typed into it.
+        let path = session.req_header().uri.path().to_string();
+        if session.req_header().method == http::Method::GET {
+            if let Some(asset) = crate::edge::player::asset(&path) {
+                let mut body = asset.body.to_vec();
+                if asset.content_type.starts_with("text/html") {
+                    let marker = format!(
+                        "<body data-admin=\"1\" data-public-port=\"{}\">",
+                        self.config.server.listen.port()
+                    );
+                    body = String::from_utf8_lossy(&body)
+                        .replacen("<body>", &marker, 1)
+                        .into_bytes();
+                }
+                return http::Response::builder()
+                    .status(200)
+                    .header(http::header::CONTENT_TYPE, asset.content_type)
+                    .header(http::header::CONTENT_LENGTH, body.len())
+                    .header(http::header::CACHE_CONTROL, "no-cache")
+                    .body(body)
+                    .unwrap_or_default();
+            }
+        }
         if !self.authorized(session) {
             return json_response(
                 401,

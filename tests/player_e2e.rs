@@ -13,6 +13,7 @@
 //! without having run the browser.
 
 mod common;
+mod common_rpc;
 
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
@@ -105,10 +106,15 @@ fn screenshot_path() -> PathBuf {
 
 /// Runs the script with a hard deadline; returns (success, stdout + stderr).
 fn run_script(args: &[&str], log_dir: &Path) -> (bool, String) {
-    let out_path = log_dir.join("e2e.log");
+    run_named_script("e2e.mjs", args, log_dir)
+}
+
+/// Runs `tests/player/<name>` with a hard deadline.
+fn run_named_script(name: &str, args: &[&str], log_dir: &Path) -> (bool, String) {
+    let out_path = log_dir.join(format!("{name}.log"));
     let out = std::fs::File::create(&out_path).unwrap();
     let mut child = Command::new("node")
-        .arg(manifest_dir().join("tests/player/e2e.mjs"))
+        .arg(manifest_dir().join("tests/player").join(name))
         .args(args)
         .stdout(out.try_clone().unwrap())
         .stderr(out)
@@ -213,4 +219,57 @@ fn play_in_chromium(as_asset: bool) {
         "no ranged upstream request: {:?}",
         beam.requests()
     );
+}
+
+/// The upload panel on the admin listener: a file picked in the page streams
+/// to `POST /admin/uploads` (mock chain and mock Curio behind it) and the
+/// asset it becomes plays in the same page, from the public listener.
+#[test]
+fn a_file_uploaded_through_the_admin_page_plays_back() {
+    require_tools();
+    let dir = tempfile::tempdir().unwrap();
+    let video = make_video(dir.path());
+    let file = dir.path().join("holiday.mp4");
+    std::fs::write(&file, &video).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let curio = common::mock_curio::MockCurio::start();
+    let rpc = rt.block_on(common_rpc::chain(curio.url(), true));
+    let beam = MockBeam::start();
+    let token = "an-admin-token-for-the-page";
+    let edge = EdgeProcess::start_opts(common::EdgeOptions {
+        upstream: common::beam_upstream(&beam, "  retries: 0\n"),
+        admin_token: Some(token.into()),
+        extra: format!(
+            "upload:\n  rpc_url: \"{}\"\n  provider_id: 7\n  provider_url: \"{}\"\n  piece_size: 1000000\n",
+            rpc.url(),
+            curio.url()
+        ),
+        env: vec![("BEAM_EDGE_PRIVATE_KEY".into(), common_rpc::KEY.into())],
+        ..Default::default()
+    });
+    let shot = screenshot_path().with_file_name("player-upload.png");
+    let admin_url = format!("http://{}/", edge.admin);
+    let (ok, output) = run_named_script(
+        "upload.mjs",
+        &[
+            &admin_url,
+            token,
+            file.to_str().unwrap(),
+            shot.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    println!("{output}");
+    assert!(
+        ok,
+        "upload page script failed:\n{output}\n--- beam-edge log ---\n{}",
+        edge.log()
+    );
+    // The provider received the file as pieces, plus a manifest.
+    let finalized = curio.requests_to("POST", "/pdp/piece/uploads/").len();
+    assert_eq!(finalized, video.len().div_ceil(1_000_000) + 1);
+    drop(rt);
 }

@@ -10,86 +10,14 @@ mod common_rpc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use alloy::primitives::{address, Address, Bytes, U256};
+use alloy::primitives::{Address, Bytes, U256};
 use alloy::sol_types::SolValue;
-use beam_edge::upload::chain::abi::{
-    IErc20, IFilecoinPay, IFwss, IFwssView, IServiceProviderRegistry,
-};
 use beam_edge::upload::chain::{parse_private_key, Network};
 use beam_edge::upload::pipeline::AssetOptions;
 use beam_edge::upload::publish::{PublishError, PublishSettings, Publisher};
 use beam_edge::upload::sp::SpTimeouts;
 use common::mock_curio::MockCurio;
-use common_rpc::MockRpc;
-
-const KEY: &str = "0x1234123412341234123412341234123412341234123412341234123412341234";
-const PAYER: Address = address!("fF06ad5d076fa274B49C297f3fE9e29B5bA9AaDC");
-const PROVIDER: Address = address!("1111111111111111111111111111111111111111");
-const PAYEE: Address = address!("2222222222222222222222222222222222222222");
-const VIEW: Address = address!("3333333333333333333333333333333333333333");
-const CALIB: u64 = 314_159;
-
-fn usdfc(n: u64) -> U256 {
-    U256::from(n) * U256::from(10u64).pow(U256::from(18))
-}
-
-/// A calibration chain where provider 7 serves at `curio_url` and the payer
-/// has no data set yet; `funded` controls the wallet.
-async fn chain(curio_url: String, funded: bool) -> MockRpc {
-    let rpc = MockRpc::start(CALIB).await;
-    let c = Network::Calibration.contracts();
-    rpc.set_block_number(1_000);
-    rpc.set_balance(PAYER, U256::from(10u64).pow(U256::from(18)));
-    rpc.on_call::<IServiceProviderRegistry::getProviderWithProductCall, _>(
-        c.sp_registry,
-        move |q| {
-            assert_eq!(q.providerId, U256::from(7));
-            IServiceProviderRegistry::ProviderWithProduct {
-                providerId: U256::from(7),
-                providerInfo: IServiceProviderRegistry::ServiceProviderInfoView {
-                    serviceProvider: PROVIDER,
-                    payee: PAYEE,
-                    name: "mock curio".into(),
-                    description: String::new(),
-                    isActive: true,
-                },
-                product: IServiceProviderRegistry::ServiceProduct {
-                    productType: 0,
-                    capabilityKeys: vec!["serviceURL".into()],
-                    isActive: true,
-                },
-                productCapabilityValues: vec![Bytes::from(curio_url.clone().into_bytes())],
-            }
-        },
-    );
-    rpc.on_call::<IFwss::viewContractAddressCall, _>(c.fwss, |_| VIEW);
-    rpc.on_call::<IFwssView::getClientDataSetsCall, _>(VIEW, |_| {
-        Vec::<IFwssView::DataSetInfoView>::new()
-    });
-    rpc.on_call::<IErc20::balanceOfCall, _>(
-        c.usdfc,
-        move |_| if funded { usdfc(20) } else { U256::ZERO },
-    );
-    rpc.on_call::<IFilecoinPay::accountsCall, _>(c.filecoin_pay, move |_| {
-        IFilecoinPay::accountsReturn {
-            funds: if funded { usdfc(10) } else { U256::ZERO },
-            lockupCurrent: U256::ZERO,
-            lockupRate: U256::ZERO,
-            lockupLastSettledAt: U256::from(1_000),
-        }
-    });
-    rpc.on_call::<IFilecoinPay::operatorApprovalsCall, _>(c.filecoin_pay, move |_| {
-        IFilecoinPay::operatorApprovalsReturn {
-            isApproved: funded,
-            rateAllowance: if funded { U256::MAX } else { U256::ZERO },
-            lockupAllowance: if funded { U256::MAX } else { U256::ZERO },
-            rateUsage: U256::ZERO,
-            lockupUsage: U256::ZERO,
-            maxLockupPeriod: U256::from(86_400),
-        }
-    });
-    rpc
-}
+use common_rpc::{chain, MockRpc, KEY, PAYER};
 
 fn settings(rpc: &MockRpc) -> PublishSettings {
     PublishSettings {

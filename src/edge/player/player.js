@@ -91,8 +91,12 @@
     return { cid: cid.trim(), t: Number.isFinite(t) && t >= 0 ? t : 0 };
   }
 
-  function pieceUrl(cid) { return "/piece/" + encodeURIComponent(cid); }
-  function assetUrl(cid) { return "/asset/" + encodeURIComponent(cid); }
+  // On the admin listener the page is served with the public port, and media
+  // comes from the public listener (it sends CORS headers).
+  const publicPort = document.body.dataset.publicPort || "";
+  const mediaBase = publicPort ? `${location.protocol}//${location.hostname}:${publicPort}` : "";
+  function pieceUrl(cid) { return mediaBase + "/piece/" + encodeURIComponent(cid); }
+  function assetUrl(cid) { return mediaBase + "/asset/" + encodeURIComponent(cid); }
 
   // The server answers errors with a one-line text/plain reason; a HEAD has
   // no body, so the reason is read with a 1-byte GET.
@@ -517,6 +521,60 @@
     if (cid && s && cid === s.cid && video.currentSrc) seekTo(t);
     else if (cid) open(cid, t);
   });
+
+  // Upload panel: only on the admin listener. The file streams from disk
+  // (XMLHttpRequest sends a File without reading it into memory), with
+  // progress from upload.onprogress.
+  if (document.body.dataset.admin === "1") {
+    const panel = $("upload");
+    const token = $("upload-token");
+    const fileInput = $("upload-file");
+    const bar = $("upload-progress");
+    const status = $("upload-status");
+    const result = $("upload-result");
+    panel.hidden = false;
+    token.value = sessionStorage.getItem("beam-edge-admin-token") || "";
+    token.addEventListener("change", () => sessionStorage.setItem("beam-edge-admin-token", token.value));
+    $("upload-form").addEventListener("submit", (e) => {
+      e.preventDefault();
+      const file = fileInput.files && fileInput.files[0];
+      if (!file) { status.textContent = "Choose a file first."; return; }
+      sessionStorage.setItem("beam-edge-admin-token", token.value);
+      const xhr = new XMLHttpRequest();
+      const t0 = performance.now();
+      xhr.open("POST", "/admin/uploads");
+      if (token.value) xhr.setRequestHeader("Authorization", "Bearer " + token.value);
+      xhr.setRequestHeader("X-Filename", file.name);
+      if (file.type) xhr.setRequestHeader("Content-Type", file.type);
+      xhr.upload.onprogress = (ev) => {
+        if (!ev.lengthComputable) return;
+        bar.value = ev.loaded / ev.total;
+        const secs = (performance.now() - t0) / 1000;
+        status.textContent = `${bytes(ev.loaded)} of ${bytes(ev.total)}, ${(ev.loaded / 1e6 / Math.max(secs, 0.001)).toFixed(1)} MB/s`;
+      };
+      xhr.onload = () => {
+        let body = {};
+        try { body = JSON.parse(xhr.responseText); } catch (err) { body = {}; }
+        if (xhr.status !== 201) {
+          bar.value = 0;
+          status.textContent = `Upload failed (HTTP ${xhr.status}): ${body.error || xhr.statusText}`;
+          return;
+        }
+        bar.value = 1;
+        status.textContent = `Uploaded ${bytes(body.size)} in ${((performance.now() - t0) / 1000).toFixed(1)} s: ${body.pieces.length} piece(s), data set ${body.data_set_id}.`;
+        result.textContent = "";
+        const a = document.createElement("a");
+        a.href = `#${body.asset_id}`;
+        a.id = "upload-play";
+        a.textContent = `Play ${body.asset_id}`;
+        result.appendChild(a);
+      };
+      xhr.onerror = () => { status.textContent = "Upload failed: network error."; };
+      status.textContent = "Uploading…";
+      bar.value = 0;
+      xhr.send(file);
+    });
+  }
 
   setControlsEnabled(false);
   const first = parseLocation();

@@ -1,0 +1,104 @@
+// End-to-end check of the upload panel in a real headless Chromium: the
+// admin listener serves the player with its upload panel; a file picked in
+// the page streams to POST /admin/uploads, and the asset it becomes plays.
+//
+// Usage: node tests/player/upload.mjs <admin-url> <token> <file> <screenshot.png>
+// Exits 0 when every step passes; otherwise prints the failing step and the
+// browser log, and exits 1. Run by tests/player_e2e.rs.
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { chromium } from "playwright-core";
+
+const [adminUrl, token, file, shotPath] = process.argv.slice(2);
+if (!adminUrl || !token || !file || !shotPath) {
+  console.error("usage: node upload.mjs <admin-url> <token> <file> <screenshot.png>");
+  process.exit(2);
+}
+const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
+const STEP_TIMEOUT_MS = 20_000;
+const browserLog = [];
+const hardStop = setTimeout(() => {
+  console.error("FAIL: the whole run exceeded 60 s");
+  process.exit(1);
+}, 60_000);
+
+if (!fs.existsSync(CHROMIUM)) {
+  console.error(`FAIL: no Chromium at ${CHROMIUM} (apt-get install -y chromium)`);
+  process.exit(1);
+}
+const profile = fs.mkdtempSync(path.join(os.tmpdir(), "beam-edge-upload-"));
+const context = await chromium.launchPersistentContext(profile, {
+  executablePath: CHROMIUM,
+  headless: true,
+  viewport: { width: 1280, height: 760 },
+  timeout: STEP_TIMEOUT_MS,
+  args: [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--autoplay-policy=no-user-gesture-required",
+  ],
+});
+const page = context.pages()[0] || (await context.newPage());
+page.setDefaultTimeout(STEP_TIMEOUT_MS);
+page.on("console", (m) => browserLog.push(`console.${m.type()}: ${m.text()}`));
+page.on("pageerror", (e) => browserLog.push(`pageerror: ${e.message}`));
+
+async function step(name, fn) {
+  const t0 = Date.now();
+  try {
+    await fn();
+    console.log(`ok   ${name} (${Date.now() - t0} ms)`);
+  } catch (e) {
+    console.error(`FAIL ${name}: ${e.message.split("\n")[0]}`);
+    try { console.error("upload panel:", await page.locator("#upload").innerText()); } catch {}
+    try { console.error("error box:", await page.locator("#error").innerText()); } catch {}
+    console.error("browser log:\n  " + browserLog.slice(-20).join("\n  "));
+    await context.close().catch(() => {});
+    fs.rmSync(profile, { recursive: true, force: true });
+    process.exit(1);
+  }
+}
+const check = (cond, message) => { if (!cond) throw new Error(message); };
+
+await step("the admin listener serves the player with the upload panel", async () => {
+  await page.goto(adminUrl, { waitUntil: "load" });
+  await page.locator("#upload").waitFor({ state: "visible" });
+});
+
+await step("a wrong token is refused with a readable message", async () => {
+  await page.fill("#upload-token", "wrong-token-wrong-token");
+  await page.setInputFiles("#upload-file", file);
+  await page.click("#upload-start");
+  await page.waitForFunction(() => /HTTP 401/.test(document.getElementById("upload-status").textContent));
+});
+
+await step("picking a file uploads it with progress and shows the asset", async () => {
+  await page.fill("#upload-token", token);
+  await page.click("#upload-start");
+  await page.locator("#upload-play").waitFor({ state: "visible" });
+  const status = await page.locator("#upload-status").innerText();
+  check(/Uploaded .* piece\(s\), data set \d+/.test(status), `status: ${status}`);
+  const stored = await page.evaluate(() => sessionStorage.getItem("beam-edge-admin-token"));
+  check(stored && stored.length > 0, "the token is kept in sessionStorage");
+});
+
+await step("the uploaded asset plays", async () => {
+  await page.click("#upload-play");
+  await page.waitForFunction(() => {
+    const v = document.getElementById("video");
+    return v && !v.error && v.currentTime > 0.5;
+  });
+  const src = await page.evaluate(() => document.getElementById("video").currentSrc);
+  check(/\/asset\//.test(src), `played ${src}`);
+});
+
+await step("screenshot of the admin page", async () => {
+  fs.mkdirSync(path.dirname(shotPath), { recursive: true });
+  await page.screenshot({ path: shotPath });
+});
+
+await context.close();
+fs.rmSync(profile, { recursive: true, force: true });
+clearTimeout(hardStop);
+console.log("all upload steps passed");
