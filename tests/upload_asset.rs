@@ -215,3 +215,63 @@ fn an_uploaded_asset_plays_back_through_the_edge_byte_exact() {
         assert!(body == data[a..=b], "bytes {a}-{b} differ");
     }
 }
+
+fn vm_hwm_mib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<u64>().ok())
+            })
+        })
+        .unwrap_or(0)
+        / 1024
+}
+
+/// The upload bench (`benches/upload.sh`): a 4 GiB generated file through
+/// `upload_asset` to the mock Curio (which only counts the bytes), printing
+/// throughput and the process's peak RSS. Asserts correctness only.
+#[test]
+#[ignore = "run alone in release mode by benches/upload.sh"]
+fn upload_4gib_asset_throughput_and_rss() {
+    use beam_edge::upload::sp::MAX_UPLOAD_SIZE;
+    let size: u64 = std::env::var("UPLOAD_BENCH_BYTES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4 << 30);
+    let curio = MockCurio::start_with(common::mock_curio::MockConfig {
+        verify_uploads: false,
+        ..Default::default()
+    });
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut opts = options(MAX_UPLOAD_SIZE);
+    opts.commp_threads = threads;
+    // 1 MiB chunks of cheap, varying bytes, generated as they are sent.
+    let chunk = 1u64 << 20;
+    let body = stream::iter((0..size.div_ceil(chunk)).map(move |i| {
+        let n = chunk.min(size - i * chunk) as usize;
+        let mut v = vec![(i % 251) as u8; n];
+        v[0] = (i >> 8) as u8;
+        Ok::<Bytes, io::Error>(Bytes::from(v))
+    }));
+    let before = vm_hwm_mib();
+    let start = std::time::Instant::now();
+    let sp = SpClient::new(&curio.url(), SpTimeouts::default()).unwrap();
+    let asset = run(async { upload_asset(&sp, body, &opts, Arc::new(|_| {})).await }).unwrap();
+    let secs = start.elapsed().as_secs_f64();
+    assert_eq!(asset.manifest.size, size);
+    assert_eq!(asset.pieces.len() as u64, size.div_ceil(MAX_UPLOAD_SIZE));
+    println!(
+        "| file | pieces | CommP threads | seconds | MB/s | peak RSS before | peak RSS after |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    println!(
+        "| {:.2} GiB | {} + manifest | {threads} | {secs:.1} | {:.0} | {before} MiB | {} MiB |",
+        size as f64 / (1u64 << 30) as f64,
+        asset.pieces.len(),
+        size as f64 / secs / 1e6,
+        vm_hwm_mib()
+    );
+}
