@@ -29,7 +29,7 @@ use crate::metrics;
 use crate::piece::PieceCid;
 use crate::upload::chain::load_signer;
 use crate::upload::pipeline::UploadError;
-use crate::upload::publish::{PublishError, PublishSettings, Publisher};
+use crate::upload::publish::{PublishError, PublishReport, PublishSettings, Publisher};
 
 /// The admin app.
 pub struct AdminApp {
@@ -85,6 +85,31 @@ impl AdminApp {
             Ok(p) => p,
             Err(e) => return (publish_status(&e), json!({"error": e.to_string()})),
         };
+        // Warm the cache with what streams through: spool it to a file beside
+        // the disk tier, cut it into windows once the pieces' CIDs are known.
+        let declared = header("content-length").and_then(|v| v.parse::<u64>().ok());
+        let spool = match (
+            cfg.upload.warm_cache,
+            self.state.cache.disk_dir_and_budget(),
+        ) {
+            (true, Some((dir, budget))) if declared.is_none_or(|n| n <= budget / 2) => {
+                let path = dir
+                    .join("uploads")
+                    .join(format!("spool-{:016x}", random_u64()));
+                std::fs::create_dir_all(dir.join("uploads"))
+                    .and_then(|_| {
+                        std::fs::File::options()
+                            .read(true)
+                            .write(true)
+                            .create_new(true)
+                            .open(&path)
+                    })
+                    .ok()
+                    .map(|f| (path, Arc::new(std::sync::Mutex::new(Some(f)))))
+            }
+            _ => None,
+        };
+        let tee = spool.as_ref().map(|(_, f)| f.clone());
         let body = Box::pin(futures_util::stream::unfold(
             Some(session),
             |s| async move {
@@ -101,10 +126,37 @@ impl AdminApp {
                 }
             },
         ));
-        match publisher.publish(body, Arc::new(|_| {})).await {
+        let body = futures_util::StreamExt::map(body, move |item| {
+            if let (Ok(bytes), Some(tee)) = (&item, &tee) {
+                let mut guard = tee.lock().unwrap_or_else(|p| p.into_inner());
+                // A spool that fails to write is dropped; the upload goes on.
+                if guard
+                    .as_mut()
+                    .is_some_and(|f| std::io::Write::write_all(f, bytes).is_err())
+                {
+                    *guard = None;
+                }
+            }
+            item
+        });
+        let result = publisher.publish(body, Arc::new(|_| {})).await;
+        let answer = match &result {
             Ok(report) => (201, json!(report)),
-            Err(e) => (publish_status(&e), json!({"error": e.to_string()})),
+            Err(e) => (publish_status(e), json!({"error": e.to_string()})),
+        };
+        if let Some((path, file)) = spool {
+            let file = file.lock().unwrap_or_else(|p| p.into_inner()).take();
+            let cache = self.state.cache.clone();
+            let report = result.ok();
+            let _ = tokio::task::spawn_blocking(move || {
+                if let (Some(f), Some(r)) = (file, report) {
+                    warm_with_upload(&cache, &f, &r);
+                }
+                let _ = std::fs::remove_file(&path);
+            })
+            .await;
         }
+        answer
     }
 
     fn authorized(&self, session: &ServerSession) -> bool {
@@ -242,6 +294,42 @@ impl AdminApp {
             }),
         )
     }
+}
+
+/// Cuts a spooled upload into windows of its pieces, and its manifest too.
+fn warm_with_upload(
+    cache: &crate::cache::WindowCache,
+    file: &std::fs::File,
+    report: &PublishReport,
+) {
+    let mut offset = 0;
+    for p in &report.pieces {
+        if let Err(e) = cache.warm_from_file(&p.cid, p.size, &report.content_type, file, offset) {
+            log::warn!(
+                "warming the cache with uploaded piece {} failed: {e}",
+                p.cid
+            );
+            return;
+        }
+        offset += p.size;
+    }
+    if let Err(e) = cache.warm_from_bytes(
+        &report.asset_id,
+        "application/json",
+        &report.manifest.to_bytes(),
+    ) {
+        log::warn!(
+            "warming the cache with manifest {} failed: {e}",
+            report.asset_id
+        );
+    }
+}
+
+fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish()
 }
 
 /// The status of a failed upload.

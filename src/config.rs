@@ -253,6 +253,9 @@ pub struct UploadConfig {
     pub max_size: ByteSize,
     /// Add to this data set instead of finding or creating one.
     pub data_set: Option<u64>,
+    /// Write uploads through the admin listener into the cache, so that the
+    /// first play is a hit.
+    pub warm_cache: bool,
 }
 
 impl Default for UploadConfig {
@@ -265,6 +268,7 @@ impl Default for UploadConfig {
             piece_size: ByteSize(1_065_353_216),
             max_size: ByteSize(64 << 30),
             data_set: None,
+            warm_cache: true,
         }
     }
 }

@@ -228,6 +228,7 @@ async fn an_upload_through_the_admin_listener_plays_back_from_asset() {
     let data = common::mp4_like(450_000, 43);
     let auth = format!("Bearer {token}");
     let result = tokio::task::spawn_blocking(move || {
+        let curio = curio;
         let beam = common::MockBeam::start(); // knows nothing yet: fresh pieces are 404 on Beam
         let opts = common::EdgeOptions {
             upstream: common::beam_upstream(&beam, "  retries: 0\n"),
@@ -263,12 +264,19 @@ async fn an_upload_through_the_admin_listener_plays_back_from_asset() {
         let report: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(report["file_name"], "holiday.mp4");
         assert_eq!(report["pieces"].as_array().unwrap().len(), 3);
-        // Beam does not know the pieces yet; the provider serves them.
+        // upload.warm_cache: the upload was written into the cache as it
+        // streamed, so the first play is a hit that touches no upstream.
         let path = report["asset_path"].as_str().unwrap().to_string();
         let (s, h, got) = common::raw_get(edge.public, &path, &[]).unwrap();
         assert_eq!(s, 200);
         assert_eq!(h["content-type"], "video/mp4");
+        assert_eq!(h["x-cache"], "HIT");
         assert!(got == data, "the uploaded asset plays back byte-exact");
+        assert!(beam.requests().is_empty(), "{:?}", beam.requests());
+        assert!(
+            curio.requests_to("GET", "/piece/").is_empty(),
+            "no provider read either"
+        );
         let (s, _, got) =
             common::raw_get(edge.public, &path, &[("Range", "bytes=199990-200009")]).unwrap();
         assert_eq!((s, got.as_slice()), (206, &data[199_990..200_010]));

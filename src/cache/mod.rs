@@ -365,6 +365,88 @@ impl WindowCache {
         });
     }
 
+    /// Puts every window of piece `cid` (`size` bytes, read from `file` at
+    /// `offset`) into the tiers, with its metadata: how an upload warms the
+    /// cache so that the first play is a hit. Blocking file I/O: run it on a
+    /// blocking thread.
+    pub fn warm_from_file(
+        &self,
+        cid: &str,
+        size: u64,
+        content_type: &str,
+        file: &std::fs::File,
+        offset: u64,
+    ) -> std::io::Result<u64> {
+        use std::os::unix::fs::FileExt;
+        let cid_arc: Arc<str> = Arc::from(cid);
+        let g = self.inner.geometry;
+        let mut windows = 0;
+        for i in 0..g.count(size) {
+            let Some(span) = g.span(i, size) else { break };
+            let mut buf = vec![0u8; usize::try_from(span.len()).unwrap_or(0)];
+            file.read_exact_at(&mut buf, offset + span.start)?;
+            let key = WindowKey::new(cid_arc.clone(), i);
+            self.inner.memory.put(key.clone(), Bytes::from(buf.clone()));
+            if let Some(d) = &self.inner.disk {
+                d.put(&key, &buf)?;
+            }
+            windows += 1;
+        }
+        if let Some(d) = &self.inner.disk {
+            d.put_meta(
+                cid,
+                &PieceMetaRecord {
+                    size,
+                    content_type: content_type.to_string(),
+                },
+            )?;
+        }
+        self.inner.publish_sizes();
+        Ok(windows)
+    }
+
+    /// [`WindowCache::warm_from_file`] for a piece held in memory (a manifest).
+    pub fn warm_from_bytes(
+        &self,
+        cid: &str,
+        content_type: &str,
+        bytes: &[u8],
+    ) -> std::io::Result<u64> {
+        let cid_arc: Arc<str> = Arc::from(cid);
+        let g = self.inner.geometry;
+        let size = bytes.len() as u64;
+        let mut windows = 0;
+        for i in 0..g.count(size) {
+            let Some(span) = g.span(i, size) else { break };
+            let part = &bytes
+                [usize::try_from(span.start).unwrap_or(0)..=usize::try_from(span.end).unwrap_or(0)];
+            let key = WindowKey::new(cid_arc.clone(), i);
+            self.inner
+                .memory
+                .put(key.clone(), Bytes::copy_from_slice(part));
+            if let Some(d) = &self.inner.disk {
+                d.put(&key, part)?;
+            }
+            windows += 1;
+        }
+        if let Some(d) = &self.inner.disk {
+            d.put_meta(
+                cid,
+                &PieceMetaRecord {
+                    size,
+                    content_type: content_type.to_string(),
+                },
+            )?;
+        }
+        self.inner.publish_sizes();
+        Ok(windows)
+    }
+
+    /// The disk tier's directory and budget, when it is on.
+    pub fn disk_dir_and_budget(&self) -> Option<(std::path::PathBuf, u64)> {
+        self.inner.settings.disk.clone()
+    }
+
     /// Saves the disk tier's LRU order (periodically and at shutdown).
     pub fn save_index(&self) {
         if let Some(d) = &self.inner.disk {

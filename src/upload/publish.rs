@@ -21,6 +21,7 @@ use super::chain::{
     random_u256, Address, ChainError, ChainReader, ExtraDataError, Network, PayerKey, PieceToAdd,
     ProviderInfo, MAX_PIECES_PER_ADD, U256,
 };
+use super::manifest::Manifest;
 use super::pipeline::{upload_asset, AssetOptions, UploadError};
 use super::sp::{SpClient, SpError, SpTimeouts};
 use crate::config::Config;
@@ -149,6 +150,9 @@ pub struct PublishReport {
     pub asset_path: String,
     /// The storage provider that holds the pieces.
     pub provider_url: String,
+    /// The manifest as uploaded (not in the JSON: its layers can be large).
+    #[serde(skip)]
+    pub manifest: Manifest,
 }
 
 /// A connected publisher: wallet checked, provider found and reachable.
@@ -300,6 +304,7 @@ impl Publisher {
             piece_ids,
             asset_path: format!("/asset/{}", asset.asset_id),
             provider_url: self.provider_url(),
+            manifest: asset.manifest.clone(),
         })
     }
 }
