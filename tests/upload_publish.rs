@@ -263,6 +263,13 @@ async fn an_upload_through_the_admin_listener_plays_back_from_asset() {
         assert_eq!(s, 201, "{}\n{}", String::from_utf8_lossy(&body), edge.log());
         let report: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(report["file_name"], "holiday.mp4");
+        // Beam URLs for the manifest (the asset id) and each piece.
+        let beam_urls = report["beam_urls"].as_array().unwrap();
+        assert_eq!(beam_urls.len(), 4);
+        assert!(beam_urls[0]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/{}", report["asset_id"].as_str().unwrap())));
         assert_eq!(report["pieces"].as_array().unwrap().len(), 3);
         // upload.warm_cache: the upload was written into the cache as it
         // streamed, so the first play is a hit that touches no upstream.

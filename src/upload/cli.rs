@@ -75,6 +75,7 @@ pub fn upload_command(cfg: &Config, file: &Path, json: bool) -> Result<(), Strin
         type_from_name(&name),
         threads,
     );
+    let beam_base = cfg.beam_base_url();
     let rt = runtime()?;
     rt.block_on(async move {
         let f = tokio::fs::File::open(file)
@@ -113,7 +114,7 @@ pub fn upload_command(cfg: &Config, file: &Path, json: bool) -> Result<(), Strin
             .publish(body, Arc::new(move |n| p.update(n)))
             .await;
         progress.finish();
-        let report = report.map_err(|e| e.to_string())?;
+        let report = report.map_err(|e| e.to_string())?.with_beam_urls(beam_base);
         if json {
             println!(
                 "{}",
@@ -137,6 +138,9 @@ pub fn upload_command(cfg: &Config, file: &Path, json: bool) -> Result<(), Strin
             );
             for tx in &report.transactions {
                 println!("tx         {tx}");
+            }
+            if let Some(url) = report.beam_urls.first() {
+                println!("beam       {url}  (once Beam has indexed it)");
             }
         }
         Ok(())

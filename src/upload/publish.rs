@@ -150,9 +150,25 @@ pub struct PublishReport {
     pub asset_path: String,
     /// The storage provider that holds the pieces.
     pub provider_url: String,
+    /// Beam URLs of the manifest and the pieces (filled in by the caller,
+    /// which knows the Beam URL template); Beam serves them once indexed.
+    pub beam_urls: Vec<String>,
     /// The manifest as uploaded (not in the JSON: its layers can be large).
     #[serde(skip)]
     pub manifest: Manifest,
+}
+
+impl PublishReport {
+    /// Fills `beam_urls` (manifest first, then the pieces) from a Beam base URL.
+    pub fn with_beam_urls(mut self, beam_base: Option<String>) -> PublishReport {
+        if let Some(base) = beam_base {
+            self.beam_urls = std::iter::once(&self.asset_id)
+                .chain(self.pieces.iter().map(|p| &p.cid))
+                .map(|cid| format!("{base}/{cid}"))
+                .collect();
+        }
+        self
+    }
 }
 
 /// A connected publisher: wallet checked, provider found and reachable.
@@ -304,6 +320,7 @@ impl Publisher {
             piece_ids,
             asset_path: format!("/asset/{}", asset.asset_id),
             provider_url: self.provider_url(),
+            beam_urls: Vec::new(),
             manifest: asset.manifest.clone(),
         })
     }
