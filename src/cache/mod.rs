@@ -378,31 +378,11 @@ impl WindowCache {
         offset: u64,
     ) -> std::io::Result<u64> {
         use std::os::unix::fs::FileExt;
-        let cid_arc: Arc<str> = Arc::from(cid);
-        let g = self.inner.geometry;
-        let mut windows = 0;
-        for i in 0..g.count(size) {
-            let Some(span) = g.span(i, size) else { break };
+        self.warm_windows(cid, size, content_type, |span| {
             let mut buf = vec![0u8; usize::try_from(span.len()).unwrap_or(0)];
             file.read_exact_at(&mut buf, offset + span.start)?;
-            let key = WindowKey::new(cid_arc.clone(), i);
-            self.inner.memory.put(key.clone(), Bytes::from(buf.clone()));
-            if let Some(d) = &self.inner.disk {
-                d.put(&key, &buf)?;
-            }
-            windows += 1;
-        }
-        if let Some(d) = &self.inner.disk {
-            d.put_meta(
-                cid,
-                &PieceMetaRecord {
-                    size,
-                    content_type: content_type.to_string(),
-                },
-            )?;
-        }
-        self.inner.publish_sizes();
-        Ok(windows)
+            Ok(Bytes::from(buf))
+        })
     }
 
     /// [`WindowCache::warm_from_file`] for a piece held in memory (a manifest).
@@ -412,31 +392,44 @@ impl WindowCache {
         content_type: &str,
         bytes: &[u8],
     ) -> std::io::Result<u64> {
+        let whole = Bytes::copy_from_slice(bytes);
+        self.warm_windows(cid, bytes.len() as u64, content_type, |span| {
+            let from = usize::try_from(span.start).unwrap_or(0);
+            let to = usize::try_from(span.end).unwrap_or(0);
+            Ok(whole.slice(from..=to))
+        })
+    }
+
+    /// Stores each window of a piece, its bytes given by `window_bytes`.
+    fn warm_windows(
+        &self,
+        cid: &str,
+        size: u64,
+        content_type: &str,
+        mut window_bytes: impl FnMut(ByteRange) -> std::io::Result<Bytes>,
+    ) -> std::io::Result<u64> {
         let cid_arc: Arc<str> = Arc::from(cid);
         let g = self.inner.geometry;
-        let size = bytes.len() as u64;
         let mut windows = 0;
         for i in 0..g.count(size) {
             let Some(span) = g.span(i, size) else { break };
-            let part = &bytes
-                [usize::try_from(span.start).unwrap_or(0)..=usize::try_from(span.end).unwrap_or(0)];
+            let bytes = window_bytes(span)?;
             let key = WindowKey::new(cid_arc.clone(), i);
-            self.inner
-                .memory
-                .put(key.clone(), Bytes::copy_from_slice(part));
             if let Some(d) = &self.inner.disk {
-                d.put(&key, part)?;
+                d.put(&key, &bytes)?;
             }
+            let evicted = self.inner.memory.put(key, bytes);
+            metrics::EVICTIONS
+                .with_label_values(&["memory"])
+                .inc_by(evicted.len() as u64);
             windows += 1;
         }
         if let Some(d) = &self.inner.disk {
-            d.put_meta(
-                cid,
-                &PieceMetaRecord {
-                    size,
-                    content_type: content_type.to_string(),
-                },
-            )?;
+            let record = PieceMetaRecord {
+                size,
+                content_type: content_type.to_string(),
+            };
+            d.put_meta(cid, &record)?;
         }
         self.inner.publish_sizes();
         Ok(windows)
