@@ -6,44 +6,24 @@
 // Exits 0 when every step passes; otherwise prints the failing step, the
 // page state and the browser log, and exits 1. Run by tests/player_e2e.rs.
 import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
-import { chromium } from "playwright-core";
+import { launch } from "./browser.mjs";
 
 const [base, cid, shotPath, unknownCid] = process.argv.slice(2);
 if (!base || !cid || !shotPath) {
   console.error("usage: node e2e.mjs <base-url> <cid> <screenshot.png> [<unknown-cid>]");
   process.exit(2);
 }
-const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 const TOTAL_BUDGET_MS = 60_000;
 const STEP_TIMEOUT_MS = 15_000;
 const started = Date.now();
-const browserLog = [];
 
 const hardStop = setTimeout(() => {
   console.error(`FAIL: the whole run exceeded ${TOTAL_BUDGET_MS / 1000} s`);
   process.exit(1);
 }, TOTAL_BUDGET_MS);
 
-if (!fs.existsSync(CHROMIUM)) {
-  console.error(`FAIL: no Chromium at ${CHROMIUM} (apt-get install -y chromium)`);
-  process.exit(1);
-}
-const profile = fs.mkdtempSync(path.join(os.tmpdir(), "beam-edge-e2e-"));
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath: CHROMIUM,
-  headless: true,
-  viewport: { width: 1280, height: 760 },
-  timeout: STEP_TIMEOUT_MS,
-  args: [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--autoplay-policy=no-user-gesture-required",
-  ],
-});
-const page = context.pages()[0] || (await context.newPage());
-page.setDefaultTimeout(STEP_TIMEOUT_MS);
+const { context, page, browserLog, close } = await launch("beam-edge-e2e-", STEP_TIMEOUT_MS);
 // A modest link (3 Mbit/s, 20 ms) instead of loopback speed: the browser
 // cannot read the whole clip in one go, so reaching the moov at the end and
 // seeking to the middle take real Range requests, as they do on the Internet.
@@ -52,8 +32,6 @@ await cdp.send("Network.enable");
 await cdp.send("Network.emulateNetworkConditions", {
   offline: false, latency: 20, downloadThroughput: 375_000, uploadThroughput: 375_000,
 });
-page.on("console", (m) => browserLog.push(`console.${m.type()}: ${m.text()}`));
-page.on("pageerror", (e) => browserLog.push(`pageerror: ${e.message}`));
 // Every /piece and /asset request the page made, with its Range and (once known) its
 // status. Media responses can be reported late (the media stack cancels
 // reads it no longer needs), so requests are logged when sent.
@@ -93,8 +71,7 @@ async function step(name, fn) {
     try { console.error("stats:", await page.locator("#stats").innerText()); } catch {}
     console.error("piece responses:", JSON.stringify(pieceResponses.slice(-10)));
     console.error("browser log:\n  " + browserLog.slice(-20).join("\n  "));
-    await context.close().catch(() => {});
-    fs.rmSync(profile, { recursive: true, force: true });
+    await close();
     process.exit(1);
   }
 }
@@ -262,7 +239,6 @@ await step("opening #<cid>&t=12 plays from 12 s", async () => {
   check(t < 15, `started at ${t}, not near 12`);
 });
 
-await context.close();
-fs.rmSync(profile, { recursive: true, force: true });
+await close();
 clearTimeout(hardStop);
 console.log(`all player checks passed in ${((Date.now() - started) / 1000).toFixed(1)} s; screenshot ${shotPath}`);

@@ -6,43 +6,21 @@
 // Exits 0 when every step passes; otherwise prints the failing step and the
 // browser log, and exits 1. Run by tests/player_e2e.rs.
 import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
-import { chromium } from "playwright-core";
+import { launch } from "./browser.mjs";
 
 const [adminUrl, token, file, shotPath] = process.argv.slice(2);
 if (!adminUrl || !token || !file || !shotPath) {
   console.error("usage: node upload.mjs <admin-url> <token> <file> <screenshot.png>");
   process.exit(2);
 }
-const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 const STEP_TIMEOUT_MS = 20_000;
-const browserLog = [];
 const hardStop = setTimeout(() => {
   console.error("FAIL: the whole run exceeded 60 s");
   process.exit(1);
 }, 60_000);
 
-if (!fs.existsSync(CHROMIUM)) {
-  console.error(`FAIL: no Chromium at ${CHROMIUM} (apt-get install -y chromium)`);
-  process.exit(1);
-}
-const profile = fs.mkdtempSync(path.join(os.tmpdir(), "beam-edge-upload-"));
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath: CHROMIUM,
-  headless: true,
-  viewport: { width: 1280, height: 760 },
-  timeout: STEP_TIMEOUT_MS,
-  args: [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--autoplay-policy=no-user-gesture-required",
-  ],
-});
-const page = context.pages()[0] || (await context.newPage());
-page.setDefaultTimeout(STEP_TIMEOUT_MS);
-page.on("console", (m) => browserLog.push(`console.${m.type()}: ${m.text()}`));
-page.on("pageerror", (e) => browserLog.push(`pageerror: ${e.message}`));
+const { context, page, browserLog, close } = await launch("beam-edge-upload-", STEP_TIMEOUT_MS);
 
 async function step(name, fn) {
   const t0 = Date.now();
@@ -54,8 +32,7 @@ async function step(name, fn) {
     try { console.error("upload panel:", await page.locator("#upload").innerText()); } catch {}
     try { console.error("error box:", await page.locator("#error").innerText()); } catch {}
     console.error("browser log:\n  " + browserLog.slice(-20).join("\n  "));
-    await context.close().catch(() => {});
-    fs.rmSync(profile, { recursive: true, force: true });
+    await close();
     process.exit(1);
   }
 }
@@ -98,7 +75,6 @@ await step("screenshot of the admin page", async () => {
   await page.screenshot({ path: shotPath });
 });
 
-await context.close();
-fs.rmSync(profile, { recursive: true, force: true });
+await close();
 clearTimeout(hardStop);
 console.log("all upload steps passed");

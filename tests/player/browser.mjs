@@ -1,0 +1,39 @@
+// Launching Debian's Chromium for the player's end-to-end scripts: headless,
+// a fresh profile, no background networking (this machine's network is
+// closed), autoplay allowed. Fails loudly when Chromium is missing.
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { chromium } from "playwright-core";
+
+export const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
+
+/// Returns { context, page, browserLog, close }.
+export async function launch(prefix, stepTimeoutMs) {
+  if (!fs.existsSync(CHROMIUM)) {
+    console.error(`FAIL: no Chromium at ${CHROMIUM} (apt-get install -y chromium)`);
+    process.exit(1);
+  }
+  const profile = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    viewport: { width: 1280, height: 760 },
+    timeout: stepTimeoutMs,
+    args: [
+      "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+      "--disable-background-networking", "--disable-component-update", "--disable-sync",
+      "--autoplay-policy=no-user-gesture-required",
+    ],
+  });
+  const page = context.pages()[0] || (await context.newPage());
+  page.setDefaultTimeout(stepTimeoutMs);
+  const browserLog = [];
+  page.on("console", (m) => browserLog.push(`console.${m.type()}: ${m.text()}`));
+  page.on("pageerror", (e) => browserLog.push(`pageerror: ${e.message}`));
+  const close = async () => {
+    await context.close().catch(() => {});
+    fs.rmSync(profile, { recursive: true, force: true });
+  };
+  return { context, page, browserLog, close };
+}
