@@ -671,20 +671,10 @@ impl SpClient {
         let tx = tx_hash_arg(step, tx_hash)?;
         let url = self.url(step, &format!("pdp/data-sets/created/{tx}"))?;
         self.poll(step, url, |status, body| {
-            if status != StatusCode::OK {
-                return pending_or_error(step, status, body, &[StatusCode::NOT_FOUND]);
-            }
-            let value = parse_json(step, body)?;
-            let tx_status = value
-                .get("txStatus")
-                .and_then(Value::as_str)
-                .unwrap_or("unknown");
-            if tx_status == "rejected" {
-                return Err(SpError::Rejected {
-                    step,
-                    tx_hash: tx.clone(),
-                });
-            }
+            let (value, tx_status) = match tx_status_answer(step, status, body, &tx)? {
+                Ok(answer) => answer,
+                Err(pending) => return Ok(pending),
+            };
             if value.get("dataSetCreated").and_then(Value::as_bool) == Some(true) {
                 return parse_id(step, "dataSetId", value.get("dataSetId")).map(PollVerdict::Ready);
             }
@@ -726,20 +716,10 @@ impl SpClient {
             &format!("pdp/data-sets/{data_set_id}/pieces/added/{tx}"),
         )?;
         self.poll(step, url, |status, body| {
-            if status != StatusCode::OK {
-                return pending_or_error(step, status, body, &[StatusCode::NOT_FOUND]);
-            }
-            let value = parse_json(step, body)?;
-            let tx_status = value
-                .get("txStatus")
-                .and_then(Value::as_str)
-                .unwrap_or("unknown");
-            if tx_status == "rejected" {
-                return Err(SpError::Rejected {
-                    step,
-                    tx_hash: tx.clone(),
-                });
-            }
+            let (value, tx_status) = match tx_status_answer(step, status, body, &tx)? {
+                Ok(answer) => answer,
+                Err(pending) => return Ok(pending),
+            };
             if value.get("piecesAdded").and_then(Value::as_bool) != Some(true) {
                 return Ok(PollVerdict::Pending(format!(
                     "transaction {tx_status}, pieces not added yet"
@@ -1068,6 +1048,33 @@ fn expect_status(
     } else {
         Err(status_error(step, status, body))
     }
+}
+
+/// The common part of a transaction-status answer: a non-200 is pending (404)
+/// or an error; a rejected transaction is final. Gives the JSON and its
+/// `txStatus`, or the pending verdict to return.
+fn tx_status_answer<T>(
+    step: Step,
+    status: StatusCode,
+    body: &[u8],
+    tx: &str,
+) -> Result<Result<(Value, String), PollVerdict<T>>, SpError> {
+    if status != StatusCode::OK {
+        return pending_or_error(step, status, body, &[StatusCode::NOT_FOUND]).map(Err);
+    }
+    let value = parse_json(step, body)?;
+    let tx_status = value
+        .get("txStatus")
+        .and_then(Value::as_str)
+        .unwrap_or("unknown")
+        .to_string();
+    if tx_status == "rejected" {
+        return Err(SpError::Rejected {
+            step,
+            tx_hash: tx.to_string(),
+        });
+    }
+    Ok(Ok((value, tx_status)))
 }
 
 /// A non-200 poll answer: "not yet" for `pending` statuses and retryable
