@@ -584,24 +584,9 @@ impl SpClient {
         let step = Step::CreateUploadSession;
         let url = self.url(step, "pdp/piece/uploads")?;
         let location = self
-            .with_retries(|| async {
-                let response = self
-                    .http
-                    .post(url.clone())
-                    .timeout(self.timeouts.request)
-                    .send()
-                    .await
-                    .map_err(|source| SpError::Transport { step, source })?;
-                let location = location_of(&response);
-                let status = response.status();
-                let body = read_capped(response)
-                    .await
-                    .map_err(|source| SpError::Transport { step, source })?;
-                expect_status(step, status, &body, StatusCode::CREATED)?;
-                location.ok_or_else(|| SpError::BadResponse {
-                    step,
-                    reason: "201 without a Location header".into(),
-                })
+            .with_retries(|| {
+                let request = self.http.post(url.clone()).timeout(self.timeouts.request);
+                created_location(step, request)
             })
             .await?;
         let uuid = location
@@ -783,25 +768,13 @@ impl SpClient {
     /// A JSON `POST` answered 201 with a `Location` ending in a tx hash.
     async fn post_for_tx(&self, step: Step, path: &str, body: Value) -> Result<String, SpError> {
         let url = self.url(step, path)?;
-        let response = self
+        let request = self
             .http
             .post(url)
             .header(CONTENT_TYPE, "application/json")
             .timeout(self.timeouts.request)
-            .body(body.to_string())
-            .send()
-            .await
-            .map_err(|source| SpError::Transport { step, source })?;
-        let location = location_of(&response);
-        let status = response.status();
-        let body = read_capped(response)
-            .await
-            .map_err(|source| SpError::Transport { step, source })?;
-        expect_status(step, status, &body, StatusCode::CREATED)?;
-        let location = location.ok_or_else(|| SpError::BadResponse {
-            step,
-            reason: "201 without a Location header".into(),
-        })?;
+            .body(body.to_string());
+        let location = created_location(step, request).await?;
         let hash = location
             .trim_end_matches('/')
             .rsplit('/')
@@ -1048,6 +1021,24 @@ fn expect_status(
     } else {
         Err(status_error(step, status, body))
     }
+}
+
+/// Sends `request`, expects 201 Created and returns its `Location`.
+async fn created_location(step: Step, request: reqwest::RequestBuilder) -> Result<String, SpError> {
+    let response = request
+        .send()
+        .await
+        .map_err(|source| SpError::Transport { step, source })?;
+    let location = location_of(&response);
+    let status = response.status();
+    let body = read_capped(response)
+        .await
+        .map_err(|source| SpError::Transport { step, source })?;
+    expect_status(step, status, &body, StatusCode::CREATED)?;
+    location.ok_or_else(|| SpError::BadResponse {
+        step,
+        reason: "201 without a Location header".into(),
+    })
 }
 
 /// The common part of a transaction-status answer: a non-200 is pending (404)
