@@ -37,3 +37,27 @@ export async function launch(prefix, stepTimeoutMs) {
   };
   return { context, page, browserLog, close };
 }
+
+/// A step runner: prints `ok   name (ms)`, or on failure `FAIL name: why`,
+/// what `diagnose()` prints, the last browser log lines, then closes the
+/// browser and exits 1.
+export function stepper(close, browserLog, diagnose) {
+  return async function step(name, fn) {
+    const t0 = Date.now();
+    try {
+      await fn();
+      console.log(`ok   ${name} (${Date.now() - t0} ms)`);
+    } catch (e) {
+      console.error(`FAIL ${name}: ${e.message.split("\n")[0]}`);
+      try { await diagnose(); } catch {}
+      console.error("browser log:\n  " + browserLog.slice(-20).join("\n  "));
+      await close();
+      process.exit(1);
+    }
+  };
+}
+
+/// Throws `message` unless `cond`.
+export function check(cond, message) {
+  if (!cond) throw new Error(message);
+}

@@ -7,7 +7,7 @@
 // page state and the browser log, and exits 1. Run by tests/player_e2e.rs.
 import fs from "node:fs";
 import path from "node:path";
-import { launch } from "./browser.mjs";
+import { check, launch, stepper } from "./browser.mjs";
 
 const [base, cid, shotPath, unknownCid] = process.argv.slice(2);
 if (!base || !cid || !shotPath) {
@@ -60,25 +60,11 @@ const videoState = () =>
     };
   });
 
-async function step(name, fn) {
-  const t0 = Date.now();
-  try {
-    await fn();
-    console.log(`ok   ${name} (${Date.now() - t0} ms)`);
-  } catch (e) {
-    console.error(`FAIL ${name}: ${e.message.split("\n")[0]}`);
-    try { console.error("video:", JSON.stringify(await videoState())); } catch {}
-    try { console.error("stats:", await page.locator("#stats").innerText()); } catch {}
-    console.error("piece responses:", JSON.stringify(pieceResponses.slice(-10)));
-    console.error("browser log:\n  " + browserLog.slice(-20).join("\n  "));
-    await close();
-    process.exit(1);
-  }
-}
-
-function check(cond, message) {
-  if (!cond) throw new Error(message);
-}
+const step = stepper(close, browserLog, async () => {
+  try { console.error("video:", JSON.stringify(await videoState())); } catch {}
+  try { console.error("stats:", await page.locator("#stats").innerText()); } catch {}
+  console.error("piece responses:", JSON.stringify(pieceResponses.slice(-10)));
+});
 
 const waitFor = (what, fn, arg) =>
   page.waitForFunction(fn, arg, { timeout: STEP_TIMEOUT_MS, polling: 50 }).catch((e) => {

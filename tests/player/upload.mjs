@@ -7,7 +7,7 @@
 // browser log, and exits 1. Run by tests/player_e2e.rs.
 import fs from "node:fs";
 import path from "node:path";
-import { launch } from "./browser.mjs";
+import { check, launch, stepper } from "./browser.mjs";
 
 const [adminUrl, token, file, shotPath] = process.argv.slice(2);
 if (!adminUrl || !token || !file || !shotPath) {
@@ -22,21 +22,10 @@ const hardStop = setTimeout(() => {
 
 const { context, page, browserLog, close } = await launch("beam-edge-upload-", STEP_TIMEOUT_MS);
 
-async function step(name, fn) {
-  const t0 = Date.now();
-  try {
-    await fn();
-    console.log(`ok   ${name} (${Date.now() - t0} ms)`);
-  } catch (e) {
-    console.error(`FAIL ${name}: ${e.message.split("\n")[0]}`);
-    try { console.error("upload panel:", await page.locator("#upload").innerText()); } catch {}
-    try { console.error("error box:", await page.locator("#error").innerText()); } catch {}
-    console.error("browser log:\n  " + browserLog.slice(-20).join("\n  "));
-    await close();
-    process.exit(1);
-  }
-}
-const check = (cond, message) => { if (!cond) throw new Error(message); };
+const step = stepper(close, browserLog, async () => {
+  try { console.error("upload panel:", await page.locator("#upload").innerText()); } catch {}
+  try { console.error("error box:", await page.locator("#error").innerText()); } catch {}
+});
 
 await step("the admin listener serves the player with the upload panel", async () => {
   await page.goto(adminUrl, { waitUntil: "load" });
