@@ -66,7 +66,8 @@ impl AdminApp {
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string)
         };
-        if let Some(len) = header("content-length").and_then(|v| v.parse::<u64>().ok()) {
+        let declared = header("content-length").and_then(|v| v.parse::<u64>().ok());
+        if let Some(len) = declared {
             if len > cfg.upload.max_size.0 {
                 return (
                     413,
@@ -85,9 +86,15 @@ impl AdminApp {
             Ok(p) => p,
             Err(e) => return (publish_status(&e), json!({"error": e.to_string()})),
         };
+        // Every check has passed: a client that sent `Expect: 100-continue`
+        // (curl does for bodies over 1 MiB) may start sending now.
+        if expects_continue(session) {
+            if let Err(e) = session.write_continue_response().await {
+                return (400, json!({"error": format!("writing 100 Continue: {e}")}));
+            }
+        }
         // Warm the cache with what streams through: spool it to a file beside
         // the disk tier, cut it into windows once the pieces' CIDs are known.
-        let declared = header("content-length").and_then(|v| v.parse::<u64>().ok());
         let spool = match (
             cfg.upload.warm_cache,
             self.state.cache.disk_dir_and_budget(),
@@ -399,14 +406,68 @@ impl ServeHttp for AdminApp {
             }
         }
         if !self.authorized(session) {
+            finish_unread_body(session).await;
             return json_response(
                 401,
                 &json!({"error": "missing or wrong bearer token (admin.token)"}),
             );
         }
         let (status, body) = self.route(session).await;
+        finish_unread_body(session).await;
         json_response(status, &body)
     }
+}
+
+/// The most of a refused request body that is read and dropped so that the
+/// client, still sending, reads the answer instead of a connection reset.
+const DRAIN_LIMIT: usize = 16 << 20;
+/// How long that reading may take.
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(5);
+
+fn expects_continue(session: &ServerSession) -> bool {
+    session
+        .req_header()
+        .headers
+        .get(http::header::EXPECT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"))
+}
+
+/// Called before an answer is written. A body left unread (a 401, a 413, a
+/// failed upload) closes the connection after the answer; a client that is
+/// still sending it gets up to [`DRAIN_LIMIT`] bytes read first, so the
+/// answer reaches it. A client that sent `Expect: 100-continue` and never got
+/// the 100 has sent no body, so nothing is read.
+async fn finish_unread_body(session: &mut ServerSession) {
+    if session.is_body_done() {
+        return;
+    }
+    session.set_keepalive(None);
+    let continued = session
+        .response_written()
+        .is_some_and(|r| r.status.as_u16() == 100);
+    if expects_continue(session) && !continued {
+        return;
+    }
+    let declared = session
+        .req_header()
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > DRAIN_LIMIT as u64) {
+        return;
+    }
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        let mut read = 0;
+        while let Ok(Some(b)) = session.read_request_body().await {
+            read += b.len();
+            if read > DRAIN_LIMIT {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 #[cfg(test)]

@@ -215,6 +215,55 @@ fn post(
     (status, out[start..].to_vec())
 }
 
+/// POSTs with `Expect: 100-continue`, sending `body` only after a `100
+/// Continue`, as curl does for large files. Returns the status of every
+/// answer read (the 100 included) and the final body.
+fn post_expecting_continue(
+    addr: std::net::SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (Vec<u16>, Vec<u8>) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    // A server that never answers fails the test instead of hanging it.
+    s.set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .unwrap();
+    let mut req = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nExpect: 100-continue\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let mut out = Vec::new();
+    let mut statuses = Vec::new();
+    loop {
+        // Read one answer's head.
+        let end = loop {
+            if let Some(i) = out.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            let mut buf = [0u8; 4096];
+            let n = s.read(&mut buf).unwrap();
+            assert!(n > 0, "closed before an answer: {statuses:?}");
+            out.extend_from_slice(&buf[..n]);
+        };
+        let head = String::from_utf8_lossy(&out[..end]).to_string();
+        let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
+        statuses.push(status);
+        out.drain(..end);
+        if status != 100 {
+            break;
+        }
+        s.write_all(body).unwrap();
+    }
+    s.read_to_end(&mut out).unwrap();
+    (statuses, out)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_upload_through_the_admin_listener_plays_back_from_asset() {
     let curio = MockCurio::start();
@@ -250,7 +299,23 @@ async fn an_upload_through_the_admin_listener_plays_back_from_asset() {
             &vec![0u8; 2 << 20],
         );
         assert_eq!(s, 413, "{}", String::from_utf8_lossy(&body));
-        let (s, body) = post(
+        // With `Expect: 100-continue` the refusal comes before any body byte.
+        let (s, body) = post_expecting_continue(
+            edge.admin,
+            "/admin/uploads",
+            &[("Authorization", &auth)],
+            &vec![0u8; 2 << 20],
+        );
+        assert_eq!(s, [413], "{}", String::from_utf8_lossy(&body));
+        assert!(String::from_utf8_lossy(&body).contains("upload.max_size"));
+        let (s, _) = post_expecting_continue(edge.admin, "/admin/uploads", &[], &data);
+        assert_eq!(s, [401]);
+        assert!(
+            curio.requests_to("POST", "/pdp/piece").is_empty(),
+            "nothing uploaded"
+        );
+        // Accepted: a 100 Continue, then the body, then the report.
+        let (s, body) = post_expecting_continue(
             edge.admin,
             "/admin/uploads",
             &[
@@ -260,7 +325,13 @@ async fn an_upload_through_the_admin_listener_plays_back_from_asset() {
             ],
             &data,
         );
-        assert_eq!(s, 201, "{}\n{}", String::from_utf8_lossy(&body), edge.log());
+        assert_eq!(
+            s,
+            [100, 201],
+            "{}\n{}",
+            String::from_utf8_lossy(&body),
+            edge.log()
+        );
         let report: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(report["file_name"], "holiday.mp4");
         // Beam URLs for the manifest (the asset id) and each piece.
