@@ -9,6 +9,7 @@
 #
 #   benches/compare.sh            full run (64 MiB / 100 MiB / 1.5 GB pieces, 10 s wrk runs)
 #   benches/compare.sh --quick    small pieces, 3 s wrk runs
+#   benches/compare.sh --hot      only the hot-ranges rows (full sizes)
 #
 # Needs: release builds of beam-edge and of the examples bench_upstream and
 # playback_client (built here if missing), wrk, nginx with the slice module
@@ -17,8 +18,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-QUICK=0
+QUICK=0; HOT_ONLY=0
 [ "${1:-}" = "--quick" ] && QUICK=1
+[ "${1:-}" = "--hot" ] && HOT_ONLY=1
 if [ $QUICK = 1 ]; then
   HOT_MIB=16; PLAY_MIB=24; BIG_MIB=256; DUR=3; ROUNDS=1; DISK_MEM=4MiB
 else
@@ -72,7 +74,7 @@ make_piece() { # MiB seed -> prints the CID; the file is $WORK/pieces/<cid>
 log "generating pieces (${HOT_MIB}, ${PLAY_MIB}, ${BIG_MIB} MiB)"
 HOT=$(make_piece "$HOT_MIB" 1); HOT_SIZE=$((HOT_MIB * 1024 * 1024))
 PLAY=$(make_piece "$PLAY_MIB" 2); PLAY_SIZE=$((PLAY_MIB * 1024 * 1024))
-BIG=$(make_piece "$BIG_MIB" 3); BIG_SIZE=$((BIG_MIB * 1024 * 1024))
+if [ $HOT_ONLY = 0 ]; then BIG=$(make_piece "$BIG_MIB" 3); fi; BIG_SIZE=$((BIG_MIB * 1024 * 1024))
 chmod -R a+rX "$WORK"
 
 wait_http() { # url: up to 10 s
@@ -117,6 +119,15 @@ full_read() { # port cid out -> "status bytes"
 ROWS=()
 row() { ROWS+=("| $1 | $2 | $3 | $4 |"); log "$2 -> $4"; }
 verdict() { if python3 -c "import sys; sys.exit(0 if ($1) else 1)"; then echo pass; else echo "**fail**"; fi; }
+report() {
+echo "Machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p'), $(free -g | awk '/Mem:/ {print $2}') GiB;" \
+     "load average at the end: $(uptime | sed 's/.*load average: //')"
+echo "Mode: $([ $QUICK = 1 ] && echo quick || { [ $HOT_ONLY = 1 ] && echo "hot ranges only" || echo full; }); wrk -t1 -c16 -d${DUR}s, beam-edge 2 threads, window 1MiB"
+echo
+echo "| what | figure | target | result |"
+echo "|---|---|---|---|"
+printf '%s\n' "${ROWS[@]}"
+}
 
 # ---------------------------------------------------------------- hot ranges
 NGX=$(free_port)
@@ -240,6 +251,8 @@ done
 kill "$(cat "$WORK/nginx.pid")" 2>/dev/null || true
 for p in "${HOTPIDS[@]}"; do stop_edge "$p"; done
 
+[ $HOT_ONLY = 1 ] && { report; exit 0; }
+
 # ------------------------------------------------- 20 concurrent cold requests
 cold20() { # name cache-yaml label
   log "20 concurrent cold requests: $3"
@@ -327,10 +340,4 @@ row "sequential playback of the ${PLAY_MIB} MiB piece at 8 MB/s, 1 MiB ranges (u
 stop_edge "$EDGE_PID"
 
 # --------------------------------------------------------------------- report
-echo "Machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p'), $(free -g | awk '/Mem:/ {print $2}') GiB;" \
-     "load average at the end: $(uptime | sed 's/.*load average: //')"
-echo "Mode: $([ $QUICK = 1 ] && echo quick || echo full); wrk -t1 -c16 -d${DUR}s, beam-edge 2 threads, window 1MiB"
-echo
-echo "| what | figure | target | result |"
-echo "|---|---|---|---|"
-printf '%s\n' "${ROWS[@]}"
+report

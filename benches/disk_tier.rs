@@ -149,7 +149,7 @@ impl FilePerPiece {
 fn layouts(c: &mut Criterion) {
     let data = window_bytes();
     let tmp = tempfile::tempdir().expect("temp dir");
-    let budget = RESIDENT * (WINDOW as u64 + beam_edge::cache::disk::ENTRY_HEADER_LEN);
+    let budget = RESIDENT * beam_edge::cache::disk::entry_len(WINDOW as u64);
 
     let mut g = c.benchmark_group("disk_layout_1MiB");
     g.throughput(Throughput::Bytes(WINDOW as u64));

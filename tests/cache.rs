@@ -148,6 +148,29 @@ fn disk_tier_serves_when_memory_is_too_small_and_survives_kill_9() {
     );
     assert!(body == data, "restart served different bytes");
     assert!(beam.requests().is_empty(), "{:?}", beam.requests());
+    // A range over parts of two windows reads only those parts from disk
+    // (block-checked) and leaves the memory tier alone.
+    let disk_served = metric(&edge, "beam_edge_served_bytes_total{source=\"disk\"}");
+    let mem_entries = metric(&edge, "beam_edge_cache_entries{tier=\"memory\"}");
+    let mem_evictions = metric(&edge, "beam_edge_cache_evictions_total{tier=\"memory\"}");
+    let (a, b) = (5 * W + 1000, 6 * W + 999);
+    let (s, h, body) = get(&edge, &path, &[("Range", &range(a, b))]);
+    assert_eq!((s, body.as_slice()), (206, &data[a..=b]));
+    assert_eq!(h["x-cache"], "HIT");
+    assert_eq!(
+        metric(&edge, "beam_edge_served_bytes_total{source=\"disk\"}") - disk_served,
+        (b - a + 1) as f64
+    );
+    assert_eq!(
+        metric(&edge, "beam_edge_cache_entries{tier=\"memory\"}"),
+        mem_entries
+    );
+    assert_eq!(
+        metric(&edge, "beam_edge_cache_evictions_total{tier=\"memory\"}"),
+        mem_evictions,
+        "partial disk hits are not promoted"
+    );
+    assert!(beam.requests().is_empty(), "{:?}", beam.requests());
     drop(edge);
 
     // A torn entry (truncated file) is a miss, is deleted, and is refetched.

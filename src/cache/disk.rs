@@ -4,8 +4,9 @@
 //! What it is: one file per window under `<dir>/w/<shard>/<cid>/<index>`
 //! (`shard` = two hex digits of a CRC-32 of the CID, so no directory holds
 //! more than a few thousand pieces), each file a 24-byte header (magic,
-//! version, body length, CRC-32 of the body, CRC-32 of the header) followed by
-//! the body. A small `meta` file beside a piece's windows remembers its size
+//! version, body length, CRC-32 of the block table, CRC-32 of the header), a
+//! table with a CRC-32 of every 64 KiB block of the body, then the body. A
+//! read of part of a window reads and checks only the blocks it covers. A small `meta` file beside a piece's windows remembers its size
 //! and content type. An in-memory index (an O(1) LRU list plus per-piece window
 //! sets) is the only shared state; it sits behind one mutex that covers path
 //! mutations (rename, mkdir, small unlinks: metadata operations) but never the
@@ -23,7 +24,10 @@
 //!   by a crash detectable, so a crash costs at most the most recent windows,
 //!   which come back as misses. [`DiskTierOptions::fsync`] turns it on.
 //! - A torn, short, wrong-length, corrupt or unreadable entry is a miss and
-//!   is deleted, never returned.
+//!   is deleted, never returned. Every byte returned was checked against its
+//!   block's checksum in the same read.
+//! - Entries of format 1 (one CRC-32 over the whole body, no block table)
+//!   are still read, whole.
 //! - The files are the truth: [`DiskTier::open`] rebuilds the index from the
 //!   directory (a cheap size check per file; checksums are verified lazily on
 //!   [`DiskTier::get`]), ordered by the LRU order that [`DiskTier::save_index`]
@@ -57,12 +61,24 @@ use bytes::Bytes;
 pub const MAX_WINDOW_LEN: u64 = 64 << 20;
 /// Longest accepted CID string.
 pub const MAX_CID_LEN: usize = 128;
-/// Bytes of the header in front of every window body.
-pub const ENTRY_HEADER_LEN: u64 = HEADER_LEN as u64;
+/// Body bytes covered by each CRC-32 of an entry's block table.
+pub const BLOCK_LEN: u64 = 64 << 10;
 
 const HEADER_LEN: usize = 24;
 const MAGIC: [u8; 4] = *b"BEWD";
-const VERSION: u16 = 1;
+const VERSION: u16 = 2;
+/// The first format: one CRC-32 over the whole body, no block table.
+const VERSION_1: u16 = 1;
+
+/// Size on disk of an entry whose body is `body_len` bytes: the header, a
+/// CRC-32 per [`BLOCK_LEN`] block, the body. The budget counts this.
+pub fn entry_len(body_len: u64) -> u64 {
+    HEADER_LEN as u64 + 4 * body_len.div_ceil(BLOCK_LEN) + body_len
+}
+
+fn entry_len_v1(body_len: u64) -> u64 {
+    HEADER_LEN as u64 + body_len
+}
 const INDEX_FILE: &str = "index";
 const INDEX_HEADER: &str = "beam-edge-disk-index 1";
 const META_FILE: &str = "meta";
@@ -238,7 +254,19 @@ impl DiskTier {
     /// long and matches its checksum; marks it most recently used. Anything
     /// else is `None`, and a present-but-bad entry is deleted.
     pub fn get(&self, key: &WindowKey, expected_len: u64) -> Option<Bytes> {
-        if !is_valid_cid(&key.cid) {
+        self.get_range(key, expected_len, 0..expected_len)
+    }
+
+    /// Bytes `range` of the window body for `key`, under the same rules as
+    /// [`DiskTier::get`]: only the blocks that cover the range are read, and
+    /// each is checked against its checksum. A range past the end is `None`.
+    pub fn get_range(
+        &self,
+        key: &WindowKey,
+        expected_len: u64,
+        range: std::ops::Range<u64>,
+    ) -> Option<Bytes> {
+        if !is_valid_cid(&key.cid) || range.start > range.end || range.end > expected_len {
             return None;
         }
         let (gen, len) = {
@@ -248,12 +276,22 @@ impl DiskTier {
             let node = index.lru.node(slot)?;
             (node.gen, node.len)
         };
-        if len != expected_len.saturating_add(ENTRY_HEADER_LEN) {
+        let path = self.window_path(key);
+        let read = if len == entry_len(expected_len) {
+            read_entry(&path, expected_len, range)
+        } else if len == entry_len_v1(expected_len) {
+            read_entry_v1(&path, expected_len).map(|b| {
+                b.slice(
+                    usize::try_from(range.start).unwrap_or(0)
+                        ..usize::try_from(range.end).unwrap_or(0),
+                )
+            })
+        } else {
             log::warn!("disk tier: {key:?} holds {len} bytes, expected {expected_len}; deleting");
             self.discard(key, gen);
             return None;
-        }
-        match read_entry(&self.window_path(key), expected_len) {
+        };
+        match read {
             Ok(body) => Some(body),
             Err(e) => {
                 if e.kind() == io::ErrorKind::NotFound {
@@ -283,7 +321,7 @@ impl DiskTier {
                 format!("window of {len} bytes exceeds the {MAX_WINDOW_LEN}-byte limit"),
             ));
         }
-        let entry_len = len + ENTRY_HEADER_LEN;
+        let entry_len = entry_len(len);
         if entry_len > self.options.budget_bytes {
             log::debug!("disk tier: {key:?} ({entry_len} bytes) exceeds the budget; not stored");
             return Ok(());
@@ -291,7 +329,7 @@ impl DiskTier {
 
         let temp = self.temp_path();
         let written = write_temp(&temp, self.options.fsync, |f| {
-            f.write_all(&encode_header(data))?;
+            f.write_all(&encode_head(data))?;
             f.write_all(data)
         });
         if let Err(e) = written {
@@ -579,27 +617,100 @@ fn shard_of(cid: &str) -> String {
 // ---------------------------------------------------------------- entry format
 
 /// Header: magic (4) | version u16 LE | reserved u16 | body length u64 LE |
-/// CRC-32 of the body u32 LE | CRC-32 of the preceding 20 header bytes.
-fn encode_header(body: &[u8]) -> [u8; HEADER_LEN] {
-    let mut h = [0u8; HEADER_LEN];
+/// CRC-32 of the block table u32 LE | CRC-32 of the preceding 20 header
+/// bytes; then the block table: a CRC-32 (u32 LE) of each [`BLOCK_LEN`]
+/// block of the body, the last one short.
+fn encode_head(body: &[u8]) -> Vec<u8> {
+    let blocks = body.chunks(BLOCK_LEN as usize);
+    let mut head = vec![0u8; HEADER_LEN];
+    for b in blocks {
+        head.extend_from_slice(&crc32fast::hash(b).to_le_bytes());
+    }
+    let table_crc = crc32fast::hash(&head[HEADER_LEN..]);
+    let h = &mut head[..HEADER_LEN];
     h[0..4].copy_from_slice(&MAGIC);
     h[4..6].copy_from_slice(&VERSION.to_le_bytes());
     h[8..16].copy_from_slice(&(body.len() as u64).to_le_bytes());
-    h[16..20].copy_from_slice(&crc32fast::hash(body).to_le_bytes());
+    h[16..20].copy_from_slice(&table_crc.to_le_bytes());
     let header_crc = crc32fast::hash(&h[0..20]);
     h[20..24].copy_from_slice(&header_crc.to_le_bytes());
-    h
+    head
 }
 
 fn corrupt(what: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, what.to_string())
 }
 
-/// Reads and verifies one entry file; the returned body is a zero-copy slice
-/// of the buffer the file was read into.
-fn read_entry(path: &Path, expected_len: u64) -> io::Result<Bytes> {
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+/// Checks a header's magic, checksum, version and body length; returns the
+/// CRC-32 it records (of the block table, or of the body in format 1).
+fn check_header(h: &[u8], version: u16, expected_len: u64) -> io::Result<u32> {
+    if h[0..4] != MAGIC {
+        return Err(corrupt("bad magic"));
+    }
+    if u32_at(h, 20) != crc32fast::hash(&h[0..20]) {
+        return Err(corrupt("header checksum mismatch"));
+    }
+    if u16::from_le_bytes([h[4], h[5]]) != version {
+        return Err(corrupt("unknown entry version"));
+    }
+    let mut l = [0u8; 8];
+    l.copy_from_slice(&h[8..16]);
+    if u64::from_le_bytes(l) != expected_len {
+        return Err(corrupt("body length mismatch"));
+    }
+    Ok(u32_at(h, 16))
+}
+
+/// Reads bytes `range` of an entry's body: the header and block table, then
+/// only the blocks that cover the range, each checked against the table. The
+/// result is a zero-copy slice of the buffer the blocks were read into.
+fn read_entry(path: &Path, expected_len: u64, range: std::ops::Range<u64>) -> io::Result<Bytes> {
+    use std::io::{Seek, SeekFrom};
     let mut f = File::open(path)?;
-    let want = expected_len + ENTRY_HEADER_LEN;
+    if f.metadata()?.len() != entry_len(expected_len) {
+        return Err(corrupt("entry file has the wrong size"));
+    }
+    let blocks = expected_len.div_ceil(BLOCK_LEN);
+    let head_len = HEADER_LEN as u64 + 4 * blocks;
+    let mut head = vec![0u8; usize::try_from(head_len).map_err(|_| corrupt("entry too large"))?];
+    f.read_exact(&mut head)?;
+    let table = &head[HEADER_LEN..];
+    if check_header(&head, VERSION, expected_len)? != crc32fast::hash(table) {
+        return Err(corrupt("block table checksum mismatch"));
+    }
+    if range.is_empty() {
+        return Ok(Bytes::new());
+    }
+    let first = range.start / BLOCK_LEN;
+    let last = (range.end - 1) / BLOCK_LEN;
+    let from = first * BLOCK_LEN;
+    let to = ((last + 1) * BLOCK_LEN).min(expected_len);
+    f.seek(SeekFrom::Start(head_len + from))?;
+    let want = to - from;
+    let mut buf =
+        Vec::with_capacity(usize::try_from(want).map_err(|_| corrupt("entry too large"))?);
+    (&mut f).take(want).read_to_end(&mut buf)?;
+    if buf.len() as u64 != want {
+        return Err(corrupt("entry file changed size while read"));
+    }
+    for (i, block) in buf.chunks(BLOCK_LEN as usize).enumerate() {
+        let n = usize::try_from(first).unwrap_or(0) + i;
+        if crc32fast::hash(block) != u32_at(table, 4 * n) {
+            return Err(corrupt("block checksum mismatch"));
+        }
+    }
+    let at = |x: u64| usize::try_from(x - from).unwrap_or(0);
+    Ok(Bytes::from(buf).slice(at(range.start)..at(range.end)))
+}
+
+/// Reads and verifies a whole entry of format 1.
+fn read_entry_v1(path: &Path, expected_len: u64) -> io::Result<Bytes> {
+    let mut f = File::open(path)?;
+    let want = entry_len_v1(expected_len);
     if f.metadata()?.len() != want {
         return Err(corrupt("entry file has the wrong size"));
     }
@@ -610,23 +721,7 @@ fn read_entry(path: &Path, expected_len: u64) -> io::Result<Bytes> {
         return Err(corrupt("entry file changed size while read"));
     }
     let (header, body) = buf.split_at(HEADER_LEN);
-    let h: [u8; HEADER_LEN] = header.try_into().map_err(|_| corrupt("short header"))?;
-    let u32_at = |at: usize| u32::from_le_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]]);
-    if h[0..4] != MAGIC {
-        return Err(corrupt("bad magic"));
-    }
-    if u32_at(20) != crc32fast::hash(&h[0..20]) {
-        return Err(corrupt("header checksum mismatch"));
-    }
-    if u16::from_le_bytes([h[4], h[5]]) != VERSION {
-        return Err(corrupt("unknown entry version"));
-    }
-    let mut l = [0u8; 8];
-    l.copy_from_slice(&h[8..16]);
-    if u64::from_le_bytes(l) != expected_len {
-        return Err(corrupt("body length mismatch"));
-    }
-    if u32_at(16) != crc32fast::hash(body) {
+    if check_header(header, VERSION_1, expected_len)? != crc32fast::hash(body) {
         return Err(corrupt("body checksum mismatch"));
     }
     Ok(Bytes::from(buf).slice(HEADER_LEN..))
@@ -735,7 +830,7 @@ fn scan_piece(dir: &Path, cid: Arc<str>, scan: &mut Scan) -> io::Result<()> {
         };
         let md = file.metadata()?;
         let len = md.len();
-        if !md.is_file() || !(ENTRY_HEADER_LEN..=MAX_WINDOW_LEN + ENTRY_HEADER_LEN).contains(&len) {
+        if !md.is_file() || !(HEADER_LEN as u64..=entry_len(MAX_WINDOW_LEN)).contains(&len) {
             log::warn!("disk tier: deleting {} ({len} bytes)", path.display());
             remove_file_quietly(&path);
             continue;
@@ -1023,7 +1118,7 @@ mod tests {
 
     /// Budget that holds exactly `n` windows of `len` bytes.
     fn budget_for(n: u64, len: u64) -> u64 {
-        n * (len + ENTRY_HEADER_LEN)
+        n * entry_len(len)
     }
 
     fn put_body(tier: &DiskTier, k: &WindowKey, len: usize) -> Vec<u8> {
@@ -1068,7 +1163,7 @@ mod tests {
         assert_eq!(
             tier.stats(),
             DiskStats {
-                bytes: 5000 + ENTRY_HEADER_LEN,
+                bytes: entry_len(5000),
                 entries: 1,
                 evictions: 0,
                 evicted_bytes: 0
@@ -1077,12 +1172,12 @@ mod tests {
         // The file is where the layout says, with header + body.
         let path = tier.window_path(&k);
         assert!(path.starts_with(dir.path().join("w")));
-        assert_eq!(fs::metadata(path).unwrap().len(), 5000 + ENTRY_HEADER_LEN);
+        assert_eq!(fs::metadata(path).unwrap().len(), entry_len(5000));
         // Overwriting replaces, it does not double-count.
         let b2 = vec![9u8; 100];
         tier.put(&k, &b2).unwrap();
         assert_eq!(tier.get(&k, 100).unwrap(), b2);
-        assert_eq!(tier.stats().bytes, 100 + ENTRY_HEADER_LEN);
+        assert_eq!(tier.stats().bytes, entry_len(100));
         assert_eq!(tier.stats().entries, 1);
         // An empty window (a zero-length tail never happens, but is legal).
         let e = key(CID_A, 9);
@@ -1108,7 +1203,7 @@ mod tests {
         let s = tier.stats();
         assert_eq!(
             (s.entries, s.bytes, s.evictions, s.evicted_bytes),
-            (3, budget_for(3, 1000), 1, 1000 + ENTRY_HEADER_LEN)
+            (3, budget_for(3, 1000), 1, entry_len(1000))
         );
         // contains() does not refresh recency: c is oldest and goes next.
         assert!(tier.contains(&c));
@@ -1185,6 +1280,89 @@ mod tests {
         fs::remove_file(tier.window_path(&k)).unwrap();
         assert_eq!(tier.get(&k, len as u64), None);
         assert_eq!(tier.stats(), DiskStats::default());
+    }
+
+    #[test]
+    fn ranges_read_only_their_blocks_and_check_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let tier = DiskTier::open(dir.path(), 8 << 20).unwrap();
+        let len = 3 * BLOCK_LEN as usize + 1000; // a short last block
+        let k = key(CID_A, 0);
+        let b = put_body(&tier, &k, len);
+        let l = len as u64;
+        let bl = BLOCK_LEN;
+        for r in [
+            0..l,
+            0..1,
+            l - 1..l,
+            5..bl,
+            bl - 1..bl + 1,
+            bl..2 * bl,
+            100..3 * bl + 10,
+            3 * bl..l,
+            7..7,
+        ] {
+            let got = tier.get_range(&k, l, r.clone()).unwrap();
+            assert_eq!(got, b[r.start as usize..r.end as usize], "{r:?}");
+        }
+        assert_eq!(tier.get_range(&k, l, 0..l + 1), None, "past the end");
+        assert!(tier.contains(&k));
+        // A flipped byte in block 2: ranges that avoid the block read fine
+        // (every byte they return was checked); one that touches it is a
+        // miss, and the entry is deleted.
+        let path = tier.window_path(&k);
+        let mut bytes = fs::read(&path).unwrap();
+        let at = (entry_len(l) - l + 2 * bl + 17) as usize;
+        bytes[at] ^= 1;
+        fs::write(&path, bytes).unwrap();
+        assert_eq!(
+            tier.get_range(&k, l, 0..2 * bl).unwrap(),
+            b[..2 * bl as usize]
+        );
+        assert_eq!(tier.get_range(&k, l, 2 * bl + 17..2 * bl + 18), None);
+        assert!(!path.exists());
+        assert!(!tier.contains(&k));
+        // A damaged block table is caught before any body byte is used.
+        let k = key(CID_A, 1);
+        put_body(&tier, &k, len);
+        let path = tier.window_path(&k);
+        let mut bytes = fs::read(&path).unwrap();
+        bytes[HEADER_LEN + 5] ^= 1;
+        fs::write(&path, bytes).unwrap();
+        assert_eq!(tier.get_range(&k, l, 0..10), None);
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn entries_of_the_first_format_are_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let k = key(CID_B, 4);
+        let b = body(&k, 5000);
+        let path;
+        {
+            let tier = DiskTier::open(dir.path(), 1 << 20).unwrap();
+            put_body(&tier, &k, 10); // creates the piece's directory
+            path = tier.window_path(&k);
+        }
+        // Format 1: header (CRC-32 of the whole body), then the body.
+        let mut h = [0u8; HEADER_LEN];
+        h[0..4].copy_from_slice(&MAGIC);
+        h[4..6].copy_from_slice(&VERSION_1.to_le_bytes());
+        h[8..16].copy_from_slice(&5000u64.to_le_bytes());
+        h[16..20].copy_from_slice(&crc32fast::hash(&b).to_le_bytes());
+        let c = crc32fast::hash(&h[0..20]);
+        h[20..24].copy_from_slice(&c.to_le_bytes());
+        fs::write(&path, [&h[..], &b[..]].concat()).unwrap();
+        let tier = DiskTier::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(tier.stats().bytes, entry_len_v1(5000));
+        assert_eq!(tier.get_range(&k, 5000, 100..200).unwrap(), b[100..200]);
+        assert_eq!(tier.get(&k, 5000).unwrap(), b);
+        // Its body checksum is still checked.
+        let mut bytes = fs::read(&path).unwrap();
+        bytes[HEADER_LEN + 4000] ^= 1;
+        fs::write(&path, bytes).unwrap();
+        assert_eq!(tier.get_range(&k, 5000, 0..10), None);
+        assert!(!path.exists());
     }
 
     #[test]
@@ -1319,7 +1497,7 @@ mod tests {
             },
         )
         .unwrap();
-        assert_eq!(tier.remove_piece(CID_A), (3, 3 * (100 + ENTRY_HEADER_LEN)));
+        assert_eq!(tier.remove_piece(CID_A), (3, 3 * (entry_len(100))));
         assert!(tier.windows_of(CID_A).is_empty());
         assert_eq!(tier.get(&key(CID_A, 0), 100), None);
         assert_eq!(tier.get_meta(CID_A), None);
@@ -1448,7 +1626,7 @@ mod tests {
         assert!(s.bytes <= budget_for(12, len as u64));
         assert_eq!(s.entries, files.len() as u64);
         assert_eq!(s.bytes, files.iter().map(|(_, l)| l).sum::<u64>());
-        assert_eq!(s.bytes, s.entries * (len as u64 + ENTRY_HEADER_LEN));
+        assert_eq!(s.bytes, s.entries * entry_len(len as u64));
         assert!(s.evictions > 0);
         let mut listed: Vec<(String, u64)> = Vec::new();
         for cid in [CID_A, CID_B] {

@@ -1090,17 +1090,31 @@ impl RangeReader {
             };
         }
         if let Some(d) = inner.disk.clone().filter(|d| d.contains(&key)) {
+            // A slice of the whole window reads it all and promotes it to
+            // memory; a part reads only the blocks it covers and is not
+            // promoted (random ranges would otherwise read twice the bytes
+            // and churn a memory tier too small for them).
             let k = key.clone();
             let len = slice.window_len;
-            let got = tokio::task::spawn_blocking(move || d.get(&k, len))
-                .await
-                .ok()
-                .flatten();
+            let whole = slice.from == 0 && slice.to + 1 >= len;
+            let got = tokio::task::spawn_blocking(move || {
+                if whole {
+                    d.get(&k, len)
+                } else {
+                    d.get_range(&k, len, slice.from..slice.to + 1)
+                }
+            })
+            .await
+            .ok()
+            .flatten();
             if let Some(bytes) = got {
                 metrics::WINDOW_LOOKUPS
                     .with_label_values(&["disk", "hit"])
                     .inc();
                 inner.note_read(&key);
+                if !whole {
+                    return Current::Ready(bytes, Source::Disk);
+                }
                 let evicted = inner.memory.put(key, bytes.clone());
                 metrics::EVICTIONS
                     .with_label_values(&["memory"])
