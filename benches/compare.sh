@@ -194,8 +194,9 @@ served() { # port -> "memory disk upstream" bytes served so far
 
 # All three servers stay up and are measured in interleaved rounds (nginx,
 # memory, disk, nginx, ...): the machine is shared, and a load swing between
-# back-to-back runs would otherwise decide the ratio. Each server's row is
-# its median round by req/s.
+# back-to-back runs would otherwise decide the ratio. Each server's row
+# gives the median over its rounds of req/s, of p50 and of p99 (each taken
+# on its own: one noisy round moves none of them).
 log "hot ranges: warming nginx"
 NGX_URL="http://127.0.0.1:$NGX/$PAYER/$HOT"
 warm "$NGX_URL"
@@ -232,8 +233,21 @@ for round in $(seq "$ROUNDS"); do
     RUNS[$name]="${RUNS[$name]:-}$r"$'\n'
   done
 done
-median() { # name -> the median run by req/s
-  printf '%s' "${RUNS[$1]}" | sort -t'|' -k1,1g | awk -v n="$ROUNDS" 'NR==int((n+1)/2)'
+median() { # name -> "rps|p50|p99|errors|load|sources": the median of each of
+  # req/s, p50 and p99 over the rounds (each on its own), errors summed, load
+  # and sources from the round with the median req/s
+  printf '%s' "${RUNS[$1]}" | python3 -c '
+import sys
+runs = [l.split("|") for l in sys.stdin.read().splitlines() if l]
+def us(s):
+    for u, f in (("us", 1), ("ms", 1e3), ("s", 1e6)):
+        if s.endswith(u):
+            return float(s[: -len(u)]) * f
+def med(col, key):
+    return sorted(runs, key=lambda r: key(r[col]))[(len(runs) - 1) // 2][col]
+mid = sorted(runs, key=lambda r: float(r[0]))[(len(runs) - 1) // 2]
+out = [med(0, float), med(1, us), med(2, us), str(sum(int(r[3]) for r in runs)), mid[4]] + mid[5:]
+print("|".join(out))'
 }
 IFS='|' read -r n_rps n_p50 n_p99 n_err n_load <<<"$(median nginx)"
 row "hot random 1 MiB ranges, ${HOT_MIB} MiB piece: nginx 1.22 slice 1m + proxy_cache, 2 workers" \
