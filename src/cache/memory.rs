@@ -107,11 +107,9 @@ impl MemoryTier {
             }
             // The slot of another window whose key hashes alike: TinyUFO is
             // about to replace it, so its bytes go too.
-            Some(s) if s.key != key => {
-                if windows.get(&s.key).is_some_and(|(id, _)| *id == s.id) {
-                    self.drop_window(&mut windows, &s.key);
-                    self.evictions.fetch_add(1, Ordering::Relaxed);
-                }
+            Some(s) if s.key != key && windows.get(&s.key).is_some_and(|(id, _)| *id == s.id) => {
+                self.drop_window(&mut windows, &s.key);
+                self.evictions.fetch_add(1, Ordering::Relaxed);
             }
             _ => {}
         }
