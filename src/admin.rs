@@ -66,7 +66,7 @@ impl AdminApp {
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string)
         };
-        let declared = header("content-length").and_then(|v| v.parse::<u64>().ok());
+        let declared = content_length(session);
         if let Some(len) = declared {
             if len > cfg.upload.max_size.0 {
                 return (
@@ -405,14 +405,14 @@ impl ServeHttp for AdminApp {
                     .unwrap_or_default();
             }
         }
-        if !self.authorized(session) {
-            finish_unread_body(session).await;
-            return json_response(
+        let (status, body) = if self.authorized(session) {
+            self.route(session).await
+        } else {
+            (
                 401,
-                &json!({"error": "missing or wrong bearer token (admin.token)"}),
-            );
-        }
-        let (status, body) = self.route(session).await;
+                json!({"error": "missing or wrong bearer token (admin.token)"}),
+            )
+        };
         finish_unread_body(session).await;
         json_response(status, &body)
     }
@@ -423,6 +423,15 @@ impl ServeHttp for AdminApp {
 const DRAIN_LIMIT: usize = 16 << 20;
 /// How long that reading may take.
 const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(5);
+
+fn content_length(session: &ServerSession) -> Option<u64> {
+    session
+        .req_header()
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+}
 
 fn expects_continue(session: &ServerSession) -> bool {
     session
@@ -449,13 +458,7 @@ async fn finish_unread_body(session: &mut ServerSession) {
     if expects_continue(session) && !continued {
         return;
     }
-    let declared = session
-        .req_header()
-        .headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > DRAIN_LIMIT as u64) {
+    if content_length(session).is_some_and(|n| n > DRAIN_LIMIT as u64) {
         return;
     }
     let _ = tokio::time::timeout(DRAIN_TIME, async {

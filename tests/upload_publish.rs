@@ -188,6 +188,18 @@ async fn the_upload_command_publishes_a_file_and_prints_json() {
     assert!(stderr.contains("MB/s"), "progress lines: {stderr}");
 }
 
+/// The head of a `Connection: close` POST of `len` bytes to `path`.
+fn post_head(path: &str, headers: &[(&str, &str)], len: usize) -> String {
+    let mut req = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {len}\r\n"
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req
+}
+
 /// POSTs `body` to `path` on `addr` and returns (status, body).
 fn post(
     addr: std::net::SocketAddr,
@@ -197,15 +209,8 @@ fn post(
 ) -> (u16, Vec<u8>) {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).unwrap();
-    let mut req = format!(
-        "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes()).unwrap();
+    s.write_all(post_head(path, headers, body.len()).as_bytes())
+        .unwrap();
     s.write_all(body).unwrap();
     let mut out = Vec::new();
     s.read_to_end(&mut out).unwrap();
@@ -229,15 +234,10 @@ fn post_expecting_continue(
     // A server that never answers fails the test instead of hanging it.
     s.set_read_timeout(Some(std::time::Duration::from_secs(60)))
         .unwrap();
-    let mut req = format!(
-        "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nExpect: 100-continue\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes()).unwrap();
+    let mut with_expect = vec![("Expect", "100-continue")];
+    with_expect.extend_from_slice(headers);
+    s.write_all(post_head(path, &with_expect, body.len()).as_bytes())
+        .unwrap();
     let mut out = Vec::new();
     let mut statuses = Vec::new();
     loop {

@@ -28,6 +28,11 @@ use super::window::WindowKey;
 /// Weight unit of the TinyUFO budget.
 const UNIT: u64 = 64 << 10;
 
+/// A window's TinyUFO weight, in [`UNIT`]s (a short window rounded up).
+fn weight_of(bytes: &Bytes) -> u16 {
+    u16::try_from((bytes.len() as u64).div_ceil(UNIT)).unwrap_or(u16::MAX)
+}
+
 /// What TinyUFO holds for a window: which window, and which copy of it.
 #[derive(Clone)]
 struct Slot {
@@ -99,7 +104,7 @@ impl MemoryTier {
         if bytes.is_empty() || bytes.len() as u64 > self.budget {
             return Vec::new();
         }
-        let weight = u16::try_from((bytes.len() as u64).div_ceil(UNIT)).unwrap_or(u16::MAX);
+        let weight = weight_of(&bytes);
         let mut windows = self.lock();
         match self.ufo.get(&key) {
             Some(s) if s.key == key && windows.get(&key).is_some_and(|(id, _)| *id == s.id) => {
@@ -118,14 +123,25 @@ impl MemoryTier {
         self.bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
         self.entries.fetch_add(1, Ordering::Relaxed);
         windows.insert(key.clone(), (id, bytes));
-        let mut left = Vec::new();
         // Always admitted: every window offered was just asked for (or read
         // ahead for a reader), so refusing it would only cause a refetch.
         // S3-FIFO (with its use counts) still picks which older windows leave.
-        for gone in self.ufo.force_put(key.clone(), Slot { key, id }, weight) {
+        self.admit(&mut windows, Slot { key, id }, weight)
+    }
+
+    /// Puts `slot` into TinyUFO and drops the bytes of every window it
+    /// evicts; returns their keys.
+    fn admit(
+        &self,
+        windows: &mut HashMap<WindowKey, (u64, Bytes)>,
+        slot: Slot,
+        weight: u16,
+    ) -> Vec<WindowKey> {
+        let mut left = Vec::new();
+        for gone in self.ufo.force_put(slot.key.clone(), slot, weight) {
             let slot = gone.data;
             if windows.get(&slot.key).is_some_and(|(i, _)| *i == slot.id) {
-                self.drop_window(&mut windows, &slot.key);
+                self.drop_window(windows, &slot.key);
                 self.evictions.fetch_add(1, Ordering::Relaxed);
                 left.push(slot.key);
             }
@@ -140,15 +156,8 @@ impl MemoryTier {
             Some(s) if s.key == *key => self.drop_window(&mut windows, key),
             Some(other) => {
                 // A colliding window's slot was removed: put it back.
-                if let Some((_, b)) = windows.get(&other.key) {
-                    let weight = u16::try_from((b.len() as u64).div_ceil(UNIT)).unwrap_or(u16::MAX);
-                    for gone in self.ufo.force_put(other.key.clone(), other, weight) {
-                        let slot = gone.data;
-                        if windows.get(&slot.key).is_some_and(|(i, _)| *i == slot.id) {
-                            self.drop_window(&mut windows, &slot.key);
-                            self.evictions.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
+                if let Some(weight) = windows.get(&other.key).map(|(_, b)| weight_of(b)) {
+                    self.admit(&mut windows, other, weight);
                 }
                 false
             }

@@ -1107,7 +1107,7 @@ impl RangeReader {
             // and churn a memory tier too small for them).
             let k = key.clone();
             let len = slice.window_len;
-            let whole = slice.from == 0 && slice.to + 1 >= len;
+            let whole = slice.from == 0 && slice.reaches_end();
             let permit = inner.disk_reads.clone().acquire_owned().await.ok();
             let got = tokio::task::spawn_blocking(move || {
                 let _permit = permit;
