@@ -34,9 +34,10 @@ fn metric(edge: &EdgeProcess, name: &str) -> f64 {
     metric_value(&edge.metrics_text(), name)
 }
 
-/// Waits until `f` holds (the cache writes to disk in the background).
+/// Waits until `f` holds (the cache writes to disk in the background); the
+/// deadline only matters when the test fails.
 fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
         if f() {
             return;
@@ -73,6 +74,11 @@ fn second_read_is_a_memory_hit_with_no_upstream_request() {
         .map(|r| r.headers["range"].clone())
         .collect();
     assert!(ranges.contains(&range(W, 4 * W - 1)), "{ranges:?}");
+    // The response ends inside window 3, which is still arriving: a read
+    // that joins an in-flight window is not a HIT, so wait until it is stored.
+    wait_for("windows 1..=3 in memory", || {
+        metric(&edge, "beam_edge_cache_entries{tier=\"memory\"}") >= 3.0
+    });
 
     beam.clear_log();
     let (s, h, body) = get(&edge, &path, &[("Range", &range(W + 10, 3 * W + 20))]);
@@ -240,7 +246,8 @@ fn concurrent_cold_requests_cause_one_upstream_fetch() {
     let beam = MockBeam::start();
     let edge = start(&beam, &format!("{SMALL_WINDOWS}  prefetch: 0\n"), "", "");
     let (cid, data) = piece(&beam, 4 * W, 4);
-    beam.set_fault(Fault::Delay(Duration::from_millis(400)));
+    // The upstream holds its answers until all 20 readers are waiting.
+    beam.hold();
     let path = format!("/piece/{cid}");
     let want = range(W + 5, 2 * W + 5);
     let threads: Vec<_> = (0..20)
@@ -249,6 +256,10 @@ fn concurrent_cold_requests_cause_one_upstream_fetch() {
             std::thread::spawn(move || raw_get(addr, &path, &[("Range", &want)]).unwrap())
         })
         .collect();
+    wait_for("19 readers to join the fill in flight", || {
+        metric(&edge, "beam_edge_coalesced_waiters_total") >= 19.0
+    });
+    beam.release();
     for t in threads {
         let (s, _, body) = t.join().unwrap();
         assert_eq!((s, body.as_slice()), (206, &data[W + 5..=2 * W + 5]));
@@ -338,15 +349,23 @@ fn a_client_that_leaves_stops_the_upstream_download() {
         got += sock.read(&mut buf).unwrap();
     }
     drop(sock);
-    // The run in flight finishes its current window, then stops.
-    std::thread::sleep(Duration::from_millis(2000));
-    let sent = beam.body_bytes_sent();
-    std::thread::sleep(Duration::from_millis(1000));
-    let later = beam.body_bytes_sent();
-    assert_eq!(
-        sent, later,
-        "the upstream download kept going after the client left"
-    );
+    // The run in flight finishes its current window, then stops: the mock's
+    // byte count settles (unchanged for 1 s, 20 chunk pauses) long before
+    // the 32 MiB piece could have been sent (about 26 s at this rate).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut sent = beam.body_bytes_sent();
+    loop {
+        std::thread::sleep(Duration::from_millis(1000));
+        let later = beam.body_bytes_sent();
+        if later == sent {
+            break;
+        }
+        sent = later;
+        assert!(
+            Instant::now() < deadline,
+            "the upstream download kept going after the client left ({sent} bytes)"
+        );
+    }
     // Bounded by window 0, one run of 8 windows, the read-ahead and what the
     // mock managed to push into loopback socket buffers before the proxy
     // closed the connection: far from the 256-window piece.
@@ -553,7 +572,13 @@ fn admin_endpoints_purge_warm_and_report() {
     assert!(v["memory"]["entries"].as_u64().unwrap() >= 2);
     assert!(v["hit_ratio"]["memory"].as_f64().unwrap() > 0.0);
 
-    // Purge: the next read goes upstream again.
+    // Purge: the next read goes upstream again. (Wait for the warm-up's
+    // disk writes first, so the purge sees the windows on both tiers.)
+    wait_for("warm-up on disk", || {
+        let (_, _, b) = admin("GET", &format!("/admin/cache/{cid}"), &[]);
+        let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
+        v["filling"].as_array().unwrap().is_empty()
+    });
     let (s, _, body) = admin("DELETE", &format!("/admin/cache/{cid}"), &[]);
     assert_eq!(s, 200);
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
@@ -573,4 +598,60 @@ fn admin_endpoints_purge_warm_and_report() {
     // Admin routes are not on the public port, and vice versa.
     let (s, _, _) = get(&edge, "/admin/cache", &[]);
     assert_eq!(s, 404);
+}
+
+#[test]
+fn a_purge_during_a_fill_leaves_no_window_behind() {
+    let beam = MockBeam::start();
+    let edge = start(
+        &beam,
+        "  window: 128KiB\n  memory: 64MiB\n  prefetch: 0\n  run_windows: 8\n",
+        "",
+        "",
+    );
+    let (cid, _) = piece(&beam, 12 * W, 12);
+    let status = || {
+        let (s, _, b) = raw_get(edge.admin, &format!("/admin/cache/{cid}"), &[]).unwrap();
+        assert_eq!(s, 200);
+        serde_json::from_slice::<serde_json::Value>(&b).unwrap()
+    };
+    let (s, _, _) = get(&edge, &format!("/piece/{cid}"), &[("Range", "bytes=0-0")]);
+    assert_eq!(s, 206);
+    // One run of windows 1..=8 at about 0.65 MB/s: some complete before
+    // the purge, the rest after it.
+    beam.set_fault(Fault::Throttle(Duration::from_millis(100)));
+    let (s, _, body) = raw_request(
+        edge.admin,
+        "POST",
+        &format!("/admin/cache/warm/{cid}"),
+        &[("Range", &range(W, 9 * W - 1)), ("Content-Length", "0")],
+    )
+    .unwrap();
+    assert_eq!(s, 202, "{}", String::from_utf8_lossy(&body));
+    wait_for("window 1 stored while the run goes on", || {
+        let v = status();
+        v["memory"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!(1))
+    });
+    let (s, _, body) =
+        raw_request(edge.admin, "DELETE", &format!("/admin/cache/{cid}"), &[]).unwrap();
+    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&body));
+    wait_for("the run to end", || {
+        status()["filling"].as_array().unwrap().is_empty()
+    });
+    let v = status();
+    assert_eq!(v["memory"], serde_json::json!([]), "{v}");
+    assert_eq!(v["disk"], serde_json::json!([]), "{v}");
+    // The next read fetches again, and is stored again.
+    beam.set_fault(Fault::None);
+    beam.clear_log();
+    let (s, h, _) = get(
+        &edge,
+        &format!("/piece/{cid}"),
+        &[("Range", &range(5 * W, 5 * W + 9))],
+    );
+    assert_eq!((s, h["x-cache"].as_str()), (206, "MISS"));
+    assert_eq!(beam.requests().len(), 1);
 }

@@ -89,13 +89,14 @@ fn finalize_requests(mock: &MockCurio) -> Vec<RecordedRequest> {
 
 /// The mock notices an aborted body when the connection drops; give it a moment.
 async fn wait_for<T>(mut probe: impl FnMut() -> Option<T>) -> T {
-    for _ in 0..200 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
         if let Some(v) = probe() {
             return v;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    panic!("condition not reached in 2 s");
+    panic!("condition not reached in 30 s");
 }
 
 async fn upload_small(sp: &SpClient, seed: u64, len: usize) -> PieceCid {

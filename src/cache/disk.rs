@@ -311,6 +311,18 @@ impl DiskTier {
     /// Errors: an invalid CID or a body over [`MAX_WINDOW_LEN`] is
     /// `InvalidInput`; I/O errors are returned and leave no temp file.
     pub fn put(&self, key: &WindowKey, data: &[u8]) -> io::Result<()> {
+        self.put_unless(key, data, || false)
+    }
+
+    /// [`DiskTier::put`], but `cancelled` is asked under the index lock just
+    /// before the entry goes in, and a `true` drops it: a purge that takes
+    /// the lock after cancelling cannot be undone by a write in flight.
+    pub fn put_unless(
+        &self,
+        key: &WindowKey,
+        data: &[u8],
+        cancelled: impl FnOnce() -> bool,
+    ) -> io::Result<()> {
         if !is_valid_cid(&key.cid) {
             return Err(invalid_cid(&key.cid));
         }
@@ -338,6 +350,11 @@ impl DiskTier {
         }
 
         let mut index = self.lock();
+        if cancelled() {
+            drop(index);
+            let _ = fs::remove_file(&temp);
+            return Ok(());
+        }
         let dest = self.window_path(key);
         if let Err(e) = rename_into(&temp, &dest) {
             drop(index);
@@ -1148,6 +1165,23 @@ mod tests {
         fn shareable<T: Send + Sync + 'static>() {}
         shareable::<DiskTier>();
         shareable::<Arc<DiskTier>>();
+    }
+
+    #[test]
+    fn a_cancelled_put_stores_nothing_and_leaves_no_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let tier = DiskTier::open(dir.path(), 1 << 20).unwrap();
+        let k = key(CID_A, 3);
+        tier.put_unless(&k, &body(&k, 4000), || true).unwrap();
+        assert!(!tier.contains(&k));
+        assert_eq!(tier.stats().entries, 0);
+        assert!(files_on_disk(dir.path()).is_empty());
+        let tmp: Vec<_> = fs::read_dir(dir.path().join("tmp"))
+            .map(|d| d.collect())
+            .unwrap_or_default();
+        assert!(tmp.is_empty(), "temp files left: {tmp:?}");
+        tier.put_unless(&k, &body(&k, 4000), || false).unwrap();
+        assert_eq!(tier.get(&k, 4000).unwrap(), body(&k, 4000));
     }
 
     #[test]

@@ -11,7 +11,7 @@
 //! left is wanted (the window in flight is always finished, so it can be
 //! cached).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use bytes::{Bytes, BytesMut};
@@ -65,6 +65,9 @@ pub struct Fill {
     progress: watch::Sender<u64>,
     interest: AtomicUsize,
     owners: Mutex<Vec<Weak<()>>>,
+    /// Set by a purge of the piece: the bytes still reach the readers of
+    /// this fill, but are not stored in any tier.
+    purged: AtomicBool,
 }
 
 impl Fill {
@@ -78,6 +81,7 @@ impl Fill {
             progress: watch::Sender::new(0),
             interest: AtomicUsize::new(0),
             owners: Mutex::new(Vec::new()),
+            purged: AtomicBool::new(false),
         })
     }
 
@@ -136,6 +140,16 @@ impl Fill {
             }
         }
         self.bump();
+    }
+
+    /// Marks the window as purged: it is not to be stored once complete.
+    pub fn mark_purged(&self) {
+        self.purged.store(true, Ordering::SeqCst);
+    }
+
+    /// True once a purge of the piece has seen this fill.
+    pub fn is_purged(&self) -> bool {
+        self.purged.load(Ordering::SeqCst)
     }
 
     /// True once finished or failed.

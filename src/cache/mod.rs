@@ -334,7 +334,13 @@ impl WindowCache {
     }
 
     /// Drops every window of `cid` from both tiers; returns the windows removed.
+    /// Windows being filled still reach their readers but are not stored.
     pub async fn purge(&self, cid: &str, size: Option<u64>) -> u64 {
+        for f in self.inner.lock_fills().values() {
+            if *f.key.cid == *cid {
+                f.mark_purged();
+            }
+        }
         let status = self.piece_status(cid, size);
         let cid_arc: Arc<str> = Arc::from(cid);
         let mut removed = 0;
@@ -498,11 +504,27 @@ impl Inner {
         }
     }
 
-    /// Puts a complete window into both tiers.
     /// Puts a complete window into both tiers; `then` runs once the window
-    /// is on disk (or at once without a disk tier).
-    fn store(self: &Arc<Self>, key: WindowKey, bytes: Bytes, then: impl FnOnce() + Send + 'static) {
+    /// is on disk (or at once without a disk tier). A window of a `fill`
+    /// that a purge marks, before or while it is stored, ends up in no tier.
+    fn store(
+        self: &Arc<Self>,
+        key: WindowKey,
+        bytes: Bytes,
+        fill: Option<Arc<Fill>>,
+        then: impl FnOnce() + Send + 'static,
+    ) {
+        let purged = move || fill.as_ref().is_some_and(|f| f.is_purged());
+        if purged() {
+            then();
+            return;
+        }
         let evicted = self.memory.put(key.clone(), bytes.clone());
+        // A purge marks fills before it empties the tiers: a mark seen only
+        // now means the purge may have run before this put.
+        if purged() {
+            self.memory.remove(&key);
+        }
         if !evicted.is_empty() {
             metrics::EVICTIONS
                 .with_label_values(&["memory"])
@@ -524,7 +546,7 @@ impl Inner {
             let inner = self.clone();
             spawn_blocking_detached(move || {
                 let before = d.stats().evictions;
-                if let Err(e) = d.put(&key, &bytes) {
+                if let Err(e) = d.put_unless(&key, &bytes, &purged) {
                     log::warn!(
                         "disk cache write of {} window {} failed: {e}",
                         key.cid,
@@ -568,7 +590,7 @@ impl Inner {
         // and be fetched again.
         let inner = self.clone();
         let done = fill.clone();
-        self.store(fill.key.clone(), bytes, move || {
+        self.store(fill.key.clone(), bytes, Some(fill.clone()), move || {
             inner.unregister(&done);
             drop(permit);
         });
@@ -842,7 +864,7 @@ impl Inner {
                 let key = WindowKey::new(piece.cid.clone(), idx);
                 let bytes = std::mem::take(prefix).freeze();
                 if bytes.len() as u64 == span.len() && !self.is_cached(&key) {
-                    self.store(key, bytes, || {});
+                    self.store(key, bytes, None, || {});
                 }
             }
         }

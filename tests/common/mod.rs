@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader, Write as _};
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -50,6 +50,8 @@ struct MockState {
     fault: Mutex<Option<Fault>>,
     log: Mutex<Vec<Logged>>,
     body_bytes_sent: AtomicU64,
+    /// While set, requests are logged but not answered.
+    held: AtomicBool,
 }
 
 /// A mock Beam on loopback. Serves `/<anything>/<cid>`; unknown CIDs get 404.
@@ -96,6 +98,16 @@ impl MockBeam {
             .insert(cid.to_string(), Arc::new(data));
     }
 
+    /// Holds every answer (requests are still logged) until [`MockBeam::release`].
+    pub fn hold(&self) {
+        self.state.held.store(true, Ordering::SeqCst);
+    }
+
+    /// Answers the held requests, and the next ones at once.
+    pub fn release(&self) {
+        self.state.held.store(false, Ordering::SeqCst);
+    }
+
     pub fn set_fault(&self, f: Fault) {
         *self.state.fault.lock().unwrap() = Some(f);
     }
@@ -140,10 +152,17 @@ fn parse_range(v: &str, size: u64) -> Option<(u64, u64)> {
 }
 
 async fn write_body(sock: &mut TcpStream, st: &MockState, data: &[u8]) -> std::io::Result<()> {
+    let pause = match *st.fault.lock().unwrap() {
+        Some(Fault::Throttle(d)) => Some(d),
+        _ => None,
+    };
     for chunk in data.chunks(64 * 1024) {
         sock.write_all(chunk).await?;
         st.body_bytes_sent
             .fetch_add(chunk.len() as u64, Ordering::SeqCst);
+        if let Some(d) = pause {
+            tokio::time::sleep(d).await;
+        }
     }
     Ok(())
 }
@@ -182,6 +201,9 @@ async fn serve_conn(mut sock: TcpStream, st: Arc<MockState>) -> std::io::Result<
             headers: headers.clone(),
         });
 
+        while st.held.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         let fault = st.fault.lock().unwrap().clone().unwrap_or(Fault::None);
         if let Fault::Delay(d) = fault {
             tokio::time::sleep(d).await;
@@ -260,10 +282,17 @@ async fn serve_conn(mut sock: TcpStream, st: Arc<MockState>) -> std::io::Result<
     }
 }
 
-/// `upstream:` lines pointing at a mock Beam with the test payer.
+/// `upstream:` lines pointing at a mock Beam with the test payer. The read
+/// timeout is well above any stall of a loaded test machine, so a timeout
+/// (and its retry, an extra upstream request) only happens when a test asks.
 pub fn beam_upstream(beam: &MockBeam, extra_upstream: &str) -> String {
+    beam_upstream_timing(beam, "10s", extra_upstream)
+}
+
+/// [`beam_upstream`] with `upstream.read_timeout` set to `read_timeout`.
+pub fn beam_upstream_timing(beam: &MockBeam, read_timeout: &str, extra_upstream: &str) -> String {
     format!(
-        "  beam_url: \"{}\"\n  payer: \"{PAYER}\"\n  read_timeout: 2s\n  connect_timeout: 1s\n{extra_upstream}",
+        "  beam_url: \"{}\"\n  payer: \"{PAYER}\"\n  read_timeout: {read_timeout}\n  connect_timeout: 1s\n{extra_upstream}",
         beam.url_template()
     )
 }
@@ -323,8 +352,21 @@ impl EdgeProcess {
         })
     }
 
-    /// Starts the binary with `o`, and waits for /healthz.
+    /// Starts the binary with `o`, and waits until every listener answers.
+    /// Ports are picked free and then released, so another process can take
+    /// one first: the start is then retried on new ports.
     pub fn start_opts(o: EdgeOptions) -> EdgeProcess {
+        let mut attempt = 1;
+        loop {
+            match EdgeProcess::try_start(&o) {
+                Ok(p) => return p,
+                Err(log) if attempt < 3 && log.contains("cannot listen on") => attempt += 1,
+                Err(log) => panic!("beam-edge did not start: {log}"),
+            }
+        }
+    }
+
+    fn try_start(o: &EdgeOptions) -> Result<EdgeProcess, String> {
         let dir = tempfile::tempdir().unwrap();
         let cache_dir = o
             .cache_dir
@@ -366,8 +408,8 @@ impl EdgeProcess {
             dir,
             log_path,
         };
-        p.wait_healthy();
-        p
+        p.wait_healthy()?;
+        Ok(p)
     }
 
     /// Starts against a mock Beam with the test payer.
@@ -375,20 +417,28 @@ impl EdgeProcess {
         EdgeProcess::start(&beam_upstream(beam, extra_upstream))
     }
 
-    fn wait_healthy(&mut self) {
+    fn wait_healthy(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("beam-edge exited with {status}: {}", self.log());
+                return Err(format!("exited with {status}: {}", self.log()));
             }
-            if let Ok((status, _, _)) = raw_get(self.public, "/healthz", &[]) {
-                if status == 200 {
-                    return;
-                }
+            // Every listener answers, and start-up is over (the admin and
+            // metrics listeners are bound on their own runtimes).
+            let answers = |addr, path| raw_get(addr, path, &[]).is_ok_and(|(s, _, _)| s < 500);
+            let starting = raw_get(self.public, "/readyz", &[]).map_or(true, |(_, _, b)| {
+                String::from_utf8_lossy(&b).contains("starting")
+            });
+            if answers(self.public, "/healthz")
+                && answers(self.metrics, "/metrics")
+                && answers(self.admin, "/")
+                && !starting
+            {
+                return Ok(());
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("beam-edge did not become healthy: {}", self.log());
+        Err(format!("not healthy after 30 s: {}", self.log()))
     }
 
     pub fn log(&self) -> String {

@@ -14,7 +14,7 @@ if (!adminUrl || !token || !file || !shotPath) {
   console.error("usage: node upload.mjs <admin-url> <token> <file> <screenshot.png>");
   process.exit(2);
 }
-const STEP_TIMEOUT_MS = 20_000;
+const STEP_TIMEOUT_MS = 40_000;
 const hardStop = setTimeout(() => {
   console.error("FAIL: the whole run exceeded 60 s");
   process.exit(1);
