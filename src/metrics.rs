@@ -139,6 +139,15 @@ pub static WINDOW_FILLS: Lazy<IntCounterVec> = Lazy::new(|| {
     )
 });
 
+/// Fetched windows checked against their PieceCID, by result (ok, mismatch).
+pub static WINDOW_CHECKS: Lazy<IntCounterVec> = Lazy::new(|| {
+    counter_vec(
+        "beam_edge_window_checks_total",
+        "Fetched windows hashed and compared with their PieceCID (or the piece's layer), by result (ok, mismatch); a mismatch is never cached or served whole.",
+        &["result"],
+    )
+});
+
 /// Readers that joined a fill already in flight instead of causing another upstream fetch.
 pub static COALESCED: Lazy<IntCounter> = Lazy::new(|| {
     #[allow(clippy::expect_used)]
@@ -230,6 +239,9 @@ pub fn init() {
     Lazy::force(&CACHE_ENTRIES);
     Lazy::force(&FALLBACKS);
     Lazy::force(&SEEK_TTFB);
+    for result in ["ok", "mismatch"] {
+        WINDOW_CHECKS.with_label_values(&[result]);
+    }
 }
 
 /// The metrics listener's app: `GET /metrics` in the Prometheus text format

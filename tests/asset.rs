@@ -103,3 +103,50 @@ fn ids_that_are_not_assets_are_refused_clearly() {
     assert_eq!(s, 404);
     assert!(String::from_utf8_lossy(&body).contains("pieces hold 10000 bytes"));
 }
+
+#[test]
+fn an_asset_window_that_does_not_match_its_layer_is_never_served_whole() {
+    let beam = MockBeam::start();
+    let edge = EdgeProcess::with_beam(&beam, "  retries: 0\n");
+    // Piece 0 holds three 1 MiB windows, each checked against the layer in
+    // the manifest; piece 1 is one window, checked against its CID.
+    let data = mp4_like(3_000_000, 23);
+    let id = publish_asset(&beam, &data, 2_500_000, "video/mp4");
+    let path = format!("/asset/{id}");
+    let mismatches = || {
+        metric_value(
+            &edge.metrics_text(),
+            "beam_edge_window_checks_total{result=\"mismatch\"}",
+        )
+    };
+    // The manifest is read while the upstream is honest.
+    let (s, _, _) = raw_request(edge.public, "HEAD", &path, &[]).unwrap();
+    assert_eq!(s, 200);
+    let (_, _, manifest) = raw_get(edge.public, &format!("/piece/{id}"), &[]).unwrap();
+    let manifest = Manifest::parse(&manifest).unwrap();
+    let checked_by = |cid: &str| {
+        let (s, _, b) = raw_get(edge.admin, &format!("/admin/cache/{cid}"), &[]).unwrap();
+        assert_eq!(s, 200);
+        serde_json::from_slice::<serde_json::Value>(&b).unwrap()["checked_by"].clone()
+    };
+    assert_eq!(checked_by(&manifest.pieces[0].cid), "layer");
+    assert_eq!(checked_by(&manifest.pieces[1].cid), "cid");
+
+    // Every header and length right, one byte flipped per body: a client
+    // gets a 502 or a cut transfer, never a complete response.
+    beam.set_fault(Fault::Corrupt);
+    let raw = 1_040_384;
+    for (a, b) in [(raw, 2 * raw - 1), (raw + 5, raw + 10), (0, 2_999_999)] {
+        match raw_get(edge.public, &path, &[("Range", &format!("bytes={a}-{b}"))]) {
+            Ok((s, _, body)) => assert_eq!(s, 502, "bytes {a}-{b}: {} bytes", body.len()),
+            Err(e) => assert!(e.contains("truncated"), "bytes {a}-{b}: {e}"),
+        }
+    }
+    assert!(mismatches() >= 3.0, "{}", mismatches());
+
+    // Honest again: the whole file, right, and the bad windows were never cached.
+    beam.set_fault(Fault::None);
+    let (s, _, body) = raw_get(edge.public, &path, &[]).unwrap();
+    assert_eq!(s, 200);
+    assert!(body == data, "the asset differs");
+}

@@ -30,6 +30,9 @@ pub enum CacheError {
     /// still does starts a new one.
     #[error("window fill was cancelled")]
     Cancelled,
+    /// The window's bytes do not hash to the PieceCID.
+    #[error("{0}")]
+    Mismatch(#[from] super::verify::Mismatch),
 }
 
 impl CacheError {
@@ -38,6 +41,7 @@ impl CacheError {
         match self {
             CacheError::Upstream(e) => e.client_status(),
             CacheError::Cancelled => 503,
+            CacheError::Mismatch(_) => 502,
         }
     }
 }
@@ -112,23 +116,34 @@ impl Fill {
         self.bump();
     }
 
-    /// Marks the fill complete and returns the whole window (one copy; the
-    /// chunks are released).
-    pub fn finish(&self) -> Bytes {
-        let bytes = {
+    /// The bytes received so far in one buffer (a copy; the fill is unchanged).
+    pub fn assemble(&self) -> Bytes {
+        let st = self.lock();
+        let mut buf = BytesMut::with_capacity(usize::try_from(st.received).unwrap_or(0));
+        for c in &st.chunks {
+            buf.extend_from_slice(c);
+        }
+        buf.freeze()
+    }
+
+    /// Marks the fill complete with `whole` (from [`Fill::assemble`]); the
+    /// chunks are released, so the window is held once.
+    pub fn finish_with(&self, whole: Bytes) {
+        {
             let mut st = self.lock();
-            let mut buf = BytesMut::with_capacity(usize::try_from(st.received).unwrap_or(0));
-            for c in &st.chunks {
-                buf.extend_from_slice(c);
-            }
-            let bytes = buf.freeze();
+            debug_assert_eq!(whole.len() as u64, st.received);
             st.chunks = Vec::new();
-            st.whole = Some(bytes.clone());
+            st.whole = Some(whole);
             st.outcome = Some(Ok(()));
-            bytes
-        };
+        }
         self.bump();
-        bytes
+    }
+
+    /// Marks the fill complete and returns the whole window.
+    pub fn finish(&self) -> Bytes {
+        let whole = self.assemble();
+        self.finish_with(whole.clone());
+        whole
     }
 
     /// Ends the fill with an error; readers see it after the chunks they have not read yet.

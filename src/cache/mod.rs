@@ -27,6 +27,7 @@ pub mod disk;
 pub mod fill;
 pub mod memory;
 pub mod meta;
+pub mod verify;
 pub mod window;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -43,6 +44,7 @@ use disk::{DiskTier, PieceMetaRecord};
 pub use fill::CacheError;
 use fill::{Fill, FillReader, Interest};
 use memory::MemoryTier;
+use verify::{Layers, PieceCheck};
 use window::{Geometry, WindowKey, WindowSlice};
 
 /// Most completed windows waiting for their disk write at once.
@@ -127,6 +129,10 @@ pub struct PieceStatus {
     pub disk: Vec<u64>,
     /// Window indexes being filled.
     pub filling: Vec<u64>,
+    /// How fetched windows are checked against the PieceCID: `"cid"` (a
+    /// one-window piece), `"layer"` (from an asset manifest) or `null`
+    /// (only by length; also while the size is unknown).
+    pub checked_by: Option<&'static str>,
 }
 
 /// Sizes and counters of the tiers.
@@ -169,6 +175,8 @@ struct Inner {
     disk_reads: Arc<Semaphore>,
     /// Windows filled by read-ahead and not read yet (for used/wasted counts).
     prefetched_unread: Mutex<HashSet<WindowKey>>,
+    /// Window roots of pieces whose asset manifests were read.
+    layers: Layers,
 }
 
 /// The window cache. Cheap to clone.
@@ -197,6 +205,7 @@ impl WindowCache {
                 DISK_READS_PER_CORE
                     * std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
             )),
+            layers: Layers::new(settings.window_padded),
             settings,
             prefetched_unread: Mutex::new(HashSet::new()),
         };
@@ -205,6 +214,23 @@ impl WindowCache {
         };
         cache.inner.publish_sizes();
         Ok(cache)
+    }
+
+    /// Takes the window roots of `cid` from an asset manifest (`hex`, for
+    /// windows of `layer_window` padded bytes), once they hash to the CID:
+    /// from then on every window of the piece fetched is checked.
+    pub fn add_layer(
+        &self,
+        cid: &crate::piece::PieceCid,
+        layer_window: u64,
+        hex: &str,
+    ) -> Result<(), verify::LayerError> {
+        self.inner.layers.add(cid, layer_window, hex)
+    }
+
+    /// True when fetched windows of `piece` are checked against its CID.
+    pub fn checks(&self, piece: &Piece) -> bool {
+        self.inner.check_for(piece).is_some()
     }
 
     /// Window geometry.
@@ -216,6 +242,7 @@ impl WindowCache {
     pub fn reader(&self, piece: &Piece, range: ByteRange) -> RangeReader {
         let slices = self.inner.geometry.plan(range, piece.size);
         RangeReader {
+            hold_last_byte: self.inner.check_for(piece).is_some(),
             inner: self.inner.clone(),
             piece: piece.clone(),
             slices: slices.into(),
@@ -323,7 +350,18 @@ impl WindowCache {
                     .contains(&WindowKey::new(cid_arc.clone(), *i))
             })
             .collect();
+        let checked_by = size.and_then(|size| {
+            let piece = Piece {
+                cid: cid_arc.clone(),
+                size,
+            };
+            self.inner.check_for(&piece).map(|c| match c {
+                PieceCheck::Whole(_) => "cid",
+                PieceCheck::Layer(_) => "layer",
+            })
+        });
         PieceStatus {
+            checked_by,
             cid: cid.to_string(),
             size,
             windows: count,
@@ -481,6 +519,11 @@ impl Inner {
         self.fills.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn check_for(&self, piece: &Piece) -> Option<PieceCheck> {
+        self.layers
+            .check_for(&piece.cid, piece.size, self.geometry.count(piece.size))
+    }
+
     fn is_cached(&self, key: &WindowKey) -> bool {
         self.memory.contains(key) || self.disk.as_ref().is_some_and(|d| d.contains(key))
     }
@@ -576,14 +619,40 @@ impl Inner {
         }
     }
 
-    async fn complete(self: &Arc<Self>, fill: &Arc<Fill>) {
+    /// Checks a fill's window against the piece (when it can be checked).
+    async fn check(&self, fill: &Fill, whole: &Bytes, check: Option<&PieceCheck>) -> bool {
+        let Some(check) = check else {
+            return true;
+        };
+        let (c, bytes, window, index) = (
+            check.clone(),
+            whole.clone(),
+            self.settings.window_padded,
+            fill.key.index,
+        );
+        let verdict = tokio::task::spawn_blocking(move || c.check(index, &bytes, window))
+            .await
+            .unwrap_or(Err(verify::Mismatch { index }));
+        count_check(&fill.key, &verdict);
+        verdict.is_ok()
+    }
+
+    /// Finishes a fill whose bytes are all in: checks them, then hands the
+    /// window to its readers and the tiers. `false`: the check failed, and
+    /// nothing was finished or stored.
+    async fn complete(self: &Arc<Self>, fill: &Arc<Fill>, check: Option<&PieceCheck>) -> bool {
+        let whole = fill.assemble();
+        if !self.check(fill, &whole, check).await {
+            return false;
+        }
         // At most DISK_WRITES windows wait for the disk at once: a fill that
         // outruns the disk waits here, so queued writes cannot pile up in memory.
         let permit = match &self.disk {
             Some(_) => self.disk_slots.clone().acquire_owned().await.ok(),
             None => None,
         };
-        let bytes = fill.finish();
+        fill.finish_with(whole.clone());
+        let bytes = whole;
         // The fill stays registered (readers join it and get the finished
         // window) until the disk write lands: otherwise a window refused by
         // the memory tier would be in no tier and not in flight meanwhile,
@@ -597,6 +666,7 @@ impl Inner {
         metrics::WINDOW_FILLS
             .with_label_values(&[fill_kind(fill), "ok"])
             .inc();
+        true
     }
 
     fn abandon(&self, fills: &[Arc<Fill>], e: CacheError) {
@@ -741,6 +811,7 @@ impl Inner {
     /// as the upstream allows.
     async fn run_fill(self: &Arc<Self>, piece: &Piece, fills: &[Arc<Fill>]) {
         let g = self.geometry;
+        let check = self.check_for(piece);
         let mut cur = 0usize;
         let mut failures = 0u32;
         loop {
@@ -796,7 +867,11 @@ impl Inner {
                             let need = usize::try_from(f.len - f.received()).unwrap_or(usize::MAX);
                             f.push(chunk.split_to(need.min(chunk.len())));
                             if f.received() == f.len {
-                                self.complete(f).await;
+                                if !self.complete(f, check.as_ref()).await {
+                                    let e = verify::Mismatch { index: f.key.index };
+                                    self.abandon(&fills[cur..], CacheError::Mismatch(e));
+                                    return;
+                                }
                                 cur += 1;
                                 if cur == fills.len() {
                                     return;
@@ -864,7 +939,15 @@ impl Inner {
                 let key = WindowKey::new(piece.cid.clone(), idx);
                 let bytes = std::mem::take(prefix).freeze();
                 if bytes.len() as u64 == span.len() && !self.is_cached(&key) {
-                    self.store(key, bytes, None, || {});
+                    // Checked inline: at most max_skip of windows, once.
+                    let checked = self.check_for(piece).map(|c| {
+                        let verdict = c.check(idx, &bytes, self.settings.window_padded);
+                        count_check(&key, &verdict);
+                        verdict.is_ok()
+                    });
+                    if checked != Some(false) {
+                        self.store(key, bytes, None, || {});
+                    }
                 }
             }
         }
@@ -938,6 +1021,18 @@ impl Inner {
     }
 }
 
+/// Counts a window check, and says which piece failed.
+fn count_check(key: &WindowKey, verdict: &Result<(), verify::Mismatch>) {
+    let result = match verdict {
+        Ok(()) => "ok",
+        Err(e) => {
+            log::warn!("{}: {e}; not cached, the transfer is cut", key.cid);
+            "mismatch"
+        }
+    };
+    metrics::WINDOW_CHECKS.with_label_values(&[result]).inc();
+}
+
 fn fill_kind(f: &Fill) -> &'static str {
     if f.prefetch {
         "prefetch"
@@ -958,6 +1053,13 @@ enum Current {
         pos: u64,
         slice: WindowSlice,
     },
+    /// The last byte of a slice read from a checked fill, handed out once
+    /// the window passed its check.
+    Tail {
+        reader: FillReader,
+        byte: Bytes,
+        slice: WindowSlice,
+    },
 }
 
 /// Reads one byte range of a piece, window by window.
@@ -971,6 +1073,10 @@ pub struct RangeReader {
     interests: HashMap<u64, Interest>,
     completed: bool,
     restarts: u32,
+    /// The piece's windows are checked: keep each fetched slice's last byte
+    /// until its window passed, so no response completes with bytes that
+    /// turn out wrong (the client sees a cut transfer instead).
+    hold_last_byte: bool,
 }
 
 impl RangeReader {
@@ -979,6 +1085,22 @@ impl RangeReader {
         loop {
             match self.current.take() {
                 Some(Current::Ready(bytes, source)) => return Ok(Some((bytes, source))),
+                Some(Current::Tail {
+                    mut reader,
+                    byte,
+                    slice,
+                }) => loop {
+                    match reader.next().await {
+                        Ok(Some(_)) => {}
+                        Ok(None) => {
+                            self.interests.remove(&slice.index);
+                            return Ok(Some((byte, Source::Upstream)));
+                        }
+                        // Part of the slice is out already: it cannot be
+                        // served again from the start.
+                        Err(e) => return Err(e),
+                    }
+                },
                 Some(Current::Filling {
                     mut reader,
                     pos,
@@ -989,6 +1111,20 @@ impl RangeReader {
                         let done = end > slice.to;
                         let a = pos.max(slice.from);
                         let b = end.min(slice.to + 1);
+                        if done && self.hold_last_byte {
+                            // a < b: the slice ends inside this chunk.
+                            let cut = usize::try_from(b - 1 - pos).unwrap_or(0);
+                            let head = chunk.slice(usize::try_from(a - pos).unwrap_or(0)..cut);
+                            self.current = Some(Current::Tail {
+                                reader,
+                                byte: chunk.slice(cut..cut + 1),
+                                slice,
+                            });
+                            if !head.is_empty() {
+                                return Ok(Some((head, Source::Upstream)));
+                            }
+                            continue;
+                        }
                         if !done {
                             self.current = Some(Current::Filling {
                                 reader,
@@ -1006,13 +1142,14 @@ impl RangeReader {
                             return Ok(Some((part, Source::Upstream)));
                         }
                     }
-                    Ok(None) => {
-                        // The window completed before the slice's end: cannot happen
-                        // for a correct fill; re-resolve the window to be safe.
-                        self.interests.remove(&slice.index);
+                    // The window ended before the slice did (cannot happen for
+                    // a correct fill), or the fill was cancelled: resolve the
+                    // window again, unless part of the slice is out already
+                    // (serving it again from its start would repeat bytes).
+                    Ok(None) | Err(CacheError::Cancelled) if pos <= slice.from => {
                         self.retry_slice(slice)?;
                     }
-                    Err(CacheError::Cancelled) => self.retry_slice(slice)?,
+                    Ok(None) => return Err(CacheError::Cancelled),
                     Err(e) => return Err(e),
                 },
                 None => {

@@ -344,6 +344,24 @@ async fn load_manifest(
     let bytes = read_all(state, &piece, ByteRange::new(0, size.max(1) - 1)).await?;
     let manifest =
         Manifest::parse(&bytes).map_err(|e| (404, format!("no asset {cid_str}: {e}")))?;
+    // From now on each fetched window of the asset's pieces is checked
+    // against its layer (the layer itself is checked against the CID).
+    for p in manifest.pieces.iter().filter(|p| !p.layer.is_empty()) {
+        let added = PieceCid::parse(&p.cid)
+            .map_err(|e| e.to_string())
+            .and_then(|c| {
+                state
+                    .cache
+                    .add_layer(&c, manifest.window, &p.layer)
+                    .map_err(|e| e.to_string())
+            });
+        if let Err(e) = added {
+            log::warn!(
+                "asset {cid_str}: piece {}: {e}; its windows are checked only by length",
+                p.cid
+            );
+        }
+    }
     let manifest = Arc::new(manifest);
     state.manifests.insert(&cid_str, manifest.clone());
     Ok(manifest)

@@ -34,6 +34,8 @@ pub enum Fault {
     ResetMidBody,
     /// Correct answers, but sleep this long after each 64 KiB of body.
     Throttle(Duration),
+    /// Correct headers and lengths, but the last byte of each body flipped.
+    Corrupt,
 }
 
 /// One request the mock received.
@@ -231,13 +233,19 @@ async fn serve_conn(mut sock: TcpStream, st: Arc<MockState>) -> std::io::Result<
         let size = data.len() as u64;
         let range = headers.get("range").and_then(|r| parse_range(r, size));
         match (range, &fault) {
-            (Some((a, b)), Fault::None | Fault::Delay(_) | Fault::Throttle(_)) if a < size => {
+            (Some((a, b)), Fault::None | Fault::Delay(_) | Fault::Throttle(_) | Fault::Corrupt)
+                if a < size =>
+            {
                 let resp = format!(
                     "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {a}-{b}/{size}\r\nContent-Length: {}\r\nContent-Type: application/octet-stream\r\n\r\n",
                     b - a + 1
                 );
                 sock.write_all(resp.as_bytes()).await?;
-                write_body(&mut sock, &st, &data[a as usize..=b as usize]).await?;
+                let mut body = data[a as usize..=b as usize].to_vec();
+                if fault == Fault::Corrupt {
+                    *body.last_mut().unwrap() ^= 1;
+                }
+                write_body(&mut sock, &st, &body).await?;
             }
             (Some((a, b)), Fault::WrongContentRange) => {
                 let resp = format!(
@@ -567,17 +575,24 @@ pub fn publish_asset(
     piece_size: usize,
     content_type: &str,
 ) -> String {
-    use beam_edge::piece::commp::commp_of;
+    use beam_edge::piece::commp::{commp_of, CommP};
     use beam_edge::upload::manifest::{Manifest, ManifestPiece, FORMAT, VERSION};
+    // Layers of 1 MiB windows, as an upload with the default window writes.
     let pieces: Vec<ManifestPiece> = data
         .chunks(piece_size)
         .map(|chunk| {
-            let cid = commp_of(chunk).unwrap().to_string();
+            let mut hasher = CommP::with_layer(1 << 20).unwrap();
+            hasher.update(chunk);
+            let (cid, layer) = hasher.finish_with_layer().unwrap();
+            let cid = cid.to_string();
             beam.add_piece(&cid, chunk.to_vec());
             ManifestPiece {
                 cid,
                 size: chunk.len() as u64,
-                layer: String::new(),
+                layer: layer
+                    .iter()
+                    .flat_map(|n| n.iter().map(|b| format!("{b:02x}")))
+                    .collect(),
             }
         })
         .collect();

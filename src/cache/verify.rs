@@ -1,0 +1,364 @@
+//! Checking fetched windows against the PieceCID.
+//!
+//! A window is one subtree of the piece's CommP tree, so its bytes can be
+//! hashed and compared with the node the tree has for it:
+//!
+//! - a piece that fits in one window is checked against the CID itself (the
+//!   CommP of the window's bytes is the piece's root);
+//! - a larger piece is checked against its *layer*, the roots of all its
+//!   windows, which an asset manifest carries. A layer is accepted only if
+//!   it hashes up to the PieceCID's root, so a manifest cannot vouch for
+//!   wrong bytes.
+//!
+//! Windows that fail are never cached, and a reader never hands out the last
+//! byte of a checkable window before the check passed: a client gets either
+//! the right bytes or a visibly failed transfer.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::piece::commp::{self, Node};
+use crate::piece::PieceCid;
+
+/// Most layer nodes kept (32 bytes each: 64 MiB of layers, the windows of
+/// about 2 PiB of pieces at the default window). Past it, the oldest half of
+/// the pieces is forgotten and their windows go unchecked until their
+/// manifest is read again.
+const MAX_LAYER_NODES: usize = 2 << 20;
+
+/// How the windows of one piece are checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PieceCheck {
+    /// The piece is one window: the CommP of its bytes has this root.
+    Whole(Node),
+    /// The root of each window, in order.
+    Layer(Arc<[Node]>),
+}
+
+/// Why a window failed its check.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("window {index} does not hash to its PieceCID (the upstream sent wrong bytes)")]
+pub struct Mismatch {
+    /// The window.
+    pub index: u64,
+}
+
+impl PieceCheck {
+    /// Checks window `index` of `window_padded` windows.
+    pub fn check(&self, index: u64, bytes: &[u8], window_padded: u64) -> Result<(), Mismatch> {
+        let ok = match self {
+            PieceCheck::Whole(root) => {
+                index == 0 && commp::commp_of(bytes).is_ok_and(|cid| cid.root() == root)
+            }
+            PieceCheck::Layer(nodes) => usize::try_from(index)
+                .ok()
+                .and_then(|i| nodes.get(i))
+                .is_some_and(|want| {
+                    commp::window_root(bytes, window_padded).is_ok_and(|got| &got == want)
+                }),
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(Mismatch { index })
+        }
+    }
+}
+
+/// Layers of the pieces whose manifests were read, converted to the cache's
+/// window size; bounded by [`MAX_LAYER_NODES`].
+pub struct Layers {
+    window_padded: u64,
+    inner: Mutex<LayerMap>,
+}
+
+#[derive(Default)]
+struct LayerMap {
+    by_cid: HashMap<Arc<str>, (u64, Arc<[Node]>)>,
+    nodes: usize,
+    seq: u64,
+}
+
+/// Why a layer was not taken.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LayerError {
+    /// Not hex of whole 32-byte nodes.
+    #[error("the layer is not hex-encoded 32-byte roots")]
+    NotHex,
+    /// The layer's windows are larger than the cache's: it cannot check them.
+    #[error("layer windows of {layer} bytes are larger than the cache's {cache}")]
+    Coarser {
+        /// The layer's window, padded bytes.
+        layer: u64,
+        /// The cache's window, padded bytes.
+        cache: u64,
+    },
+    /// The layer does not hash to the PieceCID.
+    #[error("the layer does not match the PieceCID: {0}")]
+    Wrong(String),
+}
+
+impl Layers {
+    /// An empty store for a cache of `window_padded` windows.
+    pub fn new(window_padded: u64) -> Layers {
+        Layers {
+            window_padded,
+            inner: Mutex::new(LayerMap::default()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, LayerMap> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes the layer of `cid` (hex, windows of `layer_window` padded
+    /// bytes) once it is checked against the CID and converted to the
+    /// cache's windows. Pieces of one window need no layer (`Ok` without
+    /// storing anything).
+    pub fn add(&self, cid: &PieceCid, layer_window: u64, hex: &str) -> Result<(), LayerError> {
+        let Some(height) = cid.height() else {
+            return Err(LayerError::Wrong("a layer needs a v2 PieceCID".into()));
+        };
+        let level = self.window_padded.trailing_zeros() - 5;
+        if u32::from(height) <= level {
+            return Ok(());
+        }
+        if layer_window > self.window_padded {
+            return Err(LayerError::Coarser {
+                layer: layer_window,
+                cache: self.window_padded,
+            });
+        }
+        let nodes = decode_layer(hex).ok_or(LayerError::NotHex)?;
+        commp::verify_layer(cid, layer_window, &nodes)
+            .map_err(|e| LayerError::Wrong(e.to_string()))?;
+        let nodes = coarsen(&nodes, layer_window, self.window_padded)
+            .map_err(|e| LayerError::Wrong(e.to_string()))?;
+        let key: Arc<str> = Arc::from(cid.to_string());
+        let mut map = self.lock();
+        if map.by_cid.contains_key(&key) {
+            return Ok(());
+        }
+        if map.nodes + nodes.len() > MAX_LAYER_NODES {
+            map.forget_oldest_half();
+        }
+        map.seq += 1;
+        map.nodes += nodes.len();
+        let seq = map.seq;
+        map.by_cid.insert(key, (seq, nodes.into()));
+        Ok(())
+    }
+
+    /// How to check the windows of `cid` (`size` bytes, `count` windows),
+    /// if it can be checked.
+    pub fn check_for(&self, cid: &str, size: u64, count: u64) -> Option<PieceCheck> {
+        if count == 1 {
+            // The CommP of the window's bytes must give the CID's root.
+            return (size >= 127)
+                .then(|| PieceCid::parse(cid).ok())
+                .flatten()
+                .map(|c| PieceCheck::Whole(*c.root()));
+        }
+        let map = self.lock();
+        let (_, nodes) = map.by_cid.get(cid)?;
+        (nodes.len() as u64 == count).then(|| PieceCheck::Layer(nodes.clone()))
+    }
+
+    /// Pieces with a layer held.
+    pub fn len(&self) -> usize {
+        self.lock().by_cid.len()
+    }
+
+    /// True when no layer is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl LayerMap {
+    fn forget_oldest_half(&mut self) {
+        let mut seqs: Vec<u64> = self.by_cid.values().map(|(s, _)| *s).collect();
+        seqs.sort_unstable();
+        let Some(&cut) = seqs.get(seqs.len() / 2) else {
+            return;
+        };
+        self.by_cid.retain(|_, (s, _)| *s >= cut);
+        self.nodes = self.by_cid.values().map(|(_, n)| n.len()).sum();
+    }
+}
+
+/// Decodes hex into 32-byte nodes; `None` unless it is whole nodes of hex.
+fn decode_layer(hex: &str) -> Option<Vec<Node>> {
+    let bytes = hex.as_bytes();
+    if bytes.is_empty() || !bytes.len().is_multiple_of(64) {
+        return None;
+    }
+    let digit = |c: u8| char::from(c).to_digit(16).map(|d| d as u8);
+    bytes
+        .chunks(64)
+        .map(|node| {
+            let mut out = [0u8; 32];
+            for (o, pair) in out.iter_mut().zip(node.chunks(2)) {
+                *o = digit(pair[0])? << 4 | digit(pair[1])?;
+            }
+            Some(out)
+        })
+        .collect()
+}
+
+/// Turns a layer of `from` windows into one of `to` windows (`to` ≥ `from`,
+/// both powers of two): each group of `to / from` nodes hashes to one node,
+/// the last group padded with zero subtrees as the tree is.
+fn coarsen(nodes: &[Node], from: u64, to: u64) -> Result<Vec<Node>, commp::CommpError> {
+    if from == to {
+        return Ok(nodes.to_vec());
+    }
+    let group = usize::try_from(to / from).unwrap_or(usize::MAX);
+    let height = u8::try_from(to.trailing_zeros() - 5).unwrap_or(u8::MAX);
+    nodes
+        .chunks(group)
+        .map(|g| commp::root_from_layer(g, from, height))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::piece::commp::CommP;
+
+    const W128K: u64 = 128 << 10;
+    const RAW_128K: usize = 130_048;
+
+    /// Bytes with no period (so no two windows are alike).
+    fn data(len: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    fn hex(nodes: &[Node]) -> String {
+        nodes
+            .iter()
+            .flat_map(|n| n.iter().map(|b| format!("{b:02x}")))
+            .collect()
+    }
+
+    fn cid_and_layer(bytes: &[u8], window: u64) -> (PieceCid, Vec<Node>) {
+        let mut h = CommP::with_layer(window).unwrap();
+        h.update(bytes);
+        h.finish_with_layer().unwrap()
+    }
+
+    #[test]
+    fn a_layer_checks_every_window_and_catches_one_flipped_byte() {
+        let bytes = data(5 * RAW_128K + 1000, 1);
+        let (cid, layer) = cid_and_layer(&bytes, W128K);
+        let layers = Layers::new(W128K);
+        layers.add(&cid, W128K, &hex(&layer)).unwrap();
+        let check = layers
+            .check_for(&cid.to_string(), bytes.len() as u64, 6)
+            .unwrap();
+        for (i, w) in bytes.chunks(RAW_128K).enumerate() {
+            check.check(i as u64, w, W128K).unwrap();
+        }
+        let mut bad = bytes[RAW_128K..2 * RAW_128K].to_vec();
+        bad[77] ^= 1;
+        assert_eq!(check.check(1, &bad, W128K), Err(Mismatch { index: 1 }));
+        // A window checked at the wrong index fails too.
+        assert!(check
+            .check(2, &bytes[RAW_128K..2 * RAW_128K], W128K)
+            .is_err());
+        assert!(check.check(9, &bytes[..RAW_128K], W128K).is_err());
+    }
+
+    #[test]
+    fn a_finer_layer_is_coarsened_to_the_cache_window() {
+        let bytes = data(9 * RAW_128K + 5, 2);
+        let (cid, fine) = cid_and_layer(&bytes, W128K);
+        let (_, coarse) = cid_and_layer(&bytes, 4 * W128K);
+        assert_eq!(coarsen(&fine, W128K, 4 * W128K).unwrap(), coarse);
+        let layers = Layers::new(4 * W128K);
+        layers.add(&cid, W128K, &hex(&fine)).unwrap();
+        let check = layers
+            .check_for(&cid.to_string(), bytes.len() as u64, 3)
+            .unwrap();
+        for (i, w) in bytes.chunks(4 * RAW_128K).enumerate() {
+            check.check(i as u64, w, 4 * W128K).unwrap();
+        }
+        // A coarser layer cannot check smaller windows.
+        let small = Layers::new(W128K);
+        assert!(matches!(
+            small.add(&cid, 4 * W128K, &hex(&coarse)),
+            Err(LayerError::Coarser { .. })
+        ));
+    }
+
+    #[test]
+    fn a_layer_that_does_not_hash_to_the_cid_is_refused() {
+        let bytes = data(3 * RAW_128K, 3);
+        let (cid, mut layer) = cid_and_layer(&bytes, W128K);
+        layer[1][0] ^= 1;
+        let layers = Layers::new(W128K);
+        assert!(matches!(
+            layers.add(&cid, W128K, &hex(&layer)),
+            Err(LayerError::Wrong(_))
+        ));
+        assert!(matches!(
+            layers.add(&cid, W128K, "zz"),
+            Err(LayerError::NotHex)
+        ));
+        assert!(layers.is_empty());
+        assert_eq!(
+            layers.check_for(&cid.to_string(), bytes.len() as u64, 3),
+            None
+        );
+    }
+
+    #[test]
+    fn a_one_window_piece_is_checked_against_its_cid_alone() {
+        let bytes = data(100_000, 4);
+        let cid = commp::commp_of(&bytes).unwrap();
+        let layers = Layers::new(W128K);
+        let check = layers.check_for(&cid.to_string(), 100_000, 1).unwrap();
+        check.check(0, &bytes, W128K).unwrap();
+        let mut bad = bytes.clone();
+        bad[99_999] ^= 0x80;
+        assert!(check.check(0, &bad, W128K).is_err());
+        assert!(check.check(0, &bytes[..99_999], W128K).is_err());
+        // v1 CIDs carry the same root.
+        let v1 = cid.to_v1().to_string();
+        assert_eq!(layers.check_for(&v1, 100_000, 1), Some(check));
+    }
+
+    #[test]
+    fn the_store_forgets_old_layers_past_its_cap() {
+        let mut map = LayerMap::default();
+        for i in 0..10u64 {
+            map.seq += 1;
+            map.nodes += 3;
+            let seq = map.seq;
+            map.by_cid.insert(
+                Arc::from(format!("cid{i}")),
+                (seq, vec![[0u8; 32]; 3].into()),
+            );
+        }
+        map.forget_oldest_half();
+        assert_eq!(map.by_cid.len(), 5);
+        assert_eq!(map.nodes, 15);
+        assert!(map.by_cid.contains_key("cid9") && !map.by_cid.contains_key("cid0"));
+    }
+
+    #[test]
+    fn hex_layers_decode_exactly() {
+        assert_eq!(decode_layer(&"ab".repeat(32)), Some(vec![[0xab; 32]]));
+        assert_eq!(decode_layer(&"ab".repeat(31)), None);
+        assert_eq!(decode_layer(&"g0".repeat(32)), None);
+        assert_eq!(decode_layer(""), None);
+    }
+}
