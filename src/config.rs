@@ -323,6 +323,9 @@ pub struct CacheConfig {
     pub prefetch_concurrency: usize,
     /// Most windows one upstream request covers.
     pub run_windows: u64,
+    /// Hash fetched windows and compare them with the PieceCID (or the
+    /// piece's layer) before they are served whole or cached.
+    pub check_windows: bool,
     /// Disk tier.
     pub disk: DiskConfig,
 }
@@ -393,6 +396,7 @@ impl Default for CacheConfig {
             prefetch: 4,
             prefetch_concurrency: 16,
             run_windows: 8,
+            check_windows: true,
             disk: DiskConfig::default(),
         }
     }

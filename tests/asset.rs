@@ -149,4 +149,25 @@ fn an_asset_window_that_does_not_match_its_layer_is_never_served_whole() {
     let (s, _, body) = raw_get(edge.public, &path, &[]).unwrap();
     assert_eq!(s, 200);
     assert!(body == data, "the asset differs");
+
+    // `cache.check_windows: false` turns the checks off.
+    let unchecked = EdgeProcess::start_opts(EdgeOptions {
+        upstream: beam_upstream(&beam, ""),
+        cache: "  check_windows: false\n".into(),
+        ..Default::default()
+    });
+    let (s, _, body) = raw_get(unchecked.public, &path, &[]).unwrap();
+    assert!(s == 200 && body == data);
+    for p in &manifest.pieces {
+        let (_, _, b) = raw_get(unchecked.admin, &format!("/admin/cache/{}", p.cid), &[]).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
+        assert_eq!(v["checked_by"], serde_json::Value::Null);
+    }
+    assert_eq!(
+        metric_value(
+            &unchecked.metrics_text(),
+            "beam_edge_window_checks_total{result=\"ok\"}"
+        ),
+        0.0
+    );
 }

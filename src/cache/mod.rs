@@ -70,6 +70,8 @@ pub struct CacheSettings {
     pub prefetch_concurrency: usize,
     /// Most windows per upstream request.
     pub run_windows: u64,
+    /// Check fetched windows against the PieceCID where it can be done.
+    pub check_windows: bool,
     /// Largest range start at which Beam's whole-piece 200 is used.
     pub max_skip: u64,
     /// Retries of a failed fetch.
@@ -173,6 +175,8 @@ struct Inner {
     disk_slots: Arc<Semaphore>,
     /// Disk reads in flight (see [`DISK_READS_PER_CORE`]).
     disk_reads: Arc<Semaphore>,
+    /// Window checks in flight: one per core.
+    check_slots: Arc<Semaphore>,
     /// Windows filled by read-ahead and not read yet (for used/wasted counts).
     prefetched_unread: Mutex<HashSet<WindowKey>>,
     /// Window roots of pieces whose asset manifests were read.
@@ -189,6 +193,7 @@ impl WindowCache {
     /// Opens the tiers (the disk tier rebuilds its index from its directory).
     pub fn new(settings: CacheSettings, upstream: Upstream) -> std::io::Result<WindowCache> {
         let geometry = Geometry::from_padded(settings.window_padded);
+        let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
         let disk = match &settings.disk {
             Some((path, budget)) => Some(Arc::new(DiskTier::open(path, *budget)?)),
             None => None,
@@ -201,10 +206,8 @@ impl WindowCache {
             upstream,
             prefetch_slots: Arc::new(Semaphore::new(settings.prefetch_concurrency.max(1))),
             disk_slots: Arc::new(Semaphore::new(DISK_WRITES)),
-            disk_reads: Arc::new(Semaphore::new(
-                DISK_READS_PER_CORE
-                    * std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
-            )),
+            disk_reads: Arc::new(Semaphore::new(DISK_READS_PER_CORE * cores)),
+            check_slots: Arc::new(Semaphore::new(cores)),
             layers: Layers::new(settings.window_padded),
             settings,
             prefetched_unread: Mutex::new(HashSet::new()),
@@ -520,6 +523,9 @@ impl Inner {
     }
 
     fn check_for(&self, piece: &Piece) -> Option<PieceCheck> {
+        if !self.settings.check_windows {
+            return None;
+        }
         self.layers
             .check_for(&piece.cid, piece.size, self.geometry.count(piece.size))
     }
@@ -635,6 +641,28 @@ impl Inner {
             .unwrap_or(Err(verify::Mismatch { index }));
         count_check(&fill.key, &verdict);
         verdict.is_ok()
+    }
+
+    /// Completes a window whose bytes are all in. A checked window is hashed
+    /// beside the download (at most one check per core at once, which also
+    /// bounds the windows held for it), so hashing does not stall the stream;
+    /// one that fails its check fails its readers and is not stored.
+    async fn finish_window(self: &Arc<Self>, fill: &Arc<Fill>, check: Option<&PieceCheck>) {
+        let Some(check) = check else {
+            self.complete(fill, None).await;
+            return;
+        };
+        let permit = self.check_slots.clone().acquire_owned().await.ok();
+        let (inner, fill, check) = (self.clone(), fill.clone(), check.clone());
+        tokio::spawn(async move {
+            if !inner.complete(&fill, Some(&check)).await {
+                let e = verify::Mismatch {
+                    index: fill.key.index,
+                };
+                inner.abandon(std::slice::from_ref(&fill), CacheError::Mismatch(e));
+            }
+            drop(permit);
+        });
     }
 
     /// Finishes a fill whose bytes are all in: checks them, then hands the
@@ -867,11 +895,7 @@ impl Inner {
                             let need = usize::try_from(f.len - f.received()).unwrap_or(usize::MAX);
                             f.push(chunk.split_to(need.min(chunk.len())));
                             if f.received() == f.len {
-                                if !self.complete(f, check.as_ref()).await {
-                                    let e = verify::Mismatch { index: f.key.index };
-                                    self.abandon(&fills[cur..], CacheError::Mismatch(e));
-                                    return;
-                                }
+                                self.finish_window(f, check.as_ref()).await;
                                 cur += 1;
                                 if cur == fills.len() {
                                     return;

@@ -114,6 +114,7 @@ pub fn cache_settings(config: &Config) -> CacheSettings {
         prefetch: c.prefetch,
         prefetch_concurrency: c.prefetch_concurrency,
         run_windows: c.run_windows,
+        check_windows: c.check_windows,
         max_skip: config.upstream.max_skip.0,
         retries: config.upstream.retries,
         // The provider uploads go to serves fresh pieces until Beam indexes them.
