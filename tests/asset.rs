@@ -171,3 +171,55 @@ fn an_asset_window_that_does_not_match_its_layer_is_never_served_whole() {
         0.0
     );
 }
+
+#[test]
+fn a_manifest_that_does_not_hash_to_its_id_is_refused_and_not_kept() {
+    let beam = MockBeam::start();
+    // Small windows: the manifest spans two, which no layer covers, so only
+    // the check of the whole manifest against its id can catch it.
+    let edge = EdgeProcess::start_opts(EdgeOptions {
+        upstream: beam_upstream(&beam, ""),
+        cache: "  window: 128KiB\n".into(),
+        ..Default::default()
+    });
+    let data = mp4_like(10_000, 24);
+    let cid = commp_of(&data).unwrap().to_string();
+    beam.add_piece(&cid, data.clone());
+    let manifest = |name: &str| {
+        Manifest {
+            format: FORMAT.into(),
+            version: VERSION,
+            size: 10_000,
+            content_type: "video/mp4".into(),
+            file_name: name.into(),
+            window: 1 << 20,
+            pieces: vec![ManifestPiece {
+                cid: cid.clone(),
+                size: 10_000,
+                layer: String::new(),
+            }],
+        }
+        .to_bytes()
+    };
+    let real = manifest(&"a".repeat(200_000));
+    let forged = manifest(&"b".repeat(200_000));
+    assert_eq!(real.len(), forged.len());
+    assert!(real.len() > 130_048, "the manifest must span two windows");
+    let id = commp_of(&real).unwrap().to_string();
+    // The upstream serves a well-formed manifest of the right length, but
+    // not the one the id names.
+    beam.add_piece(&id, forged);
+    let (s, _, body) = raw_get(edge.public, &format!("/asset/{id}"), &[]).unwrap();
+    assert_eq!(s, 502, "{}", String::from_utf8_lossy(&body));
+    assert!(
+        String::from_utf8_lossy(&body).contains("does not hash to its id"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    // Once the upstream is honest the asset plays: the forged windows were
+    // not kept in the cache.
+    beam.add_piece(&id, real);
+    let (s, _, body) = raw_get(edge.public, &format!("/asset/{id}"), &[]).unwrap();
+    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&body));
+    assert!(body == data);
+}

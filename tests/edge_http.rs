@@ -487,9 +487,12 @@ fn a_window_that_does_not_hash_to_its_cid_is_never_served_or_cached() {
     };
     assert_eq!((mismatches(), passed()), (0.0, 0.0));
 
-    // The upstream flips one byte with every header and length right: the
-    // piece is one window, hashed before its last byte leaves, so the client
-    // gets a clear 502 and not one byte, whatever range it asks for.
+    // The upstream flips one byte with every header and length right. The
+    // piece is one window, checked against its CID, and its type is not
+    // known yet: the header waits for the type sniff, which waits for the
+    // window to pass, so the client gets a clear 502 and not one byte.
+    // (With a known type, the header goes first and the transfer is cut
+    // before its last byte: the asset tests cover that.)
     beam.set_fault(Fault::Corrupt);
     for range in ["bytes=0-299999", "bytes=10-20", "bytes=-1"] {
         let (s, _, body) = get(&edge, &path, &[("Range", range)]);
@@ -534,8 +537,9 @@ fn lying_upstreams_never_produce_wrong_bytes() {
 
     // Short body and reset mid-body: each retry resumes at the first missing
     // byte (the mock again sends only half of what is asked). The piece is
-    // one window, so it is checked against its CID and no byte leaves before
-    // the window is whole: once retries are exhausted the answer is a 502.
+    // one window, checked against its CID, and its type is not known yet, so
+    // the header waits for the type sniff, which waits for the window: once
+    // retries are exhausted the answer is a 502 and not one byte.
     // The piece is small enough that each half fits in a fresh loopback
     // connection's receive window, so a reset never discards sent bytes the
     // proxy had not read yet.

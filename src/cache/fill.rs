@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex, Weak};
 use bytes::{Bytes, BytesMut};
 use tokio::sync::watch;
 
+use super::verify::PieceCheck;
 use super::window::WindowKey;
 use crate::upstream::UpstreamError;
 
@@ -65,6 +66,9 @@ pub struct Fill {
     pub len: u64,
     /// True when the fill was started by read-ahead rather than a reader.
     pub prefetch: bool,
+    /// How the window is checked once complete (decided once, when the
+    /// fill starts, so its run and its readers agree).
+    pub check: Option<PieceCheck>,
     state: Mutex<FillState>,
     progress: watch::Sender<u64>,
     interest: AtomicUsize,
@@ -77,10 +81,21 @@ pub struct Fill {
 impl Fill {
     /// A new, empty fill of window `key` of `len` bytes.
     pub fn new(key: WindowKey, len: u64, prefetch: bool) -> Arc<Fill> {
+        Fill::with_check(key, len, prefetch, None)
+    }
+
+    /// A new, empty fill whose window is checked by `check` once complete.
+    pub fn with_check(
+        key: WindowKey,
+        len: u64,
+        prefetch: bool,
+        check: Option<PieceCheck>,
+    ) -> Arc<Fill> {
         Arc::new(Fill {
             key,
             len,
             prefetch,
+            check,
             state: Mutex::new(FillState::default()),
             progress: watch::Sender::new(0),
             interest: AtomicUsize::new(0),
@@ -236,6 +251,12 @@ pub struct FillReader {
 }
 
 impl FillReader {
+    /// True when the window is checked before it is finished: readers keep
+    /// their last byte until then.
+    pub fn is_checked(&self) -> bool {
+        self.fill.check.is_some()
+    }
+
     /// The next chunk; `Ok(None)` once the window is complete.
     pub async fn next(&mut self) -> Result<Option<Bytes>, CacheError> {
         loop {

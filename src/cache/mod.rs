@@ -231,9 +231,9 @@ impl WindowCache {
         self.inner.layers.add(cid, layer_window, hex)
     }
 
-    /// True when fetched windows of `piece` are checked against its CID.
-    pub fn checks(&self, piece: &Piece) -> bool {
-        self.inner.check_for(piece).is_some()
+    /// True when `cache.check_windows` is on.
+    pub fn checks_enabled(&self) -> bool {
+        self.inner.settings.check_windows
     }
 
     /// Window geometry.
@@ -245,7 +245,6 @@ impl WindowCache {
     pub fn reader(&self, piece: &Piece, range: ByteRange) -> RangeReader {
         let slices = self.inner.geometry.plan(range, piece.size);
         RangeReader {
-            hold_last_byte: self.inner.check_for(piece).is_some(),
             inner: self.inner.clone(),
             piece: piece.clone(),
             slices: slices.into(),
@@ -626,8 +625,8 @@ impl Inner {
     }
 
     /// Checks a fill's window against the piece (when it can be checked).
-    async fn check(&self, fill: &Fill, whole: &Bytes, check: Option<&PieceCheck>) -> bool {
-        let Some(check) = check else {
+    async fn check(&self, fill: &Fill, whole: &Bytes) -> bool {
+        let Some(check) = &fill.check else {
             return true;
         };
         let (c, bytes, window, index) = (
@@ -647,19 +646,23 @@ impl Inner {
     /// beside the download (at most one check per core at once, which also
     /// bounds the windows held for it), so hashing does not stall the stream;
     /// one that fails its check fails its readers and is not stored.
-    async fn finish_window(self: &Arc<Self>, fill: &Arc<Fill>, check: Option<&PieceCheck>) {
-        let Some(check) = check else {
-            self.complete(fill, None).await;
+    async fn finish_window(self: &Arc<Self>, fill: &Arc<Fill>) {
+        if fill.check.is_none() {
+            self.complete(fill).await;
             return;
-        };
+        }
         let permit = self.check_slots.clone().acquire_owned().await.ok();
-        let (inner, fill, check) = (self.clone(), fill.clone(), check.clone());
+        let unfinished = Unfinished {
+            inner: self.clone(),
+            fill: fill.clone(),
+        };
         tokio::spawn(async move {
-            if !inner.complete(&fill, Some(&check)).await {
+            let Unfinished { inner, fill } = &unfinished;
+            if !inner.complete(fill).await {
                 let e = verify::Mismatch {
                     index: fill.key.index,
                 };
-                inner.abandon(std::slice::from_ref(&fill), CacheError::Mismatch(e));
+                inner.abandon(std::slice::from_ref(fill), CacheError::Mismatch(e));
             }
             drop(permit);
         });
@@ -668,18 +671,20 @@ impl Inner {
     /// Finishes a fill whose bytes are all in: checks them, then hands the
     /// window to its readers and the tiers. `false`: the check failed, and
     /// nothing was finished or stored.
-    async fn complete(self: &Arc<Self>, fill: &Arc<Fill>, check: Option<&PieceCheck>) -> bool {
+    async fn complete(self: &Arc<Self>, fill: &Arc<Fill>) -> bool {
         let whole = fill.assemble();
-        if !self.check(fill, &whole, check).await {
+        if !self.check(fill, &whole).await {
             return false;
         }
+        // Readers get the window now; the disk waits below only hold the
+        // fill's registration (and, unchecked, the download) back.
+        fill.finish_with(whole.clone());
         // At most DISK_WRITES windows wait for the disk at once: a fill that
         // outruns the disk waits here, so queued writes cannot pile up in memory.
         let permit = match &self.disk {
             Some(_) => self.disk_slots.clone().acquire_owned().await.ok(),
             None => None,
         };
-        fill.finish_with(whole.clone());
         let bytes = whole;
         // The fill stays registered (readers join it and get the finished
         // window) until the disk write lands: otherwise a window refused by
@@ -735,6 +740,7 @@ impl Inner {
         prefetch: bool,
     ) -> Vec<Arc<Fill>> {
         let mut run = Vec::new();
+        let check = self.check_for(piece);
         let mut map = self.lock_fills();
         let mut i = first;
         while i <= last && (run.len() as u64) < limit {
@@ -747,7 +753,7 @@ impl Inner {
             if len == 0 {
                 break;
             }
-            let fill = Fill::new(key.clone(), len, prefetch);
+            let fill = Fill::with_check(key.clone(), len, prefetch, check.clone());
             map.insert(key, fill.clone());
             run.push(fill);
             i += 1;
@@ -839,7 +845,6 @@ impl Inner {
     /// as the upstream allows.
     async fn run_fill(self: &Arc<Self>, piece: &Piece, fills: &[Arc<Fill>]) {
         let g = self.geometry;
-        let check = self.check_for(piece);
         let mut cur = 0usize;
         let mut failures = 0u32;
         loop {
@@ -895,7 +900,7 @@ impl Inner {
                             let need = usize::try_from(f.len - f.received()).unwrap_or(usize::MAX);
                             f.push(chunk.split_to(need.min(chunk.len())));
                             if f.received() == f.len {
-                                self.finish_window(f, check.as_ref()).await;
+                                self.finish_window(f).await;
                                 cur += 1;
                                 if cur == fills.len() {
                                     return;
@@ -1045,6 +1050,22 @@ impl Inner {
     }
 }
 
+/// Fails a fill whose completion task ended without finishing it (a panic):
+/// its readers get an error instead of waiting for ever.
+struct Unfinished {
+    inner: Arc<Inner>,
+    fill: Arc<Fill>,
+}
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        if !self.fill.is_done() {
+            self.inner
+                .abandon(std::slice::from_ref(&self.fill), CacheError::Cancelled);
+        }
+    }
+}
+
 /// Counts a window check, and says which piece failed.
 fn count_check(key: &WindowKey, verdict: &Result<(), verify::Mismatch>) {
     let result = match verdict {
@@ -1097,10 +1118,6 @@ pub struct RangeReader {
     interests: HashMap<u64, Interest>,
     completed: bool,
     restarts: u32,
-    /// The piece's windows are checked: keep each fetched slice's last byte
-    /// until its window passed, so no response completes with bytes that
-    /// turn out wrong (the client sees a cut transfer instead).
-    hold_last_byte: bool,
 }
 
 impl RangeReader {
@@ -1135,8 +1152,12 @@ impl RangeReader {
                         let done = end > slice.to;
                         let a = pos.max(slice.from);
                         let b = end.min(slice.to + 1);
-                        if done && self.hold_last_byte {
-                            // a < b: the slice ends inside this chunk.
+                        if done && reader.is_checked() {
+                            // The window is checked: keep the slice's last
+                            // byte until it passed, so no response completes
+                            // with bytes that turn out wrong (the client sees
+                            // a cut transfer instead). a < b: the slice ends
+                            // inside this chunk.
                             let cut = usize::try_from(b - 1 - pos).unwrap_or(0);
                             let head = chunk.slice(usize::try_from(a - pos).unwrap_or(0)..cut);
                             self.current = Some(Current::Tail {

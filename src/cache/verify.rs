@@ -29,8 +29,8 @@ const MAX_LAYER_NODES: usize = 2 << 20;
 /// How the windows of one piece are checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PieceCheck {
-    /// The piece is one window: the CommP of its bytes has this root.
-    Whole(Node),
+    /// The piece is one window: its bytes must hash to this CID.
+    Whole(PieceCid),
     /// The root of each window, in order.
     Layer(Arc<[Node]>),
 }
@@ -47,9 +47,7 @@ impl PieceCheck {
     /// Checks window `index` of `window_padded` windows.
     pub fn check(&self, index: u64, bytes: &[u8], window_padded: u64) -> Result<(), Mismatch> {
         let ok = match self {
-            PieceCheck::Whole(root) => {
-                index == 0 && commp::commp_of(bytes).is_ok_and(|cid| cid.root() == root)
-            }
+            PieceCheck::Whole(cid) => index == 0 && bytes_match_cid(bytes, cid),
             PieceCheck::Layer(nodes) => usize::try_from(index)
                 .ok()
                 .and_then(|i| nodes.get(i))
@@ -129,12 +127,15 @@ impl Layers {
                 cache: self.window_padded,
             });
         }
+        let key: Arc<str> = Arc::from(cid.to_string());
+        if self.lock().by_cid.contains_key(&key) {
+            return Ok(());
+        }
         let nodes = decode_layer(hex).ok_or(LayerError::NotHex)?;
         commp::verify_layer(cid, layer_window, &nodes)
             .map_err(|e| LayerError::Wrong(e.to_string()))?;
         let nodes = coarsen(&nodes, layer_window, self.window_padded)
             .map_err(|e| LayerError::Wrong(e.to_string()))?;
-        let key: Arc<str> = Arc::from(cid.to_string());
         let mut map = self.lock();
         if map.by_cid.contains_key(&key) {
             return Ok(());
@@ -153,11 +154,11 @@ impl Layers {
     /// if it can be checked.
     pub fn check_for(&self, cid: &str, size: u64, count: u64) -> Option<PieceCheck> {
         if count == 1 {
-            // The CommP of the window's bytes must give the CID's root.
+            // The window's bytes are the whole payload.
             return (size >= 127)
                 .then(|| PieceCid::parse(cid).ok())
                 .flatten()
-                .map(|c| PieceCheck::Whole(*c.root()));
+                .map(PieceCheck::Whole);
         }
         let map = self.lock();
         let (_, nodes) = map.by_cid.get(cid)?;
@@ -184,6 +185,27 @@ impl LayerMap {
         };
         self.by_cid.retain(|_, (s, _)| *s >= cut);
         self.nodes = self.by_cid.values().map(|(_, n)| n.len()).sum();
+    }
+}
+
+/// True when `bytes` are the whole payload of `cid`: their CommP root,
+/// raised to the height the CID was committed at (v2), or to any height
+/// (v1, which does not say), is the CID's root. Trees taller than the
+/// smallest that holds the payload are valid pieces, so they are accepted.
+pub fn bytes_match_cid(bytes: &[u8], cid: &PieceCid) -> bool {
+    if cid.payload_size().is_some_and(|p| p != bytes.len() as u64) {
+        return false;
+    }
+    let Ok(min) = commp::commp_of(bytes) else {
+        return false;
+    };
+    let Some(from) = min.height() else {
+        return false;
+    };
+    let raised = |to| commp::raise_root(min.root(), from, to);
+    match cid.height() {
+        Some(to) => raised(to).is_some_and(|r| &r == cid.root()),
+        None => (from..=u8::MAX).map_while(raised).any(|r| &r == cid.root()),
     }
 }
 
@@ -332,8 +354,51 @@ mod tests {
         assert!(check.check(0, &bad, W128K).is_err());
         assert!(check.check(0, &bytes[..99_999], W128K).is_err());
         // v1 CIDs carry the same root.
-        let v1 = cid.to_v1().to_string();
-        assert_eq!(layers.check_for(&v1, 100_000, 1), Some(check));
+        let v1 = layers
+            .check_for(&cid.to_v1().to_string(), 100_000, 1)
+            .unwrap();
+        v1.check(0, &bytes, W128K).unwrap();
+        assert!(v1.check(0, &bad, W128K).is_err());
+    }
+
+    /// `cid` re-encoded with a tree one level taller than the smallest.
+    fn one_level_taller(cid: &PieceCid) -> PieceCid {
+        fn uvarint(out: &mut Vec<u8>, mut v: u64) {
+            while v >= 0x80 {
+                out.push(v as u8 | 0x80);
+                v >>= 7;
+            }
+            out.push(v as u8);
+        }
+        let (payload, height) = (cid.payload_size().unwrap(), cid.height().unwrap() + 1);
+        let capacity = 127u64 << (height - 2);
+        let taller = commp::raise_root(cid.root(), height - 1, height).unwrap();
+        let mut digest = Vec::new();
+        uvarint(&mut digest, capacity - payload);
+        digest.push(height);
+        digest.extend_from_slice(&taller);
+        // CID version 1, raw codec, fr32-sha256-trunc254-padbintree multihash.
+        let mut out = cid.to_bytes()[..4].to_vec();
+        uvarint(&mut out, digest.len() as u64);
+        out.extend_from_slice(&digest);
+        PieceCid::from_bytes(&out).unwrap()
+    }
+
+    #[test]
+    fn a_cid_committed_with_a_taller_tree_still_matches_its_bytes() {
+        let bytes = data(100_000, 5);
+        let cid = commp::commp_of(&bytes).unwrap();
+        let taller = one_level_taller(&cid);
+        assert_eq!(taller.height(), Some(cid.height().unwrap() + 1));
+        assert_eq!(taller.payload_size(), Some(100_000));
+        assert!(bytes_match_cid(&bytes, &cid));
+        assert!(bytes_match_cid(&bytes, &taller));
+        assert!(bytes_match_cid(&bytes, &taller.to_v1()));
+        let mut bad = bytes.clone();
+        bad[0] ^= 1;
+        assert!(!bytes_match_cid(&bad, &taller));
+        assert!(!bytes_match_cid(&bad, &taller.to_v1()));
+        assert!(!bytes_match_cid(&bytes[1..], &cid), "a wrong length");
     }
 
     #[test]

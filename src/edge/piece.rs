@@ -30,6 +30,7 @@ use pingora::prelude::*;
 use pingora::proxy::Session;
 
 use super::{respond_text, EdgeState, RequestCtx};
+use crate::cache::verify::bytes_match_cid;
 use crate::cache::{CacheError, Piece, RangeReader, Source, WindowCache};
 use crate::http::conditional::{if_none_match, if_range_allows, piece_etag};
 use crate::http::range::{
@@ -342,26 +343,54 @@ async fn load_manifest(
         ));
     }
     let bytes = read_all(state, &piece, ByteRange::new(0, size.max(1) - 1)).await?;
-    let manifest =
-        Manifest::parse(&bytes).map_err(|e| (404, format!("no asset {cid_str}: {e}")))?;
-    // From now on each fetched window of the asset's pieces is checked
-    // against its layer (the layer itself is checked against the CID).
-    for p in manifest.pieces.iter().filter(|p| !p.layer.is_empty()) {
-        let added = PieceCid::parse(&p.cid)
-            .map_err(|e| e.to_string())
-            .and_then(|c| {
-                state
-                    .cache
-                    .add_layer(&c, manifest.window, &p.layer)
-                    .map_err(|e| e.to_string())
-            });
-        if let Err(e) = added {
-            log::warn!(
-                "asset {cid_str}: piece {}: {e}; its windows are checked only by length",
-                p.cid
-            );
+    // The manifest says which bytes the asset is, so it is checked whole
+    // against its id (a one-window manifest was checked as it was fetched;
+    // a larger one only can be here). Hashing runs off the async threads.
+    let (check, cache, id) = (
+        state.cache.checks_enabled(),
+        state.cache.clone(),
+        cid.clone(),
+    );
+    let manifest = tokio::task::spawn_blocking(move || {
+        if check && !bytes_match_cid(&bytes, &id) {
+            return Err((
+                502,
+                format!("asset {id}: the manifest does not hash to its id (the upstream sent wrong bytes)"),
+            ));
         }
-    }
+        let manifest =
+            Manifest::parse(&bytes).map_err(|e| (404, format!("no asset {id}: {e}")))?;
+        // From now on each fetched window of the asset's pieces is checked
+        // against its layer (the layer itself is checked against the CID).
+        for p in manifest.pieces.iter().filter(|p| check && !p.layer.is_empty()) {
+            let added = PieceCid::parse(&p.cid)
+                .map_err(|e| e.to_string())
+                .and_then(|c| {
+                    cache
+                        .add_layer(&c, manifest.window, &p.layer)
+                        .map_err(|e| e.to_string())
+                });
+            if let Err(e) = added {
+                log::warn!(
+                    "asset {id}: piece {}: {e}; its windows are checked only by length",
+                    p.cid
+                );
+            }
+        }
+        Ok(manifest)
+    })
+    .await
+    .map_err(|e| (500, format!("reading asset {cid_str}: {e}")))?;
+    let manifest = match manifest {
+        Ok(m) => m,
+        Err((502, reason)) => {
+            // Windows of a manifest larger than one window were cached
+            // unchecked: drop them, so the next request fetches again.
+            state.cache.purge(&cid_str, Some(size)).await;
+            return Err((502, reason));
+        }
+        Err(e) => return Err(e),
+    };
     let manifest = Arc::new(manifest);
     state.manifests.insert(&cid_str, manifest.clone());
     Ok(manifest)

@@ -478,6 +478,21 @@ pub fn zero_tree_root(height: u8) -> Option<Node> {
         .filter(|_| height <= MAX_HEIGHT)
 }
 
+/// The root of a tree of height `to` whose first subtree, of height `from`,
+/// has root `root` and whose other leaves are zero: the root a payload has
+/// in a taller tree than the smallest that holds it. `None` when `to < from`
+/// or past the tallest tree.
+pub fn raise_root(root: &Node, from: u8, to: u8) -> Option<Node> {
+    if to < from {
+        return None;
+    }
+    let mut node = *root;
+    for h in from..to {
+        node = hash_pair(&node, &zero_tree_root(h)?);
+    }
+    zero_tree_root(to).map(|_| node)
+}
+
 /// Level (log2 of leaves) of a window of `window_padded` padded bytes.
 fn window_level(window_padded: u64) -> Result<u32, CommpError> {
     if window_padded.is_power_of_two()
