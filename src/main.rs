@@ -222,7 +222,11 @@ fn main() -> ExitCode {
         }
         Command::CheckConfig { file } => {
             let name = file.display().to_string();
-            let result = Config::load(Some(&file)).and_then(|c| c.validate(&name).map(|_| c));
+            // No flags here, but the environment applies as it does to `serve`
+            // (BEAM_EDGE_ADMIN_TOKEN), so a file is judged as it would run.
+            let result = Config::load(Some(&file))
+                .and_then(|mut c| c.apply_overrides(&Overrides::default()).map(|_| c))
+                .and_then(|c| c.validate(&name).map(|_| c));
             match result {
                 Ok(c) => {
                     for w in c.warnings() {

@@ -10,7 +10,18 @@ use std::process::Command;
 use common::{bin, free_port};
 
 fn run(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(bin()).args(args).output().unwrap();
+    run_env(args, &[])
+}
+
+/// Runs the binary with only `env` of the variables it reads set.
+fn run_env(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let out = Command::new(bin())
+        .args(args)
+        .env_remove("BEAM_EDGE_ADMIN_TOKEN")
+        .env_remove("BEAM_EDGE_PRIVATE_KEY")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -114,6 +125,15 @@ fn bad_configs_name_the_key() {
         assert_eq!(code, 2, "{yaml}");
         assert!(err.contains(&format!(": {key}: ")), "{yaml} -> {err}");
     }
+    // The token may come from the environment (a Kubernetes secret), for
+    // check-config as for serve.
+    let f = dir.path().join("token-from-env.yaml");
+    std::fs::write(&f, "admin:\n  listen: \"0.0.0.0:9999\"\n").unwrap();
+    let (code, out, err) = run_env(
+        &["check-config", f.to_str().unwrap()],
+        &[("BEAM_EDGE_ADMIN_TOKEN", "a-token-of-sixteen-chars")],
+    );
+    assert_eq!(code, 0, "{out}{err}");
     let (code, _, err) = run(&["check-config", "/nonexistent/beam-edge.yaml"]);
     assert_eq!(code, 1);
     assert!(err.contains("cannot read the file"), "{err}");
