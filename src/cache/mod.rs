@@ -219,16 +219,16 @@ impl WindowCache {
         Ok(cache)
     }
 
-    /// Takes the window roots of `cid` from an asset manifest (`hex`, for
-    /// windows of `layer_window` padded bytes), once they hash to the CID:
-    /// from then on every window of the piece fetched is checked.
+    /// Takes the window roots of `cid` from an asset manifest (for windows
+    /// of `layer_window` padded bytes), once they hash to the CID: from then
+    /// on every window of the piece fetched is checked.
     pub fn add_layer(
         &self,
         cid: &crate::piece::PieceCid,
         layer_window: u64,
-        hex: &str,
+        nodes: &[crate::piece::commp::Node],
     ) -> Result<(), verify::LayerError> {
-        self.inner.layers.add(cid, layer_window, hex)
+        self.inner.layers.add(cid, layer_window, nodes)
     }
 
     /// True when `cache.check_windows` is on.

@@ -80,9 +80,6 @@ struct LayerMap {
 /// Why a layer was not taken.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LayerError {
-    /// Not hex of whole 32-byte nodes.
-    #[error("the layer is not hex-encoded 32-byte roots")]
-    NotHex,
     /// The layer's windows are larger than the cache's: it cannot check them.
     #[error("layer windows of {layer} bytes are larger than the cache's {cache}")]
     Coarser {
@@ -109,11 +106,11 @@ impl Layers {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Takes the layer of `cid` (hex, windows of `layer_window` padded
-    /// bytes) once it is checked against the CID and converted to the
+    /// Takes the layer of `cid` (the roots of its windows of `layer_window`
+    /// padded bytes) once it is checked against the CID and converted to the
     /// cache's windows. Pieces of one window need no layer (`Ok` without
     /// storing anything).
-    pub fn add(&self, cid: &PieceCid, layer_window: u64, hex: &str) -> Result<(), LayerError> {
+    pub fn add(&self, cid: &PieceCid, layer_window: u64, nodes: &[Node]) -> Result<(), LayerError> {
         let Some(height) = cid.height() else {
             return Err(LayerError::Wrong("a layer needs a v2 PieceCID".into()));
         };
@@ -131,10 +128,9 @@ impl Layers {
         if self.lock().by_cid.contains_key(&key) {
             return Ok(());
         }
-        let nodes = decode_layer(hex).ok_or(LayerError::NotHex)?;
-        commp::verify_layer(cid, layer_window, &nodes)
+        commp::verify_layer(cid, layer_window, nodes)
             .map_err(|e| LayerError::Wrong(e.to_string()))?;
-        let nodes = coarsen(&nodes, layer_window, self.window_padded)
+        let nodes = coarsen(nodes, layer_window, self.window_padded)
             .map_err(|e| LayerError::Wrong(e.to_string()))?;
         let mut map = self.lock();
         if map.by_cid.contains_key(&key) {
@@ -209,25 +205,6 @@ pub fn bytes_match_cid(bytes: &[u8], cid: &PieceCid) -> bool {
     }
 }
 
-/// Decodes hex into 32-byte nodes; `None` unless it is whole nodes of hex.
-fn decode_layer(hex: &str) -> Option<Vec<Node>> {
-    let bytes = hex.as_bytes();
-    if bytes.is_empty() || !bytes.len().is_multiple_of(64) {
-        return None;
-    }
-    let digit = |c: u8| char::from(c).to_digit(16).map(|d| d as u8);
-    bytes
-        .chunks(64)
-        .map(|node| {
-            let mut out = [0u8; 32];
-            for (o, pair) in out.iter_mut().zip(node.chunks(2)) {
-                *o = digit(pair[0])? << 4 | digit(pair[1])?;
-            }
-            Some(out)
-        })
-        .collect()
-}
-
 /// Turns a layer of `from` windows into one of `to` windows (`to` ≥ `from`,
 /// both powers of two): each group of `to / from` nodes hashes to one node,
 /// the last group padded with zero subtrees as the tree is.
@@ -264,13 +241,6 @@ mod tests {
             .collect()
     }
 
-    fn hex(nodes: &[Node]) -> String {
-        nodes
-            .iter()
-            .flat_map(|n| n.iter().map(|b| format!("{b:02x}")))
-            .collect()
-    }
-
     fn cid_and_layer(bytes: &[u8], window: u64) -> (PieceCid, Vec<Node>) {
         let mut h = CommP::with_layer(window).unwrap();
         h.update(bytes);
@@ -282,7 +252,7 @@ mod tests {
         let bytes = data(5 * RAW_128K + 1000, 1);
         let (cid, layer) = cid_and_layer(&bytes, W128K);
         let layers = Layers::new(W128K);
-        layers.add(&cid, W128K, &hex(&layer)).unwrap();
+        layers.add(&cid, W128K, &layer).unwrap();
         let check = layers
             .check_for(&cid.to_string(), bytes.len() as u64, 6)
             .unwrap();
@@ -306,7 +276,7 @@ mod tests {
         let (_, coarse) = cid_and_layer(&bytes, 4 * W128K);
         assert_eq!(coarsen(&fine, W128K, 4 * W128K).unwrap(), coarse);
         let layers = Layers::new(4 * W128K);
-        layers.add(&cid, W128K, &hex(&fine)).unwrap();
+        layers.add(&cid, W128K, &fine).unwrap();
         let check = layers
             .check_for(&cid.to_string(), bytes.len() as u64, 3)
             .unwrap();
@@ -316,7 +286,7 @@ mod tests {
         // A coarser layer cannot check smaller windows.
         let small = Layers::new(W128K);
         assert!(matches!(
-            small.add(&cid, 4 * W128K, &hex(&coarse)),
+            small.add(&cid, 4 * W128K, &coarse),
             Err(LayerError::Coarser { .. })
         ));
     }
@@ -328,12 +298,13 @@ mod tests {
         layer[1][0] ^= 1;
         let layers = Layers::new(W128K);
         assert!(matches!(
-            layers.add(&cid, W128K, &hex(&layer)),
+            layers.add(&cid, W128K, &layer),
             Err(LayerError::Wrong(_))
         ));
+        // A layer of the wrong length (bad hex is refused by the manifest).
         assert!(matches!(
-            layers.add(&cid, W128K, "zz"),
-            Err(LayerError::NotHex)
+            layers.add(&cid, W128K, &layer[..2]),
+            Err(LayerError::Wrong(_))
         ));
         assert!(layers.is_empty());
         assert_eq!(
@@ -417,13 +388,5 @@ mod tests {
         assert_eq!(map.by_cid.len(), 5);
         assert_eq!(map.nodes, 15);
         assert!(map.by_cid.contains_key("cid9") && !map.by_cid.contains_key("cid0"));
-    }
-
-    #[test]
-    fn hex_layers_decode_exactly() {
-        assert_eq!(decode_layer(&"ab".repeat(32)), Some(vec![[0xab; 32]]));
-        assert_eq!(decode_layer(&"ab".repeat(31)), None);
-        assert_eq!(decode_layer(&"g0".repeat(32)), None);
-        assert_eq!(decode_layer(""), None);
     }
 }

@@ -40,7 +40,9 @@ use crate::http::range::{
 use crate::http::sniff::{sniff_content_type, SNIFF_LEN};
 use crate::metrics;
 use crate::piece::PieceCid;
-use crate::upload::manifest::{Manifest, FORMAT as MANIFEST_FORMAT, MAX_MANIFEST_BYTES};
+use crate::upload::manifest::{
+    decode_layer, Manifest, FORMAT as MANIFEST_FORMAT, MAX_MANIFEST_BYTES,
+};
 use crate::upstream::UpstreamError;
 
 /// `Cache-Control` of every piece response: the bytes are content-addressed.
@@ -366,8 +368,10 @@ async fn load_manifest(
             let added = PieceCid::parse(&p.cid)
                 .map_err(|e| e.to_string())
                 .and_then(|c| {
+                    let nodes = decode_layer(&p.layer)
+                        .ok_or("the layer is not hex-encoded 32-byte roots")?;
                     cache
-                        .add_layer(&c, manifest.window, &p.layer)
+                        .add_layer(&c, manifest.window, &nodes)
                         .map_err(|e| e.to_string())
                 });
             if let Err(e) = added {

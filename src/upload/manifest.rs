@@ -19,6 +19,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::http::range::ByteRange;
+use crate::piece::commp::Node;
 use crate::piece::{CidVersion, PieceCid};
 
 /// The `format` value of every manifest.
@@ -156,6 +157,37 @@ impl Manifest {
     }
 }
 
+/// A layer as a manifest writes it: each 32-byte root as 64 lowercase hex
+/// digits, concatenated.
+pub fn encode_layer(nodes: &[Node]) -> String {
+    let mut s = String::with_capacity(nodes.len() * 64);
+    for node in nodes {
+        for b in node {
+            s.push_str(&format!("{b:02x}"));
+        }
+    }
+    s
+}
+
+/// The roots of a manifest's layer; `None` unless it is whole roots of hex.
+pub fn decode_layer(hex: &str) -> Option<Vec<Node>> {
+    let bytes = hex.as_bytes();
+    if bytes.is_empty() || !bytes.len().is_multiple_of(64) {
+        return None;
+    }
+    let digit = |c: u8| char::from(c).to_digit(16).map(|d| d as u8);
+    bytes
+        .chunks(64)
+        .map(|node| {
+            let mut out = [0u8; 32];
+            for (o, pair) in out.iter_mut().zip(node.chunks(2)) {
+                *o = digit(pair[0])? << 4 | digit(pair[1])?;
+            }
+            Some(out)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,5 +272,16 @@ mod tests {
             Manifest::parse(b"\x00\x01 not json"),
             Err(ManifestError::NotAManifest(_))
         ));
+    }
+
+    #[test]
+    fn layers_round_trip_through_hex_exactly() {
+        let nodes = vec![[0xab; 32], [0x01; 32]];
+        assert_eq!(decode_layer(&encode_layer(&nodes)), Some(nodes));
+        assert_eq!(encode_layer(&[[0xab; 32]]), "ab".repeat(32));
+        assert_eq!(decode_layer(&"AB".repeat(32)), Some(vec![[0xab; 32]]));
+        assert_eq!(decode_layer(&"ab".repeat(31)), None);
+        assert_eq!(decode_layer(&"g0".repeat(32)), None);
+        assert_eq!(decode_layer(""), None);
     }
 }

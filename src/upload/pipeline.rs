@@ -20,7 +20,7 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use tokio::sync::mpsc;
 
-use super::manifest::{Manifest, ManifestPiece, FORMAT, VERSION};
+use super::manifest::{encode_layer, Manifest, ManifestPiece, FORMAT, VERSION};
 use super::sp::{SpClient, SpError, UploadOptions, MAX_UPLOAD_SIZE, MIN_UPLOAD_SIZE};
 use crate::http::sniff::{sniff_content_type, SNIFF_LEN};
 use crate::piece::PieceCid;
@@ -202,7 +202,11 @@ where
             .map_err(|e| UploadError::Invalid(format!("upload task failed: {e}")))?;
         result?;
         let outcome = outcome?;
-        let layer = outcome.layer.as_deref().map(hex_layer).unwrap_or_default();
+        let layer = outcome
+            .layer
+            .as_deref()
+            .map(encode_layer)
+            .unwrap_or_default();
         pieces.push((
             UploadedPiece {
                 cid: outcome.piece_cid,
@@ -327,14 +331,4 @@ where
 async fn abort(tx: &mpsc::Sender<io::Result<Bytes>>, e: UploadError) -> UploadError {
     let _ = tx.send(Err(io::Error::other(e.to_string()))).await;
     e
-}
-
-fn hex_layer(layer: &[[u8; 32]]) -> String {
-    let mut s = String::with_capacity(layer.len() * 64);
-    for node in layer {
-        for b in node {
-            s.push_str(&format!("{b:02x}"));
-        }
-    }
-    s
 }

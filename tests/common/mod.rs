@@ -576,7 +576,7 @@ pub fn publish_asset(
     content_type: &str,
 ) -> String {
     use beam_edge::piece::commp::{commp_of, CommP};
-    use beam_edge::upload::manifest::{Manifest, ManifestPiece, FORMAT, VERSION};
+    use beam_edge::upload::manifest::{encode_layer, Manifest, ManifestPiece, FORMAT, VERSION};
     // Layers of 1 MiB windows, as an upload with the default window writes.
     let pieces: Vec<ManifestPiece> = data
         .chunks(piece_size)
@@ -589,10 +589,7 @@ pub fn publish_asset(
             ManifestPiece {
                 cid,
                 size: chunk.len() as u64,
-                layer: layer
-                    .iter()
-                    .flat_map(|n| n.iter().map(|b| format!("{b:02x}")))
-                    .collect(),
+                layer: encode_layer(&layer),
             }
         })
         .collect();
