@@ -154,13 +154,6 @@ impl Fill {
         self.bump();
     }
 
-    /// Marks the fill complete and returns the whole window.
-    pub fn finish(&self) -> Bytes {
-        let whole = self.assemble();
-        self.finish_with(whole.clone());
-        whole
-    }
-
     /// Ends the fill with an error; readers see it after the chunks they have not read yet.
     pub fn fail(&self, e: CacheError) {
         {
@@ -297,6 +290,13 @@ mod tests {
         WindowKey::new("bafkzcibtest", 0)
     }
 
+    /// Completes `f` as the cache does, returning the window.
+    fn finish(f: &Fill) -> Bytes {
+        let whole = f.assemble();
+        f.finish_with(whole.clone());
+        whole
+    }
+
     #[tokio::test]
     async fn readers_stream_chunks_as_they_arrive() {
         let f = Fill::new(key(), 6, false);
@@ -307,7 +307,7 @@ mod tests {
         let pusher = tokio::spawn(async move {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
             f2.push(Bytes::from_static(b"def"));
-            f2.finish()
+            finish(&f2)
         });
         assert_eq!(early.next().await.unwrap().unwrap(), "def");
         assert_eq!(pusher.await.unwrap(), "abcdef");
@@ -322,7 +322,7 @@ mod tests {
         g.push(Bytes::from_static(b"ab"));
         assert_eq!(mid.next().await.unwrap().unwrap(), "ab");
         g.push(Bytes::from_static(b"cdef"));
-        g.finish();
+        finish(&g);
         assert_eq!(mid.next().await.unwrap().unwrap(), "cdef");
         assert_eq!(mid.next().await.unwrap(), None);
     }

@@ -888,7 +888,15 @@ impl Inner {
                             let skip = usize::try_from((start - offset).min(chunk.len() as u64))
                                 .unwrap_or(0);
                             let head = chunk.split_to(skip);
-                            self.cache_prefix(piece, offset, &head, first.start, &mut prefix);
+                            let check = fills[0].check.as_ref();
+                            self.cache_prefix(
+                                piece,
+                                check,
+                                offset,
+                                &head,
+                                first.start,
+                                &mut prefix,
+                            );
                             offset += skip as u64;
                             if chunk.is_empty() {
                                 continue;
@@ -943,10 +951,12 @@ impl Inner {
     }
 
     /// Caches whole windows that lie before `run_start`, from a whole-piece
-    /// body read from byte 0. `prefix` accumulates the current window.
+    /// body read from byte 0, once they pass `check` (the run's). `prefix`
+    /// accumulates the current window.
     fn cache_prefix(
         self: &Arc<Self>,
         piece: &Piece,
+        check: Option<&PieceCheck>,
         offset: u64,
         data: &[u8],
         run_start: u64,
@@ -968,8 +978,9 @@ impl Inner {
                 let key = WindowKey::new(piece.cid.clone(), idx);
                 let bytes = std::mem::take(prefix).freeze();
                 if bytes.len() as u64 == span.len() && !self.is_cached(&key) {
-                    // Checked inline: at most max_skip of windows, once.
-                    let checked = self.check_for(piece).map(|c| {
+                    // Checked as the run's windows are (one decision per
+                    // run), inline: at most max_skip of windows, once.
+                    let checked = check.map(|c| {
                         let verdict = c.check(idx, &bytes, self.settings.window_padded);
                         count_check(&key, &verdict);
                         verdict.is_ok()
