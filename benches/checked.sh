@@ -20,24 +20,7 @@ UPSTREAM_BIN=target/release/examples/bench_upstream
 [ -x "$BIN" ] || { echo "build first: cargo build --release" >&2; exit 1; }
 [ -x "$UPSTREAM_BIN" ] || cargo build --release --example bench_upstream >&2
 
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_http() { # url: up to 10 s
-  for _ in $(seq 100); do curl -sf -o /dev/null "$1" && return 0; sleep 0.1; done
-  echo "no answer from $1" >&2; exit 1
-}
-metric() { # port 'name{labels}' -> value (0 when absent)
-  curl -sf "http://127.0.0.1:$1/metrics" | awk -v m="$2" '$1==m {v=$2} END {printf "%.0f\n", v+0}'
-}
+. benches/lib.sh   # WORK, PIDS, free_port, wait_http, metric
 
 # The piece (AES-CTR keystream: incompressible, deterministic), its layer of
 # 1 MiB windows, and a manifest naming it.

@@ -39,19 +39,10 @@ NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 [ -x "$NGINX" ] || { echo "needs nginx: apt-get install nginx-light" >&2; exit 1; }
 "$NGINX" -V 2>&1 | grep -q http_slice_module || { echo "nginx lacks the slice module" >&2; exit 1; }
 
-WORK=$(mktemp -d)
+. benches/lib.sh   # WORK, PIDS, free_port, wait_http, metric
 chmod 755 "$WORK"   # nginx workers run as nobody
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
 log() { echo "# $*" >&2; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 calc() { python3 -c "print($1)"; }
 PAYER=0x00000000000000000000000000000000000000aa
 WINDOW=1040384   # raw bytes of a 1 MiB (padded) window
@@ -77,10 +68,6 @@ PLAY=$(make_piece "$PLAY_MIB" 2); PLAY_SIZE=$((PLAY_MIB * 1024 * 1024))
 if [ $HOT_ONLY = 0 ]; then BIG=$(make_piece "$BIG_MIB" 3); fi; BIG_SIZE=$((BIG_MIB * 1024 * 1024))
 chmod -R a+rX "$WORK"
 
-wait_http() { # url: up to 10 s
-  for _ in $(seq 100); do curl -sf -o /dev/null "$1" && return 0; sleep 0.1; done
-  echo "no answer from $1" >&2; exit 1
-}
 
 # The upstreams: one fast, one like a distant CDN (for the playback test).
 UP=$(free_port)
@@ -108,9 +95,6 @@ YML
   wait_http "http://127.0.0.1:$EDGE/healthz"
 }
 stop_edge() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
-metric() { # port 'name{labels}' -> value (0 when absent)
-  curl -sf "http://127.0.0.1:$1/metrics" | awk -v m="$2" '$1==m {v=$2} END {printf "%.0f\n", v+0}'
-}
 upstream_bytes() { metric "$1" 'beam_edge_upstream_bytes_total{upstream="beam"}'; }
 full_read() { # port cid out -> "status bytes"
   curl -s --max-time 300 -o "$3" -w '%{http_code} %{size_download}' "http://127.0.0.1:$1/piece/$2"

@@ -16,12 +16,7 @@ command -v wrk >/dev/null || { echo "needs wrk: apt-get install wrk" >&2; exit 1
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 [ -x "$NGINX" ] || { echo "needs nginx: apt-get install nginx-light" >&2; exit 1; }
 
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. benches/lib.sh   # WORK, PIDS, free_port
 PAYER=0x00000000000000000000000000000000000000aa
 SIZE=$((64 * 1024 * 1024))
 head -c "$SIZE" /dev/urandom > "$WORK/piece.bin"
