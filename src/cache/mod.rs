@@ -1267,6 +1267,22 @@ impl RangeReader {
         inner.start_run(&self.piece, run, None);
     }
 
+    /// Reads `slice` from `fill`, which another reader or read-ahead started:
+    /// a coalesced waiter. The rest of this reader's range gets a run of its own.
+    fn join(&mut self, fill: Arc<Fill>, slice: WindowSlice) -> Current {
+        metrics::COALESCED.inc();
+        self.inner.note_read(&fill.key);
+        self.interests
+            .entry(slice.index)
+            .or_insert_with(|| fill.interest());
+        self.plan_ahead(slice.index + 1);
+        Current::Filling {
+            reader: fill.reader(),
+            pos: 0,
+            slice,
+        }
+    }
+
     async fn locate(&mut self, slice: WindowSlice) -> Current {
         let inner = self.inner.clone();
         let key = WindowKey::new(self.piece.cid.clone(), slice.index);
@@ -1301,19 +1317,7 @@ impl RangeReader {
         }
         let joined = inner.lock_fills().get(&key).cloned();
         if let Some(fill) = joined {
-            metrics::COALESCED.inc();
-            inner.note_read(&key);
-            self.interests
-                .entry(slice.index)
-                .or_insert_with(|| fill.interest());
-            // Someone else fetches this window; the rest of this reader's
-            // range gets a run of its own.
-            self.plan_ahead(slice.index + 1);
-            return Current::Filling {
-                reader: fill.reader(),
-                pos: 0,
-                slice,
-            };
+            return self.join(fill, slice);
         }
         if let Some(d) = inner.disk.clone().filter(|d| d.contains(&key)) {
             // A slice of the whole window reads it all and promotes it to
@@ -1375,12 +1379,7 @@ impl RangeReader {
             Some(f) => f.clone(),
             None => match inner.lock_fills().get(&key).cloned() {
                 // Someone registered it between our look and the plan: join theirs.
-                Some(f) => {
-                    self.interests
-                        .entry(slice.index)
-                        .or_insert_with(|| f.interest());
-                    f
-                }
+                Some(f) => return self.join(f, slice),
                 None => {
                     // Registered and finished between our look and the plan:
                     // look again.
