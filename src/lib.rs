@@ -7,10 +7,12 @@
 pub mod admin;
 pub mod cache;
 pub mod config;
+pub mod download;
 pub mod edge;
 pub mod http;
 pub mod metrics;
 pub mod piece;
+pub mod progress;
 pub mod server;
 pub mod upload;
 pub mod upstream;

@@ -1,4 +1,4 @@
-//! The `beam-edge` command line: `serve`, `check-config`, `piece-cid`.
+//! The `beam-edge` command line: `serve`, `check-config`, `piece-cid`, `upload`, `wallet`, `get`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -82,6 +82,37 @@ enum Command {
         /// mainnet or calibration (upstream.network).
         #[arg(long)]
         network: Option<String>,
+    },
+    /// Download a piece or an asset (PieceCID, asset id or URL) through an
+    /// edge, from a provider or from Beam, checked against its PieceCID
+    /// before it is put in place; resumes FILE.part.
+    Get {
+        /// A PieceCID, an asset id, or an http(s) URL (…/piece/<cid>, …/asset/<id>, Beam's …/<cid>).
+        target: String,
+        /// Output file (default: the asset's file name, or the CID).
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        /// Download through this edge (e.g. http://edge:8080): its /piece/<cid>.
+        #[arg(long, value_name = "URL")]
+        edge: Option<String>,
+        /// Download from this storage provider's service URL: its /piece/<cid>.
+        #[arg(long, value_name = "URL")]
+        provider: Option<String>,
+        /// Payer wallet address, to download from Beam (upstream.payer).
+        #[arg(long)]
+        payer: Option<String>,
+        /// mainnet or calibration (upstream.network).
+        #[arg(long)]
+        network: Option<String>,
+        /// YAML config file (its upstream section names Beam).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Ranged requests at once (1-64).
+        #[arg(long, short = 'j', default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+        jobs: u16,
+        /// Download a bare CID as a piece even when it is an asset manifest.
+        #[arg(long)]
+        piece: bool,
     },
     /// Print the PieceCID of files ("<cid>  <file>" per line; "-" reads standard input).
     PieceCid {
@@ -198,6 +229,47 @@ fn main() -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("beam-edge upload: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Command::Get {
+            target,
+            output,
+            edge,
+            provider,
+            payer,
+            network,
+            config,
+            jobs,
+            piece,
+        } => {
+            let overrides = Overrides {
+                payer,
+                network,
+                ..Overrides::default()
+            };
+            let cfg = match load_validated(config.as_deref(), &overrides) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let options = beam_edge::download::GetOptions {
+                target,
+                output,
+                edge,
+                provider,
+                beam: cfg.beam_base_url(),
+                jobs: usize::from(jobs),
+                piece_only: piece,
+                hash_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            };
+            match beam_edge::download::get_command(&options) {
+                Ok(path) => {
+                    println!("{}", path.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("beam-edge get: {e}");
                     ExitCode::from(1)
                 }
             }

@@ -7,11 +7,8 @@
 //! balances, its FilecoinPay funds and whether FWSS is an approved operator,
 //! with what to do when something is missing.
 
-use std::io::{IsTerminal, Write};
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use tokio::io::AsyncReadExt;
@@ -19,6 +16,7 @@ use tokio::io::AsyncReadExt;
 use super::chain::{load_signer, ChainReader};
 use super::publish::{chain_network, PublishSettings, Publisher};
 use crate::config::Config;
+use crate::progress::Progress;
 
 fn rpc_url(cfg: &Config) -> String {
     cfg.upload
@@ -185,73 +183,4 @@ pub fn wallet_command(cfg: &Config) -> Result<bool, String> {
         }
         Ok(problems.is_empty())
     })
-}
-
-/// A progress line on standard error.
-#[derive(Clone)]
-struct Progress {
-    total: u64,
-    sent: Arc<AtomicU64>,
-    started: Instant,
-    last: Arc<Mutex<Instant>>,
-    tty: bool,
-}
-
-impl Progress {
-    fn new(total: u64) -> Progress {
-        let now = Instant::now();
-        Progress {
-            total,
-            sent: Arc::new(AtomicU64::new(0)),
-            started: now,
-            last: Arc::new(Mutex::new(now)),
-            tty: std::io::stderr().is_terminal(),
-        }
-    }
-
-    fn line(&self) -> String {
-        let sent = self.sent.load(Ordering::Relaxed);
-        let secs = self.started.elapsed().as_secs_f64().max(1e-3);
-        let rate = sent as f64 / secs;
-        let eta = if rate > 0.0 && self.total > sent {
-            (self.total - sent) as f64 / rate
-        } else {
-            0.0
-        };
-        format!(
-            "{:.1} / {:.1} MB  {:.1} MB/s  ETA {:.0} s",
-            sent as f64 / 1e6,
-            self.total as f64 / 1e6,
-            rate / 1e6,
-            eta
-        )
-    }
-
-    fn update(&self, sent: u64) {
-        self.sent.store(sent, Ordering::Relaxed);
-        let every = if self.tty {
-            Duration::from_millis(200)
-        } else {
-            Duration::from_secs(5)
-        };
-        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
-        if last.elapsed() >= every {
-            *last = Instant::now();
-            let mut err = std::io::stderr();
-            if self.tty {
-                let _ = write!(err, "\r{}   ", self.line());
-            } else {
-                let _ = writeln!(err, "{}", self.line());
-            }
-        }
-    }
-
-    fn finish(&self) {
-        let mut err = std::io::stderr();
-        if self.tty {
-            let _ = writeln!(err, "\r{}   ", self.line());
-        } else {
-            let _ = writeln!(err, "{}", self.line());
-        }
-    }
 }
