@@ -199,6 +199,33 @@ pub static CACHE_ENTRIES: Lazy<IntGaugeVec> = Lazy::new(|| {
     .expect("metric registers")
 });
 
+/// Budget of each cache tier in bytes (set once at start), so that
+/// `beam_edge_cache_bytes / beam_edge_cache_budget_bytes` says how full a
+/// tier is (the disk-tier-full alert in `deploy/prometheus/rules.yml`).
+pub static CACHE_BUDGET_BYTES: Lazy<IntGaugeVec> = Lazy::new(|| {
+    #[allow(clippy::expect_used)]
+    register_int_gauge_vec!(
+        "beam_edge_cache_budget_bytes",
+        "Budget of each cache tier in bytes (cache.memory, cache.disk.size).",
+        &["tier"]
+    )
+    .expect("metric registers")
+});
+
+/// Publishes the tiers' budgets (`disk`: `None` when the tier is off, and
+/// then no series, so a "disk full" ratio has nothing to divide).
+pub fn publish_cache_budgets(memory: u64, disk: Option<u64>) {
+    let set = |tier: &str, bytes: u64| {
+        CACHE_BUDGET_BYTES
+            .with_label_values(&[tier])
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+    };
+    set("memory", memory);
+    if let Some(d) = disk {
+        set("disk", d);
+    }
+}
+
 /// Upstream fallbacks: `reason` (`full_body`: Beam sent the whole piece for
 /// a deep range; `error`: Beam failed) and `target` (`provider`, `beam_retry`).
 pub static FALLBACKS: Lazy<IntCounterVec> = Lazy::new(|| {
@@ -241,6 +268,20 @@ pub fn init() {
     Lazy::force(&SEEK_TTFB);
     for result in ["ok", "mismatch"] {
         WINDOW_CHECKS.with_label_values(&[result]);
+    }
+    Lazy::force(&CACHE_BUDGET_BYTES);
+    // Series that ratios and sums divide or add up start at 0, so that a
+    // panel or rule has a series (and a first sample to take a rate from)
+    // before the first event: a byte hit ratio over an idle tier is 0, not
+    // missing, and an abort counter with no abort yet reads 0.
+    for source in ["memory", "disk", "upstream"] {
+        SERVED_BYTES.with_label_values(&[source]);
+    }
+    for reason in ["upstream", "client"] {
+        ABORTS.with_label_values(&[reason]);
+    }
+    for result in ["issued", "used", "wasted", "skipped"] {
+        PREFETCH.with_label_values(&[result]);
     }
 }
 

@@ -71,6 +71,11 @@ impl EdgeState {
                 config.cache.disk.path.display()
             )
         })?;
+        let budgets = cache.stats();
+        crate::metrics::publish_cache_budgets(
+            budgets.memory.budget,
+            budgets.disk.map(|d| d.budget),
+        );
         let meta = PieceMetaStore::new(100_000);
         for (cid, rec) in cache.persisted_meta() {
             meta.update(
