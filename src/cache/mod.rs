@@ -22,6 +22,13 @@
 //! Nothing here knows about HTTP sessions: `edge` turns chunks into
 //! responses. Pieces are immutable, so nothing expires; tiers evict by
 //! their byte budgets.
+//!
+//! Files: this one holds the [`WindowCache`] API, the public types and the
+//! tiers' composition; `reader` (where each slice comes from), `plan`
+//! (registering runs of fills, read-ahead), `run` (one upstream request per
+//! run, retries), `providers` (which upstream answers, provider fallback),
+//! `beam_prefix` (windows before the range in a whole-piece 200), `store`
+//! (completing a fill: check, readers, tiers).
 
 pub mod disk;
 pub mod fill;
