@@ -19,8 +19,8 @@ cd "$(dirname "$0")/.."
 
 MIB=${1:-256}
 RATE=${RATE:-20MB/s}
-BIN=target/release/beam-edge
-UPSTREAM_BIN=target/release/examples/bench_upstream
+BIN=${BIN:-target/release/beam-edge}
+UPSTREAM_BIN=${UPSTREAM_BIN:-target/release/examples/bench_upstream}
 [ -x "$BIN" ] || { echo "build first: cargo build --release" >&2; exit 1; }
 [ -x "$UPSTREAM_BIN" ] || cargo build --release --example bench_upstream >&2
 command -v aria2c >/dev/null || { echo "aria2c is missing: apt-get install aria2" >&2; exit 1; }

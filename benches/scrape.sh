@@ -11,8 +11,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-BIN=target/release/beam-edge
-UPSTREAM_BIN=target/release/examples/bench_upstream
+BIN=${BIN:-target/release/beam-edge}
+UPSTREAM_BIN=${UPSTREAM_BIN:-target/release/examples/bench_upstream}
 [ -x "$BIN" ] || { echo "build first: cargo build --release" >&2; exit 1; }
 [ -x "$UPSTREAM_BIN" ] || cargo build --release --example bench_upstream >&2
 
