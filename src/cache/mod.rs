@@ -78,6 +78,8 @@ pub struct CacheSettings {
     pub retries: u32,
     /// Storage-provider service URLs, tried in turn as fallbacks.
     pub providers: Vec<String>,
+    /// Chain-resolved providers (tried after `providers`) and 429 backoffs.
+    pub pool: crate::upstream::resolve::ProviderPool,
     /// How long a reader that read its whole range keeps its read-ahead alive
     /// (players read in consecutive ranges).
     pub prefetch_linger: Duration,
@@ -1024,7 +1026,7 @@ impl Inner {
                     Ok(b) if !b.whole_piece() => Ok((b, false)),
                     Ok(_) => Err(UpstreamError::BadResponse(format!(
                         "Beam answered a range starting at byte {} with the whole piece and no storage provider \
-                         could serve it (set upstream.providers)",
+                         could serve it (set upstream.providers or upstream.resolve_providers)",
                         range.start
                     ))),
                     Err(e) => Err(e),
@@ -1037,24 +1039,38 @@ impl Inner {
         }
     }
 
+    /// Asks the static providers, then the chain-resolved holders of the
+    /// piece, skipping providers backing off after a 429
+    /// (`upstream::resolve`).
     async fn try_providers(
         &self,
         piece: &Piece,
         range: ByteRange,
         reason: &str,
     ) -> Option<UpstreamBody> {
-        for p in &self.settings.providers {
-            metrics::FALLBACKS
-                .with_label_values(&[reason, "provider"])
-                .inc();
-            match self
-                .upstream
-                .fetch_from(Origin::Provider(p), &piece.cid, range, Some(piece.size))
-                .await
-            {
-                Ok(b) if !b.whole_piece() || range.start == 0 => return Some(b),
-                Ok(_) => log::warn!("provider {p} ignored Range for {}", piece.cid),
-                Err(e) => log::warn!("provider {p} failed for {}: {e}", piece.cid),
+        let pool = &self.settings.pool;
+        let mut tried: Vec<String> = Vec::new();
+        for chain in [false, true] {
+            let candidates = if chain {
+                pool.resolved(&piece.cid, &tried).await
+            } else {
+                pool.usable(&self.settings.providers)
+            };
+            for p in candidates {
+                metrics::FALLBACKS
+                    .with_label_values(&[reason, "provider"])
+                    .inc();
+                match self
+                    .upstream
+                    .fetch_from(Origin::Provider(&p), &piece.cid, range, Some(piece.size))
+                    .await
+                {
+                    Ok(b) if !b.whole_piece() || range.start == 0 => return Some(b),
+                    Ok(_) => log::warn!("provider {p} ignored Range for {}", piece.cid),
+                    Err(UpstreamError::Status(429)) => pool.mark_busy(&p),
+                    Err(e) => log::warn!("provider {p} failed for {}: {e}", piece.cid),
+                }
+                tried.push(p);
             }
         }
         None
