@@ -1025,4 +1025,52 @@ mod tests {
         assert_eq!(e.path, "upstream.network");
         assert_eq!(e.source_name, "command line");
     }
+
+    #[test]
+    fn provider_resolution_keys_are_checked_and_name_their_key() {
+        let c = Config::from_yaml(DEFAULT_CONFIG_YAML, "embedded").unwrap();
+        assert!(!c.upstream.resolve_providers);
+        assert_eq!(c.upstream.rpc_url, None);
+        assert_eq!(c.upstream.resolve_ttl.0, Duration::from_secs(600));
+        assert_eq!(c.upstream.provider_backoff.0, Duration::from_secs(10));
+        // One endpoint for both when only upload.rpc_url is set.
+        assert_eq!(
+            resolve_rpc_url(&c),
+            "https://api.calibration.node.glif.io/rpc/v1"
+        );
+        let mut u = c.clone();
+        u.upload.rpc_url = Some("http://127.0.0.1:1/rpc".into());
+        assert_eq!(resolve_rpc_url(&u), "http://127.0.0.1:1/rpc");
+        u.upstream.rpc_url = Some("http://127.0.0.1:2/rpc".into());
+        assert_eq!(resolve_rpc_url(&u), "http://127.0.0.1:2/rpc");
+
+        let bad = |yaml: &str| {
+            Config::from_yaml(yaml, "t")
+                .and_then(|c| c.validate("t").map(|_| c))
+                .unwrap_err()
+                .path
+        };
+        assert_eq!(
+            bad("upstream:\n  resolve_providers: true\n"),
+            "upstream.resolve_providers"
+        );
+        assert_eq!(
+            bad("upstream:\n  rpc_url: \"ftp://x\"\n"),
+            "upstream.rpc_url"
+        );
+        assert_eq!(
+            bad("upstream:\n  resolve_ttl: 0s\n"),
+            "upstream.resolve_ttl"
+        );
+        assert_eq!(
+            bad("upstream:\n  provider_backoff: 2h\n"),
+            "upstream.provider_backoff"
+        );
+        let ok = Config::from_yaml(
+            "upstream:\n  payer: \"0x00000000000000000000000000000000000000aa\"\n  resolve_providers: true\n",
+            "t",
+        )
+        .unwrap();
+        assert!(ok.validate("t").is_ok());
+    }
 }
