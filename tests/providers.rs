@@ -278,6 +278,15 @@ fn a_busy_provider_is_skipped_and_the_next_one_serves() {
             good.url()
         ),
     ));
+    // A HEAD learns the content type from the piece's first bytes: with
+    // Beam failing, through the providers too.
+    let (status, headers, _) =
+        raw_request(edge.public, "HEAD", &format!("/piece/{cid}"), &[]).unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(
+        headers.get("content-type").map(String::as_str),
+        Some("video/mp4")
+    );
     let (status, _, body) = get_piece(&edge, &cid);
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     assert!(body == data);

@@ -108,6 +108,8 @@ struct PieceEntry {
     /// The directory the holders were probed from was a last known copy
     /// because the chain read failed (the error).
     chain_error: Option<String>,
+    /// No provider list was ever read: nothing could be probed.
+    failed: bool,
     refreshing: bool,
 }
 
@@ -151,7 +153,8 @@ pub struct ResolutionStatus {
     /// When the holders were probed (RFC 3339, UTC).
     pub resolved_at: String,
     /// `chain`: probed from a fresh chain read; `chain_cached`: the RPC
-    /// failed and the last known provider list was used.
+    /// failed and the last known provider list was used; `failed`: the RPC
+    /// failed and no provider list was ever read (nothing was probed).
     pub source: &'static str,
     /// True once the answer is older than its TTL (a refresh is due or running).
     pub stale: bool,
@@ -248,10 +251,10 @@ impl ChainResolver {
         Some(ResolutionStatus {
             holders: entry.holders.clone(),
             resolved_at: rfc3339(entry.resolved_at),
-            source: if entry.chain_error.is_some() {
-                "chain_cached"
-            } else {
-                "chain"
+            source: match (entry.failed, &entry.chain_error) {
+                (true, _) => "failed",
+                (false, Some(_)) => "chain_cached",
+                (false, None) => "chain",
             },
             stale: entry.fresh_until <= Instant::now(),
             chain_error: entry.chain_error.clone(),
@@ -272,7 +275,7 @@ impl ResolverInner {
                     .inc();
                 // Nothing known: remember that briefly, so that requests do
                 // not each wait on a dead RPC.
-                self.store(&cid, Vec::new(), Some(e), NEGATIVE_TTL);
+                self.store(&cid, Vec::new(), Some(e), NEGATIVE_TTL, true);
                 if let Some(tx) = flight {
                     tx.send_modify(|s| s.done = true);
                 }
@@ -324,22 +327,29 @@ impl ResolverInner {
                 .map(|e| format!("; last known list, the RPC failed: {e}"))
                 .unwrap_or_default()
         );
-        self.store(&cid, holders, chain_error, ttl);
+        self.store(&cid, holders, chain_error, ttl, false);
         if let Some(tx) = flight {
             tx.send_modify(|s| s.done = true);
         }
         lock(&self.flights).remove(&cid);
     }
 
-    fn store(&self, cid: &str, holders: Vec<String>, chain_error: Option<String>, ttl: Duration) {
+    fn store(
+        &self,
+        cid: &str,
+        holders: Vec<String>,
+        chain_error: Option<String>,
+        ttl: Duration,
+        failed: bool,
+    ) {
         let mut pieces = lock(&self.pieces);
         if pieces.len() >= MAX_PIECES && !pieces.contains_key(cid) {
             pieces.clear();
         }
-        // A failed refresh keeps the holders it cannot replace.
-        let holders = match pieces.get(cid) {
-            Some(old) if holders.is_empty() && chain_error.is_some() => old.holders.clone(),
-            _ => holders,
+        // A refresh that could probe nothing keeps the holders it cannot replace.
+        let (holders, failed) = match pieces.get(cid) {
+            Some(old) if failed => (old.holders.clone(), old.failed),
+            _ => (holders, failed),
         };
         pieces.insert(
             cid.to_string(),
@@ -348,6 +358,7 @@ impl ResolverInner {
                 resolved_at: SystemTime::now(),
                 fresh_until: Instant::now() + ttl,
                 chain_error,
+                failed,
                 refreshing: false,
             },
         );
