@@ -396,3 +396,76 @@ fn beam_errors_with_a_one_year_cache_control_reach_the_client_as_no_store() {
         assert_eq!(status["disk"], serde_json::json!([]));
     }
 }
+
+#[test]
+fn static_providers_come_first_and_a_dead_rpc_is_a_clear_failure() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let data = mp4_like(150_000, 95);
+    let cid = cid_of(&data);
+    let beam = MockBeam::start();
+    beam.set_fault(Fault::Status(404));
+    let configured = MockSp::start();
+    configured.add_piece(&cid, data.clone());
+    let on_chain = MockSp::start();
+    on_chain.add_piece(&cid, data.clone());
+    let rpc = mock_chain(
+        &rt,
+        vec![MockDataSet {
+            id: 1,
+            provider_id: 1,
+            service_url: on_chain.url(),
+            pdp_end_epoch: 0,
+        }],
+    );
+
+    // A static provider that serves: the chain is never asked.
+    let edge = EdgeProcess::start(&beam_upstream(
+        &beam,
+        &format!(
+            "  providers: [\"{}\"]\n  resolve_providers: true\n  rpc_url: \"{}\"\n  retries: 0\n",
+            configured.url(),
+            rpc.url()
+        ),
+    ));
+    let (status, _, body) = get_piece(&edge, &cid);
+    assert_eq!(status, 200);
+    assert!(body == data);
+    assert!(rpc.log().is_empty(), "{:?}", rpc.log());
+    assert!(on_chain.requests().is_empty());
+    assert_eq!(
+        admin_piece(&edge, &cid)["providers"]["resolved"],
+        Value::Null
+    );
+    drop(edge);
+
+    // The RPC is down from the start and nothing is configured: Beam's own
+    // answer, and the admin API says why no provider was asked.
+    rpc.set_down(true);
+    let edge = EdgeProcess::start(&beam_upstream(
+        &beam,
+        &format!(
+            "  resolve_providers: true\n  rpc_url: \"{}\"\n  retries: 0\n",
+            rpc.url()
+        ),
+    ));
+    let (status, headers, _) = get_piece(&edge, &cid);
+    assert_eq!(status, 404);
+    assert_eq!(
+        headers.get("cache-control").map(String::as_str),
+        Some("no-store")
+    );
+    let resolved = admin_piece(&edge, &cid)["providers"]["resolved"].clone();
+    assert_eq!(resolved["source"], "failed", "{resolved}");
+    assert_eq!(resolved["holders"], serde_json::json!([]));
+    assert!(resolved["chain_error"]
+        .as_str()
+        .is_some_and(|e| !e.is_empty()));
+    let m = edge.metrics_text();
+    assert!(
+        metric_value(
+            &m,
+            "beam_edge_provider_resolutions_total{outcome=\"failed\"}"
+        ) >= 1.0
+    );
+    assert!(on_chain.requests().is_empty());
+}
