@@ -15,6 +15,7 @@
 //! aborts the connection (never a clean end of a short body), via
 //! [`ProxyHttp::fail_to_proxy`] which writes nothing once a header is out.
 
+pub mod limits;
 pub mod piece;
 pub mod player;
 
@@ -350,6 +351,7 @@ impl ProxyHttp for EdgeService {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        limits::apply(session);
         let path = session.req_header().uri.path().to_string();
         let method = session.req_header().method.clone();
         let get_or_head = method == http::Method::GET || method == http::Method::HEAD;
