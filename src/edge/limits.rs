@@ -4,7 +4,8 @@
 //! What it is: the few bounds Pingora 0.9 leaves open for a proxy service
 //! (an HTTP/1.1 keep-alive connection idles forever between requests; a
 //! response write waits forever on a client that stops reading), set on each
-//! session in `request_filter`, plus the open-files limit raised at start-up.
+//! session in `request_filter` from `server.keepalive_timeout` and
+//! `server.send_timeout`, plus the open-files limit raised at start-up.
 //! What it is not: a rate limiter or a connection cap; those belong in front
 //! of the edge (a load balancer), not in it.
 //!
@@ -29,27 +30,42 @@ use std::time::Duration;
 
 use pingora::proxy::Session;
 
-/// How long a kept-alive connection may sit idle between two requests (and
+/// Default of `server.keepalive_timeout`: how long a kept-alive connection
+/// may sit idle between two requests (and
 /// between two reads of the next request's header). Pingora's default for
 /// HTTP/1.1 is no limit. 60 s is what nginx's `keepalive_timeout` ships with
 /// (75 s) rounded down, and the timeout Pingora's own `HttpServer` apps (our
 /// admin and metrics listeners) use.
 pub const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
 
-/// How long one response write may wait for the client to take bytes
+/// Default of `server.send_timeout`: how long one response write may wait
+/// for the client to take bytes
 /// (nginx's `send_timeout` default). Pingora's default is no limit, so a
 /// client that stops reading held its connection, its task and the window it
 /// was reading forever. A player that pauses longer than this is cut and
 /// asks again with a Range on resume, which is what players do.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Applies the bounds above to one downstream session. Pingora carries the
-/// keep-alive setting across the requests of a connection.
-pub fn apply(session: &mut Session) {
-    // `set_keepalive` keeps a client's `Connection: close` (it only sets
-    // the timeout of connections that stay open).
-    session.set_keepalive(Some(KEEPALIVE_IDLE.as_secs()));
-    session.set_write_timeout(Some(SEND_TIMEOUT));
+/// The timeouts in force (`server.keepalive_timeout`, `server.send_timeout`;
+/// defaults [`KEEPALIVE_IDLE`] and [`SEND_TIMEOUT`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Idle time allowed between two requests of a kept-alive connection.
+    pub keepalive_idle: Duration,
+    /// Time one response write may wait for the client.
+    pub send_timeout: Duration,
+}
+
+impl ConnectionLimits {
+    /// Applies the bounds to one downstream session. Pingora carries the
+    /// keep-alive setting across the requests of a connection.
+    pub fn apply(&self, session: &mut Session) {
+        // `set_keepalive` keeps a client's `Connection: close` (it only sets
+        // the timeout of connections that stay open); whole seconds, and 0
+        // would mean no limit.
+        session.set_keepalive(Some(self.keepalive_idle.as_secs().max(1)));
+        session.set_write_timeout(Some(self.send_timeout));
+    }
 }
 
 /// Raises the soft open-files limit to the hard one. Each client connection
