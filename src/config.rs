@@ -560,7 +560,7 @@ impl Config {
 
     /// Checks every value; the first failure names its key.
     pub fn validate(&self, source_name: &str) -> Result<(), ConfigError> {
-        let checks: [Check; 9] = [
+        let checks: &[Check] = &[
             check_upload,
             check_provider_resolution,
             check_threads,
