@@ -289,6 +289,7 @@ impl AdminApp {
         let piece = Piece {
             cid: Arc::from(cid_str.as_str()),
             size,
+            beam_url: None,
         };
         self.state.cache.warm(&piece, wanted);
         let g = self.state.cache.geometry();

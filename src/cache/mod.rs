@@ -92,6 +92,20 @@ pub struct Piece {
     pub cid: Arc<str>,
     /// Size in bytes.
     pub size: u64,
+    /// The Beam base URL of the payer a request named (`/beam/<payer>/…`);
+    /// `None`: the configured `upstream.payer`'s. Not part of the cache key:
+    /// a fill started for one payer serves readers of every payer.
+    pub beam_url: Option<Arc<str>>,
+}
+
+impl Piece {
+    /// The Beam origin fills of this piece ask.
+    pub fn beam_origin(&self) -> Origin<'_> {
+        match &self.beam_url {
+            Some(url) => Origin::BeamAt(url),
+            None => Origin::Beam,
+        }
+    }
 }
 
 /// Where served bytes came from.
@@ -356,6 +370,7 @@ impl WindowCache {
             let piece = Piece {
                 cid: cid_arc.clone(),
                 size,
+                beam_url: None,
             };
             self.inner.check_for(&piece).map(|c| match c {
                 PieceCheck::Whole(_) => "cid",
@@ -1002,7 +1017,7 @@ impl Inner {
     ) -> Result<(UpstreamBody, bool), UpstreamError> {
         let beam = self
             .upstream
-            .fetch_from(Origin::Beam, &piece.cid, range, Some(piece.size))
+            .fetch_from(piece.beam_origin(), &piece.cid, range, Some(piece.size))
             .await;
         match beam {
             Ok(body) if !body.whole_piece() => Ok((body, false)),
@@ -1020,7 +1035,7 @@ impl Inner {
                     .with_label_values(&["full_body", "beam_retry"])
                     .inc();
                 tokio::time::sleep(self.settings.beam_retry_delay).await;
-                match self.upstream.fetch_from(Origin::Beam, &piece.cid, range, Some(piece.size)).await {
+                match self.upstream.fetch_from(piece.beam_origin(), &piece.cid, range, Some(piece.size)).await {
                     Ok(b) if !b.whole_piece() => Ok((b, false)),
                     Ok(_) => Err(UpstreamError::BadResponse(format!(
                         "Beam answered a range starting at byte {} with the whole piece and no storage provider \
