@@ -619,7 +619,8 @@ fn a_whole_body_200_for_a_range_is_cut_to_the_range() {
 
 #[test]
 fn without_a_payer_piece_requests_say_what_is_missing() {
-    let edge = EdgeProcess::start("  network: mainnet\n");
+    // No payer, and none may be named per request: nothing can reach Beam.
+    let edge = EdgeProcess::start("  network: mainnet\n  payers: []\n");
     let (s, _, body) = get(
         &edge,
         "/piece/bafkzcibcaabdomn3tgwgrh3g532zopskstnbrd2n3sxfqbze7rxt7vqn7veigmy",
@@ -627,6 +628,7 @@ fn without_a_payer_piece_requests_say_what_is_missing() {
     );
     assert_eq!(s, 503);
     assert!(String::from_utf8_lossy(&body).contains("upstream.payer is not set"));
+    assert!(String::from_utf8_lossy(&body).contains("/beam/<payer>/<cid>"));
     let (s, _, body) = get(&edge, "/readyz", &[]);
     assert_eq!(s, 503);
     assert!(String::from_utf8_lossy(&body).contains("upstream.payer"));
