@@ -341,8 +341,9 @@ fn bad_cids_and_unknown_routes_never_reach_the_upstream() {
             "BAFKZCIBCAABDOMN3TGWGRH3G532ZOPSKSTNBRD2N3SXFQBZE7RXT7VQN7VEIGMY",
             "",
         ),
+        // (`<cid>/<name>` is a named path now; a suffix without a slash is junk.)
         (
-            "bafkzcibcaabdomn3tgwgrh3g532zopskstnbrd2n3sxfqbze7rxt7vqn7veigmy/extra",
+            "bafkzcibcaabdomn3tgwgrh3g532zopskstnbrd2n3sxfqbze7rxt7vqn7veigmy.mp4",
             "",
         ),
         ("", ""),
