@@ -323,3 +323,50 @@ fn assets_take_a_name_or_their_manifest_file_name() {
         );
     }
 }
+
+#[test]
+fn a_reader_that_joined_a_fill_refused_to_another_payer_asks_as_itself() {
+    let beam = MockBeam::start();
+    // Only B has a CDN data set holding the piece: Beam answers A with 402.
+    let (cid, data) = piece_for(&beam, 200_000, 8, &[PAYER_B]);
+    let edge = edge_without_payer(&beam, "");
+    beam.hold();
+    let a = {
+        let addr = edge.public;
+        let path = format!("/beam/{PAYER_A}/{cid}");
+        std::thread::spawn(move || raw_get(addr, &path, &[]).unwrap())
+    };
+    wait_for("A's fill to reach the mock", || {
+        !fetches_of(&beam, &cid).is_empty()
+    });
+    let coalesced_before = metric_value(&edge.metrics_text(), "beam_edge_coalesced_waiters_total");
+    let b = {
+        let addr = edge.public;
+        let path = format!("/beam/{PAYER_B}/{cid}");
+        std::thread::spawn(move || raw_get(addr, &path, &[]).unwrap())
+    };
+    wait_for("B to join A's fill", || {
+        metric_value(&edge.metrics_text(), "beam_edge_coalesced_waiters_total") > coalesced_before
+    });
+    beam.release();
+    let (sa, _, body_a) = a.join().unwrap();
+    let (sb, _, body_b) = b.join().unwrap();
+    assert_eq!(sa, 402, "{}", String::from_utf8_lossy(&body_a));
+    assert_eq!(sb, 200, "{}", String::from_utf8_lossy(&body_b));
+    assert_eq!(body_b, data);
+    // A's answer came from A's host, B's bytes from B's.
+    let payers: Vec<_> = fetches_of(&beam, &cid)
+        .iter()
+        .map(|r| payer_of(&r.path).unwrap())
+        .collect();
+    assert_eq!(
+        payers.first().map(String::as_str),
+        Some(PAYER_A),
+        "{payers:?}"
+    );
+    assert_eq!(
+        payers.last().map(String::as_str),
+        Some(PAYER_B),
+        "{payers:?}"
+    );
+}

@@ -267,6 +267,7 @@ impl WindowCache {
             interests: HashMap::new(),
             completed: false,
             restarts: 0,
+            joined: HashSet::new(),
         }
     }
 
@@ -724,8 +725,10 @@ impl Inner {
             "failed"
         };
         for f in fills {
-            f.fail(e.clone());
+            // Unregistered first: a reader woken by the failure that plans
+            // the window again must not find (and join) this failed fill.
             self.unregister(f);
+            f.fail(e.clone());
             metrics::WINDOW_FILLS
                 .with_label_values(&[fill_kind(f), outcome])
                 .inc();
@@ -768,7 +771,13 @@ impl Inner {
             if len == 0 {
                 break;
             }
-            let fill = Fill::with_check(key.clone(), len, prefetch, check.clone());
+            let fill = Fill::with_check_for(
+                key.clone(),
+                len,
+                prefetch,
+                check.clone(),
+                piece.beam_url.clone(),
+            );
             map.insert(key, fill.clone());
             run.push(fill);
             i += 1;
@@ -1144,6 +1153,21 @@ pub struct RangeReader {
     interests: HashMap<u64, Interest>,
     completed: bool,
     restarts: u32,
+    /// Windows this reader reads from a fill started for another payer: see
+    /// [`refused_to_another_payer`].
+    joined: HashSet<u64>,
+}
+
+/// True for an upstream answer that may hold only for the payer whose request
+/// started the fill (Beam's 402: no CDN data set of *that* payer holds the
+/// piece; 403: that payer is blocked). A reader of another payer that joined
+/// such a fill asks again as itself, so a request naming a wrong payer cannot
+/// fail the readers of a right one.
+fn refused_to_another_payer(e: &CacheError) -> bool {
+    matches!(
+        e,
+        CacheError::Upstream(UpstreamError::PaymentRequired | UpstreamError::Forbidden)
+    )
 }
 
 impl RangeReader {
@@ -1221,6 +1245,13 @@ impl RangeReader {
                         self.retry_slice(slice)?;
                     }
                     Ok(None) => return Err(CacheError::Cancelled),
+                    Err(e)
+                        if pos <= slice.from
+                            && refused_to_another_payer(&e)
+                            && self.joined.remove(&slice.index) =>
+                    {
+                        self.retry_slice(slice)?;
+                    }
                     Err(e) => return Err(e),
                 },
                 None => {
@@ -1286,6 +1317,9 @@ impl RangeReader {
     /// a coalesced waiter. The rest of this reader's range gets a run of its own.
     fn join(&mut self, fill: Arc<Fill>, slice: WindowSlice) -> Current {
         metrics::COALESCED.inc();
+        if fill.beam_url != self.piece.beam_url {
+            self.joined.insert(slice.index);
+        }
         self.inner.note_read(&fill.key);
         self.interests
             .entry(slice.index)

@@ -522,8 +522,13 @@ async fn serve_resource(
         let Some(piece) = &sniff_piece else {
             return Ok(None);
         };
-        // One sniff per piece at a time, however many requests want it.
-        let cell = state.sniffs.cell(&piece.cid);
+        // One sniff per piece at a time, however many requests want it; per
+        // payer too, so a payer Beam refuses cannot fail another's sniff.
+        let sniff_key = match &piece.beam_url {
+            Some(url) => format!("{} {url}", piece.cid),
+            None => piece.cid.to_string(),
+        };
+        let cell = state.sniffs.cell(&sniff_key);
         let result = cell
             .get_or_init(|| async {
                 let head_range = ByteRange::new(0, (SNIFF_LEN as u64).min(size) - 1);
@@ -548,7 +553,7 @@ async fn serve_resource(
             })
             .await
             .clone();
-        state.sniffs.done(&piece.cid, &cell);
+        state.sniffs.done(&sniff_key, &cell);
         result.map(|ct| Some(ct.to_string()))
     };
     // Open the first part before writing anything, so that upstream
