@@ -147,7 +147,7 @@ impl AdminApp {
             item
         });
         let result = publisher.publish(body, Arc::new(|_| {})).await;
-        let result = result.map(|r| r.with_beam_links(&cfg));
+        let result = result.map(|r| r.with_beam_links(cfg));
         let answer = match &result {
             Ok(report) => (201, json!(report)),
             Err(e) => (publish_status(e), json!({"error": e.to_string()})),

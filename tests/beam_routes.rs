@@ -149,6 +149,25 @@ fn payers_are_checked_before_any_upstream_request() {
         assert_eq!(s, 400, "{bad}: {text}");
         assert!(text.contains(&format!("invalid payer \"{bad}\"")), "{text}");
     }
+    // A CORS preflight is answered whatever the payer; other methods are 405.
+    let (s, h, _) = raw_request(
+        edge.public,
+        "OPTIONS",
+        &format!("/beam/{PAYER_C}/{cid}/a.mp4"),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(s, 204);
+    assert_eq!(h["access-control-allow-origin"], "*");
+    let (s, h, _) = raw_request(
+        edge.public,
+        "DELETE",
+        &format!("/beam/{PAYER_A}/{cid}"),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(s, 405);
+    assert_eq!(h["allow"], "GET, HEAD, OPTIONS");
     let (s, _, body) = get(&edge, "/beam/", &[]);
     assert_eq!(s, 400);
     assert!(String::from_utf8_lossy(&body).contains("/beam/"));
@@ -248,7 +267,7 @@ fn names_after_the_cid_become_a_sanitised_content_disposition() {
         let (s, h, body) = get(&edge, &path, &[]);
         assert_eq!(s, 200, "{path}");
         assert_eq!(&h["content-disposition"], want, "{path}");
-        assert!(h.get("set-cookie").is_none());
+        assert!(!h.contains_key("set-cookie"));
         assert_eq!(body, data, "{path}");
     }
     // Only-dots or empty names announce nothing.
@@ -259,7 +278,7 @@ fn names_after_the_cid_become_a_sanitised_content_disposition() {
     ] {
         let (s, h, _) = get(&edge, &path, &[]);
         assert_eq!(s, 200);
-        assert!(h.get("content-disposition").is_none(), "{path}");
+        assert!(!h.contains_key("content-disposition"), "{path}");
     }
 
     // HEAD and ranges on a named path: the same headers and bytes as without.
