@@ -147,7 +147,7 @@ impl AdminApp {
             item
         });
         let result = publisher.publish(body, Arc::new(|_| {})).await;
-        let result = result.map(|r| r.with_beam_urls(cfg.beam_base_url()));
+        let result = result.map(|r| r.with_beam_links(cfg));
         let answer = match &result {
             Ok(report) => (201, json!(report)),
             Err(e) => (publish_status(e), json!({"error": e.to_string()})),
@@ -296,6 +296,7 @@ impl AdminApp {
         let piece = Piece {
             cid: Arc::from(cid_str.as_str()),
             size,
+            beam_url: None,
         };
         self.state.cache.warm(&piece, wanted);
         let g = self.state.cache.geometry();

@@ -216,6 +216,71 @@ impl Network {
     }
 }
 
+/// `upstream.payers`: who a request may bill through `/beam/<payer>/…`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Payers {
+    /// Any well-formed 0x wallet (`any`).
+    Any,
+    /// Only these wallets (a YAML list; compared case-insensitively).
+    Only(Vec<String>),
+}
+
+impl Payers {
+    /// True when `payer` (a well-formed 0x address) may be billed.
+    pub fn allows(&self, payer: &str) -> bool {
+        match self {
+            Payers::Any => true,
+            Payers::Only(list) => list.iter().any(|p| p.eq_ignore_ascii_case(payer)),
+        }
+    }
+
+    /// True when at least one payer may be billed.
+    pub fn allows_some(&self) -> bool {
+        match self {
+            Payers::Any => true,
+            Payers::Only(list) => !list.is_empty(),
+        }
+    }
+}
+
+impl Serialize for Payers {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Payers::Any => s.serialize_str("any"),
+            Payers::Only(list) => list.serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Payers {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Payers, D::Error> {
+        struct PayersVisitor;
+        impl<'de> Visitor<'de> for PayersVisitor {
+            type Value = Payers;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("`any` or a list of 0x wallet addresses")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Payers, E> {
+                if v == "any" {
+                    Ok(Payers::Any)
+                } else {
+                    Err(E::custom(format!(
+                        "expected `any` or a list of 0x wallet addresses, got {v:?}"
+                    )))
+                }
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Payers, A::Error> {
+                let mut list = Vec::new();
+                while let Some(p) = seq.next_element::<String>()? {
+                    list.push(p);
+                }
+                Ok(Payers::Only(list))
+            }
+        }
+        d.deserialize_any(PayersVisitor)
+    }
+}
+
 /// The whole configuration. Every key is optional: a missing key takes the
 /// value of the embedded default file (a golden test keeps the two equal).
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, Default)]
@@ -297,6 +362,9 @@ pub struct UpstreamConfig {
     pub beam_url: String,
     /// The 0x payer wallet whose data sets have CDN on.
     pub payer: Option<String>,
+    /// Which payers a request may name in `/beam/<payer>/…`; `None` derives
+    /// it from `payer` (see [`Config::payer_policy`]).
+    pub payers: Option<Payers>,
     /// mainnet or calibration.
     pub network: Network,
     /// Storage-provider service URLs serving `/piece/<cid>`.
@@ -396,6 +464,7 @@ impl Default for UpstreamConfig {
         UpstreamConfig {
             beam_url: "https://{payer}.{network_domain}".into(),
             payer: None,
+            payers: None,
             network: Network::Calibration,
             providers: Vec::new(),
             connect_timeout: HumanDuration(Duration::from_secs(5)),
@@ -567,6 +636,7 @@ impl Config {
             check_grace_period,
             check_connection_timeouts,
             check_payer,
+            check_payers,
             check_upstream_urls,
             check_timeouts,
             check_cache,
@@ -587,7 +657,7 @@ impl Config {
         let mut w = Vec::new();
         if self.upstream.payer.is_none() && self.upstream.beam_url.contains("{payer}") {
             w.push(
-                "upstream.payer is not set: /piece answers 503 until it is (set it in the file or with --payer)"
+                "upstream.payer is not set: /piece/<cid> answers 503 until it is (set it in the file or with --payer); /beam/<payer>/<cid> names the payer per request"
                     .to_string(),
             );
         }
@@ -614,6 +684,39 @@ impl Config {
             .replace("{network_domain}", u.network.beam_domain())
             .replace("{network}", u.network.as_str());
         Some(filled.trim_end_matches('/').to_string())
+    }
+
+    /// Who a request may bill through `/beam/<payer>/…`: `upstream.payers`
+    /// when set, else anyone while `upstream.payer` is unset (so an edge
+    /// with no config plays any public Beam link), else only that payer.
+    pub fn payer_policy(&self) -> Payers {
+        match (&self.upstream.payers, &self.upstream.payer) {
+            (Some(p), _) => p.clone(),
+            (None, None) => Payers::Any,
+            (None, Some(p)) => Payers::Only(vec![p.clone()]),
+        }
+    }
+
+    /// The Beam base URL for `payer` (a checked 0x address) on `network`,
+    /// or `None` when `upstream.beam_url` has no `{payer}` (the request's
+    /// payer could not reach Beam, so it must not be pretended to).
+    pub fn beam_base_url_for(&self, payer: &str, network: Network) -> Option<String> {
+        let template = &self.upstream.beam_url;
+        if !template.contains("{payer}") {
+            return None;
+        }
+        let filled = template
+            .replace("{payer}", &payer.to_ascii_lowercase())
+            .replace("{network_domain}", network.beam_domain())
+            .replace("{network}", network.as_str());
+        Some(filled.trim_end_matches('/').to_string())
+    }
+
+    /// True when `upstream.beam_url` varies with the network, so a request
+    /// may name a network other than `upstream.network`.
+    pub fn beam_url_names_network(&self) -> bool {
+        let t = &self.upstream.beam_url;
+        t.contains("{network}") || t.contains("{network_domain}")
     }
 
     /// Window size in raw (unpadded) bytes: 127/128 of `cache.window`.
@@ -668,6 +771,22 @@ fn check_payer(c: &Config) -> Result<(), (&'static str, String)> {
                 "upstream.payer",
                 format!("invalid wallet address {p:?}: expected 0x followed by 40 hex digits"),
             ));
+        }
+    }
+    Ok(())
+}
+
+fn check_payers(c: &Config) -> Result<(), (&'static str, String)> {
+    if let Some(Payers::Only(list)) = &c.upstream.payers {
+        for (i, p) in list.iter().enumerate() {
+            if !is_eth_address(p) {
+                return Err((
+                    "upstream.payers",
+                    format!(
+                        "entry {i}: invalid wallet address {p:?}: expected 0x followed by 40 hex digits"
+                    ),
+                ));
+            }
         }
     }
     Ok(())
@@ -952,6 +1071,30 @@ mod tests {
     }
 
     #[test]
+    fn payer_policy_defaults_to_any_without_a_payer() {
+        let mut c = Config::embedded_default();
+        assert_eq!(c.upstream.payers, None);
+        assert_eq!(c.payer_policy(), Payers::Any);
+        let mine = "0x00000000000000000000000000000000000000AA";
+        c.upstream.payer = Some(mine.into());
+        assert_eq!(c.payer_policy(), Payers::Only(vec![mine.into()]));
+        assert!(c.payer_policy().allows(&mine.to_ascii_lowercase()));
+        assert!(!c
+            .payer_policy()
+            .allows("0x00000000000000000000000000000000000000bb"));
+        let parsed = Config::from_yaml("upstream:\n  payers: any\n", "t").unwrap();
+        assert_eq!(parsed.upstream.payers, Some(Payers::Any));
+        let parsed = Config::from_yaml("upstream:\n  payers: []\n", "t").unwrap();
+        assert!(!parsed.payer_policy().allows_some());
+        assert_eq!(
+            c.beam_base_url_for(mine, Network::Mainnet).unwrap(),
+            "https://0x00000000000000000000000000000000000000aa.filbeam.io"
+        );
+        c.upstream.beam_url = "http://127.0.0.1:9/".into();
+        assert_eq!(c.beam_base_url_for(mine, Network::Mainnet), None);
+    }
+
+    #[test]
     fn connection_timeouts_are_bounded_and_named() {
         for (yaml, key) in [
             (
@@ -1022,6 +1165,21 @@ mod tests {
 
         let e = with("payer: null", "payer: \"0x12\"").unwrap_err();
         assert_eq!(e.path, "upstream.payer");
+
+        let e = with(
+            "payers: null",
+            "payers: [\"0x00000000000000000000000000000000000000aa\", \"0xzz\"]",
+        )
+        .unwrap_err();
+        assert_eq!(e.path, "upstream.payers");
+        assert!(
+            e.reason.contains("entry 1") && e.reason.contains("0xzz"),
+            "{e}"
+        );
+
+        let e = with("payers: null", "payers: everyone").unwrap_err();
+        assert_eq!(e.path, "upstream.payers");
+        assert!(e.reason.contains("`any`"), "{e}");
 
         let e = with("{network_domain}\"", "{netwrok}\"").unwrap_err();
         assert_eq!(e.path, "upstream.beam_url");

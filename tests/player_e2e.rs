@@ -161,6 +161,47 @@ fn player_plays_a_multi_piece_asset_in_chromium() {
     play_in_chromium(true);
 }
 
+/// A whole Beam link pasted into the player of an edge with no payer
+/// configured: it plays through `/beam/mainnet/<payer>/<cid>/<name>`, and the
+/// mock Beam serves the clip only to that payer on that network.
+#[test]
+fn player_plays_a_pasted_beam_link_in_chromium() {
+    require_tools();
+    let dir = tempfile::tempdir().unwrap();
+    let video = make_video(dir.path());
+    let cid = beam_edge::piece::commp::commp_of(&video)
+        .expect("commp of the clip")
+        .to_string();
+    let payer = "0x00000000000000000000000000000000000000b1";
+    let beam = MockBeam::start();
+    beam.add_piece_for_payers(&cid, video.clone(), &[payer]);
+    // No upstream.payer: upstream.payers is `any`. The mock sees the network
+    // and the payer in the path, as Beam sees them in the host name.
+    let edge = EdgeProcess::start(&format!(
+        "  beam_url: \"http://{}/{{network}}/{{payer}}\"\n  read_timeout: 10s\n",
+        beam.addr
+    ));
+    let link = format!("https://{payer}.filbeam.io/{cid}/Test%20clip.mp4");
+    let shot = screenshot_path().with_file_name("player-e2e-beam-link.png");
+    let _ = std::fs::remove_file(&shot);
+    let base = edge.url("");
+    let (ok, output) = run_script(&[&base, &link, shot.to_str().unwrap()], dir.path());
+    println!("{output}");
+    assert!(
+        ok,
+        "player e2e script failed:\n{output}\n--- beam-edge log ---\n{}",
+        edge.log()
+    );
+    let requests = beam.requests();
+    assert!(!requests.is_empty());
+    for r in &requests {
+        assert!(
+            r.path.starts_with(&format!("/mainnet/{payer}/")) && r.path.ends_with(&cid),
+            "{r:?}"
+        );
+    }
+}
+
 fn play_in_chromium(as_asset: bool) {
     require_tools();
     let dir = tempfile::tempdir().unwrap();

@@ -109,6 +109,20 @@ pub struct Piece {
     pub cid: Arc<str>,
     /// Size in bytes.
     pub size: u64,
+    /// The Beam base URL of the payer a request named (`/beam/<payer>/…`);
+    /// `None`: the configured `upstream.payer`'s. Not part of the cache key:
+    /// a fill started for one payer serves readers of every payer.
+    pub beam_url: Option<Arc<str>>,
+}
+
+impl Piece {
+    /// The Beam origin fills of this piece ask.
+    pub fn beam_origin(&self) -> crate::upstream::Origin<'_> {
+        match &self.beam_url {
+            Some(url) => crate::upstream::Origin::BeamAt(url),
+            None => crate::upstream::Origin::Beam,
+        }
+    }
 }
 
 /// Where served bytes came from.
@@ -270,6 +284,7 @@ impl WindowCache {
             interests: HashMap::new(),
             completed: false,
             restarts: 0,
+            joined: HashSet::new(),
         }
     }
 
@@ -373,6 +388,7 @@ impl WindowCache {
             let piece = Piece {
                 cid: cid_arc.clone(),
                 size,
+                beam_url: None,
             };
             self.inner.check_for(&piece).map(|c| match c {
                 PieceCheck::Whole(_) => "cid",

@@ -23,7 +23,7 @@ impl Inner {
     ) -> Result<(UpstreamBody, bool), UpstreamError> {
         let beam = self
             .upstream
-            .fetch_from(Origin::Beam, &piece.cid, range, Some(piece.size))
+            .fetch_from(piece.beam_origin(), &piece.cid, range, Some(piece.size))
             .await;
         match beam {
             Ok(body) if !body.whole_piece() => Ok((body, false)),
@@ -41,7 +41,7 @@ impl Inner {
                     .with_label_values(&["full_body", "beam_retry"])
                     .inc();
                 tokio::time::sleep(self.settings.beam_retry_delay).await;
-                match self.upstream.fetch_from(Origin::Beam, &piece.cid, range, Some(piece.size)).await {
+                match self.upstream.fetch_from(piece.beam_origin(), &piece.cid, range, Some(piece.size)).await {
                     Ok(b) if !b.whole_piece() => Ok((b, false)),
                     Ok(_) => Err(UpstreamError::BadResponse(format!(
                         "Beam answered a range starting at byte {} with the whole piece and no storage provider \

@@ -1,7 +1,8 @@
 //! The public listener: a Pingora [`ProxyHttp`] service that answers every
 //! route itself in `request_filter`.
 //!
-//! Routes: `GET|HEAD|OPTIONS /piece/<PieceCID>` ([`piece`]), `GET|HEAD
+//! Routes: `GET|HEAD|OPTIONS /piece/<PieceCID>`, `/asset/<id>` and
+//! `/beam/<payer>/…` ([`route`] parses them, [`piece`] serves them), `GET|HEAD
 //! /healthz` (the process is up), `GET|HEAD /readyz` (config loaded,
 //! listeners bound, an upstream usable, not shutting down), anything else
 //! 404. Pingora's own upstream proxying is never used for `/piece`: it would
@@ -18,6 +19,7 @@
 pub mod limits;
 pub mod piece;
 pub mod player;
+pub mod route;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -62,6 +64,8 @@ pub struct EdgeState {
     pub shutting_down: AtomicBool,
     /// Why `/readyz` is 503 even while running (configuration), if it is.
     pub not_ready_reason: Option<String>,
+    /// Who `/beam/<payer>/…` may bill, and each payer's Beam host.
+    pub payer_routes: route::PayerRoutes,
 }
 
 impl EdgeState {
@@ -88,9 +92,13 @@ impl EdgeState {
                 Some(crate::http::sniff::intern_content_type(&rec.content_type)),
             );
         }
-        let not_ready_reason = config.beam_base_url().is_none().then(|| {
-            "not ready: upstream.payer is not set, so /piece cannot reach Beam".to_string()
-        });
+        let payer_routes = route::PayerRoutes::new(config);
+        // Ready while some request can reach Beam: the configured payer's
+        // /piece, or /beam/<payer>/… for the payers upstream.payers allows.
+        let not_ready_reason = (config.beam_base_url().is_none() && !payer_routes.any_usable())
+            .then(|| {
+                "not ready: upstream.payer is not set and upstream.payers allows no payer, so no request can reach Beam".to_string()
+            });
         Ok(EdgeState {
             upstream,
             providers,
@@ -106,6 +114,7 @@ impl EdgeState {
             running: AtomicBool::new(false),
             shutting_down: AtomicBool::new(false),
             not_ready_reason,
+            payer_routes,
         })
     }
 }
@@ -397,12 +406,22 @@ impl ProxyHttp for EdgeService {
         let path = session.req_header().uri.path().to_string();
         let method = session.req_header().method.clone();
         let get_or_head = method == http::Method::GET || method == http::Method::HEAD;
-        if let Some(rest) = path.strip_prefix("/piece/") {
-            ctx.route = RouteLabel::Piece;
-            piece::serve_piece(&self.state, session, ctx, rest).await?;
-        } else if let Some(rest) = path.strip_prefix("/asset/") {
-            ctx.route = RouteLabel::Asset;
-            piece::serve_asset(&self.state, session, ctx, rest).await?;
+        if let Some(media) = route::parse_media_path(&path) {
+            match media {
+                Ok(m) => {
+                    ctx.route = match m.kind {
+                        route::MediaKind::Piece => RouteLabel::Piece,
+                        route::MediaKind::Asset => RouteLabel::Asset,
+                    };
+                    piece::serve_media(&self.state, session, ctx, &m).await?;
+                }
+                Err(reason) => {
+                    ctx.route = RouteLabel::Piece;
+                    let mut extra = piece::cors_headers();
+                    extra.push(("Cache-Control", "no-store".into()));
+                    respond_text(session, ctx, 400, &extra, &format!("{reason}\n")).await?;
+                }
+            }
         } else if path == "/piece" {
             ctx.route = RouteLabel::Piece;
             respond_text(
@@ -438,7 +457,7 @@ impl ProxyHttp for EdgeService {
             )
             .await?;
         } else {
-            respond_text(session, ctx, 404, &[], "not found: beam-edge serves /piece/<PieceCID>, the player at /, /healthz and /readyz\n")
+            respond_text(session, ctx, 404, &[], "not found: beam-edge serves /piece/<PieceCID>, /asset/<id>, /beam/<payer>/<PieceCID>, the player at /, /healthz and /readyz\n")
                 .await?;
         }
         Ok(true)

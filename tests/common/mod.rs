@@ -54,6 +54,9 @@ struct MockState {
     body_bytes_sent: AtomicU64,
     /// While set, requests are logged but not answered.
     held: AtomicBool,
+    /// Pieces only some payers have CDN data sets for (lowercase 0x
+    /// addresses): others get Beam's 402. Pieces not listed serve anyone.
+    payers: Mutex<HashMap<String, Vec<String>>>,
 }
 
 /// A mock Beam on loopback. Serves `/<anything>/<cid>`; unknown CIDs get 404.
@@ -100,6 +103,18 @@ impl MockBeam {
             .insert(cid.to_string(), Arc::new(data));
     }
 
+    /// Adds a piece that only `payers` have CDN data sets for: a request whose
+    /// payer (the path segment before the CID, as the `{payer}` of
+    /// [`MockBeam::url_template`] puts it; Beam reads it from the host name)
+    /// is another gets 402, as Beam answers.
+    pub fn add_piece_for_payers(&self, cid: &str, data: Vec<u8>, payers: &[&str]) {
+        self.add_piece(cid, data);
+        self.state.payers.lock().unwrap().insert(
+            cid.to_string(),
+            payers.iter().map(|p| p.to_ascii_lowercase()).collect(),
+        );
+    }
+
     /// Holds every answer (requests are still logged) until [`MockBeam::release`].
     pub fn hold(&self) {
         self.state.held.store(true, Ordering::SeqCst);
@@ -132,6 +147,17 @@ impl MockBeam {
     pub fn url_template(&self) -> String {
         format!("http://{}/{{payer}}", self.addr)
     }
+}
+
+/// The payer a mock Beam request was made for: the path segment before the
+/// CID (`/<payer>/<cid>` from [`MockBeam::url_template`]), when it is one.
+pub fn payer_of(path: &str) -> Option<String> {
+    let mut segments = path.rsplit('/');
+    segments.next();
+    segments
+        .next()
+        .filter(|p| p.len() == 42 && p.starts_with("0x"))
+        .map(str::to_ascii_lowercase)
 }
 
 fn parse_range(v: &str, size: u64) -> Option<(u64, u64)> {
@@ -220,6 +246,21 @@ async fn serve_conn(mut sock: TcpStream, st: Arc<MockState>) -> std::io::Result<
             continue;
         }
         let cid = path.rsplit('/').next().unwrap_or_default().to_string();
+        let billed = payer_of(&path);
+        let refused = st.payers.lock().unwrap().get(&cid).is_some_and(|allowed| {
+            !allowed
+                .iter()
+                .any(|p| Some(p.as_str()) == billed.as_deref())
+        });
+        if refused {
+            let body = "no CDN data set of this payer holds the piece\n";
+            let resp = format!(
+                "HTTP/1.1 402 Payment Required\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            sock.write_all(resp.as_bytes()).await?;
+            continue;
+        }
         let data = st.pieces.lock().unwrap().get(&cid).cloned();
         let Some(data) = data else {
             let body = "piece not found\n";
