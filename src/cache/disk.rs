@@ -35,6 +35,14 @@
 //!   `kill -9` every whole entry on disk is found again.
 //! - The budget counts entry file sizes (header plus body); per-piece `meta`
 //!   files, directories and filesystem block rounding are not counted.
+//! - Two processes share a directory only during a graceful upgrade (the
+//!   old one drains while the new one serves). An exclusive `flock` on
+//!   `<dir>/lock` tells them apart: the holder owns `tmp/` leftovers; a
+//!   tier opened while another process holds it neither wipes `tmp/` (the
+//!   other's writes in flight live there) nor fails on files that vanish
+//!   under its scan, and [`DiskTier::wait_until_sole_owner`] takes the lock
+//!   once the other process exits and reconciles the index with the files
+//!   (adopting windows the other wrote, dropping those it evicted).
 //!
 //! ```no_run
 //! # use std::path::Path;
@@ -80,6 +88,17 @@ fn entry_len_v1(body_len: u64) -> u64 {
     HEADER_LEN as u64 + body_len
 }
 const INDEX_FILE: &str = "index";
+/// Locked (`flock`, exclusive) by the process that owns the directory.
+const LOCK_FILE: &str = "lock";
+
+/// What [`DiskTier::wait_until_sole_owner`] changed in the index.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReconcileReport {
+    /// Windows on disk the index did not know (written by the other process).
+    pub adopted: u64,
+    /// Index entries whose files were gone (evicted by the other process).
+    pub dropped: u64,
+}
 const INDEX_HEADER: &str = "beam-edge-disk-index 1";
 const META_FILE: &str = "meta";
 const META_HEADER: &str = "beam-edge-piece-meta 1";
@@ -172,6 +191,10 @@ pub struct DiskTier {
     options: DiskTierOptions,
     index: Mutex<Index>,
     temp_seq: AtomicU64,
+    /// Open for the tier's life; its `flock` is held once `sole_owner` is set.
+    lock_file: File,
+    /// True once this process holds the directory's lock.
+    sole_owner: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for DiskTier {
@@ -197,11 +220,28 @@ impl DiskTier {
     /// budget. Walks the directory once; nothing else ever does.
     pub fn open_with(dir: &Path, options: DiskTierOptions) -> io::Result<DiskTier> {
         fs::create_dir_all(dir.join("w"))?;
+        let lock_file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(LOCK_FILE))?;
+        let sole_owner = match lock_file.try_lock() {
+            Ok(()) => true,
+            Err(std::fs::TryLockError::WouldBlock) => false,
+            Err(std::fs::TryLockError::Error(e)) => return Err(e),
+        };
         let tmp = dir.join("tmp");
-        if tmp.exists() {
+        if sole_owner && tmp.exists() {
             fs::remove_dir_all(&tmp)?;
         }
         fs::create_dir_all(&tmp)?;
+        if !sole_owner {
+            log::info!(
+                "disk tier {}: another process (the one being upgraded) still uses this \
+                 directory; sharing it until that process exits",
+                dir.display()
+            );
+        }
 
         let mut scan = scan_dir(dir)?;
         let saved = load_saved_order(&dir.join(INDEX_FILE));
@@ -218,6 +258,8 @@ impl DiskTier {
             options,
             index: Mutex::new(Index::default()),
             temp_seq: AtomicU64::new(0),
+            lock_file,
+            sole_owner: std::sync::atomic::AtomicBool::new(sole_owner),
         };
         let mut trash = Vec::new();
         {
@@ -238,6 +280,91 @@ impl DiskTier {
             options.budget_bytes
         );
         Ok(tier)
+    }
+
+    /// True when no other process used the directory at open, or once
+    /// [`DiskTier::wait_until_sole_owner`] has returned.
+    pub fn is_sole_owner(&self) -> bool {
+        self.sole_owner.load(Ordering::Acquire)
+    }
+
+    /// Blocks until no other process holds the directory (during a graceful
+    /// upgrade: until the old process has drained and exited), then brings
+    /// the index in line with the files: windows the other process wrote are
+    /// adopted as the most recent entries (by mtime), entries whose files it
+    /// evicted are dropped, meta files it deleted for pieces still held here
+    /// are written again, its temp files are deleted, and the budget is
+    /// enforced. Returns at once when this process already owns the
+    /// directory. Call it from a thread of its own.
+    pub fn wait_until_sole_owner(&self) -> io::Result<ReconcileReport> {
+        if self.is_sole_owner() {
+            return Ok(ReconcileReport::default());
+        }
+        self.lock_file.lock()?;
+        self.sole_owner.store(true, Ordering::Release);
+        self.reconcile()
+    }
+
+    fn reconcile(&self) -> io::Result<ReconcileReport> {
+        let mut scan = scan_dir(&self.root)?;
+        scan.windows.sort_by_key(|f| f.mtime);
+        let on_disk: HashSet<WindowKey> = scan.windows.iter().map(|f| f.key.clone()).collect();
+        let mut report = ReconcileReport::default();
+        let mut trash = Vec::new();
+        let mut lost_meta = Vec::new();
+        {
+            // Existence is re-checked under the lock: this process's own
+            // puts and evictions rename under it, so the answer is exact.
+            let mut index = self.lock();
+            for found in scan.windows {
+                if index.lru.find(&found.key).is_none() && self.window_path(&found.key).is_file() {
+                    index.insert(found.key, found.len);
+                    report.adopted += 1;
+                }
+            }
+            for key in index.lru.keys_oldest_first() {
+                if !on_disk.contains(&key) && !self.window_path(&key).is_file() {
+                    index.remove(&key);
+                    self.forget_piece_if_empty(&mut index, &key.cid);
+                    report.dropped += 1;
+                }
+            }
+            for (cid, meta) in scan.meta {
+                if index.pieces.contains_key(&cid) {
+                    index.meta.entry(cid).or_insert(meta);
+                }
+            }
+            for (cid, meta) in &index.meta {
+                if !self.piece_dir(cid).join(META_FILE).is_file() {
+                    lost_meta.push((cid.clone(), meta.clone()));
+                }
+            }
+            self.evict_to_budget(&mut index, &mut trash);
+        }
+        delete_all(trash);
+        for (cid, meta) in lost_meta {
+            if let Err(e) = self.put_meta(&cid, &meta) {
+                log::warn!("disk tier: cannot rewrite the meta of {cid}: {e}");
+            }
+        }
+        // Everything left in tmp/ that this process did not name is the
+        // other process's, and it is gone.
+        let own = format!("{}-", std::process::id());
+        for entry in fs::read_dir(self.root.join("tmp"))?.flatten() {
+            if !entry.file_name().to_string_lossy().starts_with(&own) {
+                remove_file_quietly(&entry.path());
+            }
+        }
+        let stats = self.stats();
+        log::info!(
+            "disk tier {}: now the only user; adopted {} windows, dropped {}; {} windows, {} bytes",
+            self.root.display(),
+            report.adopted,
+            report.dropped,
+            stats.entries,
+            stats.bytes
+        );
+        Ok(report)
     }
 
     /// The directory this store lives in.
@@ -789,6 +916,15 @@ fn parse_index(name: &str) -> Option<u64> {
     (name.bytes().all(|b| b.is_ascii_digit()) && n.to_string() == name).then_some(n)
 }
 
+/// `Ok(None)` for a file or directory that does not exist (any more).
+fn vanished_is_none<T>(r: io::Result<T>) -> io::Result<Option<T>> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 fn scan_dir(root: &Path) -> io::Result<Scan> {
     let mut scan = Scan::default();
     for shard in fs::read_dir(root.join("w"))? {
@@ -796,7 +932,12 @@ fn scan_dir(root: &Path) -> io::Result<Scan> {
         if !shard.file_type()?.is_dir() {
             continue;
         }
-        for piece in fs::read_dir(shard.path())? {
+        // Another process sharing the directory (graceful upgrade) may
+        // delete a piece directory or a window while this walks it.
+        let Some(pieces) = vanished_is_none(fs::read_dir(shard.path()))? else {
+            continue;
+        };
+        for piece in pieces {
             let piece = piece?;
             let name = piece.file_name();
             let cid = match name.to_str() {
@@ -812,7 +953,7 @@ fn scan_dir(root: &Path) -> io::Result<Scan> {
                     continue;
                 }
             };
-            scan_piece(&piece.path(), Arc::from(cid), &mut scan)?;
+            vanished_is_none(scan_piece(&piece.path(), Arc::from(cid), &mut scan))?;
         }
     }
     Ok(scan)
@@ -845,7 +986,9 @@ fn scan_piece(dir: &Path, cid: Arc<str>, scan: &mut Scan) -> io::Result<()> {
             log::warn!("disk tier: ignoring {}", path.display());
             continue;
         };
-        let md = file.metadata()?;
+        let Some(md) = vanished_is_none(file.metadata())? else {
+            continue;
+        };
         let len = md.len();
         if !md.is_file() || !(HEADER_LEN as u64..=entry_len(MAX_WINDOW_LEN)).contains(&len) {
             log::warn!("disk tier: deleting {} ({len} bytes)", path.display());
