@@ -1277,6 +1277,57 @@ mod tests {
     }
 
     /// Budget that holds exactly `n` windows of `len` bytes.
+    #[test]
+    fn a_second_opener_shares_then_reconciles_once_the_first_is_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = DiskTier::open(dir.path(), 1 << 20).unwrap();
+        assert!(old.is_sole_owner());
+        old.put(&WindowKey::new("bagaaa", 0), b"kept").unwrap();
+        old.put(&WindowKey::new("bagaaa", 1), b"evicted by the old one")
+            .unwrap();
+        // An in-flight temp file of the old process (another pid: both
+        // tiers live in this one test process) survives the new open.
+        let in_flight = dir.path().join("tmp").join("4000000000-0.tmp");
+        fs::write(&in_flight, b"half").unwrap();
+
+        let new = DiskTier::open(dir.path(), 1 << 20).unwrap();
+        assert!(!new.is_sole_owner());
+        assert!(in_flight.exists());
+        assert_eq!(new.stats().entries, 2);
+        // While both run: the old one writes and removes windows the new
+        // one's index does not see.
+        old.put(&WindowKey::new("bagbbb", 3), b"written during the drain")
+            .unwrap();
+        old.remove_piece("bagaaa");
+        old.put(&WindowKey::new("bagaaa", 0), b"kept").unwrap();
+        new.put(&WindowKey::new("bagccc", 0), b"the new one's own")
+            .unwrap();
+        drop(old);
+
+        let report = new.wait_until_sole_owner().unwrap();
+        assert_eq!(
+            report,
+            ReconcileReport {
+                adopted: 1,
+                dropped: 1
+            }
+        );
+        assert!(new.is_sole_owner());
+        assert!(!in_flight.exists());
+        assert_eq!(new.stats().entries, 3);
+        assert_eq!(
+            new.get(&WindowKey::new("bagbbb", 3), 24).as_deref(),
+            Some(&b"written during the drain"[..])
+        );
+        assert_eq!(
+            new.get(&WindowKey::new("bagaaa", 0), 4).as_deref(),
+            Some(&b"kept"[..])
+        );
+        assert!(!new.contains(&WindowKey::new("bagaaa", 1)));
+        // A third opener now finds the directory owned.
+        assert!(!DiskTier::open(dir.path(), 1 << 20).unwrap().is_sole_owner());
+    }
+
     fn budget_for(n: u64, len: u64) -> u64 {
         n * entry_len(len)
     }
