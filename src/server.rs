@@ -29,6 +29,26 @@ fn check_bind(key: &str, addr: SocketAddr) -> Result<(), String> {
         .map_err(|e| format!("{key}: cannot listen on {addr}: {e}"))
 }
 
+/// Sends `message` to systemd's notification socket (`$NOTIFY_SOCKET`, a
+/// path or an `@`-prefixed abstract name; sd_notify(3)) when it is set.
+/// Failures are logged: they must not stop a server that already serves.
+pub fn notify_systemd(message: &str) {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr as UnixAddr, UnixDatagram};
+    let Some(target) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let target = target.to_string_lossy().into_owned();
+    let sent = UnixDatagram::unbound().and_then(|sock| match target.strip_prefix('@') {
+        Some(name) => UnixAddr::from_abstract_name(name.as_bytes())
+            .and_then(|addr| sock.send_to_addr(message.as_bytes(), &addr)),
+        None => sock.send_to(message.as_bytes(), &target),
+    });
+    if let Err(e) = sent {
+        log::warn!("cannot notify systemd at {target}: {e}");
+    }
+}
+
 /// How `serve` was asked to start.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RunOptions {
@@ -106,6 +126,10 @@ pub fn run_with(config: Config, options: RunOptions) -> Result<(), String> {
         }
     }
     crate::tls::reload_on_sighup(cert.clone())?;
+    // Under systemd (Type=notify, NotifyAccess=all) this process becomes
+    // the service's main process, also when it took over by `--upgrade`
+    // from a process systemd started.
+    notify_systemd(&format!("MAINPID={}\nREADY=1\n", std::process::id()));
 
     let mut public = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,

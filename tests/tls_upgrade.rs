@@ -546,11 +546,18 @@ fn graceful_upgrade_finishes_streams_and_keeps_the_disk_index_whole() {
     // The new process: waits on the upgrade socket for the listeners.
     let cfg = old.dir.path().join("beam-edge.yaml");
     let new_log = work.path().join("new.log");
+    // systemd's notification socket: the new process must declare itself
+    // the service's main process.
+    let notify = std::os::unix::net::UnixDatagram::bind(work.path().join("notify")).unwrap();
+    notify
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
     let new = Upgraded {
         child: Command::new(bin())
             .args(["serve", "--upgrade", "--config"])
             .arg(&cfg)
             .env("RUST_LOG", "info")
+            .env("NOTIFY_SOCKET", work.path().join("notify"))
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&new_log).unwrap())
             .spawn()
@@ -562,6 +569,12 @@ fn graceful_upgrade_finishes_streams_and_keeps_the_disk_index_whole() {
     wait_for("the new process to take the sockets", || {
         new.log().contains("Bootstrap done")
     });
+    let mut msg = [0u8; 256];
+    let n = notify.recv(&mut msg).expect("a systemd notification");
+    assert_eq!(
+        std::str::from_utf8(&msg[..n]).unwrap(),
+        format!("MAINPID={}\nREADY=1\n", new.child.id())
+    );
 
     // Client 2: new connections all through the hand-over, the drain and the
     // old process's exit; each answer byte-exact, whoever serves it.
