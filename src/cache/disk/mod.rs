@@ -54,10 +54,23 @@
 //! tier.save_index()?; // periodically and at shutdown
 //! # Ok::<(), std::io::Error>(())
 //! ```
+//!
+//! Files: `entry` (the entry file format and checked reads), `index` (the
+//! LRU index and its saved order), `evict` (the budget and dropping
+//! entries), `scan` (the start-up walk), `layout` (paths, temp files,
+//! renames), `piece_meta` (the per-piece `meta` file); this file holds the
+//! public types and the tier's operations.
 
-use std::collections::{HashMap, HashSet};
+mod entry;
+mod evict;
+mod index;
+mod layout;
+mod piece_meta;
+mod scan;
+
+use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -65,29 +78,17 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 
+use entry::{encode_head, entry_len_v1, read_entry, read_entry_v1};
+use index::{load_saved_order, Index, INDEX_FILE};
+use layout::{delete_all, remove_file_quietly, rename_into, write_temp};
+use piece_meta::{encode_meta, MAX_CONTENT_TYPE_LEN, META_FILE};
+use scan::scan_dir;
+
 /// Largest window body the tier accepts (64 MiB).
 pub const MAX_WINDOW_LEN: u64 = 64 << 20;
 /// Longest accepted CID string.
 pub const MAX_CID_LEN: usize = 128;
-/// Body bytes covered by each CRC-32 of an entry's block table.
-pub const BLOCK_LEN: u64 = 64 << 10;
-
-const HEADER_LEN: usize = 24;
-const MAGIC: [u8; 4] = *b"BEWD";
-const VERSION: u16 = 2;
-/// The first format: one CRC-32 over the whole body, no block table.
-const VERSION_1: u16 = 1;
-
-/// Size on disk of an entry whose body is `body_len` bytes: the header, a
-/// CRC-32 per [`BLOCK_LEN`] block, the body. The budget counts this.
-pub fn entry_len(body_len: u64) -> u64 {
-    HEADER_LEN as u64 + 4 * body_len.div_ceil(BLOCK_LEN) + body_len
-}
-
-fn entry_len_v1(body_len: u64) -> u64 {
-    HEADER_LEN as u64 + body_len
-}
-const INDEX_FILE: &str = "index";
+pub use entry::{entry_len, BLOCK_LEN};
 /// Locked (`flock`, exclusive) by the process that owns the directory.
 const LOCK_FILE: &str = "lock";
 
@@ -99,10 +100,6 @@ pub struct ReconcileReport {
     /// Index entries whose files were gone (evicted by the other process).
     pub dropped: u64,
 }
-const INDEX_HEADER: &str = "beam-edge-disk-index 1";
-const META_FILE: &str = "meta";
-const META_HEADER: &str = "beam-edge-piece-meta 1";
-const MAX_CONTENT_TYPE_LEN: usize = 255;
 
 /// Identity of one cached window: the piece's CID string and the window's
 /// index within the piece.
@@ -601,664 +598,21 @@ impl DiskTier {
             .collect()
     }
 
-    /// Persists the LRU order (temp file, fsync, rename) so that a restart
-    /// evicts in roughly the same order. The order is copied under the lock
-    /// and written after releasing it.
-    pub fn save_index(&self) -> io::Result<()> {
-        let order: Vec<WindowKey> = self.lock().lru.keys_oldest_first();
-        let temp = self.temp_path();
-        let written = write_temp(&temp, true, |f| {
-            let mut w = BufWriter::new(f);
-            writeln!(w, "{INDEX_HEADER}")?;
-            for key in &order {
-                writeln!(w, "{} {}", key.cid, key.index)?;
-            }
-            writeln!(w, "end {}", order.len())?;
-            w.flush()
-        });
-        let renamed = written.and_then(|()| fs::rename(&temp, self.root.join(INDEX_FILE)));
-        if renamed.is_err() {
-            let _ = fs::remove_file(&temp);
-        }
-        renamed
-    }
-
     fn lock(&self) -> MutexGuard<'_, Index> {
         self.index
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
-
-    fn piece_dir(&self, cid: &str) -> PathBuf {
-        self.root.join("w").join(shard_of(cid)).join(cid)
-    }
-
-    fn window_path(&self, key: &WindowKey) -> PathBuf {
-        self.piece_dir(&key.cid).join(key.index.to_string())
-    }
-
-    fn temp_path(&self) -> PathBuf {
-        let seq = self.temp_seq.fetch_add(1, Ordering::Relaxed);
-        self.root
-            .join("tmp")
-            .join(format!("{}-{seq}.tmp", std::process::id()))
-    }
-
-    /// Drops `key` from the index and deletes its file, unless a newer put
-    /// replaced it since generation `gen` was read.
-    fn discard(&self, key: &WindowKey, gen: u64) {
-        let mut trash = Vec::new();
-        let mut index = self.lock();
-        let current = index
-            .lru
-            .find(key)
-            .and_then(|slot| index.lru.node(slot))
-            .map(|n| n.gen);
-        if current == Some(gen) {
-            index.remove(key);
-            self.move_aside(&self.window_path(key), &mut trash);
-            self.forget_piece_if_empty(&mut index, &key.cid);
-        }
-        drop(index);
-        delete_all(trash);
-    }
-
-    /// Evicts least recently used windows until within budget. O(1) per
-    /// evicted window: one list pop and one rename aside (plus a meta unlink
-    /// and rmdir when it was the piece's last window); the caller unlinks the
-    /// `trash` after releasing the lock.
-    fn evict_to_budget(&self, index: &mut Index, trash: &mut Vec<PathBuf>) {
-        while index.bytes > self.options.budget_bytes {
-            let Some((key, len)) = index.pop_oldest() else {
-                break;
-            };
-            self.move_aside(&self.window_path(&key), trash);
-            index.evictions += 1;
-            index.evicted_bytes += len;
-            self.forget_piece_if_empty(index, &key.cid);
-        }
-    }
-
-    /// Renames `path` into `tmp/` so its name is free as soon as the lock is
-    /// released. Unlinking a window frees its page-cache pages and blocks
-    /// (about 90 µs per 1 MiB window under strace, growing with its size), which is
-    /// kept out of the critical section; a rename is a few µs. Leftovers of
-    /// a crash in between are removed by the next open.
-    fn move_aside(&self, path: &Path, trash: &mut Vec<PathBuf>) {
-        let aside = self.temp_path();
-        match fs::rename(path, &aside) {
-            Ok(()) => trash.push(aside),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => {
-                log::warn!(
-                    "disk tier: cannot move {} aside ({e}); deleting in place",
-                    path.display()
-                );
-                remove_file_quietly(path);
-            }
-        }
-    }
-
-    fn forget_piece_if_empty(&self, index: &mut Index, cid: &str) {
-        if index.pieces.contains_key(cid) {
-            return;
-        }
-        index.meta.remove(cid);
-        let dir = self.piece_dir(cid);
-        remove_file_quietly(&dir.join(META_FILE));
-        let _ = fs::remove_dir(&dir);
-    }
-}
-
-fn delete_all(trash: Vec<PathBuf>) {
-    for path in trash {
-        remove_file_quietly(&path);
-    }
-}
-
-fn remove_file_quietly(path: &Path) {
-    if let Err(e) = fs::remove_file(path) {
-        if e.kind() != io::ErrorKind::NotFound {
-            log::warn!("disk tier: cannot delete {}: {e}", path.display());
-        }
-    }
-}
-
-/// Creates `path` (which must not exist), fills it with `fill`, optionally
-/// fsyncs it.
-fn write_temp(
-    path: &Path,
-    fsync: bool,
-    fill: impl FnOnce(&mut File) -> io::Result<()>,
-) -> io::Result<()> {
-    let mut f = OpenOptions::new().write(true).create_new(true).open(path)?;
-    fill(&mut f)?;
-    if fsync {
-        f.sync_data()?;
-    }
-    Ok(())
-}
-
-/// Renames `temp` to `dest`, creating `dest`'s directory when missing.
-fn rename_into(temp: &Path, dest: &Path) -> io::Result<()> {
-    match fs::rename(temp, dest) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            if let Some(parent) = dest.parent() {
-                fs::create_dir_all(parent)?;
-            }
-            fs::rename(temp, dest)
-        }
-        other => other,
-    }
-}
-
-/// Two hex digits spreading pieces over 256 directories. CRC-32 is a fixed
-/// function, so the layout is stable across builds and versions.
-fn shard_of(cid: &str) -> String {
-    format!("{:02x}", crc32fast::hash(cid.as_bytes()) & 0xff)
-}
-
-// ---------------------------------------------------------------- entry format
-
-/// Header: magic (4) | version u16 LE | reserved u16 | body length u64 LE |
-/// CRC-32 of the block table u32 LE | CRC-32 of the preceding 20 header
-/// bytes; then the block table: a CRC-32 (u32 LE) of each [`BLOCK_LEN`]
-/// block of the body, the last one short.
-fn encode_head(body: &[u8]) -> Vec<u8> {
-    let blocks = body.chunks(BLOCK_LEN as usize);
-    let mut head = vec![0u8; HEADER_LEN];
-    for b in blocks {
-        head.extend_from_slice(&crc32fast::hash(b).to_le_bytes());
-    }
-    let table_crc = crc32fast::hash(&head[HEADER_LEN..]);
-    let h = &mut head[..HEADER_LEN];
-    h[0..4].copy_from_slice(&MAGIC);
-    h[4..6].copy_from_slice(&VERSION.to_le_bytes());
-    h[8..16].copy_from_slice(&(body.len() as u64).to_le_bytes());
-    h[16..20].copy_from_slice(&table_crc.to_le_bytes());
-    let header_crc = crc32fast::hash(&h[0..20]);
-    h[20..24].copy_from_slice(&header_crc.to_le_bytes());
-    head
-}
-
-fn corrupt(what: &str) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, what.to_string())
-}
-
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-
-/// Checks a header's magic, checksum, version and body length; returns the
-/// CRC-32 it records (of the block table, or of the body in format 1).
-fn check_header(h: &[u8], version: u16, expected_len: u64) -> io::Result<u32> {
-    if h[0..4] != MAGIC {
-        return Err(corrupt("bad magic"));
-    }
-    if u32_at(h, 20) != crc32fast::hash(&h[0..20]) {
-        return Err(corrupt("header checksum mismatch"));
-    }
-    if u16::from_le_bytes([h[4], h[5]]) != version {
-        return Err(corrupt("unknown entry version"));
-    }
-    let mut l = [0u8; 8];
-    l.copy_from_slice(&h[8..16]);
-    if u64::from_le_bytes(l) != expected_len {
-        return Err(corrupt("body length mismatch"));
-    }
-    Ok(u32_at(h, 16))
-}
-
-/// Reads bytes `range` of an entry's body: the header and block table, then
-/// only the blocks that cover the range, each checked against the table. The
-/// result is a zero-copy slice of the buffer the blocks were read into.
-fn read_entry(path: &Path, expected_len: u64, range: std::ops::Range<u64>) -> io::Result<Bytes> {
-    use std::io::{Seek, SeekFrom};
-    let mut f = File::open(path)?;
-    if f.metadata()?.len() != entry_len(expected_len) {
-        return Err(corrupt("entry file has the wrong size"));
-    }
-    let blocks = expected_len.div_ceil(BLOCK_LEN);
-    let head_len = HEADER_LEN as u64 + 4 * blocks;
-    let mut head = vec![0u8; usize::try_from(head_len).map_err(|_| corrupt("entry too large"))?];
-    f.read_exact(&mut head)?;
-    let table = &head[HEADER_LEN..];
-    if check_header(&head, VERSION, expected_len)? != crc32fast::hash(table) {
-        return Err(corrupt("block table checksum mismatch"));
-    }
-    if range.is_empty() {
-        return Ok(Bytes::new());
-    }
-    let first = range.start / BLOCK_LEN;
-    let last = (range.end - 1) / BLOCK_LEN;
-    let from = first * BLOCK_LEN;
-    let to = ((last + 1) * BLOCK_LEN).min(expected_len);
-    f.seek(SeekFrom::Start(head_len + from))?;
-    let want = to - from;
-    let mut buf =
-        Vec::with_capacity(usize::try_from(want).map_err(|_| corrupt("entry too large"))?);
-    (&mut f).take(want).read_to_end(&mut buf)?;
-    if buf.len() as u64 != want {
-        return Err(corrupt("entry file changed size while read"));
-    }
-    for (i, block) in buf.chunks(BLOCK_LEN as usize).enumerate() {
-        let n = usize::try_from(first).unwrap_or(0) + i;
-        if crc32fast::hash(block) != u32_at(table, 4 * n) {
-            return Err(corrupt("block checksum mismatch"));
-        }
-    }
-    let at = |x: u64| usize::try_from(x - from).unwrap_or(0);
-    Ok(Bytes::from(buf).slice(at(range.start)..at(range.end)))
-}
-
-/// Reads and verifies a whole entry of format 1.
-fn read_entry_v1(path: &Path, expected_len: u64) -> io::Result<Bytes> {
-    let mut f = File::open(path)?;
-    let want = entry_len_v1(expected_len);
-    if f.metadata()?.len() != want {
-        return Err(corrupt("entry file has the wrong size"));
-    }
-    let cap = usize::try_from(want).map_err(|_| corrupt("entry too large"))?;
-    let mut buf = Vec::with_capacity(cap);
-    (&mut f).take(want + 1).read_to_end(&mut buf)?;
-    if buf.len() as u64 != want {
-        return Err(corrupt("entry file changed size while read"));
-    }
-    let (header, body) = buf.split_at(HEADER_LEN);
-    if check_header(header, VERSION_1, expected_len)? != crc32fast::hash(body) {
-        return Err(corrupt("body checksum mismatch"));
-    }
-    Ok(Bytes::from(buf).slice(HEADER_LEN..))
-}
-
-fn encode_meta(meta: &PieceMetaRecord) -> String {
-    let body = format!(
-        "{META_HEADER}\nsize {}\ncontent-type {}\n",
-        meta.size, meta.content_type
-    );
-    let crc = crc32fast::hash(body.as_bytes());
-    format!("{body}crc {crc:08x}\n")
-}
-
-fn decode_meta(text: &str) -> Option<PieceMetaRecord> {
-    let crc_at = text.rfind("crc ")?;
-    let (body, trailer) = text.split_at(crc_at);
-    let crc = u32::from_str_radix(trailer.strip_prefix("crc ")?.strip_suffix('\n')?, 16).ok()?;
-    if crc != crc32fast::hash(body.as_bytes()) {
-        return None;
-    }
-    let mut lines = body.lines();
-    if lines.next()? != META_HEADER {
-        return None;
-    }
-    let size = lines.next()?.strip_prefix("size ")?.parse().ok()?;
-    let content_type = lines.next()?.strip_prefix("content-type ")?.to_string();
-    Some(PieceMetaRecord { size, content_type })
-}
-
-// ------------------------------------------------------------------ start-up
-
-struct FoundWindow {
-    key: WindowKey,
-    len: u64,
-    mtime: SystemTime,
-}
-
-#[derive(Default)]
-struct Scan {
-    windows: Vec<FoundWindow>,
-    meta: HashMap<Arc<str>, PieceMetaRecord>,
-}
-
-/// A canonical decimal window index ("0", "17"; not "017" or "+1").
-fn parse_index(name: &str) -> Option<u64> {
-    let n: u64 = name.parse().ok()?;
-    (name.bytes().all(|b| b.is_ascii_digit()) && n.to_string() == name).then_some(n)
-}
-
-/// `Ok(None)` for a file or directory that does not exist (any more).
-fn vanished_is_none<T>(r: io::Result<T>) -> io::Result<Option<T>> {
-    match r {
-        Ok(v) => Ok(Some(v)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
-fn scan_dir(root: &Path) -> io::Result<Scan> {
-    let mut scan = Scan::default();
-    for shard in fs::read_dir(root.join("w"))? {
-        let shard = shard?;
-        if !shard.file_type()?.is_dir() {
-            continue;
-        }
-        // Another process sharing the directory (graceful upgrade) may
-        // delete a piece directory or a window while this walks it.
-        let Some(pieces) = vanished_is_none(fs::read_dir(shard.path()))? else {
-            continue;
-        };
-        for piece in pieces {
-            let piece = piece?;
-            let name = piece.file_name();
-            let cid = match name.to_str() {
-                Some(c)
-                    if is_valid_cid(c)
-                        && piece.file_type()?.is_dir()
-                        && shard.file_name().to_str() == Some(&shard_of(c)) =>
-                {
-                    c
-                }
-                _ => {
-                    log::warn!("disk tier: ignoring {}", piece.path().display());
-                    continue;
-                }
-            };
-            vanished_is_none(scan_piece(&piece.path(), Arc::from(cid), &mut scan))?;
-        }
-    }
-    Ok(scan)
-}
-
-fn scan_piece(dir: &Path, cid: Arc<str>, scan: &mut Scan) -> io::Result<()> {
-    let mut windows = 0usize;
-    for file in fs::read_dir(dir)? {
-        let file = file?;
-        let path = file.path();
-        let name = file.file_name();
-        let name = name.to_str().unwrap_or_default();
-        if name == META_FILE {
-            match fs::read_to_string(&path)
-                .ok()
-                .as_deref()
-                .and_then(decode_meta)
-            {
-                Some(meta) => {
-                    scan.meta.insert(cid.clone(), meta);
-                }
-                None => {
-                    log::warn!("disk tier: deleting unreadable {}", path.display());
-                    remove_file_quietly(&path);
-                }
-            }
-            continue;
-        }
-        let Some(index) = parse_index(name) else {
-            log::warn!("disk tier: ignoring {}", path.display());
-            continue;
-        };
-        let Some(md) = vanished_is_none(file.metadata())? else {
-            continue;
-        };
-        let len = md.len();
-        if !md.is_file() || !(HEADER_LEN as u64..=entry_len(MAX_WINDOW_LEN)).contains(&len) {
-            log::warn!("disk tier: deleting {} ({len} bytes)", path.display());
-            remove_file_quietly(&path);
-            continue;
-        }
-        let mtime = md.modified().unwrap_or(SystemTime::UNIX_EPOCH);
-        scan.windows.push(FoundWindow {
-            key: WindowKey {
-                cid: cid.clone(),
-                index,
-            },
-            len,
-            mtime,
-        });
-        windows += 1;
-    }
-    if windows == 0 && !scan.meta.contains_key(&cid) {
-        let _ = fs::remove_dir(dir);
-    }
-    Ok(())
-}
-
-/// The saved LRU order as key -> rank (0 = oldest). A missing or damaged file
-/// yields what could be parsed: order is a hint, the files are the truth.
-fn load_saved_order(path: &Path) -> HashMap<WindowKey, usize> {
-    let mut order = HashMap::new();
-    let Ok(file) = File::open(path) else {
-        return order;
-    };
-    let mut lines = BufReader::new(file).lines();
-    if !matches!(lines.next(), Some(Ok(ref h)) if h == INDEX_HEADER) {
-        log::warn!("disk tier: ignoring {} (unknown format)", path.display());
-        return order;
-    }
-    for line in lines {
-        let Ok(line) = line else { break };
-        let Some((cid, index)) = line.split_once(' ') else {
-            continue;
-        };
-        if let (true, Some(index)) = (is_valid_cid(cid), parse_index(index)) {
-            let rank = order.len();
-            order.entry(WindowKey::new(cid, index)).or_insert(rank);
-        }
-    }
-    order
-}
-
-// --------------------------------------------------------------------- index
-
-#[derive(Default)]
-struct Index {
-    lru: Lru,
-    /// Windows held per piece, for `windows_of` and `remove_piece`.
-    pieces: HashMap<Arc<str>, HashSet<u64>>,
-    meta: HashMap<Arc<str>, PieceMetaRecord>,
-    bytes: u64,
-    evictions: u64,
-    evicted_bytes: u64,
-    next_gen: u64,
-}
-
-impl Index {
-    /// Inserts or replaces `key` as the most recently used entry.
-    fn insert(&mut self, key: WindowKey, len: u64) {
-        self.next_gen += 1;
-        let gen = self.next_gen;
-        if let Some(old) = self
-            .lru
-            .find(&key)
-            .and_then(|slot| self.lru.remove_slot(slot))
-        {
-            self.bytes -= old.len;
-        }
-        self.pieces
-            .entry(key.cid.clone())
-            .or_default()
-            .insert(key.index);
-        self.lru.push_newest(key, len, gen);
-        self.bytes += len;
-    }
-
-    fn remove(&mut self, key: &WindowKey) -> Option<u64> {
-        let node = self
-            .lru
-            .find(key)
-            .and_then(|slot| self.lru.remove_slot(slot))?;
-        self.bytes -= node.len;
-        self.unlink_from_piece(key);
-        Some(node.len)
-    }
-
-    fn pop_oldest(&mut self) -> Option<(WindowKey, u64)> {
-        let node = self.lru.pop_oldest()?;
-        self.bytes -= node.len;
-        self.unlink_from_piece(&node.key);
-        Some((node.key, node.len))
-    }
-
-    fn remove_piece(&mut self, cid: &str) -> (u64, u64) {
-        let Some(set) = self.pieces.remove(cid) else {
-            return (0, 0);
-        };
-        let (mut entries, mut bytes) = (0, 0);
-        for index in set {
-            let key = WindowKey::new(cid, index);
-            if let Some(node) = self
-                .lru
-                .find(&key)
-                .and_then(|slot| self.lru.remove_slot(slot))
-            {
-                self.bytes -= node.len;
-                entries += 1;
-                bytes += node.len;
-            }
-        }
-        (entries, bytes)
-    }
-
-    fn unlink_from_piece(&mut self, key: &WindowKey) {
-        if let Some(set) = self.pieces.get_mut(&key.cid) {
-            set.remove(&key.index);
-            if set.is_empty() {
-                self.pieces.remove(&key.cid);
-            }
-        }
-    }
-}
-
-const NIL: usize = usize::MAX;
-
-struct Node {
-    key: WindowKey,
-    len: u64,
-    /// Bumped on every insert, so a reader that found a bad file only
-    /// deletes the entry it read, not one a concurrent put just replaced.
-    gen: u64,
-    prev: usize,
-    next: usize,
-}
-
-/// A doubly linked list in a slab plus a hash map from key to slot: O(1)
-/// insert, touch, remove and pop of the oldest entry.
-struct Lru {
-    slots: Vec<Option<Node>>,
-    free: Vec<usize>,
-    map: HashMap<WindowKey, usize>,
-    /// Least recently used end.
-    head: usize,
-    /// Most recently used end.
-    tail: usize,
-}
-
-impl Default for Lru {
-    fn default() -> Lru {
-        Lru {
-            slots: Vec::new(),
-            free: Vec::new(),
-            map: HashMap::new(),
-            head: NIL,
-            tail: NIL,
-        }
-    }
-}
-
-impl Lru {
-    fn len(&self) -> usize {
-        self.map.len()
-    }
-
-    fn find(&self, key: &WindowKey) -> Option<usize> {
-        self.map.get(key).copied()
-    }
-
-    fn node(&self, slot: usize) -> Option<&Node> {
-        self.slots.get(slot).and_then(Option::as_ref)
-    }
-
-    fn node_mut(&mut self, slot: usize) -> Option<&mut Node> {
-        self.slots.get_mut(slot).and_then(Option::as_mut)
-    }
-
-    fn detach(&mut self, slot: usize) {
-        let Some((prev, next)) = self.node(slot).map(|n| (n.prev, n.next)) else {
-            return;
-        };
-        match self.node_mut(prev) {
-            Some(p) => p.next = next,
-            None => self.head = next,
-        }
-        match self.node_mut(next) {
-            Some(n) => n.prev = prev,
-            None => self.tail = prev,
-        }
-    }
-
-    fn attach_newest(&mut self, slot: usize) {
-        let old_tail = self.tail;
-        if let Some(n) = self.node_mut(slot) {
-            n.prev = old_tail;
-            n.next = NIL;
-        }
-        match self.node_mut(old_tail) {
-            Some(t) => t.next = slot,
-            None => self.head = slot,
-        }
-        self.tail = slot;
-    }
-
-    fn touch(&mut self, slot: usize) {
-        if self.tail != slot {
-            self.detach(slot);
-            self.attach_newest(slot);
-        }
-    }
-
-    fn push_newest(&mut self, key: WindowKey, len: u64, gen: u64) {
-        let node = Node {
-            key: key.clone(),
-            len,
-            gen,
-            prev: NIL,
-            next: NIL,
-        };
-        let slot = match self.free.pop() {
-            Some(slot) => {
-                if let Some(s) = self.slots.get_mut(slot) {
-                    *s = Some(node);
-                }
-                slot
-            }
-            None => {
-                self.slots.push(Some(node));
-                self.slots.len() - 1
-            }
-        };
-        self.map.insert(key, slot);
-        self.attach_newest(slot);
-    }
-
-    fn remove_slot(&mut self, slot: usize) -> Option<Node> {
-        self.detach(slot);
-        let node = self.slots.get_mut(slot).and_then(Option::take)?;
-        self.map.remove(&node.key);
-        self.free.push(slot);
-        Some(node)
-    }
-
-    fn pop_oldest(&mut self) -> Option<Node> {
-        let head = self.head;
-        if head == NIL {
-            return None;
-        }
-        self.remove_slot(head)
-    }
-
-    fn keys_oldest_first(&self) -> Vec<WindowKey> {
-        let mut out = Vec::with_capacity(self.len());
-        let mut slot = self.head;
-        while let Some(node) = self.node(slot) {
-            out.push(node.key.clone());
-            slot = node.next;
-        }
-        out
-    }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::entry::{HEADER_LEN, MAGIC, VERSION_1};
+    use super::index::INDEX_HEADER;
+    use super::scan::parse_index;
     use super::*;
+    use std::fs::{File, OpenOptions};
+    use std::path::PathBuf;
     use std::sync::Barrier;
     use std::time::Duration;
 
@@ -1920,24 +1274,5 @@ mod tests {
         fs::write(dir.path().join(INDEX_FILE), "garbage\n../../etc 1\n").unwrap();
         let tier = DiskTier::open(dir.path(), 1 << 20).unwrap();
         assert_eq!(tier.windows_of(CID_A), vec![0, 1]);
-    }
-
-    #[test]
-    fn the_lru_list_stays_linked_through_slot_reuse() {
-        let mut lru = Lru::default();
-        for i in 0..5 {
-            lru.push_newest(key(CID_A, i), 1, i);
-        }
-        let s2 = lru.find(&key(CID_A, 2)).unwrap();
-        lru.remove_slot(s2);
-        lru.touch(lru.find(&key(CID_A, 0)).unwrap());
-        lru.push_newest(key(CID_A, 9), 1, 9); // reuses slot 2
-        let order: Vec<u64> = lru.keys_oldest_first().iter().map(|k| k.index).collect();
-        assert_eq!(order, vec![1, 3, 4, 0, 9]);
-        assert_eq!(lru.pop_oldest().unwrap().key.index, 1);
-        assert_eq!(lru.len(), 4);
-        while lru.pop_oldest().is_some() {}
-        assert!(lru.keys_oldest_first().is_empty());
-        assert_eq!((lru.head, lru.tail), (NIL, NIL));
     }
 }
