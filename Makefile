@@ -16,13 +16,16 @@ deps:
 	@command -v cc >/dev/null 2>&1 || { $(APT_INSTALL) build-essential >/dev/null; }
 
 # What the browser test needs: ffmpeg (makes the test video), Debian's
-# Chromium, Node.js and playwright-core (from the committed lockfile).
+# Chromium, Node.js and playwright-core (from the committed lockfile); the
+# TLS tests: openssl (test CA and certificates) and curl (HTTP/2 client).
 test-deps: deps
 	@missing=""; \
 	  command -v ffmpeg >/dev/null 2>&1 || missing="$$missing ffmpeg"; \
 	  [ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	  command -v node >/dev/null 2>&1 || missing="$$missing nodejs"; \
 	  command -v npm >/dev/null 2>&1 || missing="$$missing npm"; \
+	  command -v openssl >/dev/null 2>&1 || missing="$$missing openssl"; \
+	  command -v curl >/dev/null 2>&1 || missing="$$missing curl"; \
 	  if [ -n "$$missing" ]; then echo "installing$$missing"; $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; fi
 	@[ -d tests/player/node_modules/playwright-core ] || npm ci --prefix tests/player --no-audit --no-fund
 

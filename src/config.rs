@@ -352,6 +352,24 @@ pub struct ServerConfig {
     pub keepalive_timeout: HumanDuration,
     /// How long one response write may wait for a client that does not read.
     pub send_timeout: HumanDuration,
+    /// TLS on the public listener (HTTP/2 and HTTP/1.1 by ALPN); null for plain HTTP.
+    pub tls: Option<TlsConfig>,
+    /// Accept cleartext HTTP/2 (prior knowledge) on a plain listener.
+    pub h2c: bool,
+    /// Unix socket over which a new process (`serve --upgrade`) takes the listening sockets.
+    pub upgrade_sock: PathBuf,
+    /// File the serving process writes its pid to (for `kill -QUIT`); null for none.
+    pub pid_file: Option<PathBuf>,
+}
+
+/// `server.tls.*`
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// PEM private key of the leaf certificate.
+    pub key: PathBuf,
 }
 
 /// `upstream.*`
@@ -455,6 +473,10 @@ impl Default for ServerConfig {
             grace_period: HumanDuration(Duration::from_secs(10)),
             keepalive_timeout: HumanDuration(crate::edge::limits::KEEPALIVE_IDLE),
             send_timeout: HumanDuration(crate::edge::limits::SEND_TIMEOUT),
+            tls: None,
+            h2c: false,
+            upgrade_sock: PathBuf::from("/tmp/beam-edge-upgrade.sock"),
+            pid_file: None,
         }
     }
 }
@@ -632,6 +654,8 @@ impl Config {
         let checks: &[Check] = &[
             check_upload,
             check_provider_resolution,
+            check_tls,
+            check_upgrade,
             check_threads,
             check_grace_period,
             check_connection_timeouts,
@@ -733,6 +757,37 @@ fn check_threads(c: &Config) -> Result<(), (&'static str, String)> {
         return Err((
             "server.threads",
             format!("must be 1 to 256, got {}", c.server.threads),
+        ));
+    }
+    Ok(())
+}
+
+fn check_tls(c: &Config) -> Result<(), (&'static str, String)> {
+    if let Some(tls) = &c.server.tls {
+        crate::tls::load_certified_key(&tls.cert, &tls.key).map_err(|e| (e.key, e.reason))?;
+    }
+    Ok(())
+}
+
+fn check_upgrade(c: &Config) -> Result<(), (&'static str, String)> {
+    if c.server.upgrade_sock.as_os_str().is_empty() {
+        return Err(("server.upgrade_sock", "must not be empty".into()));
+    }
+    // sun_path holds 108 bytes on Linux, including the terminating NUL.
+    if c.server.upgrade_sock.as_os_str().len() > 107 {
+        return Err((
+            "server.upgrade_sock",
+            "must be at most 107 bytes (a Unix socket path)".into(),
+        ));
+    }
+    if c.server
+        .pid_file
+        .as_ref()
+        .is_some_and(|p| p.as_os_str().is_empty())
+    {
+        return Err((
+            "server.pid_file",
+            "must not be empty (null for none)".into(),
         ));
     }
     Ok(())

@@ -12,5 +12,6 @@ pub mod http;
 pub mod metrics;
 pub mod piece;
 pub mod server;
+pub mod tls;
 pub mod upload;
 pub mod upstream;

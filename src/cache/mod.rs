@@ -229,6 +229,18 @@ impl WindowCache {
             Some((path, budget)) => Some(Arc::new(DiskTier::open(path, *budget)?)),
             None => None,
         };
+        if let Some(d) = disk.as_ref().filter(|d| !d.is_sole_owner()) {
+            // A graceful upgrade: the old process still drains into the same
+            // directory; reconcile the index once it has exited.
+            let d = d.clone();
+            std::thread::Builder::new()
+                .name("beam-edge-disk-handover".into())
+                .spawn(move || {
+                    if let Err(e) = d.wait_until_sole_owner() {
+                        log::error!("disk tier: cannot take over {}: {e}", d.dir().display());
+                    }
+                })?;
+        }
         let inner = Inner {
             geometry,
             memory: MemoryTier::new(settings.memory_budget, geometry.raw),

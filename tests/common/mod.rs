@@ -363,6 +363,8 @@ pub struct EdgeProcess {
     pub admin: SocketAddr,
     pub dir: tempfile::TempDir,
     pub log_path: PathBuf,
+    /// CA of the public listener's TLS certificate, when it speaks TLS.
+    pub public_ca: Option<PathBuf>,
 }
 
 /// A payer address for tests.
@@ -389,9 +391,12 @@ pub struct EdgeOptions {
     pub extra: String,
     /// Environment variables for the process.
     pub env: Vec<(String, String)>,
-    /// Lines under `server:` besides listen, threads and grace_period
-    /// (indented two spaces).
+    /// More lines under `server:` (indented two spaces); one with
+    /// `grace_period:` replaces the default `0s`.
     pub server: String,
+    /// The public listener speaks TLS (`server.tls` in `server`), trusted by
+    /// this CA certificate: the health check then goes through curl.
+    pub public_ca: Option<PathBuf>,
 }
 
 impl EdgeProcess {
@@ -432,8 +437,13 @@ impl EdgeProcess {
         let public: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let grace = if o.server.contains("grace_period:") {
+            ""
+        } else {
+            "  grace_period: 0s\n"
+        };
         let cfg = format!(
-            "server:\n  listen: \"{public}\"\n  threads: 2\n  grace_period: 0s\n{}upstream:\n{}\ncache:\n{}\n  disk:\n    path: \"{}\"\n{}\nadmin:\n  listen: \"{admin}\"\n{token}metrics:\n  listen: \"{metrics}\"\n",
+            "server:\n  listen: \"{public}\"\n  threads: 2\n{grace}{}upstream:\n{}\ncache:\n{}\n  disk:\n    path: \"{}\"\n{}\nadmin:\n  listen: \"{admin}\"\n{token}metrics:\n  listen: \"{metrics}\"\n",
             o.server,
             o.upstream,
             o.cache,
@@ -460,6 +470,7 @@ impl EdgeProcess {
             admin,
             dir,
             log_path,
+            public_ca: o.public_ca.clone(),
         };
         p.wait_healthy()?;
         Ok(p)
@@ -479,14 +490,22 @@ impl EdgeProcess {
             // Every listener answers, and start-up is over (the admin and
             // metrics listeners are bound on their own runtimes).
             let answers = |addr, path| raw_get(addr, path, &[]).is_ok_and(|(s, _, _)| s < 500);
-            let starting = raw_get(self.public, "/readyz", &[]).map_or(true, |(_, _, b)| {
-                String::from_utf8_lossy(&b).contains("starting")
-            });
-            if answers(self.public, "/healthz")
-                && answers(self.metrics, "/metrics")
-                && answers(self.admin, "/")
-                && !starting
-            {
+            let public_ready = match &self.public_ca {
+                None => {
+                    let starting = raw_get(self.public, "/readyz", &[])
+                        .map_or(true, |(_, _, b)| {
+                            String::from_utf8_lossy(&b).contains("starting")
+                        });
+                    answers(self.public, "/healthz") && !starting
+                }
+                Some(ca) => Command::new("curl")
+                    .args(["-sf", "-o", "/dev/null", "--cacert"])
+                    .arg(ca)
+                    .arg(format!("https://{}/readyz", self.public))
+                    .status()
+                    .is_ok_and(|s| s.success()),
+            };
+            if public_ready && answers(self.metrics, "/metrics") && answers(self.admin, "/") {
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(50));
