@@ -5,7 +5,7 @@
 CARGO ?= cargo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: serve test deps test-deps build release bench fmt clippy
+.PHONY: serve test deps test-deps build release bench fmt clippy fuzz
 
 APT_INSTALL = $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends
 
@@ -16,14 +16,17 @@ deps:
 	@command -v cc >/dev/null 2>&1 || { $(APT_INSTALL) build-essential >/dev/null; }
 
 # What the browser test needs: ffmpeg (makes the test video), Debian's
-# Chromium, Node.js and playwright-core (from the committed lockfile); and
-# Debian's prometheus (with promtool) for tests/prometheus.rs.
+# Chromium, Node.js and playwright-core (from the committed lockfile); the
+# TLS tests: openssl (test CA and certificates) and curl (HTTP/2 client);
+# tests/prometheus.rs: Debian's prometheus (with promtool).
 test-deps: deps
 	@missing=""; \
 	  command -v ffmpeg >/dev/null 2>&1 || missing="$$missing ffmpeg"; \
 	  [ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	  command -v node >/dev/null 2>&1 || missing="$$missing nodejs"; \
 	  command -v npm >/dev/null 2>&1 || missing="$$missing npm"; \
+	  command -v openssl >/dev/null 2>&1 || missing="$$missing openssl"; \
+	  command -v curl >/dev/null 2>&1 || missing="$$missing curl"; \
 	  [ -x /usr/bin/promtool ] && [ -x /usr/bin/prometheus ] || missing="$$missing prometheus"; \
 	  if [ -n "$$missing" ]; then echo "installing$$missing"; $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; fi
 	@[ -d tests/player/node_modules/playwright-core ] || npm ci --prefix tests/player --no-audit --no-fund
@@ -35,6 +38,13 @@ serve: deps
 # Every test: unit, integration (real binary on loopback against mock upstreams).
 test: test-deps
 	$(CARGO) test --locked
+
+# The hostile-input harness (tests/fuzz.rs) for longer: FUZZ_CASES cases per
+# parser (the disk tier gets a twentieth), a fresh seed each run, and a
+# watchdog that aborts on a case running over BEAM_EDGE_FUZZ_CASE_SECS (10).
+FUZZ_CASES ?= 200000
+fuzz: deps
+	BEAM_EDGE_FUZZ_CASES=$(FUZZ_CASES) $(CARGO) test --locked --test fuzz -- --nocapture
 
 build: deps
 	$(CARGO) build --locked

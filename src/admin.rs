@@ -147,7 +147,7 @@ impl AdminApp {
             item
         });
         let result = publisher.publish(body, Arc::new(|_| {})).await;
-        let result = result.map(|r| r.with_beam_urls(cfg.beam_base_url()));
+        let result = result.map(|r| r.with_beam_links(cfg));
         let answer = match &result {
             Ok(report) => (201, json!(report)),
             Err(e) => (publish_status(e), json!({"error": e.to_string()})),
@@ -212,7 +212,14 @@ impl AdminApp {
             let cid_str = cid.to_string();
             let size = cid.payload_size().or(self.state.meta.get(&cid_str).size);
             return match method {
-                http::Method::GET => (200, json!(self.state.cache.piece_status(&cid_str, size))),
+                http::Method::GET => {
+                    let mut status = json!(self.state.cache.piece_status(&cid_str, size));
+                    status["providers"] = json!(self
+                        .state
+                        .providers
+                        .status(&crate::edge::static_providers(&self.config), &cid_str));
+                    (200, status)
+                }
                 http::Method::DELETE => {
                     let removed = self.state.cache.purge(&cid_str, size).await;
                     (200, json!({"cid": cid_str, "removed_windows": removed}))
@@ -289,6 +296,7 @@ impl AdminApp {
         let piece = Piece {
             cid: Arc::from(cid_str.as_str()),
             size,
+            beam_url: None,
         };
         self.state.cache.warm(&piece, wanted);
         let g = self.state.cache.geometry();

@@ -216,6 +216,71 @@ impl Network {
     }
 }
 
+/// `upstream.payers`: who a request may bill through `/beam/<payer>/…`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Payers {
+    /// Any well-formed 0x wallet (`any`).
+    Any,
+    /// Only these wallets (a YAML list; compared case-insensitively).
+    Only(Vec<String>),
+}
+
+impl Payers {
+    /// True when `payer` (a well-formed 0x address) may be billed.
+    pub fn allows(&self, payer: &str) -> bool {
+        match self {
+            Payers::Any => true,
+            Payers::Only(list) => list.iter().any(|p| p.eq_ignore_ascii_case(payer)),
+        }
+    }
+
+    /// True when at least one payer may be billed.
+    pub fn allows_some(&self) -> bool {
+        match self {
+            Payers::Any => true,
+            Payers::Only(list) => !list.is_empty(),
+        }
+    }
+}
+
+impl Serialize for Payers {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Payers::Any => s.serialize_str("any"),
+            Payers::Only(list) => list.serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Payers {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Payers, D::Error> {
+        struct PayersVisitor;
+        impl<'de> Visitor<'de> for PayersVisitor {
+            type Value = Payers;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("`any` or a list of 0x wallet addresses")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Payers, E> {
+                if v == "any" {
+                    Ok(Payers::Any)
+                } else {
+                    Err(E::custom(format!(
+                        "expected `any` or a list of 0x wallet addresses, got {v:?}"
+                    )))
+                }
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Payers, A::Error> {
+                let mut list = Vec::new();
+                while let Some(p) = seq.next_element::<String>()? {
+                    list.push(p);
+                }
+                Ok(Payers::Only(list))
+            }
+        }
+        d.deserialize_any(PayersVisitor)
+    }
+}
+
 /// The whole configuration. Every key is optional: a missing key takes the
 /// value of the embedded default file (a golden test keeps the two equal).
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, Default)]
@@ -283,6 +348,28 @@ pub struct ServerConfig {
     pub threads: usize,
     /// How long in-flight requests may finish after SIGTERM.
     pub grace_period: HumanDuration,
+    /// How long a kept-alive client connection may sit idle between requests.
+    pub keepalive_timeout: HumanDuration,
+    /// How long one response write may wait for a client that does not read.
+    pub send_timeout: HumanDuration,
+    /// TLS on the public listener (HTTP/2 and HTTP/1.1 by ALPN); null for plain HTTP.
+    pub tls: Option<TlsConfig>,
+    /// Accept cleartext HTTP/2 (prior knowledge) on a plain listener.
+    pub h2c: bool,
+    /// Unix socket over which a new process (`serve --upgrade`) takes the listening sockets.
+    pub upgrade_sock: PathBuf,
+    /// File the serving process writes its pid to (for `kill -QUIT`); null for none.
+    pub pid_file: Option<PathBuf>,
+}
+
+/// `server.tls.*`
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// PEM private key of the leaf certificate.
+    pub key: PathBuf,
 }
 
 /// `upstream.*`
@@ -293,6 +380,9 @@ pub struct UpstreamConfig {
     pub beam_url: String,
     /// The 0x payer wallet whose data sets have CDN on.
     pub payer: Option<String>,
+    /// Which payers a request may name in `/beam/<payer>/…`; `None` derives
+    /// it from `payer` (see [`Config::payer_policy`]).
+    pub payers: Option<Payers>,
     /// mainnet or calibration.
     pub network: Network,
     /// Storage-provider service URLs serving `/piece/<cid>`.
@@ -307,6 +397,18 @@ pub struct UpstreamConfig {
     pub max_skip: ByteSize,
     /// Retries of a failed upstream fetch (resuming at the first missing byte).
     pub retries: u32,
+    /// Find the storage providers holding a piece from the chain (the
+    /// payer's live data sets, the registry's service URLs, a HEAD probe),
+    /// tried after `providers` when Beam fails.
+    pub resolve_providers: bool,
+    /// JSON-RPC endpoint for provider resolution; `None` uses
+    /// `upload.rpc_url`, else the network's public endpoint.
+    pub rpc_url: Option<String>,
+    /// How long a resolution (the chain's provider list, a piece's holders)
+    /// is used before it is refreshed in the background.
+    pub resolve_ttl: HumanDuration,
+    /// How long a provider that answered 429 is skipped.
+    pub provider_backoff: HumanDuration,
 }
 
 /// `cache.*`
@@ -369,6 +471,12 @@ impl Default for ServerConfig {
             listen: addr("0.0.0.0:8080"),
             threads: 2,
             grace_period: HumanDuration(Duration::from_secs(10)),
+            keepalive_timeout: HumanDuration(crate::edge::limits::KEEPALIVE_IDLE),
+            send_timeout: HumanDuration(crate::edge::limits::SEND_TIMEOUT),
+            tls: None,
+            h2c: false,
+            upgrade_sock: PathBuf::from("/tmp/beam-edge-upgrade.sock"),
+            pid_file: None,
         }
     }
 }
@@ -378,12 +486,17 @@ impl Default for UpstreamConfig {
         UpstreamConfig {
             beam_url: "https://{payer}.{network_domain}".into(),
             payer: None,
+            payers: None,
             network: Network::Calibration,
             providers: Vec::new(),
             connect_timeout: HumanDuration(Duration::from_secs(5)),
             read_timeout: HumanDuration(Duration::from_secs(30)),
             max_skip: ByteSize(8 << 20),
             retries: 2,
+            resolve_providers: false,
+            rpc_url: None,
+            resolve_ttl: HumanDuration(Duration::from_secs(600)),
+            provider_backoff: HumanDuration(Duration::from_secs(10)),
         }
     }
 }
@@ -538,11 +651,16 @@ impl Config {
 
     /// Checks every value; the first failure names its key.
     pub fn validate(&self, source_name: &str) -> Result<(), ConfigError> {
-        let checks: [Check; 8] = [
+        let checks: &[Check] = &[
             check_upload,
+            check_provider_resolution,
+            check_tls,
+            check_upgrade,
             check_threads,
             check_grace_period,
+            check_connection_timeouts,
             check_payer,
+            check_payers,
             check_upstream_urls,
             check_timeouts,
             check_cache,
@@ -563,7 +681,7 @@ impl Config {
         let mut w = Vec::new();
         if self.upstream.payer.is_none() && self.upstream.beam_url.contains("{payer}") {
             w.push(
-                "upstream.payer is not set: /piece answers 503 until it is (set it in the file or with --payer)"
+                "upstream.payer is not set: /piece/<cid> answers 503 until it is (set it in the file or with --payer); /beam/<payer>/<cid> names the payer per request"
                     .to_string(),
             );
         }
@@ -592,6 +710,39 @@ impl Config {
         Some(filled.trim_end_matches('/').to_string())
     }
 
+    /// Who a request may bill through `/beam/<payer>/…`: `upstream.payers`
+    /// when set, else anyone while `upstream.payer` is unset (so an edge
+    /// with no config plays any public Beam link), else only that payer.
+    pub fn payer_policy(&self) -> Payers {
+        match (&self.upstream.payers, &self.upstream.payer) {
+            (Some(p), _) => p.clone(),
+            (None, None) => Payers::Any,
+            (None, Some(p)) => Payers::Only(vec![p.clone()]),
+        }
+    }
+
+    /// The Beam base URL for `payer` (a checked 0x address) on `network`,
+    /// or `None` when `upstream.beam_url` has no `{payer}` (the request's
+    /// payer could not reach Beam, so it must not be pretended to).
+    pub fn beam_base_url_for(&self, payer: &str, network: Network) -> Option<String> {
+        let template = &self.upstream.beam_url;
+        if !template.contains("{payer}") {
+            return None;
+        }
+        let filled = template
+            .replace("{payer}", &payer.to_ascii_lowercase())
+            .replace("{network_domain}", network.beam_domain())
+            .replace("{network}", network.as_str());
+        Some(filled.trim_end_matches('/').to_string())
+    }
+
+    /// True when `upstream.beam_url` varies with the network, so a request
+    /// may name a network other than `upstream.network`.
+    pub fn beam_url_names_network(&self) -> bool {
+        let t = &self.upstream.beam_url;
+        t.contains("{network}") || t.contains("{network_domain}")
+    }
+
     /// Window size in raw (unpadded) bytes: 127/128 of `cache.window`.
     pub fn window_raw_bytes(&self) -> u64 {
         self.cache.window.0 / 128 * 127
@@ -611,9 +762,54 @@ fn check_threads(c: &Config) -> Result<(), (&'static str, String)> {
     Ok(())
 }
 
+fn check_tls(c: &Config) -> Result<(), (&'static str, String)> {
+    if let Some(tls) = &c.server.tls {
+        crate::tls::load_certified_key(&tls.cert, &tls.key).map_err(|e| (e.key, e.reason))?;
+    }
+    Ok(())
+}
+
+fn check_upgrade(c: &Config) -> Result<(), (&'static str, String)> {
+    if c.server.upgrade_sock.as_os_str().is_empty() {
+        return Err(("server.upgrade_sock", "must not be empty".into()));
+    }
+    // sun_path holds 108 bytes on Linux, including the terminating NUL.
+    if c.server.upgrade_sock.as_os_str().len() > 107 {
+        return Err((
+            "server.upgrade_sock",
+            "must be at most 107 bytes (a Unix socket path)".into(),
+        ));
+    }
+    if c.server
+        .pid_file
+        .as_ref()
+        .is_some_and(|p| p.as_os_str().is_empty())
+    {
+        return Err((
+            "server.pid_file",
+            "must not be empty (null for none)".into(),
+        ));
+    }
+    Ok(())
+}
+
 fn check_grace_period(c: &Config) -> Result<(), (&'static str, String)> {
     if c.server.grace_period.0 > Duration::from_secs(3600) {
         return Err(("server.grace_period", "must be at most 1h".into()));
+    }
+    Ok(())
+}
+
+/// Pingora keeps keep-alive timeouts in whole seconds (0 would mean "no
+/// limit"), so both are 1 s to 1 h.
+fn check_connection_timeouts(c: &Config) -> Result<(), (&'static str, String)> {
+    for (key, value) in [
+        ("server.keepalive_timeout", c.server.keepalive_timeout.0),
+        ("server.send_timeout", c.server.send_timeout.0),
+    ] {
+        if value < Duration::from_secs(1) || value > Duration::from_secs(3600) {
+            return Err((key, format!("must be 1s to 1h, got {value:?}")));
+        }
     }
     Ok(())
 }
@@ -630,6 +826,22 @@ fn check_payer(c: &Config) -> Result<(), (&'static str, String)> {
                 "upstream.payer",
                 format!("invalid wallet address {p:?}: expected 0x followed by 40 hex digits"),
             ));
+        }
+    }
+    Ok(())
+}
+
+fn check_payers(c: &Config) -> Result<(), (&'static str, String)> {
+    if let Some(Payers::Only(list)) = &c.upstream.payers {
+        for (i, p) in list.iter().enumerate() {
+            if !is_eth_address(p) {
+                return Err((
+                    "upstream.payers",
+                    format!(
+                        "entry {i}: invalid wallet address {p:?}: expected 0x followed by 40 hex digits"
+                    ),
+                ));
+            }
         }
     }
     Ok(())
@@ -701,6 +913,42 @@ fn check_upload(c: &Config) -> Result<(), (&'static str, String)> {
         check_http_url(url).map_err(|r| ("upload.rpc_url", r))?;
     }
     Ok(())
+}
+
+fn check_provider_resolution(c: &Config) -> Result<(), (&'static str, String)> {
+    let u = &c.upstream;
+    if let Some(url) = &u.rpc_url {
+        check_http_url(url).map_err(|r| ("upstream.rpc_url", r))?;
+    }
+    if u.resolve_providers && u.payer.is_none() {
+        return Err((
+            "upstream.resolve_providers",
+            "needs upstream.payer: the payer's data sets say which providers hold its pieces"
+                .into(),
+        ));
+    }
+    if !(Duration::from_secs(1)..=Duration::from_secs(86_400)).contains(&u.resolve_ttl.0) {
+        return Err(("upstream.resolve_ttl", "must be 1s to 24h".into()));
+    }
+    if u.provider_backoff.0 > Duration::from_secs(3600) {
+        return Err(("upstream.provider_backoff", "must be at most 1h".into()));
+    }
+    Ok(())
+}
+
+/// The JSON-RPC endpoint provider resolution reads: `upstream.rpc_url`,
+/// else `upload.rpc_url` (one endpoint serves both when only one is set),
+/// else the network's public endpoint.
+pub fn resolve_rpc_url(c: &Config) -> String {
+    c.upstream
+        .rpc_url
+        .clone()
+        .or_else(|| c.upload.rpc_url.clone())
+        .unwrap_or_else(|| {
+            crate::upload::publish::chain_network(c)
+                .default_rpc_url()
+                .to_string()
+        })
 }
 
 fn check_timeouts(c: &Config) -> Result<(), (&'static str, String)> {
@@ -850,6 +1098,8 @@ mod tests {
         assert_eq!(c.server.listen, "0.0.0.0:8080".parse().unwrap());
         assert_eq!(c.server.threads, 2);
         assert_eq!(c.server.grace_period.0, Duration::from_secs(10));
+        assert_eq!(c.server.keepalive_timeout.0, Duration::from_secs(60));
+        assert_eq!(c.server.send_timeout.0, Duration::from_secs(60));
         assert_eq!(c.upstream.beam_url, "https://{payer}.{network_domain}");
         assert_eq!(c.upstream.payer, None);
         assert_eq!(c.upstream.network, Network::Calibration);
@@ -873,6 +1123,48 @@ mod tests {
         assert_eq!(partial.upstream.network, Network::Mainnet);
         assert_eq!(partial.upstream.read_timeout, c.upstream.read_timeout);
         assert_eq!(partial.server, c.server);
+    }
+
+    #[test]
+    fn payer_policy_defaults_to_any_without_a_payer() {
+        let mut c = Config::embedded_default();
+        assert_eq!(c.upstream.payers, None);
+        assert_eq!(c.payer_policy(), Payers::Any);
+        let mine = "0x00000000000000000000000000000000000000AA";
+        c.upstream.payer = Some(mine.into());
+        assert_eq!(c.payer_policy(), Payers::Only(vec![mine.into()]));
+        assert!(c.payer_policy().allows(&mine.to_ascii_lowercase()));
+        assert!(!c
+            .payer_policy()
+            .allows("0x00000000000000000000000000000000000000bb"));
+        let parsed = Config::from_yaml("upstream:\n  payers: any\n", "t").unwrap();
+        assert_eq!(parsed.upstream.payers, Some(Payers::Any));
+        let parsed = Config::from_yaml("upstream:\n  payers: []\n", "t").unwrap();
+        assert!(!parsed.payer_policy().allows_some());
+        assert_eq!(
+            c.beam_base_url_for(mine, Network::Mainnet).unwrap(),
+            "https://0x00000000000000000000000000000000000000aa.filbeam.io"
+        );
+        c.upstream.beam_url = "http://127.0.0.1:9/".into();
+        assert_eq!(c.beam_base_url_for(mine, Network::Mainnet), None);
+    }
+
+    #[test]
+    fn connection_timeouts_are_bounded_and_named() {
+        for (yaml, key) in [
+            (
+                "server:\n  keepalive_timeout: 0s\n",
+                "server.keepalive_timeout",
+            ),
+            ("server:\n  send_timeout: 2h\n", "server.send_timeout"),
+            ("server:\n  send_timeout: 500ms\n", "server.send_timeout"),
+        ] {
+            let e = Config::from_yaml(yaml, "t.yaml").unwrap_err();
+            assert_eq!(e.path, key, "{yaml}");
+            assert!(e.reason.contains("1s to 1h"), "{}", e.reason);
+        }
+        let c = Config::from_yaml("server:\n  keepalive_timeout: 2s\n", "t.yaml").unwrap();
+        assert_eq!(c.server.keepalive_timeout.0, Duration::from_secs(2));
     }
 
     #[test]
@@ -929,6 +1221,21 @@ mod tests {
         let e = with("payer: null", "payer: \"0x12\"").unwrap_err();
         assert_eq!(e.path, "upstream.payer");
 
+        let e = with(
+            "payers: null",
+            "payers: [\"0x00000000000000000000000000000000000000aa\", \"0xzz\"]",
+        )
+        .unwrap_err();
+        assert_eq!(e.path, "upstream.payers");
+        assert!(
+            e.reason.contains("entry 1") && e.reason.contains("0xzz"),
+            "{e}"
+        );
+
+        let e = with("payers: null", "payers: everyone").unwrap_err();
+        assert_eq!(e.path, "upstream.payers");
+        assert!(e.reason.contains("`any`"), "{e}");
+
         let e = with("{network_domain}\"", "{netwrok}\"").unwrap_err();
         assert_eq!(e.path, "upstream.beam_url");
         assert!(e.reason.contains("{netwrok}"), "{e}");
@@ -971,5 +1278,53 @@ mod tests {
             .unwrap_err();
         assert_eq!(e.path, "upstream.network");
         assert_eq!(e.source_name, "command line");
+    }
+
+    #[test]
+    fn provider_resolution_keys_are_checked_and_name_their_key() {
+        let c = Config::from_yaml(DEFAULT_CONFIG_YAML, "embedded").unwrap();
+        assert!(!c.upstream.resolve_providers);
+        assert_eq!(c.upstream.rpc_url, None);
+        assert_eq!(c.upstream.resolve_ttl.0, Duration::from_secs(600));
+        assert_eq!(c.upstream.provider_backoff.0, Duration::from_secs(10));
+        // One endpoint for both when only upload.rpc_url is set.
+        assert_eq!(
+            resolve_rpc_url(&c),
+            "https://api.calibration.node.glif.io/rpc/v1"
+        );
+        let mut u = c.clone();
+        u.upload.rpc_url = Some("http://127.0.0.1:1/rpc".into());
+        assert_eq!(resolve_rpc_url(&u), "http://127.0.0.1:1/rpc");
+        u.upstream.rpc_url = Some("http://127.0.0.1:2/rpc".into());
+        assert_eq!(resolve_rpc_url(&u), "http://127.0.0.1:2/rpc");
+
+        let bad = |yaml: &str| {
+            Config::from_yaml(yaml, "t")
+                .and_then(|c| c.validate("t").map(|_| c))
+                .unwrap_err()
+                .path
+        };
+        assert_eq!(
+            bad("upstream:\n  resolve_providers: true\n"),
+            "upstream.resolve_providers"
+        );
+        assert_eq!(
+            bad("upstream:\n  rpc_url: \"ftp://x\"\n"),
+            "upstream.rpc_url"
+        );
+        assert_eq!(
+            bad("upstream:\n  resolve_ttl: 0s\n"),
+            "upstream.resolve_ttl"
+        );
+        assert_eq!(
+            bad("upstream:\n  provider_backoff: 2h\n"),
+            "upstream.provider_backoff"
+        );
+        let ok = Config::from_yaml(
+            "upstream:\n  payer: \"0x00000000000000000000000000000000000000aa\"\n  resolve_providers: true\n",
+            "t",
+        )
+        .unwrap();
+        assert!(ok.validate("t").is_ok());
     }
 }

@@ -14,5 +14,6 @@ pub mod metrics;
 pub mod piece;
 pub mod progress;
 pub mod server;
+pub mod tls;
 pub mod upload;
 pub mod upstream;

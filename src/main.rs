@@ -44,6 +44,10 @@ enum Command {
         /// mainnet or calibration (upstream.network).
         #[arg(long)]
         network: Option<String>,
+        /// Graceful upgrade: take the listening sockets from the running
+        /// process over server.upgrade_sock (then send it SIGQUIT).
+        #[arg(long, short)]
+        upgrade: bool,
     },
     /// Validate a config file: prints "ok" or the key and the reason, and exits non-zero on error.
     CheckConfig {
@@ -162,6 +166,7 @@ fn main() -> ExitCode {
             upstream_url,
             payer,
             network,
+            upgrade,
         } => {
             env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
                 .init();
@@ -185,7 +190,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            match beam_edge::server::run(cfg) {
+            match beam_edge::server::run_with(cfg, beam_edge::server::RunOptions { upgrade }) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("beam-edge: cannot start: {e}");

@@ -341,8 +341,9 @@ fn bad_cids_and_unknown_routes_never_reach_the_upstream() {
             "BAFKZCIBCAABDOMN3TGWGRH3G532ZOPSKSTNBRD2N3SXFQBZE7RXT7VQN7VEIGMY",
             "",
         ),
+        // (`<cid>/<name>` is a named path now; a suffix without a slash is junk.)
         (
-            "bafkzcibcaabdomn3tgwgrh3g532zopskstnbrd2n3sxfqbze7rxt7vqn7veigmy/extra",
+            "bafkzcibcaabdomn3tgwgrh3g532zopskstnbrd2n3sxfqbze7rxt7vqn7veigmy.mp4",
             "",
         ),
         ("", ""),
@@ -619,7 +620,8 @@ fn a_whole_body_200_for_a_range_is_cut_to_the_range() {
 
 #[test]
 fn without_a_payer_piece_requests_say_what_is_missing() {
-    let edge = EdgeProcess::start("  network: mainnet\n");
+    // No payer, and none may be named per request: nothing can reach Beam.
+    let edge = EdgeProcess::start("  network: mainnet\n  payers: []\n");
     let (s, _, body) = get(
         &edge,
         "/piece/bafkzcibcaabdomn3tgwgrh3g532zopskstnbrd2n3sxfqbze7rxt7vqn7veigmy",
@@ -627,6 +629,7 @@ fn without_a_payer_piece_requests_say_what_is_missing() {
     );
     assert_eq!(s, 503);
     assert!(String::from_utf8_lossy(&body).contains("upstream.payer is not set"));
+    assert!(String::from_utf8_lossy(&body).contains("/beam/<payer>/<cid>"));
     let (s, _, body) = get(&edge, "/readyz", &[]);
     assert_eq!(s, 503);
     assert!(String::from_utf8_lossy(&body).contains("upstream.payer"));

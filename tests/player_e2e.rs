@@ -116,12 +116,23 @@ fn run_script(args: &[&str], log_dir: &Path) -> (bool, String) {
 
 /// Runs `tests/player/<name>` with a hard deadline.
 fn run_named_script(name: &str, args: &[&str], log_dir: &Path) -> (bool, String) {
+    run_named_script_env(name, args, &[], log_dir)
+}
+
+/// [`run_named_script`] with environment variables for the script.
+fn run_named_script_env(
+    name: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+    log_dir: &Path,
+) -> (bool, String) {
     let _one_browser = BROWSER.lock().unwrap_or_else(|p| p.into_inner());
     let out_path = log_dir.join(format!("{name}.log"));
     let out = std::fs::File::create(&out_path).unwrap();
     let mut child = Command::new("node")
         .arg(manifest_dir().join("tests/player").join(name))
         .args(args)
+        .envs(env.iter().copied())
         .stdout(out.try_clone().unwrap())
         .stderr(out)
         .spawn()
@@ -159,6 +170,47 @@ fn player_plays_seeks_measures_and_reports_errors_in_chromium() {
 #[test]
 fn player_plays_a_multi_piece_asset_in_chromium() {
     play_in_chromium(true);
+}
+
+/// A whole Beam link pasted into the player of an edge with no payer
+/// configured: it plays through `/beam/mainnet/<payer>/<cid>/<name>`, and the
+/// mock Beam serves the clip only to that payer on that network.
+#[test]
+fn player_plays_a_pasted_beam_link_in_chromium() {
+    require_tools();
+    let dir = tempfile::tempdir().unwrap();
+    let video = make_video(dir.path());
+    let cid = beam_edge::piece::commp::commp_of(&video)
+        .expect("commp of the clip")
+        .to_string();
+    let payer = "0x00000000000000000000000000000000000000b1";
+    let beam = MockBeam::start();
+    beam.add_piece_for_payers(&cid, video.clone(), &[payer]);
+    // No upstream.payer: upstream.payers is `any`. The mock sees the network
+    // and the payer in the path, as Beam sees them in the host name.
+    let edge = EdgeProcess::start(&format!(
+        "  beam_url: \"http://{}/{{network}}/{{payer}}\"\n  read_timeout: 10s\n",
+        beam.addr
+    ));
+    let link = format!("https://{payer}.filbeam.io/{cid}/Test%20clip.mp4");
+    let shot = screenshot_path().with_file_name("player-e2e-beam-link.png");
+    let _ = std::fs::remove_file(&shot);
+    let base = edge.url("");
+    let (ok, output) = run_script(&[&base, &link, shot.to_str().unwrap()], dir.path());
+    println!("{output}");
+    assert!(
+        ok,
+        "player e2e script failed:\n{output}\n--- beam-edge log ---\n{}",
+        edge.log()
+    );
+    let requests = beam.requests();
+    assert!(!requests.is_empty());
+    for r in &requests {
+        assert!(
+            r.path.starts_with(&format!("/mainnet/{payer}/")) && r.path.ends_with(&cid),
+            "{r:?}"
+        );
+    }
 }
 
 fn play_in_chromium(as_asset: bool) {
@@ -278,4 +330,144 @@ fn a_file_uploaded_through_the_admin_page_plays_back() {
     let finalized = curio.requests_to("POST", "/pdp/piece/uploads/").len();
     assert_eq!(finalized, video.len().div_ceil(1_000_000) + 1);
     drop(rt);
+}
+
+/// Runs `openssl` with `args` in `dir` and returns its stdout.
+fn openssl(dir: &Path, args: &[&str], stdin: Option<&[u8]>) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut child = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run openssl");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.unwrap_or_default())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "openssl {args:?} failed");
+    out.stdout
+}
+
+/// The same player script over https with HTTP/2: the public listener has
+/// `server.tls` with a certificate from a test CA made here, and Chromium
+/// trusts that key by its SPKI hash (`--ignore-certificate-errors-spki-list`).
+#[test]
+fn player_plays_over_https_with_a_test_ca_in_chromium() {
+    require_tools();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    openssl(
+        d,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=beam-edge test CA",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+        ],
+        None,
+    );
+    openssl(
+        d,
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            "tls.key",
+            "-out",
+            "tls.csr",
+        ],
+        None,
+    );
+    std::fs::write(d.join("ext"), "subjectAltName=DNS:localhost,IP:127.0.0.1\n").unwrap();
+    openssl(
+        d,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "tls.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-set_serial",
+            "7",
+            "-days",
+            "2",
+            "-extfile",
+            "ext",
+            "-out",
+            "tls.crt",
+        ],
+        None,
+    );
+    let pubkey = openssl(d, &["x509", "-pubkey", "-noout", "-in", "tls.crt"], None);
+    let der = openssl(d, &["pkey", "-pubin", "-outform", "der"], Some(&pubkey));
+    let digest = openssl(d, &["dgst", "-sha256", "-binary"], Some(&der));
+    let spki = openssl(d, &["base64", "-A"], Some(&digest));
+    let spki = String::from_utf8(spki).unwrap();
+
+    let video = make_video(d);
+    let cid = beam_edge::piece::commp::commp_of(&video)
+        .expect("commp")
+        .to_string();
+    let unknown = beam_edge::piece::commp::commp_of(&common::mp4_like(4096, 7))
+        .expect("commp")
+        .to_string();
+    let beam = MockBeam::start();
+    beam.add_piece(&cid, video.clone());
+    let edge = EdgeProcess::start_opts(common::EdgeOptions {
+        upstream: common::beam_upstream(&beam, ""),
+        server: format!(
+            "  tls:\n    cert: \"{}\"\n    key: \"{}\"\n",
+            d.join("tls.crt").display(),
+            d.join("tls.key").display()
+        ),
+        public_ca: Some(d.join("ca.crt")),
+        ..Default::default()
+    });
+    let shot = screenshot_path().with_file_name("player-e2e-https.png");
+    let _ = std::fs::remove_file(&shot);
+    let base = format!("https://{}", edge.public);
+    let (ok, output) = run_named_script_env(
+        "e2e.mjs",
+        &[&base, &cid, shot.to_str().unwrap(), &unknown],
+        // The browser trusts the key by its hash; the script's own
+        // requests (Node's) trust the CA.
+        &[
+            ("TRUST_SPKI", spki.trim()),
+            ("NODE_EXTRA_CA_CERTS", d.join("ca.crt").to_str().unwrap()),
+        ],
+        d,
+    );
+    println!("{output}");
+    assert!(
+        ok,
+        "player e2e script over https failed:\n{output}\n--- beam-edge log ---\n{}",
+        edge.log()
+    );
+    assert!(std::fs::read(&shot).is_ok_and(|p| p.starts_with(b"\x89PNG")));
 }

@@ -78,7 +78,11 @@ async fn a_file_is_published_into_a_new_cdn_data_set() {
         4,
         "three file pieces and the manifest"
     );
-    assert_eq!(report.asset_path, format!("/asset/{}", report.asset_id));
+    // The path names the file, so players and download tools save it as such.
+    assert_eq!(
+        report.asset_path,
+        format!("/asset/{}/movie.mp4", report.asset_id)
+    );
     // The provider holds exactly the file's bytes, piece by piece.
     let mut offset = 0;
     for p in &report.pieces {
@@ -179,6 +183,17 @@ async fn the_upload_command_publishes_a_file_and_prints_json() {
     assert_eq!(v["content_type"], "video/webm", "from the file name");
     assert_eq!(v["pieces"].as_array().unwrap().len(), 2);
     assert_eq!(v["created_data_set"], true);
+    // No upstream.payer in this config: the Beam links are the uploading
+    // wallet's, which pays for the data set.
+    let (id, payer) = (
+        v["asset_id"].as_str().unwrap(),
+        v["payer"].as_str().unwrap(),
+    );
+    assert_eq!(
+        v["beam_urls"][0],
+        format!("https://{payer}.calibration.filbeam.io/{id}")
+    );
+    assert_eq!(v["asset_path"], format!("/asset/{id}/clip.webm"));
     assert_eq!(
         curio
             .piece_bytes(v["pieces"][1]["cid"].as_str().unwrap())
@@ -342,12 +357,30 @@ async fn an_upload_through_the_admin_listener_plays_back_from_asset() {
             .unwrap()
             .ends_with(&format!("/{}", report["asset_id"].as_str().unwrap())));
         assert_eq!(report["pieces"].as_array().unwrap().len(), 3);
+        // Links name the file and the paying wallet; the parts of a
+        // three-piece file are not named after the whole file.
+        let id = report["asset_id"].as_str().unwrap();
+        let payer = report["payer"].as_str().unwrap();
+        assert!(beam_edge::config::is_eth_address(payer), "{payer}");
+        assert_eq!(report["asset_path"], format!("/asset/{id}/holiday.mp4"));
+        assert_eq!(
+            report["beam_path"],
+            format!("/beam/calibration/{payer}/asset/{id}/holiday.mp4")
+        );
+        for u in beam_urls {
+            let u = u.as_str().unwrap();
+            assert!(
+                u.contains(&format!("/{payer}/")) && !u.ends_with(".mp4"),
+                "{u}"
+            );
+        }
         // upload.warm_cache: the upload was written into the cache as it
         // streamed, so the first play is a hit that touches no upstream.
         let path = report["asset_path"].as_str().unwrap().to_string();
         let (s, h, got) = common::raw_get(edge.public, &path, &[]).unwrap();
         assert_eq!(s, 200);
         assert_eq!(h["content-type"], "video/mp4");
+        assert_eq!(h["content-disposition"], "inline; filename=\"holiday.mp4\"");
         assert_eq!(h["x-cache"], "HIT");
         assert!(got == data, "the uploaded asset plays back byte-exact");
         assert!(beam.requests().is_empty(), "{:?}", beam.requests());

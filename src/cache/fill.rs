@@ -69,6 +69,9 @@ pub struct Fill {
     /// How the window is checked once complete (decided once, when the
     /// fill starts, so its run and its readers agree).
     pub check: Option<PieceCheck>,
+    /// The Beam base URL (payer) the fill fetches from; `None`: the
+    /// configured payer's. Readers of other payers may join it.
+    pub beam_url: Option<std::sync::Arc<str>>,
     state: Mutex<FillState>,
     progress: watch::Sender<u64>,
     interest: AtomicUsize,
@@ -91,11 +94,23 @@ impl Fill {
         prefetch: bool,
         check: Option<PieceCheck>,
     ) -> Arc<Fill> {
+        Fill::with_check_for(key, len, prefetch, check, None)
+    }
+
+    /// [`Fill::with_check`] for a fill that fetches from `beam_url`.
+    pub fn with_check_for(
+        key: WindowKey,
+        len: u64,
+        prefetch: bool,
+        check: Option<PieceCheck>,
+        beam_url: Option<std::sync::Arc<str>>,
+    ) -> Arc<Fill> {
         Arc::new(Fill {
             key,
             len,
             prefetch,
             check,
+            beam_url,
             state: Mutex::new(FillState::default()),
             progress: watch::Sender::new(0),
             interest: AtomicUsize::new(0),

@@ -93,6 +93,8 @@ pub struct CacheSettings {
     pub retries: u32,
     /// Storage-provider service URLs, tried in turn as fallbacks.
     pub providers: Vec<String>,
+    /// Chain-resolved providers (tried after `providers`) and 429 backoffs.
+    pub pool: crate::upstream::resolve::ProviderPool,
     /// How long a reader that read its whole range keeps its read-ahead alive
     /// (players read in consecutive ranges).
     pub prefetch_linger: Duration,
@@ -107,6 +109,20 @@ pub struct Piece {
     pub cid: Arc<str>,
     /// Size in bytes.
     pub size: u64,
+    /// The Beam base URL of the payer a request named (`/beam/<payer>/…`);
+    /// `None`: the configured `upstream.payer`'s. Not part of the cache key:
+    /// a fill started for one payer serves readers of every payer.
+    pub beam_url: Option<Arc<str>>,
+}
+
+impl Piece {
+    /// The Beam origin fills of this piece ask.
+    pub fn beam_origin(&self) -> crate::upstream::Origin<'_> {
+        match &self.beam_url {
+            Some(url) => crate::upstream::Origin::BeamAt(url),
+            None => crate::upstream::Origin::Beam,
+        }
+    }
 }
 
 /// Where served bytes came from.
@@ -213,6 +229,18 @@ impl WindowCache {
             Some((path, budget)) => Some(Arc::new(DiskTier::open(path, *budget)?)),
             None => None,
         };
+        if let Some(d) = disk.as_ref().filter(|d| !d.is_sole_owner()) {
+            // A graceful upgrade: the old process still drains into the same
+            // directory; reconcile the index once it has exited.
+            let d = d.clone();
+            std::thread::Builder::new()
+                .name("beam-edge-disk-handover".into())
+                .spawn(move || {
+                    if let Err(e) = d.wait_until_sole_owner() {
+                        log::error!("disk tier: cannot take over {}: {e}", d.dir().display());
+                    }
+                })?;
+        }
         let inner = Inner {
             geometry,
             memory: MemoryTier::new(settings.memory_budget, geometry.raw),
@@ -268,6 +296,7 @@ impl WindowCache {
             interests: HashMap::new(),
             completed: false,
             restarts: 0,
+            joined: HashSet::new(),
         }
     }
 
@@ -371,6 +400,7 @@ impl WindowCache {
             let piece = Piece {
                 cid: cid_arc.clone(),
                 size,
+                beam_url: None,
             };
             self.inner.check_for(&piece).map(|c| match c {
                 PieceCheck::Whole(_) => "cid",

@@ -43,7 +43,13 @@ impl Inner {
             if len == 0 {
                 break;
             }
-            let fill = Fill::with_check(key.clone(), len, prefetch, check.clone());
+            let fill = Fill::with_check_for(
+                key.clone(),
+                len,
+                prefetch,
+                check.clone(),
+                piece.beam_url.clone(),
+            );
             map.insert(key, fill.clone());
             run.push(fill);
             i += 1;

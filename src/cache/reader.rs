@@ -7,7 +7,7 @@
 //! What it is not: the tiers, the fills or their planning (`memory`,
 //! `disk`, `fill`, `plan`); it only decides where each slice comes from.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -44,6 +44,24 @@ pub struct RangeReader {
     pub(super) interests: HashMap<u64, Interest>,
     pub(super) completed: bool,
     pub(super) restarts: u32,
+    /// Windows this reader reads from a fill started for another payer: see
+    /// [`refused_to_another_payer`].
+    pub(super) joined: HashSet<u64>,
+}
+
+/// True for an upstream answer that may hold only for the payer whose request
+/// started the fill (Beam's 402: no CDN data set of *that* payer holds the
+/// piece; 403: that payer is blocked). A reader of another payer that joined
+/// such a fill asks again as itself, so a request naming a wrong payer cannot
+/// fail the readers of a right one.
+fn refused_to_another_payer(e: &CacheError) -> bool {
+    matches!(
+        e,
+        CacheError::Upstream(
+            crate::upstream::UpstreamError::PaymentRequired
+                | crate::upstream::UpstreamError::Forbidden
+        )
+    )
 }
 
 impl RangeReader {
@@ -121,6 +139,13 @@ impl RangeReader {
                         self.retry_slice(slice)?;
                     }
                     Ok(None) => return Err(CacheError::Cancelled),
+                    Err(e)
+                        if pos <= slice.from
+                            && refused_to_another_payer(&e)
+                            && self.joined.remove(&slice.index) =>
+                    {
+                        self.retry_slice(slice)?;
+                    }
                     Err(e) => return Err(e),
                 },
                 None => {
@@ -186,6 +211,9 @@ impl RangeReader {
     /// a coalesced waiter. The rest of this reader's range gets a run of its own.
     fn join(&mut self, fill: Arc<Fill>, slice: WindowSlice) -> Current {
         metrics::COALESCED.inc();
+        if fill.beam_url != self.piece.beam_url {
+            self.joined.insert(slice.index);
+        }
         self.inner.note_read(&fill.key);
         self.interests
             .entry(slice.index)

@@ -173,8 +173,10 @@ impl Inner {
             "failed"
         };
         for f in fills {
-            f.fail(e.clone());
+            // Unregistered first: a reader woken by the failure that plans
+            // the window again must not find (and join) this failed fill.
             self.unregister(f);
+            f.fail(e.clone());
             metrics::WINDOW_FILLS
                 .with_label_values(&[fill_kind(f), outcome])
                 .inc();

@@ -1,7 +1,8 @@
 //! The public listener: a Pingora [`ProxyHttp`] service that answers every
 //! route itself in `request_filter`.
 //!
-//! Routes: `GET|HEAD|OPTIONS /piece/<PieceCID>` ([`piece`]), `GET|HEAD
+//! Routes: `GET|HEAD|OPTIONS /piece/<PieceCID>`, `/asset/<id>` and
+//! `/beam/<payer>/…` ([`route`] parses them, [`piece`] serves them), `GET|HEAD
 //! /healthz` (the process is up), `GET|HEAD /readyz` (config loaded,
 //! listeners bound, an upstream usable, not shutting down), anything else
 //! 404. Pingora's own upstream proxying is never used for `/piece`: it would
@@ -15,8 +16,10 @@
 //! aborts the connection (never a clean end of a short body), via
 //! [`ProxyHttp::fail_to_proxy`] which writes nothing once a header is out.
 
+pub mod limits;
 pub mod piece;
 pub mod player;
+pub mod route;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -33,12 +36,16 @@ use crate::cache::{CacheSettings, WindowCache};
 use crate::config::Config;
 use crate::http::range::RangeLimits;
 use crate::metrics;
+use crate::upstream::resolve::{ChainResolver, ProviderPool, ResolveSettings};
 use crate::upstream::{Upstream, UpstreamSettings};
 
 /// Shared state of the public service.
 pub struct EdgeState {
     /// The Beam client (for size probes; windows go through `cache`).
     pub upstream: Upstream,
+    /// Fallback storage providers: chain resolution and 429 backoffs (the
+    /// static list is in the cache settings).
+    pub providers: ProviderPool,
     /// The window cache.
     pub cache: WindowCache,
     /// Sizes and content types learnt per piece.
@@ -49,12 +56,16 @@ pub struct EdgeState {
     pub sniffs: SniffFlights,
     /// Range caps.
     pub range_limits: RangeLimits,
+    /// Keep-alive idle and send timeouts of client connections.
+    pub connection_limits: limits::ConnectionLimits,
     /// Set once every listener is bound and the server runs.
     pub running: AtomicBool,
     /// Set when shutdown starts: `/readyz` then answers 503 so load balancers drain.
     pub shutting_down: AtomicBool,
     /// Why `/readyz` is 503 even while running (configuration), if it is.
     pub not_ready_reason: Option<String>,
+    /// Who `/beam/<payer>/…` may bill, and each payer's Beam host.
+    pub payer_routes: route::PayerRoutes,
 }
 
 impl EdgeState {
@@ -65,7 +76,9 @@ impl EdgeState {
             connect_timeout: config.upstream.connect_timeout.0,
             read_timeout: config.upstream.read_timeout.0,
         })?;
-        let cache = WindowCache::new(cache_settings(config), upstream.clone()).map_err(|e| {
+        let providers = provider_pool(config)?;
+        let cache = WindowCache::new(cache_settings(config, providers.clone()), upstream.clone())
+            .map_err(|e| {
             format!(
                 "cache.disk.path: cannot open {}: {e}",
                 config.cache.disk.path.display()
@@ -84,19 +97,29 @@ impl EdgeState {
                 Some(crate::http::sniff::intern_content_type(&rec.content_type)),
             );
         }
-        let not_ready_reason = config.beam_base_url().is_none().then(|| {
-            "not ready: upstream.payer is not set, so /piece cannot reach Beam".to_string()
-        });
+        let payer_routes = route::PayerRoutes::new(config);
+        // Ready while some request can reach Beam: the configured payer's
+        // /piece, or /beam/<payer>/… for the payers upstream.payers allows.
+        let not_ready_reason = (config.beam_base_url().is_none() && !payer_routes.any_usable())
+            .then(|| {
+                "not ready: upstream.payer is not set and upstream.payers allows no payer, so no request can reach Beam".to_string()
+            });
         Ok(EdgeState {
             upstream,
+            providers,
             cache,
             meta,
             manifests: ManifestStore::default(),
             sniffs: SniffFlights::default(),
             range_limits: RangeLimits::default(),
+            connection_limits: limits::ConnectionLimits {
+                keepalive_idle: config.server.keepalive_timeout.0,
+                send_timeout: config.server.send_timeout.0,
+            },
             running: AtomicBool::new(false),
             shutting_down: AtomicBool::new(false),
             not_ready_reason,
+            payer_routes,
         })
     }
 }
@@ -109,8 +132,49 @@ impl EdgeState {
     }
 }
 
-/// The cache settings a config asks for.
-pub fn cache_settings(config: &Config) -> CacheSettings {
+/// The provider pool a config asks for: a chain resolver when
+/// `upstream.resolve_providers` is on, and the 429 backoff.
+pub fn provider_pool(config: &Config) -> Result<ProviderPool, String> {
+    let u = &config.upstream;
+    let resolver = if u.resolve_providers {
+        let payer = config
+            .payer()
+            .and_then(|p| p.parse::<crate::upload::chain::Address>().ok())
+            .ok_or("upstream.resolve_providers: needs a valid upstream.payer")?;
+        Some(ChainResolver::new(ResolveSettings {
+            rpc_url: crate::config::resolve_rpc_url(config),
+            network: crate::upload::publish::chain_network(config),
+            payer,
+            ttl: u.resolve_ttl.0,
+            probe_timeout: u.connect_timeout.0 + u.read_timeout.0,
+        })?)
+    } else {
+        None
+    };
+    Ok(ProviderPool::new(resolver, u.provider_backoff.0))
+}
+
+/// The storage providers to try first when Beam fails: `upstream.providers`,
+/// then `upload.provider_url` (the provider uploads go to serves fresh pieces
+/// until Beam indexes them).
+pub fn static_providers(config: &Config) -> Vec<String> {
+    config
+        .upstream
+        .providers
+        .iter()
+        .cloned()
+        .chain(
+            config
+                .upload
+                .provider_url
+                .clone()
+                .filter(|u| !config.upstream.providers.contains(u)),
+        )
+        .collect()
+}
+
+/// The cache settings a config asks for, with `pool` for provider fallback.
+pub fn cache_settings(config: &Config, pool: ProviderPool) -> CacheSettings {
     let c = &config.cache;
     CacheSettings {
         window_padded: c.window.0,
@@ -122,20 +186,8 @@ pub fn cache_settings(config: &Config) -> CacheSettings {
         check_windows: c.check_windows,
         max_skip: config.upstream.max_skip.0,
         retries: config.upstream.retries,
-        // The provider uploads go to serves fresh pieces until Beam indexes them.
-        providers: config
-            .upstream
-            .providers
-            .iter()
-            .cloned()
-            .chain(
-                config
-                    .upload
-                    .provider_url
-                    .clone()
-                    .filter(|u| !config.upstream.providers.contains(u)),
-            )
-            .collect(),
+        providers: static_providers(config),
+        pool,
         prefetch_linger: std::time::Duration::from_secs(2),
         beam_retry_delay: std::time::Duration::from_millis(500),
     }
@@ -355,15 +407,26 @@ impl ProxyHttp for EdgeService {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        self.state.connection_limits.apply(session);
         let path = session.req_header().uri.path().to_string();
         let method = session.req_header().method.clone();
         let get_or_head = method == http::Method::GET || method == http::Method::HEAD;
-        if let Some(rest) = path.strip_prefix("/piece/") {
-            ctx.route = RouteLabel::Piece;
-            piece::serve_piece(&self.state, session, ctx, rest).await?;
-        } else if let Some(rest) = path.strip_prefix("/asset/") {
-            ctx.route = RouteLabel::Asset;
-            piece::serve_asset(&self.state, session, ctx, rest).await?;
+        if let Some(media) = route::parse_media_path(&path) {
+            match media {
+                Ok(m) => {
+                    ctx.route = match m.kind {
+                        route::MediaKind::Piece => RouteLabel::Piece,
+                        route::MediaKind::Asset => RouteLabel::Asset,
+                    };
+                    piece::serve_media(&self.state, session, ctx, &m).await?;
+                }
+                Err(reason) => {
+                    ctx.route = RouteLabel::Piece;
+                    let mut extra = piece::cors_headers();
+                    extra.push(("Cache-Control", "no-store".into()));
+                    respond_text(session, ctx, 400, &extra, &format!("{reason}\n")).await?;
+                }
+            }
         } else if path == "/piece" {
             ctx.route = RouteLabel::Piece;
             respond_text(
@@ -399,7 +462,7 @@ impl ProxyHttp for EdgeService {
             )
             .await?;
         } else {
-            respond_text(session, ctx, 404, &[], "not found: beam-edge serves /piece/<PieceCID>, the player at /, /healthz and /readyz\n")
+            respond_text(session, ctx, 404, &[], "not found: beam-edge serves /piece/<PieceCID>, /asset/<id>, /beam/<payer>/<PieceCID>, the player at /, /healthz and /readyz\n")
                 .await?;
         }
         Ok(true)

@@ -1,5 +1,8 @@
-//! `GET|HEAD|OPTIONS /piece/<PieceCID>` and `/asset/<id>`: validate,
-//! normalise the range, read the needed windows, and stream them.
+//! `GET|HEAD|OPTIONS /piece/<PieceCID>` and `/asset/<id>` (and their
+//! `/beam/<payer>/…` forms, see [`super::route`]): validate, normalise the
+//! range, read the needed windows, and stream them. A file name after the
+//! id becomes `Content-Disposition` (an asset without one uses its
+//! manifest's file name); it never reaches the upstream.
 //!
 //! An asset (an upload's manifest piece, listing the file's pieces) is served
 //! as one resource with every rule below; its ranges may cross pieces.
@@ -8,6 +11,7 @@
 //! failures become honest statuses whenever possible:
 //!
 //! 1. method (OPTIONS preflight, 405 for anything but GET/HEAD), then the
+//!    payer a `/beam/` path names (400 malformed, 403 not allowed), then the
 //!    CID (400 with the parser's reason);
 //! 2. `If-None-Match` → 304 (no upstream I/O: a piece never changes);
 //! 3. the piece size: from a v2 CID, from metadata learnt earlier, or from a
@@ -29,6 +33,7 @@ use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use pingora::proxy::Session;
 
+use super::route::{MediaKind, MediaPath};
 use super::{respond_text, EdgeState, RequestCtx};
 use crate::cache::verify::bytes_match_cid;
 use crate::cache::{CacheError, Piece, RangeReader, Source, WindowCache};
@@ -50,7 +55,7 @@ pub const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 
 /// Headers a cross-origin player needs to read.
 const EXPOSED: &str =
-    "Content-Range, Content-Length, Accept-Ranges, ETag, Content-Type, X-Cache, Server-Timing";
+    "Content-Range, Content-Length, Accept-Ranges, ETag, Content-Type, X-Cache, Server-Timing, Content-Disposition";
 
 /// CORS headers of every `/piece` response (errors included, so that a
 /// player on another origin can read the status and the reason).
@@ -113,6 +118,8 @@ pub(crate) struct Resource {
     size: u64,
     /// Media type, when known before reading.
     content_type: Option<String>,
+    /// The sanitised file name to announce, if any.
+    file_name: Option<String>,
     /// The pieces, in order, and where the resource's bytes lie in them.
     target: Target,
 }
@@ -203,14 +210,26 @@ async fn method_allowed(session: &mut Session, ctx: &mut RequestCtx) -> Result<b
 /// (OPTIONS answered, others refused), the id (400 naming `what` is wrong),
 /// and `If-None-Match` (304). `None` when the request has been answered.
 async fn prologue(
+    state: &EdgeState,
     session: &mut Session,
     ctx: &mut RequestCtx,
-    cid_text: &str,
+    media: &MediaPath<'_>,
     what: &str,
-) -> Result<Option<(PieceCid, String)>> {
+) -> Result<Option<(PieceCid, String, Option<Arc<str>>)>> {
     if !method_allowed(session, ctx).await? {
         return Ok(None);
     }
+    let beam_url = match &media.beam {
+        None => None,
+        Some(who) => match state.payer_routes.beam_url(who) {
+            Ok(url) => Some(url),
+            Err((status, reason)) => {
+                respond_error(session, ctx, status, &reason).await?;
+                return Ok(None);
+            }
+        },
+    };
+    let cid_text = media.id;
     let cid = match PieceCid::parse(cid_text) {
         Ok(c) => c,
         Err(e) => {
@@ -223,7 +242,20 @@ async fn prologue(
     if !not_modified_check(session, ctx, &etag).await? {
         return Ok(None);
     }
-    Ok(Some((cid, etag)))
+    Ok(Some((cid, etag, beam_url)))
+}
+
+/// Serves one parsed media path.
+pub async fn serve_media(
+    state: &EdgeState,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    media: &MediaPath<'_>,
+) -> Result<()> {
+    match media.kind {
+        MediaKind::Piece => serve_piece(state, session, ctx, media).await,
+        MediaKind::Asset => serve_asset(state, session, ctx, media).await,
+    }
 }
 
 /// Answers `If-None-Match` with 304 when it matches; returns `false` then.
@@ -241,15 +273,20 @@ async fn not_modified_check(
     Ok(true)
 }
 
-/// Serves one `/piece/<cid_text>` request.
-pub async fn serve_piece(
+/// Serves one `/piece/<cid>` request.
+async fn serve_piece(
     state: &EdgeState,
     session: &mut Session,
     ctx: &mut RequestCtx,
-    cid_text: &str,
+    media: &MediaPath<'_>,
 ) -> Result<()> {
-    let Some((cid, etag)) = prologue(session, ctx, cid_text, "PieceCID").await? else {
+    let Some((cid, etag, beam_url)) = prologue(state, session, ctx, media, "PieceCID").await?
+    else {
         return Ok(());
+    };
+    let origin = match &beam_url {
+        Some(url) => crate::upstream::Origin::BeamAt(url),
+        None => crate::upstream::Origin::Beam,
     };
     let cid_str = cid.to_string();
     // The piece size: from the CID, from what was learnt before, or from a
@@ -258,7 +295,11 @@ pub async fn serve_piece(
     let mut content_type = known.content_type;
     let size = match cid.payload_size().or(known.size) {
         Some(s) => s,
-        None => match state.upstream.probe(&cid_str, None, SNIFF_LEN as u64).await {
+        None => match state
+            .upstream
+            .probe_from(origin, &cid_str, None, SNIFF_LEN as u64)
+            .await
+        {
             Ok((size, head)) => {
                 let ct = sniff_content_type(&head);
                 state.learn(&cid_str, size, ct);
@@ -271,11 +312,13 @@ pub async fn serve_piece(
     let piece = Piece {
         cid: Arc::from(cid_str.as_str()),
         size,
+        beam_url,
     };
     let resource = Resource {
         etag,
         size,
         content_type: content_type.map(str::to_string),
+        file_name: media.name.clone(),
         target: Target::Piece(piece),
     };
     serve_resource(state, session, ctx, resource).await
@@ -283,16 +326,17 @@ pub async fn serve_piece(
 
 /// Serves one `/asset/<manifest cid>` request: the file an upload produced,
 /// as one resource over its pieces.
-pub async fn serve_asset(
+async fn serve_asset(
     state: &EdgeState,
     session: &mut Session,
     ctx: &mut RequestCtx,
-    cid_text: &str,
+    media: &MediaPath<'_>,
 ) -> Result<()> {
-    let Some((cid, etag)) = prologue(session, ctx, cid_text, "asset id").await? else {
+    let Some((cid, etag, beam_url)) = prologue(state, session, ctx, media, "asset id").await?
+    else {
         return Ok(());
     };
-    let manifest = match load_manifest(state, &cid).await {
+    let manifest = match load_manifest(state, &cid, &beam_url).await {
         Ok(m) => m,
         Err((status, reason)) => return respond_error(session, ctx, status, &reason).await,
     };
@@ -302,12 +346,19 @@ pub async fn serve_asset(
         .map(|p| Piece {
             cid: Arc::from(p.cid.as_str()),
             size: p.size,
+            beam_url: beam_url.clone(),
         })
         .collect();
+    // A name in the URL wins; else the name the file was uploaded under.
+    let file_name = media
+        .name
+        .clone()
+        .or_else(|| crate::http::disposition::sanitize_filename(&manifest.file_name));
     let resource = Resource {
         etag,
         size: manifest.size,
         content_type: Some(manifest.content_type.clone()),
+        file_name,
         target: Target::Asset(manifest, pieces),
     };
     serve_resource(state, session, ctx, resource).await
@@ -317,6 +368,7 @@ pub async fn serve_asset(
 async fn load_manifest(
     state: &EdgeState,
     cid: &PieceCid,
+    beam_url: &Option<Arc<str>>,
 ) -> std::result::Result<Arc<Manifest>, (u16, String)> {
     let cid_str = cid.to_string();
     if let Some(m) = state.manifests.get(&cid_str) {
@@ -334,6 +386,7 @@ async fn load_manifest(
     let piece = Piece {
         cid: Arc::from(cid_str.as_str()),
         size,
+        beam_url: beam_url.clone(),
     };
     // Look at the head first, so a media piece is not read whole to find
     // out it is not a manifest.
@@ -469,20 +522,40 @@ async fn serve_resource(
         let Some(piece) = &sniff_piece else {
             return Ok(None);
         };
-        // One sniff per piece at a time, however many requests want it.
-        let cell = state.sniffs.cell(&piece.cid);
+        // One sniff per piece at a time, however many requests want it; per
+        // payer too, so a payer Beam refuses cannot fail another's sniff.
+        let sniff_key = match &piece.beam_url {
+            Some(url) => format!("{} {url}", piece.cid),
+            None => piece.cid.to_string(),
+        };
+        let cell = state.sniffs.cell(&sniff_key);
         let result = cell
             .get_or_init(|| async {
                 let head_range = ByteRange::new(0, (SNIFF_LEN as u64).min(size) - 1);
                 let head = if in_window_zero {
                     read_all(state, piece, head_range).await?
                 } else {
-                    let (_, head) = state
+                    match state
                         .upstream
-                        .probe(&piece.cid, Some(size), SNIFF_LEN as u64)
+                        .probe_from(
+                            piece.beam_origin(),
+                            &piece.cid,
+                            Some(size),
+                            SNIFF_LEN as u64,
+                        )
                         .await
-                        .map_err(|e| (e.client_status(), e.to_string()))?;
-                    head.to_vec()
+                    {
+                        Ok((_, head)) => head.to_vec(),
+                        // Beam failed: read the head through the cache, which
+                        // falls back to the storage providers.
+                        Err(e) => {
+                            log::info!(
+                                "sniff probe of {} failed ({e}): reading through the cache",
+                                piece.cid
+                            );
+                            read_all(state, piece, head_range).await?
+                        }
+                    }
                 };
                 let ct = sniff_content_type(&head);
                 state.learn(&piece.cid, size, ct);
@@ -490,7 +563,7 @@ async fn serve_resource(
             })
             .await
             .clone();
-        state.sniffs.done(&piece.cid, &cell);
+        state.sniffs.done(&sniff_key, &cell);
         result.map(|ct| Some(ct.to_string()))
     };
     // Open the first part before writing anything, so that upstream
@@ -533,8 +606,14 @@ async fn serve_resource(
     } else {
         206
     };
-    let mut h = ResponseHeader::build(status, Some(14))?;
+    let mut h = ResponseHeader::build(status, Some(15))?;
     h.insert_header("Accept-Ranges", "bytes")?;
+    if let Some(name) = &resource.file_name {
+        h.insert_header(
+            "Content-Disposition",
+            crate::http::disposition::content_disposition(name),
+        )?;
+    }
     h.insert_header("ETag", resource.etag.as_str())?;
     h.insert_header("Cache-Control", IMMUTABLE)?;
     h.insert_header("X-Cache", x_cache)?;

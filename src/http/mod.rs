@@ -2,5 +2,6 @@
 //! requests and content-type sniffing. `edge` applies them to sessions.
 
 pub mod conditional;
+pub mod disposition;
 pub mod range;
 pub mod sniff;

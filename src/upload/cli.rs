@@ -73,7 +73,7 @@ pub fn upload_command(cfg: &Config, file: &Path, json: bool) -> Result<(), Strin
         type_from_name(&name),
         threads,
     );
-    let beam_base = cfg.beam_base_url();
+    let links_cfg = cfg.clone();
     let rt = runtime()?;
     rt.block_on(async move {
         let f = tokio::fs::File::open(file)
@@ -112,7 +112,9 @@ pub fn upload_command(cfg: &Config, file: &Path, json: bool) -> Result<(), Strin
             .publish(body, Arc::new(move |n| p.update(n)))
             .await;
         progress.finish();
-        let report = report.map_err(|e| e.to_string())?.with_beam_urls(beam_base);
+        let report = report
+            .map_err(|e| e.to_string())?
+            .with_beam_links(&links_cfg);
         if json {
             println!(
                 "{}",
@@ -121,6 +123,10 @@ pub fn upload_command(cfg: &Config, file: &Path, json: bool) -> Result<(), Strin
         } else {
             println!("asset      {}", report.asset_id);
             println!("play       {}", report.asset_path);
+            println!(
+                "or         {}  (any edge, billed to the payer)",
+                report.beam_path
+            );
             println!("size       {} bytes, {}", report.size, report.content_type);
             for (i, p) in report.pieces.iter().enumerate() {
                 println!("piece {i:<4} {}  {} bytes", p.cid, p.size);

@@ -146,12 +146,20 @@ pub struct PublishReport {
     pub transactions: Vec<String>,
     /// Piece ids the chain gave, in order (file pieces, then the manifest).
     pub piece_ids: Vec<u64>,
-    /// Path that serves the file from this edge.
+    /// The wallet that pays for the data set (and for Beam's egress of it).
+    pub payer: String,
+    /// Path that serves the file from this edge, with its file name
+    /// (`/asset/<id>/<name>`; billed to `upstream.payer`).
     pub asset_path: String,
+    /// The same through any edge, billed to `payer`
+    /// (`/beam/<network>/<payer>/asset/<id>/<name>`; filled in by the caller).
+    pub beam_path: String,
     /// The storage provider that holds the pieces.
     pub provider_url: String,
-    /// Beam URLs of the manifest and the pieces (filled in by the caller,
-    /// which knows the Beam URL template); Beam serves them once indexed.
+    /// Beam URLs of the manifest and the pieces, at `payer`'s Beam host
+    /// (filled in by the caller, which knows the Beam URL template); Beam
+    /// serves them once indexed. The piece of a one-piece file carries the
+    /// file name (Beam ignores path segments after the CID).
     pub beam_urls: Vec<String>,
     /// The manifest as uploaded (not in the JSON: its layers can be large).
     #[serde(skip)]
@@ -159,12 +167,28 @@ pub struct PublishReport {
 }
 
 impl PublishReport {
-    /// Fills `beam_urls` (manifest first, then the pieces) from a Beam base URL.
-    pub fn with_beam_urls(mut self, beam_base: Option<String>) -> PublishReport {
-        if let Some(base) = beam_base {
-            self.beam_urls = std::iter::once(&self.asset_id)
-                .chain(self.pieces.iter().map(|p| &p.cid))
-                .map(|cid| format!("{base}/{cid}"))
+    /// Fills `beam_urls` (manifest first, then the pieces) and `beam_path`
+    /// for the payer's Beam host under `cfg`'s template and network (the
+    /// configured `upstream.payer`'s base when the template has no `{payer}`).
+    pub fn with_beam_links(mut self, cfg: &Config) -> PublishReport {
+        let network = cfg.upstream.network;
+        let name = name_segment(&self.file_name);
+        self.beam_path = format!(
+            "/beam/{}/{}/asset/{}{name}",
+            network.as_str(),
+            self.payer,
+            self.asset_id
+        );
+        let base = cfg
+            .beam_base_url_for(&self.payer, network)
+            .or_else(|| cfg.beam_base_url());
+        if let Some(base) = base {
+            let one_piece = self.pieces.len() == 1;
+            self.beam_urls = std::iter::once(format!("{base}/{}", self.asset_id))
+                .chain(self.pieces.iter().map(|p| {
+                    let name = if one_piece { name.as_str() } else { "" };
+                    format!("{base}/{}{name}", p.cid)
+                }))
                 .collect();
         }
         self
@@ -318,12 +342,26 @@ impl Publisher {
             created_data_set: created,
             transactions,
             piece_ids,
-            asset_path: format!("/asset/{}", asset.asset_id),
+            payer: format!("{:#x}", self.key.address()),
+            asset_path: format!(
+                "/asset/{}{}",
+                asset.asset_id,
+                name_segment(&asset.manifest.file_name)
+            ),
+            beam_path: String::new(),
             provider_url: self.provider_url(),
             beam_urls: Vec::new(),
             manifest: asset.manifest.clone(),
         })
     }
+}
+
+/// `/<name>` (sanitised, escaped) for a path after a CID, or "" when the
+/// file has no usable name.
+fn name_segment(file_name: &str) -> String {
+    crate::http::disposition::sanitize_filename(file_name)
+        .map(|n| format!("/{}", crate::http::disposition::path_segment(&n)))
+        .unwrap_or_default()
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -31,6 +31,8 @@ use http::header;
 use crate::http::range::ByteRange;
 use crate::metrics;
 
+pub mod resolve;
+
 /// Which upstream a request went to (a metric label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UpstreamKind {
@@ -174,8 +176,11 @@ pub struct Upstream {
 /// Where a piece request goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin<'a> {
-    /// The Beam CDN (`upstream.beam_url`).
+    /// The Beam CDN (`upstream.beam_url`) for the configured `upstream.payer`.
     Beam,
+    /// The Beam CDN at this base URL: the host of the payer a request named
+    /// (`/beam/<payer>/…`), so that payer's data sets are read and billed.
+    BeamAt(&'a str),
     /// A storage provider's service URL (`upstream.providers`), serving `/piece/<cid>`.
     Provider(&'a str),
 }
@@ -183,7 +188,7 @@ pub enum Origin<'a> {
 impl Origin<'_> {
     fn kind(&self) -> UpstreamKind {
         match self {
-            Origin::Beam => UpstreamKind::Beam,
+            Origin::Beam | Origin::BeamAt(_) => UpstreamKind::Beam,
             Origin::Provider(_) => UpstreamKind::Provider,
         }
     }
@@ -215,7 +220,7 @@ impl Upstream {
         match &self.settings.beam_base_url {
             Some(base) => Ok(format!("{base}/{cid}")),
             None => Err(UpstreamError::NotConfigured(
-                "upstream.payer is not set: beam-edge does not know whose Beam data sets to read (set upstream.payer or --payer)".into(),
+                "upstream.payer is not set, so /piece/<cid> does not know whose Beam data sets to read: request /beam/<payer>/<cid> (the wallet of a Beam link https://<payer>.filbeam.io/<cid>), or set upstream.payer or --payer".into(),
             )),
         }
     }
@@ -262,15 +267,26 @@ impl Upstream {
         known_size: Option<u64>,
         want: u64,
     ) -> Result<(u64, Bytes), UpstreamError> {
+        self.probe_from(Origin::Beam, cid, known_size, want).await
+    }
+
+    /// [`Upstream::probe`] from a chosen Beam origin.
+    pub async fn probe_from(
+        &self,
+        origin: Origin<'_>,
+        cid: &str,
+        known_size: Option<u64>,
+        want: u64,
+    ) -> Result<(u64, Bytes), UpstreamError> {
         let want = want.max(1);
         let end = match known_size {
             Some(0) => return Ok((0, Bytes::new())),
             Some(size) => want.min(size) - 1,
             None => want - 1,
         };
-        let kind = UpstreamKind::Beam;
+        let kind = origin.kind();
         let result = self
-            .fetch_inner(Origin::Beam, cid, ByteRange::new(0, end), known_size, true)
+            .fetch_inner(origin, cid, ByteRange::new(0, end), known_size, true)
             .await;
         let mut body = match result {
             Ok(b) => b,
@@ -300,6 +316,7 @@ impl Upstream {
         let kind = origin.kind();
         let url = match origin {
             Origin::Beam => self.piece_url(cid)?,
+            Origin::BeamAt(base) => format!("{}/{cid}", base.trim_end_matches('/')),
             Origin::Provider(base) => format!("{}/piece/{cid}", base.trim_end_matches('/')),
         };
         let started = Instant::now();
@@ -319,6 +336,23 @@ impl Upstream {
             .observe(started.elapsed().as_secs_f64());
         let status = resp.status().as_u16();
         let headers = resp.headers();
+        // Curio compresses any body when asked for gzip/br/zstd and then
+        // drops Range and Content-Length (filecoin.md, last section). We ask
+        // for identity; a compressed answer anyway is not the piece's bytes
+        // at these offsets, so it is an upstream error: never cached, never
+        // relayed.
+        if (200..300).contains(&status) {
+            if let Some(encoding) = headers.get(header::CONTENT_ENCODING) {
+                let encoding = String::from_utf8_lossy(encoding.as_bytes())
+                    .trim()
+                    .to_string();
+                if !encoding.eq_ignore_ascii_case("identity") {
+                    return Err(UpstreamError::BadResponse(format!(
+                        "{status} with Content-Encoding {encoding:?} although identity was asked for: not the piece's bytes"
+                    )));
+                }
+            }
+        }
         match status {
             206 => {
                 let cr = headers

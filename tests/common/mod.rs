@@ -54,6 +54,9 @@ struct MockState {
     body_bytes_sent: AtomicU64,
     /// While set, requests are logged but not answered.
     held: AtomicBool,
+    /// Pieces only some payers have CDN data sets for (lowercase 0x
+    /// addresses): others get Beam's 402. Pieces not listed serve anyone.
+    payers: Mutex<HashMap<String, Vec<String>>>,
 }
 
 /// A mock Beam on loopback. Serves `/<anything>/<cid>`; unknown CIDs get 404.
@@ -100,6 +103,18 @@ impl MockBeam {
             .insert(cid.to_string(), Arc::new(data));
     }
 
+    /// Adds a piece that only `payers` have CDN data sets for: a request whose
+    /// payer (the path segment before the CID, as the `{payer}` of
+    /// [`MockBeam::url_template`] puts it; Beam reads it from the host name)
+    /// is another gets 402, as Beam answers.
+    pub fn add_piece_for_payers(&self, cid: &str, data: Vec<u8>, payers: &[&str]) {
+        self.add_piece(cid, data);
+        self.state.payers.lock().unwrap().insert(
+            cid.to_string(),
+            payers.iter().map(|p| p.to_ascii_lowercase()).collect(),
+        );
+    }
+
     /// Holds every answer (requests are still logged) until [`MockBeam::release`].
     pub fn hold(&self) {
         self.state.held.store(true, Ordering::SeqCst);
@@ -132,6 +147,17 @@ impl MockBeam {
     pub fn url_template(&self) -> String {
         format!("http://{}/{{payer}}", self.addr)
     }
+}
+
+/// The payer a mock Beam request was made for: the path segment before the
+/// CID (`/<payer>/<cid>` from [`MockBeam::url_template`]), when it is one.
+pub fn payer_of(path: &str) -> Option<String> {
+    let mut segments = path.rsplit('/');
+    segments.next();
+    segments
+        .next()
+        .filter(|p| p.len() == 42 && p.starts_with("0x"))
+        .map(str::to_ascii_lowercase)
 }
 
 fn parse_range(v: &str, size: u64) -> Option<(u64, u64)> {
@@ -220,6 +246,21 @@ async fn serve_conn(mut sock: TcpStream, st: Arc<MockState>) -> std::io::Result<
             continue;
         }
         let cid = path.rsplit('/').next().unwrap_or_default().to_string();
+        let billed = payer_of(&path);
+        let refused = st.payers.lock().unwrap().get(&cid).is_some_and(|allowed| {
+            !allowed
+                .iter()
+                .any(|p| Some(p.as_str()) == billed.as_deref())
+        });
+        if refused {
+            let body = "no CDN data set of this payer holds the piece\n";
+            let resp = format!(
+                "HTTP/1.1 402 Payment Required\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            sock.write_all(resp.as_bytes()).await?;
+            continue;
+        }
         let data = st.pieces.lock().unwrap().get(&cid).cloned();
         let Some(data) = data else {
             let body = "piece not found\n";
@@ -322,6 +363,8 @@ pub struct EdgeProcess {
     pub admin: SocketAddr,
     pub dir: tempfile::TempDir,
     pub log_path: PathBuf,
+    /// CA of the public listener's TLS certificate, when it speaks TLS.
+    pub public_ca: Option<PathBuf>,
 }
 
 /// A payer address for tests.
@@ -348,6 +391,12 @@ pub struct EdgeOptions {
     pub extra: String,
     /// Environment variables for the process.
     pub env: Vec<(String, String)>,
+    /// More lines under `server:` (indented two spaces); one with
+    /// `grace_period:` replaces the default `0s`.
+    pub server: String,
+    /// The public listener speaks TLS (`server.tls` in `server`), trusted by
+    /// this CA certificate: the health check then goes through curl.
+    pub public_ca: Option<PathBuf>,
 }
 
 impl EdgeProcess {
@@ -388,8 +437,14 @@ impl EdgeProcess {
         let public: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let grace = if o.server.contains("grace_period:") {
+            ""
+        } else {
+            "  grace_period: 0s\n"
+        };
         let cfg = format!(
-            "server:\n  listen: \"{public}\"\n  threads: 2\n  grace_period: 0s\nupstream:\n{}\ncache:\n{}\n  disk:\n    path: \"{}\"\n{}\nadmin:\n  listen: \"{admin}\"\n{token}metrics:\n  listen: \"{metrics}\"\n",
+            "server:\n  listen: \"{public}\"\n  threads: 2\n{grace}{}upstream:\n{}\ncache:\n{}\n  disk:\n    path: \"{}\"\n{}\nadmin:\n  listen: \"{admin}\"\n{token}metrics:\n  listen: \"{metrics}\"\n",
+            o.server,
             o.upstream,
             o.cache,
             cache_dir.display(),
@@ -415,6 +470,7 @@ impl EdgeProcess {
             admin,
             dir,
             log_path,
+            public_ca: o.public_ca.clone(),
         };
         p.wait_healthy()?;
         Ok(p)
@@ -434,14 +490,22 @@ impl EdgeProcess {
             // Every listener answers, and start-up is over (the admin and
             // metrics listeners are bound on their own runtimes).
             let answers = |addr, path| raw_get(addr, path, &[]).is_ok_and(|(s, _, _)| s < 500);
-            let starting = raw_get(self.public, "/readyz", &[]).map_or(true, |(_, _, b)| {
-                String::from_utf8_lossy(&b).contains("starting")
-            });
-            if answers(self.public, "/healthz")
-                && answers(self.metrics, "/metrics")
-                && answers(self.admin, "/")
-                && !starting
-            {
+            let public_ready = match &self.public_ca {
+                None => {
+                    let starting = raw_get(self.public, "/readyz", &[])
+                        .map_or(true, |(_, _, b)| {
+                            String::from_utf8_lossy(&b).contains("starting")
+                        });
+                    answers(self.public, "/healthz") && !starting
+                }
+                Some(ca) => Command::new("curl")
+                    .args(["-sf", "-o", "/dev/null", "--cacert"])
+                    .arg(ca)
+                    .arg(format!("https://{}/readyz", self.public))
+                    .status()
+                    .is_ok_and(|s| s.success()),
+            };
+            if public_ready && answers(self.metrics, "/metrics") && answers(self.admin, "/") {
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(50));

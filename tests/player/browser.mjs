@@ -24,6 +24,8 @@ export async function launch(prefix, stepTimeoutMs) {
       "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
       "--disable-background-networking", "--disable-component-update", "--disable-sync",
       "--autoplay-policy=no-user-gesture-required",
+      // A test CA's server key, trusted by its SPKI hash (the https test).
+      ...(process.env.TRUST_SPKI ? [`--ignore-certificate-errors-spki-list=${process.env.TRUST_SPKI}`] : []),
     ],
   });
   const page = context.pages()[0] || (await context.newPage());

@@ -1,7 +1,9 @@
 // End-to-end check of the beam-edge player in a real headless Chromium.
 //
-// Usage: node tests/player/e2e.mjs <base-url> <cid> <screenshot.png> [<unknown-cid>]
-//   <cid>          a playable piece the edge can serve (an MP4 with moov at the end)
+// Usage: node tests/player/e2e.mjs <base-url> <source> <screenshot.png> [<unknown-cid>]
+//   <source>       what is typed into the player: the id of a playable piece or
+//                  asset the edge can serve (an MP4 with moov at the end), or a
+//                  whole Beam link to it (https://<payer>.filbeam.io/<cid>[/<name>])
 //   <unknown-cid>  a valid PieceCID the upstream does not have (404 check; skipped if absent)
 // Exits 0 when every step passes; otherwise prints the failing step, the
 // page state and the browser log, and exits 1. Run by tests/player_e2e.rs.
@@ -9,11 +11,15 @@ import fs from "node:fs";
 import path from "node:path";
 import { check, launch, stepper } from "./browser.mjs";
 
-const [base, cid, shotPath, unknownCid] = process.argv.slice(2);
-if (!base || !cid || !shotPath) {
-  console.error("usage: node e2e.mjs <base-url> <cid> <screenshot.png> [<unknown-cid>]");
+const [base, source, shotPath, unknownCid] = process.argv.slice(2);
+if (!base || !source || !shotPath) {
+  console.error("usage: node e2e.mjs <base-url> <source> <screenshot.png> [<unknown-cid>]");
   process.exit(2);
 }
+// The CID inside the source, and the file name after it (a Beam link's).
+const cid = (source.match(/\bbaf[a-z0-9]{20,}/) || [source])[0];
+const linkName = decodeURIComponent((source.split(cid)[1] || "").replace(/^\//, "").split(/[?#]/)[0]);
+const isBeamLink = /^https?:\/\//.test(source);
 // Generous: a loaded 2-core CI machine runs Chromium, ffmpeg and the edge
 // at once. A passing run takes about 10 s.
 const TOTAL_BUDGET_MS = 150_000;
@@ -41,7 +47,7 @@ const pieceResponses = [];
 const byRequest = new Map();
 page.on("request", (req) => {
   const url = new URL(req.url());
-  if (!url.pathname.startsWith("/piece/") && !url.pathname.startsWith("/asset/")) return;
+  if (!/^\/(piece|asset|beam)\//.test(url.pathname)) return;
   const entry = { method: req.method(), path: url.pathname, range: req.headers()["range"] || "", status: null };
   byRequest.set(req, entry);
   pieceResponses.push(entry);
@@ -120,14 +126,19 @@ if (unknownCid) {
   });
 }
 
-await step("loading the CID starts playback", async () => {
-  await load(cid);
+await step(isBeamLink ? "pasting the Beam link starts playback" : "loading the CID starts playback", async () => {
+  await load(source);
   await waitFor("currentTime > 0.5", () => document.getElementById("video").currentTime > 0.5);
   await advancing();
   const v = await videoState();
   check(!v.error, `media error ${v.error}`);
   check(v.errorText === "", `error shown: ${v.errorText}`);
   check(v.frames > 0 && v.width === 640, `no decoded 640-wide frames: ${v.frames} frames, width ${v.width}`);
+  if (isBeamLink) {
+    // Through the edge, billed to the link's payer; the name stays on the edge.
+    const payer = source.match(/^https?:\/\/([^./]+)\./)[1];
+    check(new URL(v.src).pathname.startsWith(`/beam/`) && v.src.includes(payer) && v.src.includes(cid), `played ${v.src}`);
+  }
 });
 
 await step("the stats show a time to first frame", async () => {
@@ -166,19 +177,21 @@ await step("the stats show the seek latency", async () => {
 
 await step("the moov at the end and the middle were fetched with Range requests", async () => {
   // Playback already proved these were answered right; here: the browser had to ask.
-  // The id may be an asset (an upload's manifest) or a plain piece.
-  let head = await context.request.head(`${base}/asset/${cid}`);
-  if (!head.ok()) head = await context.request.head(`${base}/piece/${cid}`);
+  // The size, from the path the media element played.
+  const played = new URL((await videoState()).src).pathname;
+  const head = await context.request.head(`${base}${played}`);
+  check(head.ok(), `HEAD ${played} answered ${head.status()}`);
+  if (linkName) check((head.headers()["content-disposition"] || "").includes(linkName), `Content-Disposition ${head.headers()["content-disposition"]}`);
   const size = Number(head.headers()["content-length"]);
   const starts = pieceResponses
-    .filter((r) => r.method === "GET" && r.path.endsWith(cid) && /^bytes=\d+-/.test(r.range))
+    .filter((r) => r.method === "GET" && r.path.includes(cid) && /^bytes=\d+-/.test(r.range))
     .map((r) => Number(r.range.slice(6).split("-")[0]) / size);
   check(starts.some((f) => f > 0.9), `no Range request for the moov at the end: ${JSON.stringify(pieceResponses)}`);
   check(starts.some((f) => f > 0.35 && f < 0.65), `no Range request for the middle: ${JSON.stringify(pieceResponses)}`);
-  console.log(`     ranges: ${pieceResponses.filter((r) => r.path.endsWith(cid)).map((r) => `${r.method} ${r.range || "-"} ${r.status ?? "…"}`).join(", ")}`);
+  console.log(`     ranges: ${pieceResponses.filter((r) => r.path.includes(cid)).map((r) => `${r.method} ${r.range || "-"} ${r.status ?? "…"}`).join(", ")}`);
   // An id is tried as an asset first; a plain piece's /asset HEAD is a 404.
   const bad = pieceResponses.filter(
-    (r) => r.path.endsWith(cid) && r.status !== null && ![200, 206].includes(r.status) && !(r.method === "HEAD" && r.path.startsWith("/asset/")),
+    (r) => r.path.includes(cid) && r.status !== null && ![200, 206].includes(r.status) && !(r.method === "HEAD" && r.path.includes("/asset/")),
   );
   check(bad.length === 0, `unexpected statuses: ${JSON.stringify(bad)}`);
 });
@@ -220,18 +233,26 @@ await step("'.' and ',' step one frame, arrows 5 s, m mutes", async () => {
 });
 
 let link = "";
-await step("copy-link gives #<cid>&t=<seconds>", async () => {
+let linkId = "";
+await step("copy-link gives #<source>&t=<seconds>, with the payer and the name", async () => {
   await page.click("#copy-link");
   link = await page.locator("#link-out").inputValue();
   const m = link.match(/#([^&]+)&t=(\d+(\.\d+)?)$/);
-  check(m && decodeURIComponent(m[1]) === cid, `link ${link}`);
+  check(m, `link ${link}`);
+  linkId = m[1];
+  const id = decodeURIComponent(linkId);
+  // A plain piece has no name; an asset announces its manifest's; a link keeps its own.
+  const parts = id.split("/");
+  check(parts.includes(cid), `link ${link} does not name ${cid}`);
+  if (linkName) check(id.endsWith("/" + linkName), `link ${link} lost the name ${linkName}`);
+  if (isBeamLink) check(id.startsWith("beam/") && id.includes(source.match(/^https?:\/\/([^./]+)\./)[1]), `link ${link} lost the payer`);
   const t = (await videoState()).currentTime;
   check(Math.abs(Number(m[2]) - t) < 0.01, `link time ${m[2]} vs currentTime ${t}`);
 });
 
-await step("opening #<cid>&t=12 plays from 12 s", async () => {
+await step("opening the copied #<source>&t=12 plays from 12 s", async () => {
   await page.goto("about:blank");
-  await page.goto(`${base}/#${encodeURIComponent(cid)}&t=12`);
+  await page.goto(`${base}/#${linkId}&t=12`);
   const landed = await (await waitFor("currentTime >= 12", () => {
     const v = document.getElementById("video");
     return v.currentTime >= 12 && v.currentTime;

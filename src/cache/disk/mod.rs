@@ -35,6 +35,14 @@
 //!   `kill -9` every whole entry on disk is found again.
 //! - The budget counts entry file sizes (header plus body); per-piece `meta`
 //!   files, directories and filesystem block rounding are not counted.
+//! - Two processes share a directory only during a graceful upgrade (the
+//!   old one drains while the new one serves). An exclusive `flock` on
+//!   `<dir>/lock` tells them apart: the holder owns `tmp/` leftovers; a
+//!   tier opened while another process holds it neither wipes `tmp/` (the
+//!   other's writes in flight live there) nor fails on files that vanish
+//!   under its scan, and [`DiskTier::wait_until_sole_owner`] takes the lock
+//!   once the other process exits and reconciles the index with the files
+//!   (adopting windows the other wrote, dropping those it evicted).
 //!
 //! ```no_run
 //! # use std::path::Path;
@@ -60,10 +68,11 @@ mod layout;
 mod piece_meta;
 mod scan;
 
-use std::fs;
+use std::collections::HashSet;
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
@@ -71,7 +80,7 @@ use bytes::Bytes;
 
 use entry::{encode_head, entry_len_v1, read_entry, read_entry_v1};
 use index::{load_saved_order, Index, INDEX_FILE};
-use layout::{delete_all, rename_into, write_temp};
+use layout::{delete_all, remove_file_quietly, rename_into, write_temp};
 use piece_meta::{encode_meta, MAX_CONTENT_TYPE_LEN, META_FILE};
 use scan::scan_dir;
 
@@ -80,6 +89,17 @@ pub const MAX_WINDOW_LEN: u64 = 64 << 20;
 /// Longest accepted CID string.
 pub const MAX_CID_LEN: usize = 128;
 pub use entry::{entry_len, BLOCK_LEN};
+/// Locked (`flock`, exclusive) by the process that owns the directory.
+const LOCK_FILE: &str = "lock";
+
+/// What [`DiskTier::wait_until_sole_owner`] changed in the index.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReconcileReport {
+    /// Windows on disk the index did not know (written by the other process).
+    pub adopted: u64,
+    /// Index entries whose files were gone (evicted by the other process).
+    pub dropped: u64,
+}
 
 /// Identity of one cached window: the piece's CID string and the window's
 /// index within the piece.
@@ -168,6 +188,10 @@ pub struct DiskTier {
     options: DiskTierOptions,
     index: Mutex<Index>,
     temp_seq: AtomicU64,
+    /// Open for the tier's life; its `flock` is held once `sole_owner` is set.
+    lock_file: File,
+    /// True once this process holds the directory's lock.
+    sole_owner: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for DiskTier {
@@ -193,11 +217,28 @@ impl DiskTier {
     /// budget. Walks the directory once; nothing else ever does.
     pub fn open_with(dir: &Path, options: DiskTierOptions) -> io::Result<DiskTier> {
         fs::create_dir_all(dir.join("w"))?;
+        let lock_file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(LOCK_FILE))?;
+        let sole_owner = match lock_file.try_lock() {
+            Ok(()) => true,
+            Err(std::fs::TryLockError::WouldBlock) => false,
+            Err(std::fs::TryLockError::Error(e)) => return Err(e),
+        };
         let tmp = dir.join("tmp");
-        if tmp.exists() {
+        if sole_owner && tmp.exists() {
             fs::remove_dir_all(&tmp)?;
         }
         fs::create_dir_all(&tmp)?;
+        if !sole_owner {
+            log::info!(
+                "disk tier {}: another process (the one being upgraded) still uses this \
+                 directory; sharing it until that process exits",
+                dir.display()
+            );
+        }
 
         let mut scan = scan_dir(dir)?;
         let saved = load_saved_order(&dir.join(INDEX_FILE));
@@ -214,6 +255,8 @@ impl DiskTier {
             options,
             index: Mutex::new(Index::default()),
             temp_seq: AtomicU64::new(0),
+            lock_file,
+            sole_owner: std::sync::atomic::AtomicBool::new(sole_owner),
         };
         let mut trash = Vec::new();
         {
@@ -234,6 +277,91 @@ impl DiskTier {
             options.budget_bytes
         );
         Ok(tier)
+    }
+
+    /// True when no other process used the directory at open, or once
+    /// [`DiskTier::wait_until_sole_owner`] has returned.
+    pub fn is_sole_owner(&self) -> bool {
+        self.sole_owner.load(Ordering::Acquire)
+    }
+
+    /// Blocks until no other process holds the directory (during a graceful
+    /// upgrade: until the old process has drained and exited), then brings
+    /// the index in line with the files: windows the other process wrote are
+    /// adopted as the most recent entries (by mtime), entries whose files it
+    /// evicted are dropped, meta files it deleted for pieces still held here
+    /// are written again, its temp files are deleted, and the budget is
+    /// enforced. Returns at once when this process already owns the
+    /// directory. Call it from a thread of its own.
+    pub fn wait_until_sole_owner(&self) -> io::Result<ReconcileReport> {
+        if self.is_sole_owner() {
+            return Ok(ReconcileReport::default());
+        }
+        self.lock_file.lock()?;
+        self.sole_owner.store(true, Ordering::Release);
+        self.reconcile()
+    }
+
+    fn reconcile(&self) -> io::Result<ReconcileReport> {
+        let mut scan = scan_dir(&self.root)?;
+        scan.windows.sort_by_key(|f| f.mtime);
+        let on_disk: HashSet<WindowKey> = scan.windows.iter().map(|f| f.key.clone()).collect();
+        let mut report = ReconcileReport::default();
+        let mut trash = Vec::new();
+        let mut lost_meta = Vec::new();
+        {
+            // Existence is re-checked under the lock: this process's own
+            // puts and evictions rename under it, so the answer is exact.
+            let mut index = self.lock();
+            for found in scan.windows {
+                if index.lru.find(&found.key).is_none() && self.window_path(&found.key).is_file() {
+                    index.insert(found.key, found.len);
+                    report.adopted += 1;
+                }
+            }
+            for key in index.lru.keys_oldest_first() {
+                if !on_disk.contains(&key) && !self.window_path(&key).is_file() {
+                    index.remove(&key);
+                    self.forget_piece_if_empty(&mut index, &key.cid);
+                    report.dropped += 1;
+                }
+            }
+            for (cid, meta) in scan.meta {
+                if index.pieces.contains_key(&cid) {
+                    index.meta.entry(cid).or_insert(meta);
+                }
+            }
+            for (cid, meta) in &index.meta {
+                if !self.piece_dir(cid).join(META_FILE).is_file() {
+                    lost_meta.push((cid.clone(), meta.clone()));
+                }
+            }
+            self.evict_to_budget(&mut index, &mut trash);
+        }
+        delete_all(trash);
+        for (cid, meta) in lost_meta {
+            if let Err(e) = self.put_meta(&cid, &meta) {
+                log::warn!("disk tier: cannot rewrite the meta of {cid}: {e}");
+            }
+        }
+        // Everything left in tmp/ that this process did not name is the
+        // other process's, and it is gone.
+        let own = format!("{}-", std::process::id());
+        for entry in fs::read_dir(self.root.join("tmp"))?.flatten() {
+            if !entry.file_name().to_string_lossy().starts_with(&own) {
+                remove_file_quietly(&entry.path());
+            }
+        }
+        let stats = self.stats();
+        log::info!(
+            "disk tier {}: now the only user; adopted {} windows, dropped {}; {} windows, {} bytes",
+            self.root.display(),
+            report.adopted,
+            report.dropped,
+            stats.entries,
+            stats.bytes
+        );
+        Ok(report)
     }
 
     /// The directory this store lives in.
@@ -503,6 +631,57 @@ mod tests {
     }
 
     /// Budget that holds exactly `n` windows of `len` bytes.
+    #[test]
+    fn a_second_opener_shares_then_reconciles_once_the_first_is_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = DiskTier::open(dir.path(), 1 << 20).unwrap();
+        assert!(old.is_sole_owner());
+        old.put(&WindowKey::new("bagaaa", 0), b"kept").unwrap();
+        old.put(&WindowKey::new("bagaaa", 1), b"evicted by the old one")
+            .unwrap();
+        // An in-flight temp file of the old process (another pid: both
+        // tiers live in this one test process) survives the new open.
+        let in_flight = dir.path().join("tmp").join("4000000000-0.tmp");
+        fs::write(&in_flight, b"half").unwrap();
+
+        let new = DiskTier::open(dir.path(), 1 << 20).unwrap();
+        assert!(!new.is_sole_owner());
+        assert!(in_flight.exists());
+        assert_eq!(new.stats().entries, 2);
+        // While both run: the old one writes and removes windows the new
+        // one's index does not see.
+        old.put(&WindowKey::new("bagbbb", 3), b"written during the drain")
+            .unwrap();
+        old.remove_piece("bagaaa");
+        old.put(&WindowKey::new("bagaaa", 0), b"kept").unwrap();
+        new.put(&WindowKey::new("bagccc", 0), b"the new one's own")
+            .unwrap();
+        drop(old);
+
+        let report = new.wait_until_sole_owner().unwrap();
+        assert_eq!(
+            report,
+            ReconcileReport {
+                adopted: 1,
+                dropped: 1
+            }
+        );
+        assert!(new.is_sole_owner());
+        assert!(!in_flight.exists());
+        assert_eq!(new.stats().entries, 3);
+        assert_eq!(
+            new.get(&WindowKey::new("bagbbb", 3), 24).as_deref(),
+            Some(&b"written during the drain"[..])
+        );
+        assert_eq!(
+            new.get(&WindowKey::new("bagaaa", 0), 4).as_deref(),
+            Some(&b"kept"[..])
+        );
+        assert!(!new.contains(&WindowKey::new("bagaaa", 1)));
+        // A third opener now finds the directory owned.
+        assert!(!DiskTier::open(dir.path(), 1 << 20).unwrap().is_sole_owner());
+    }
+
     fn budget_for(n: u64, len: u64) -> u64 {
         n * entry_len(len)
     }

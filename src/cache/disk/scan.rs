@@ -36,6 +36,15 @@ pub(super) fn parse_index(name: &str) -> Option<u64> {
     (name.bytes().all(|b| b.is_ascii_digit()) && n.to_string() == name).then_some(n)
 }
 
+/// `Ok(None)` for a file or directory that does not exist (any more).
+fn vanished_is_none<T>(r: io::Result<T>) -> io::Result<Option<T>> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 pub(super) fn scan_dir(root: &Path) -> io::Result<Scan> {
     let mut scan = Scan::default();
     for shard in fs::read_dir(root.join("w"))? {
@@ -43,7 +52,12 @@ pub(super) fn scan_dir(root: &Path) -> io::Result<Scan> {
         if !shard.file_type()?.is_dir() {
             continue;
         }
-        for piece in fs::read_dir(shard.path())? {
+        // Another process sharing the directory (graceful upgrade) may
+        // delete a piece directory or a window while this walks it.
+        let Some(pieces) = vanished_is_none(fs::read_dir(shard.path()))? else {
+            continue;
+        };
+        for piece in pieces {
             let piece = piece?;
             let name = piece.file_name();
             let cid = match name.to_str() {
@@ -59,7 +73,7 @@ pub(super) fn scan_dir(root: &Path) -> io::Result<Scan> {
                     continue;
                 }
             };
-            scan_piece(&piece.path(), Arc::from(cid), &mut scan)?;
+            vanished_is_none(scan_piece(&piece.path(), Arc::from(cid), &mut scan))?;
         }
     }
     Ok(scan)
@@ -92,7 +106,9 @@ pub(super) fn scan_piece(dir: &Path, cid: Arc<str>, scan: &mut Scan) -> io::Resu
             log::warn!("disk tier: ignoring {}", path.display());
             continue;
         };
-        let md = file.metadata()?;
+        let Some(md) = vanished_is_none(file.metadata())? else {
+            continue;
+        };
         let len = md.len();
         if !md.is_file() || !(HEADER_LEN as u64..=entry_len(MAX_WINDOW_LEN)).contains(&len) {
             log::warn!("disk tier: deleting {} ({len} bytes)", path.display());

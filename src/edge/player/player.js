@@ -2,7 +2,12 @@
 // controls on the native media API, and measures what a viewer feels
 // (time to first frame, seek latency, buffer, stalls).
 //
-// Opening: /?cid=<cid>, /#<cid> or /#<cid>&t=<seconds>.
+// Opening: /?cid=<source>, /#<source> or /#<source>&t=<seconds>, or the form.
+// A source is a CID with an optional file name (<cid>/<name>), an edge path
+// (/piece/…, /asset/…, /beam/…), or a whole Beam link
+// (https://<payer>.filbeam.io/<cid>[/<name>], or …calibration.filbeam.io…),
+// which plays through /beam/<network>/<payer>/<cid>[/<name>]: the payer comes
+// from the link, so an edge with no payer configured plays it.
 // Before the source is set, a HEAD request checks the id (as an asset, then
 // as a piece), so a bad CID,
 // a missing piece or a network failure becomes a readable message (the
@@ -80,8 +85,8 @@
     const hash = location.hash.slice(1);
     if (hash) {
       const parts = hash.split("&");
-      const first = decodeURIComponent(parts[0]);
-      if (first.startsWith("cid=")) cid = first.slice(4); else if (first && !first.includes("=")) cid = first;
+      const first = decodeName(parts[0]);
+      if (parts[0].startsWith("cid=")) cid = decodeName(parts[0].slice(4)); else if (first && !parts[0].includes("=")) cid = first;
       for (const p of parts.slice(1).concat(parts[0])) {
         const [k, v] = p.split("=");
         if (k === "t" && v !== undefined) t = parseFloat(v);
@@ -95,8 +100,70 @@
   // comes from the public listener (it sends CORS headers).
   const publicPort = document.body.dataset.publicPort || "";
   const mediaBase = publicPort ? `${location.protocol}//${location.hostname}:${publicPort}` : "";
-  function pieceUrl(cid) { return mediaBase + "/piece/" + encodeURIComponent(cid); }
-  function assetUrl(cid) { return mediaBase + "/asset/" + encodeURIComponent(cid); }
+
+  // What a typed or linked source names: { key, cid, name, beam: {network, payer} | null,
+  // kind: "piece" | "asset" | null (null: try as an asset, then as a piece) }.
+  // `key` is the canonical text kept in the page's hash and in copied links.
+  const BEAM_LINK = /^https?:\/\/([^./]+)\.(calibration\.)?filbeam\.io(?::\d+)?\/([^/?#]+)(?:\/([^?#]*))?/i;
+  const EDGE_PATH = /^(?:https?:\/\/[^/]+)?\/?(piece|asset|beam)\/([^?#]+)/;
+  const NETWORKS = ["mainnet", "calibration"];
+  function decodeName(text) {
+    try { return decodeURIComponent(text || ""); } catch (e) { return text || ""; }
+  }
+  function parseSource(text) {
+    text = (text || "").trim();
+    let cid = "", name = "", beam = null, kind = null;
+    const link = text.match(BEAM_LINK);
+    const edge = !link && text.match(EDGE_PATH);
+    if (link) {
+      beam = { network: link[2] ? "calibration" : "mainnet", payer: link[1] };
+      cid = link[3];
+      name = decodeName(link[4]);
+    } else if (edge) {
+      const parts = edge[2].split("/");
+      if (edge[1] === "beam") {
+        const network = NETWORKS.includes(parts[0]) ? parts.shift() : "";
+        beam = { network, payer: parts.shift() || "" };
+        if (parts[0] === "asset") { kind = "asset"; parts.shift(); }
+      } else {
+        kind = edge[1];
+      }
+      cid = parts.shift() || "";
+      name = decodeName(parts.join("/"));
+    } else {
+      const slash = text.indexOf("/");
+      cid = slash < 0 ? text : text.slice(0, slash);
+      name = slash < 0 ? "" : decodeName(text.slice(slash + 1));
+    }
+    return sourceOf(cid, name, beam, kind);
+  }
+  function sourceOf(cid, name, beam, kind) {
+    const tail = cid + (name ? "/" + name : "");
+    let key = tail;
+    if (beam) key = ["beam", beam.network, beam.payer, kind === "asset" ? "asset" : ""].filter(Boolean).join("/") + "/" + tail;
+    else if (kind) key = kind + "/" + tail;
+    return { key, cid, name, beam, kind };
+  }
+  // The edge URLs to try for a source, in order.
+  function mediaUrls(src) {
+    const tail = "/" + encodeURIComponent(src.cid) + (src.name ? "/" + encodeURIComponent(src.name) : "");
+    const prefix = src.beam
+      ? "/beam/" + (src.beam.network ? src.beam.network + "/" : "") + encodeURIComponent(src.beam.payer)
+      : "";
+    const asset = mediaBase + (src.beam ? prefix + "/asset" : "/asset") + tail;
+    const piece = mediaBase + (src.beam ? prefix : "/piece") + tail;
+    if (src.kind === "asset") return [asset];
+    if (src.kind === "piece") return [piece];
+    return [asset, piece];
+  }
+  // The file name a response announces (RFC 6266: filename* first).
+  function dispositionName(header) {
+    if (!header) return "";
+    const star = header.match(/filename\*=UTF-8''([^;]+)/i);
+    if (star) return decodeName(star[1].trim());
+    const plain = header.match(/filename="([^"]*)"/i);
+    return plain ? plain[1] : "";
+  }
 
   // The server answers errors with a one-line text/plain reason; a HEAD has
   // no body, so the reason is read with a 1-byte GET.
@@ -118,28 +185,32 @@
     return `${what} (HTTP ${status})${reason ? ": " + reason : ""}`;
   }
 
-  async function open(cid, startAt) {
+  async function open(text, startAt) {
     if (loadAbort) loadAbort.abort();
     loadAbort = new AbortController();
     const signal = loadAbort.signal;
     clearError();
     resetMedia();
-    s = fresh(cid);
+    const src = parseSource(text);
+    const cid = src.cid;
+    s = fresh(src.key);
+    s.source = src;
     s.startAt = startAt || 0;
     const gen = s.gen;
-    input.value = cid;
+    input.value = text.trim();
     stats.cid.textContent = cid.length > 24 ? `${cid.slice(0, 12)}…${cid.slice(-8)}` : cid || "–";
-    stats.cid.title = cid;
-    if (!cid) { showError("Enter a PieceCID to play."); return; }
+    stats.cid.title = src.key;
+    if (!cid) { showError("Enter a PieceCID or a Beam link to play."); return; }
     player.dataset.state = "loading";
     // An id may be an asset (an upload's manifest, /asset/) or a plain piece.
-    let url = assetUrl(cid);
+    const urls = mediaUrls(src);
+    let url = urls[0];
     const t0 = performance.now();
     let head;
     try {
       head = await fetch(url, { method: "HEAD", signal, cache: "no-store" });
-      if (head.status === 400 || head.status === 404) {
-        url = pieceUrl(cid);
+      if ((head.status === 400 || head.status === 404) && urls.length > 1) {
+        url = urls[1];
         head = await fetch(url, { method: "HEAD", signal, cache: "no-store" });
       }
     } catch (e) {
@@ -158,6 +229,11 @@
       showError(statusMessage(head.status, reason));
       return;
     }
+    // The kind that answered, and the name it is served under (an asset
+    // without one in the link announces its manifest's), go into copied links.
+    const kind = url === mediaUrls({ ...src, kind: "asset" })[0] ? "asset" : "piece";
+    const name = src.name || dispositionName(head.headers.get("Content-Disposition"));
+    s.linkKey = sourceOf(cid, name, src.beam, src.beam || src.kind ? kind : null).key;
     const len = parseInt(head.headers.get("Content-Length") || "", 10);
     s.size = Number.isFinite(len) ? len : null;
     s.type = (head.headers.get("Content-Type") || "").split(";")[0].trim();
@@ -359,7 +435,7 @@
   async function copyLink() {
     if (!s || !s.cid) return;
     const t = Math.round(video.currentTime * 1000) / 1000;
-    const link = `${location.origin}${location.pathname}#${encodeURIComponent(s.cid)}&t=${t}`;
+    const link = `${location.origin}${location.pathname}#${encodeURIComponent(s.linkKey || s.cid)}&t=${t}`;
     linkOut.value = link;
     linkOut.hidden = false;
     try {
@@ -513,12 +589,14 @@
   form.addEventListener("submit", (e) => {
     e.preventDefault();
     const cid = input.value.trim();
-    if (cid && cid !== parseLocation().cid) history.pushState(null, "", `${location.pathname}#${encodeURIComponent(cid)}`);
+    const key = cid && parseSource(cid).key;
+    if (key && key !== parseSource(parseLocation().cid).key) history.pushState(null, "", `${location.pathname}#${encodeURIComponent(key)}`);
     open(cid, 0);
   });
   window.addEventListener("hashchange", () => {
     const { cid, t } = parseLocation();
-    if (cid && s && cid === s.cid && video.currentSrc) seekTo(t);
+    const key = parseSource(cid).key;
+    if (cid && s && (key === s.cid || key === s.linkKey) && video.currentSrc) seekTo(t);
     else if (cid) open(cid, t);
   });
 
@@ -564,7 +642,8 @@
         status.textContent = `Uploaded ${bytes(body.size)} in ${((performance.now() - t0) / 1000).toFixed(1)} s: ${body.pieces.length} piece(s), data set ${body.data_set_id}.`;
         result.textContent = "";
         const a = document.createElement("a");
-        a.href = `#${body.asset_id}`;
+        // The report's path carries the file name (/asset/<id>/<name>).
+        a.href = "#" + encodeURIComponent((body.asset_path || `/asset/${body.asset_id}`).slice(1));
         a.id = "upload-play";
         a.textContent = `Play ${body.asset_id}`;
         result.appendChild(a);
