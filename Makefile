@@ -16,13 +16,15 @@ deps:
 	@command -v cc >/dev/null 2>&1 || { $(APT_INSTALL) build-essential >/dev/null; }
 
 # What the browser test needs: ffmpeg (makes the test video), Debian's
-# Chromium, Node.js and playwright-core (from the committed lockfile).
+# Chromium, Node.js and playwright-core (from the committed lockfile); the
+# cluster test's DNS SRV server: dnsmasq (started by the test, no service).
 test-deps: deps
 	@missing=""; \
 	  command -v ffmpeg >/dev/null 2>&1 || missing="$$missing ffmpeg"; \
 	  [ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	  command -v node >/dev/null 2>&1 || missing="$$missing nodejs"; \
 	  command -v npm >/dev/null 2>&1 || missing="$$missing npm"; \
+	  [ -x /usr/sbin/dnsmasq ] || missing="$$missing dnsmasq-base"; \
 	  if [ -n "$$missing" ]; then echo "installing$$missing"; $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; fi
 	@[ -d tests/player/node_modules/playwright-core ] || npm ci --prefix tests/player --no-audit --no-fund
 

@@ -187,6 +187,15 @@ impl AdminApp {
         if path == "/admin/cache" && method == http::Method::GET {
             return (200, self.cache_stats());
         }
+        if path == "/admin/cluster" && method == http::Method::GET {
+            return match &self.state.cluster {
+                Some(c) => (200, json!(c.status())),
+                None => (
+                    404,
+                    json!({"error": "cluster mode is off (cluster.enabled)"}),
+                ),
+            };
+        }
         if path == "/admin/uploads" {
             if method != http::Method::POST {
                 return (405, json!({"error": "use POST with the file as the body"}));

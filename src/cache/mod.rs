@@ -37,6 +37,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::cluster::{Cluster, Route};
 use crate::http::range::ByteRange;
 use crate::metrics;
 use crate::upstream::{Origin, Upstream, UpstreamBody, UpstreamError};
@@ -103,6 +104,8 @@ pub enum Source {
     Disk,
     /// An upstream fill.
     Upstream,
+    /// The owning replica (cluster mode).
+    Peer,
 }
 
 impl Source {
@@ -112,6 +115,7 @@ impl Source {
             Source::Memory => "memory",
             Source::Disk => "disk",
             Source::Upstream => "upstream",
+            Source::Peer => "peer",
         }
     }
 }
@@ -181,6 +185,8 @@ struct Inner {
     prefetched_unread: Mutex<HashSet<WindowKey>>,
     /// Window roots of pieces whose asset manifests were read.
     layers: Layers,
+    /// Cluster mode: where windows this replica does not own come from.
+    cluster: Option<Arc<Cluster>>,
 }
 
 /// The window cache. Cheap to clone.
@@ -192,6 +198,16 @@ pub struct WindowCache {
 impl WindowCache {
     /// Opens the tiers (the disk tier rebuilds its index from its directory).
     pub fn new(settings: CacheSettings, upstream: Upstream) -> std::io::Result<WindowCache> {
+        WindowCache::new_clustered(settings, upstream, None)
+    }
+
+    /// [`WindowCache::new`] for a replica of a cluster: windows it does not
+    /// own are asked of their owners (see [`crate::cluster`]).
+    pub fn new_clustered(
+        settings: CacheSettings,
+        upstream: Upstream,
+        cluster: Option<Arc<Cluster>>,
+    ) -> std::io::Result<WindowCache> {
         let geometry = Geometry::from_padded(settings.window_padded);
         let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
         let disk = match &settings.disk {
@@ -211,6 +227,7 @@ impl WindowCache {
             layers: Layers::new(settings.window_padded),
             settings,
             prefetched_unread: Mutex::new(HashSet::new()),
+            cluster,
         };
         let cache = WindowCache {
             inner: Arc::new(inner),
@@ -253,6 +270,7 @@ impl WindowCache {
             interests: HashMap::new(),
             completed: false,
             restarts: 0,
+            local_only: crate::cluster::serving_peer(),
         }
     }
 
@@ -679,6 +697,10 @@ impl Inner {
         // Readers get the window now; the disk waits below only hold the
         // fill's registration (and, unchecked, the download) back.
         fill.finish_with(whole.clone());
+        if fill.is_from_peer() {
+            self.keep_peer_window(fill, whole);
+            return true;
+        }
         // At most DISK_WRITES windows wait for the disk at once: a fill that
         // outruns the disk waits here, so queued writes cannot pile up in memory.
         let permit = match &self.disk {
@@ -700,6 +722,28 @@ impl Inner {
             .with_label_values(&[fill_kind(fill), "ok"])
             .inc();
         true
+    }
+
+    /// A window that came from its owner: not stored on this replica's disk
+    /// (one copy per cluster), but kept in memory once it is hot here.
+    fn keep_peer_window(&self, fill: &Arc<Fill>, whole: Bytes) {
+        if let Some(cluster) = &self.cluster {
+            let (keep, dropped) = cluster.note_peer_window(&fill.key);
+            for k in &dropped {
+                self.memory.remove(k);
+            }
+            if keep && !fill.is_purged() {
+                let evicted = self.memory.put(fill.key.clone(), whole);
+                metrics::EVICTIONS
+                    .with_label_values(&["memory"])
+                    .inc_by(evicted.len() as u64);
+            }
+            self.publish_sizes();
+        }
+        self.unregister(fill);
+        metrics::WINDOW_FILLS
+            .with_label_values(&[fill_kind(fill), "ok"])
+            .inc();
     }
 
     fn abandon(&self, fills: &[Arc<Fill>], e: CacheError) {
@@ -738,12 +782,23 @@ impl Inner {
         limit: u64,
         force_first: bool,
         prefetch: bool,
+        local_only: bool,
     ) -> Vec<Arc<Fill>> {
         let mut run = Vec::new();
         let check = self.check_for(piece);
+        // Cluster mode: one run, one source (this replica or one owner).
+        let routed = self.cluster.as_ref().filter(|_| !local_only);
+        let first_route = routed.map(|c| c.route(&piece.cid, first));
         let mut map = self.lock_fills();
         let mut i = first;
         while i <= last && (run.len() as u64) < limit {
+            if i > first {
+                if let (Some(c), Some(r)) = (routed, &first_route) {
+                    if c.route(&piece.cid, i) != *r {
+                        break;
+                    }
+                }
+            }
             let key = WindowKey::new(piece.cid.clone(), i);
             let forced = force_first && i == first;
             if map.contains_key(&key) || (!forced && self.is_cached(&key)) {
@@ -766,6 +821,7 @@ impl Inner {
         piece: &Piece,
         run: Vec<Arc<Fill>>,
         permit: Option<OwnedSemaphorePermit>,
+        local_only: bool,
     ) {
         if run.is_empty() {
             return;
@@ -773,7 +829,7 @@ impl Inner {
         let inner = self.clone();
         let piece = piece.clone();
         tokio::spawn(async move {
-            inner.run_fill(&piece, &run).await;
+            inner.run_fill(&piece, &run, local_only).await;
             drop(permit);
         });
     }
@@ -805,7 +861,7 @@ impl Inner {
                     .inc_by(end - i + 1);
                 return;
             };
-            let run = self.plan_run(piece, i, end, self.settings.run_windows, false, true);
+            let run = self.plan_run(piece, i, end, self.settings.run_windows, false, true, false);
             if run.is_empty() {
                 i += 1;
                 continue;
@@ -827,7 +883,7 @@ impl Inner {
             metrics::PREFETCH
                 .with_label_values(&["issued"])
                 .inc_by(run.len() as u64);
-            self.start_run(piece, run, Some(permit));
+            self.start_run(piece, run, Some(permit), false);
         }
     }
 
@@ -843,7 +899,7 @@ impl Inner {
 
     /// Downloads `fills` (consecutive windows) with as few upstream requests
     /// as the upstream allows.
-    async fn run_fill(self: &Arc<Self>, piece: &Piece, fills: &[Arc<Fill>]) {
+    async fn run_fill(self: &Arc<Self>, piece: &Piece, fills: &[Arc<Fill>], local_only: bool) {
         let g = self.geometry;
         let mut cur = 0usize;
         let mut failures = 0u32;
@@ -864,9 +920,15 @@ impl Inner {
             };
             let start = first.start + fills[cur].received();
             let range = ByteRange::new(start, last.end);
-            let result = self.open_upstream(piece, range).await;
+            let result = self.open_source(piece, range, local_only).await;
             let (mut body, from_zero) = match result {
-                Ok(b) => b,
+                Ok(b) => {
+                    let from_peer = b.0.kind() == crate::upstream::UpstreamKind::Peer;
+                    for f in &fills[cur..] {
+                        f.set_from_peer(from_peer);
+                    }
+                    b
+                }
                 Err(e) => {
                     if e.is_transient() && failures < self.settings.retries {
                         failures += 1;
@@ -993,6 +1055,47 @@ impl Inner {
         }
     }
 
+    /// Opens `range` from its owner in cluster mode (unless `local_only`),
+    /// else from the best upstream. An owner that fails is marked and the
+    /// next member in hash order is asked, finally Beam: a peer's death
+    /// never reaches the client.
+    async fn open_source(
+        &self,
+        piece: &Piece,
+        range: ByteRange,
+        local_only: bool,
+    ) -> Result<(UpstreamBody, bool), UpstreamError> {
+        if let Some(cluster) = self.cluster.as_ref().filter(|_| !local_only) {
+            let index = self.geometry.index_of(range.start);
+            let mut failed_before = false;
+            while let Route::Peer(peer) = cluster.route(&piece.cid, index) {
+                if failed_before {
+                    metrics::PEER_FALLBACKS
+                        .with_label_values(&["next_peer"])
+                        .inc();
+                }
+                match cluster.fetch(&peer, &piece.cid, range, piece.size).await {
+                    Ok(body) => return Ok((body, false)),
+                    // The piece itself is refused: Beam would say the same.
+                    Err(
+                        e @ (UpstreamError::NotFound
+                        | UpstreamError::PaymentRequired
+                        | UpstreamError::Forbidden),
+                    ) => return Err(e),
+                    Err(e) => {
+                        log::warn!("peer {} failed for {}: {e}", peer.name, piece.cid);
+                        cluster.peer_failed(&peer);
+                        failed_before = true;
+                    }
+                }
+            }
+            if failed_before {
+                metrics::PEER_FALLBACKS.with_label_values(&["beam"]).inc();
+            }
+        }
+        self.open_upstream(piece, range).await
+    }
+
     /// Opens `range` from the best upstream. Returns the body and whether it
     /// starts at byte 0 (a whole-piece answer used as is).
     async fn open_upstream(
@@ -1089,6 +1192,15 @@ fn count_check(key: &WindowKey, verdict: &Result<(), verify::Mismatch>) {
     metrics::WINDOW_CHECKS.with_label_values(&[result]).inc();
 }
 
+/// Where the bytes a fill reader yields come from.
+fn fill_source(reader: &FillReader) -> Source {
+    if reader.from_peer() {
+        Source::Peer
+    } else {
+        Source::Upstream
+    }
+}
+
 fn fill_kind(f: &Fill) -> &'static str {
     if f.prefetch {
         "prefetch"
@@ -1129,6 +1241,9 @@ pub struct RangeReader {
     interests: HashMap<u64, Interest>,
     completed: bool,
     restarts: u32,
+    /// Serving another replica: windows come from this replica's tiers or
+    /// Beam, never a peer, and no read-ahead starts.
+    local_only: bool,
 }
 
 impl RangeReader {
@@ -1146,7 +1261,7 @@ impl RangeReader {
                         Ok(Some(_)) => {}
                         Ok(None) => {
                             self.interests.remove(&slice.index);
-                            return Ok(Some((byte, Source::Upstream)));
+                            return Ok(Some((byte, fill_source(&reader))));
                         }
                         // Part of the slice is out already: it cannot be
                         // served again from the start.
@@ -1163,6 +1278,7 @@ impl RangeReader {
                         let done = end > slice.to;
                         let a = pos.max(slice.from);
                         let b = end.min(slice.to + 1);
+                        let source = fill_source(&reader);
                         if done && reader.is_checked() {
                             // The window is checked: keep the slice's last
                             // byte until it passed, so no response completes
@@ -1171,13 +1287,14 @@ impl RangeReader {
                             // inside this chunk.
                             let cut = usize::try_from(b - 1 - pos).unwrap_or(0);
                             let head = chunk.slice(usize::try_from(a - pos).unwrap_or(0)..cut);
+                            let source = fill_source(&reader);
                             self.current = Some(Current::Tail {
                                 reader,
                                 byte: chunk.slice(cut..cut + 1),
                                 slice,
                             });
                             if !head.is_empty() {
-                                return Ok(Some((head, Source::Upstream)));
+                                return Ok(Some((head, source)));
                             }
                             continue;
                         }
@@ -1195,7 +1312,7 @@ impl RangeReader {
                                 usize::try_from(a - pos).unwrap_or(0)
                                     ..usize::try_from(b - pos).unwrap_or(0),
                             );
-                            return Ok(Some((part, Source::Upstream)));
+                            return Ok(Some((part, source)));
                         }
                     }
                     // The window ended before the slice did (cannot happen for
@@ -1234,7 +1351,7 @@ impl RangeReader {
     /// read-ahead of the windows after it.
     async fn open(&mut self, slice: WindowSlice) -> Current {
         let current = self.locate(slice).await;
-        if slice.reaches_end() {
+        if slice.reaches_end() && !self.local_only {
             self.inner
                 .prefetch_after(&self.piece, slice.index, &self.token);
         }
@@ -1258,13 +1375,14 @@ impl RangeReader {
             inner.settings.run_windows,
             false,
             false,
+            self.local_only,
         );
         for f in &run {
             self.interests
                 .entry(f.key.index)
                 .or_insert_with(|| f.interest());
         }
-        inner.start_run(&self.piece, run, None);
+        inner.start_run(&self.piece, run, None, self.local_only);
     }
 
     /// Reads `slice` from `fill`, which another reader or read-ahead started:
@@ -1369,6 +1487,7 @@ impl RangeReader {
             inner.settings.run_windows,
             true,
             false,
+            self.local_only,
         );
         for f in &run {
             self.interests
@@ -1390,7 +1509,14 @@ impl RangeReader {
             },
         };
         let reader = fill.reader();
-        inner.start_run(&self.piece, run, None);
+        let next = run.last().map(|f| f.key.index + 1);
+        inner.start_run(&self.piece, run, None, self.local_only);
+        // Cluster mode: windows after this run belong to other owners; ask
+        // them at once, so that owners work concurrently while the reader
+        // streams in order.
+        if let Some(next) = next.filter(|_| inner.cluster.is_some() && !self.local_only) {
+            self.plan_ahead(next);
+        }
         Current::Filling {
             reader,
             pos: 0,

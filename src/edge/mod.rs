@@ -55,6 +55,8 @@ pub struct EdgeState {
     pub shutting_down: AtomicBool,
     /// Why `/readyz` is 503 even while running (configuration), if it is.
     pub not_ready_reason: Option<String>,
+    /// Cluster mode: the members and window ownership (`None` when off).
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 impl EdgeState {
@@ -65,12 +67,15 @@ impl EdgeState {
             connect_timeout: config.upstream.connect_timeout.0,
             read_timeout: config.upstream.read_timeout.0,
         })?;
-        let cache = WindowCache::new(cache_settings(config), upstream.clone()).map_err(|e| {
-            format!(
-                "cache.disk.path: cannot open {}: {e}",
-                config.cache.disk.path.display()
-            )
-        })?;
+        let cluster = crate::cluster::Cluster::from_config(config)?;
+        let cache =
+            WindowCache::new_clustered(cache_settings(config), upstream.clone(), cluster.clone())
+                .map_err(|e| {
+                format!(
+                    "cache.disk.path: cannot open {}: {e}",
+                    config.cache.disk.path.display()
+                )
+            })?;
         let meta = PieceMetaStore::new(100_000);
         for (cid, rec) in cache.persisted_meta() {
             meta.update(
@@ -92,6 +97,7 @@ impl EdgeState {
             running: AtomicBool::new(false),
             shutting_down: AtomicBool::new(false),
             not_ready_reason,
+            cluster,
         })
     }
 }
@@ -246,15 +252,29 @@ impl RequestCtx {
     }
 }
 
-/// The public `ProxyHttp` service.
+/// The public `ProxyHttp` service (also behind the cluster's peer listener).
 pub struct EdgeService {
     state: Arc<EdgeState>,
+    /// True on `cluster.peer_listen`: every request comes from a peer.
+    peer_listener: bool,
 }
 
 impl EdgeService {
     /// A service over shared state.
     pub fn new(state: Arc<EdgeState>) -> EdgeService {
-        EdgeService { state }
+        EdgeService {
+            state,
+            peer_listener: false,
+        }
+    }
+
+    /// The service of the cluster's peer listener: pieces are served from
+    /// this replica's tiers or Beam, never forwarded to another peer.
+    pub fn for_peers(state: Arc<EdgeState>) -> EdgeService {
+        EdgeService {
+            state,
+            peer_listener: true,
+        }
     }
 }
 
@@ -355,7 +375,17 @@ impl ProxyHttp for EdgeService {
         let get_or_head = method == http::Method::GET || method == http::Method::HEAD;
         if let Some(rest) = path.strip_prefix("/piece/") {
             ctx.route = RouteLabel::Piece;
-            piece::serve_piece(&self.state, session, ctx, rest).await?;
+            let from_peer = self.peer_listener
+                || session
+                    .req_header()
+                    .headers
+                    .contains_key(crate::upstream::PEER_HEADER);
+            if from_peer {
+                crate::cluster::serve_for_peer(piece::serve_piece(&self.state, session, ctx, rest))
+                    .await?;
+            } else {
+                piece::serve_piece(&self.state, session, ctx, rest).await?;
+            }
         } else if let Some(rest) = path.strip_prefix("/asset/") {
             ctx.route = RouteLabel::Asset;
             piece::serve_asset(&self.state, session, ctx, rest).await?;

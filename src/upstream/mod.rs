@@ -38,6 +38,8 @@ pub enum UpstreamKind {
     Beam,
     /// A storage provider's `/piece/` endpoint.
     Provider,
+    /// Another replica's peer listener (cluster mode).
+    Peer,
 }
 
 impl UpstreamKind {
@@ -46,6 +48,7 @@ impl UpstreamKind {
         match self {
             UpstreamKind::Beam => "beam",
             UpstreamKind::Provider => "provider",
+            UpstreamKind::Peer => "peer",
         }
     }
 }
@@ -178,13 +181,23 @@ pub enum Origin<'a> {
     Beam,
     /// A storage provider's service URL (`upstream.providers`), serving `/piece/<cid>`.
     Provider(&'a str),
+    /// Another replica's peer listener (`cluster.peer_listen`), serving
+    /// `/piece/<cid>` from its own tiers; the request carries
+    /// [`PEER_HEADER`] so that it is never forwarded again.
+    Peer(std::net::SocketAddr),
 }
+
+/// Marks a request as coming from a peer replica: it is served from the
+/// local tiers or Beam, never forwarded to another peer (no loops, even
+/// when replicas disagree about membership).
+pub const PEER_HEADER: &str = "x-beam-edge-peer";
 
 impl Origin<'_> {
     fn kind(&self) -> UpstreamKind {
         match self {
             Origin::Beam => UpstreamKind::Beam,
             Origin::Provider(_) => UpstreamKind::Provider,
+            Origin::Peer(_) => UpstreamKind::Peer,
         }
     }
 }
@@ -301,11 +314,14 @@ impl Upstream {
         let url = match origin {
             Origin::Beam => self.piece_url(cid)?,
             Origin::Provider(base) => format!("{}/piece/{cid}", base.trim_end_matches('/')),
+            Origin::Peer(addr) => format!("http://{addr}/piece/{cid}"),
         };
         let started = Instant::now();
-        let resp = self
-            .client
-            .get(&url)
+        let mut request = self.client.get(&url);
+        if kind == UpstreamKind::Peer {
+            request = request.header(PEER_HEADER, "1");
+        }
+        let resp = request
             .header(
                 header::RANGE,
                 format!("bytes={}-{}", range.start, range.end),
@@ -477,6 +493,11 @@ impl UpstreamBody {
             self.expected += self.skip;
             self.skip = 0;
         }
+    }
+
+    /// Which kind of upstream sends this body.
+    pub fn kind(&self) -> UpstreamKind {
+        self.kind
     }
 
     /// The piece's total size, as the response stated it.

@@ -348,6 +348,8 @@ pub struct EdgeOptions {
     pub extra: String,
     /// Environment variables for the process.
     pub env: Vec<(String, String)>,
+    /// Loopback IP of every listener (e.g. `127.0.0.2`); `127.0.0.1` when `None`.
+    pub ip: Option<String>,
 }
 
 impl EdgeProcess {
@@ -385,9 +387,10 @@ impl EdgeProcess {
             .as_ref()
             .map(|t| format!("  token: \"{t}\"\n"))
             .unwrap_or_default();
-        let public: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let ip = o.ip.as_deref().unwrap_or("127.0.0.1");
+        let public: SocketAddr = format!("{ip}:{}", free_port()).parse().unwrap();
+        let metrics: SocketAddr = format!("{ip}:{}", free_port()).parse().unwrap();
+        let admin: SocketAddr = format!("{ip}:{}", free_port()).parse().unwrap();
         let cfg = format!(
             "server:\n  listen: \"{public}\"\n  threads: 2\n  grace_period: 0s\nupstream:\n{}\ncache:\n{}\n  disk:\n    path: \"{}\"\n{}\nadmin:\n  listen: \"{admin}\"\n{token}metrics:\n  listen: \"{metrics}\"\n",
             o.upstream,
