@@ -15,6 +15,7 @@
 //! aborts the connection (never a clean end of a short body), via
 //! [`ProxyHttp::fail_to_proxy`] which writes nothing once a header is out.
 
+pub mod limits;
 pub mod piece;
 pub mod player;
 
@@ -33,12 +34,16 @@ use crate::cache::{CacheSettings, WindowCache};
 use crate::config::Config;
 use crate::http::range::RangeLimits;
 use crate::metrics;
+use crate::upstream::resolve::{ChainResolver, ProviderPool, ResolveSettings};
 use crate::upstream::{Upstream, UpstreamSettings};
 
 /// Shared state of the public service.
 pub struct EdgeState {
     /// The Beam client (for size probes; windows go through `cache`).
     pub upstream: Upstream,
+    /// Fallback storage providers: chain resolution and 429 backoffs (the
+    /// static list is in the cache settings).
+    pub providers: ProviderPool,
     /// The window cache.
     pub cache: WindowCache,
     /// Sizes and content types learnt per piece.
@@ -49,6 +54,8 @@ pub struct EdgeState {
     pub sniffs: SniffFlights,
     /// Range caps.
     pub range_limits: RangeLimits,
+    /// Keep-alive idle and send timeouts of client connections.
+    pub connection_limits: limits::ConnectionLimits,
     /// Set once every listener is bound and the server runs.
     pub running: AtomicBool,
     /// Set when shutdown starts: `/readyz` then answers 503 so load balancers drain.
@@ -67,15 +74,19 @@ impl EdgeState {
             connect_timeout: config.upstream.connect_timeout.0,
             read_timeout: config.upstream.read_timeout.0,
         })?;
+        let providers = provider_pool(config)?;
         let cluster = crate::cluster::Cluster::from_config(config)?;
-        let cache =
-            WindowCache::new_clustered(cache_settings(config), upstream.clone(), cluster.clone())
-                .map_err(|e| {
-                format!(
-                    "cache.disk.path: cannot open {}: {e}",
-                    config.cache.disk.path.display()
-                )
-            })?;
+        let cache = WindowCache::new_clustered(
+            cache_settings(config, providers.clone()),
+            upstream.clone(),
+            cluster.clone(),
+        )
+        .map_err(|e| {
+            format!(
+                "cache.disk.path: cannot open {}: {e}",
+                config.cache.disk.path.display()
+            )
+        })?;
         let meta = PieceMetaStore::new(100_000);
         for (cid, rec) in cache.persisted_meta() {
             meta.update(
@@ -89,11 +100,16 @@ impl EdgeState {
         });
         Ok(EdgeState {
             upstream,
+            providers,
             cache,
             meta,
             manifests: ManifestStore::default(),
             sniffs: SniffFlights::default(),
             range_limits: RangeLimits::default(),
+            connection_limits: limits::ConnectionLimits {
+                keepalive_idle: config.server.keepalive_timeout.0,
+                send_timeout: config.server.send_timeout.0,
+            },
             running: AtomicBool::new(false),
             shutting_down: AtomicBool::new(false),
             not_ready_reason,
@@ -110,8 +126,49 @@ impl EdgeState {
     }
 }
 
-/// The cache settings a config asks for.
-pub fn cache_settings(config: &Config) -> CacheSettings {
+/// The provider pool a config asks for: a chain resolver when
+/// `upstream.resolve_providers` is on, and the 429 backoff.
+pub fn provider_pool(config: &Config) -> Result<ProviderPool, String> {
+    let u = &config.upstream;
+    let resolver = if u.resolve_providers {
+        let payer = config
+            .payer()
+            .and_then(|p| p.parse::<crate::upload::chain::Address>().ok())
+            .ok_or("upstream.resolve_providers: needs a valid upstream.payer")?;
+        Some(ChainResolver::new(ResolveSettings {
+            rpc_url: crate::config::resolve_rpc_url(config),
+            network: crate::upload::publish::chain_network(config),
+            payer,
+            ttl: u.resolve_ttl.0,
+            probe_timeout: u.connect_timeout.0 + u.read_timeout.0,
+        })?)
+    } else {
+        None
+    };
+    Ok(ProviderPool::new(resolver, u.provider_backoff.0))
+}
+
+/// The storage providers to try first when Beam fails: `upstream.providers`,
+/// then `upload.provider_url` (the provider uploads go to serves fresh pieces
+/// until Beam indexes them).
+pub fn static_providers(config: &Config) -> Vec<String> {
+    config
+        .upstream
+        .providers
+        .iter()
+        .cloned()
+        .chain(
+            config
+                .upload
+                .provider_url
+                .clone()
+                .filter(|u| !config.upstream.providers.contains(u)),
+        )
+        .collect()
+}
+
+/// The cache settings a config asks for, with `pool` for provider fallback.
+pub fn cache_settings(config: &Config, pool: ProviderPool) -> CacheSettings {
     let c = &config.cache;
     CacheSettings {
         window_padded: c.window.0,
@@ -123,20 +180,8 @@ pub fn cache_settings(config: &Config) -> CacheSettings {
         check_windows: c.check_windows,
         max_skip: config.upstream.max_skip.0,
         retries: config.upstream.retries,
-        // The provider uploads go to serves fresh pieces until Beam indexes them.
-        providers: config
-            .upstream
-            .providers
-            .iter()
-            .cloned()
-            .chain(
-                config
-                    .upload
-                    .provider_url
-                    .clone()
-                    .filter(|u| !config.upstream.providers.contains(u)),
-            )
-            .collect(),
+        providers: static_providers(config),
+        pool,
         prefetch_linger: std::time::Duration::from_secs(2),
         beam_retry_delay: std::time::Duration::from_millis(500),
     }
@@ -370,6 +415,7 @@ impl ProxyHttp for EdgeService {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        self.state.connection_limits.apply(session);
         let path = session.req_header().uri.path().to_string();
         let method = session.req_header().method.clone();
         let get_or_head = method == http::Method::GET || method == http::Method::HEAD;
