@@ -332,6 +332,49 @@ fn a_killed_replica_costs_no_errors_and_comes_back_warm() {
     assert!(metric(&back, "beam_edge_served_bytes_total{source=\"disk\"}") > 0.0);
 }
 
+/// Clause 4, the slow owner: a replica that accepts connections but never
+/// answers (SIGSTOP) is timed out (`cluster.peer_timeout`), skipped, and
+/// its windows come from the next member or Beam; the client sees its bytes.
+#[test]
+fn a_stalled_owner_is_timed_out_and_skipped() {
+    let beam = MockBeam::start();
+    let (cid, data) = piece(&beam, 16);
+    let root = tempfile::tempdir().unwrap();
+    let ms = members(3, root.path());
+    let peers = all_peers(&ms);
+    let ps: Vec<EdgeProcess> = ms
+        .iter()
+        .map(|m| start(&beam, m, &m.name, &peers))
+        .collect();
+    for p in &ps {
+        wait_members(p, 3);
+    }
+    assert!(read_all(&ps[0], &cid) == data);
+    let per_disk = wait_stored(&ms, &cid, window_count() as usize);
+    assert!(!per_disk[2].is_empty(), "edge-2 owns nothing: {per_disk:?}");
+    // The kernel still accepts its connections; nothing answers them.
+    let pid = ps[2].child.id().to_string();
+    let signal = |sig: &str| {
+        let ok = Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {sig} {pid}");
+    };
+    signal("-STOP");
+    let got = raw_get(ps[1].public, &format!("/piece/{cid}"), &[]);
+    signal("-CONT");
+    let (status, _, body) =
+        got.unwrap_or_else(|e| panic!("read with a stalled owner: {e}\n{}", ps[1].log()));
+    assert_eq!(status, 200);
+    assert!(body == data, "bytes differ with a stalled owner");
+    assert!(metric(&ps[1], "beam_edge_peer_fetches_total{outcome=\"failed\"}") > 0.0);
+    let fell_back = metric(&ps[1], "beam_edge_peer_fallbacks_total{to=\"beam\"}")
+        + metric(&ps[1], "beam_edge_peer_fallbacks_total{to=\"next_peer\"}");
+    assert!(fell_back > 0.0);
+}
+
 /// Clause 3: two replicas that disagree about membership (each believes
 /// the other owns what it forwards) make one hop, never a loop.
 #[test]
