@@ -187,6 +187,15 @@ impl AdminApp {
         if path == "/admin/cache" && method == http::Method::GET {
             return (200, self.cache_stats());
         }
+        if path == "/admin/cluster" && method == http::Method::GET {
+            return match &self.state.cluster {
+                Some(c) => (200, json!(c.status())),
+                None => (
+                    404,
+                    json!({"error": "cluster mode is off (cluster.enabled)"}),
+                ),
+            };
+        }
         if path == "/admin/uploads" {
             if method != http::Method::POST {
                 return (405, json!({"error": "use POST with the file as the body"}));
@@ -237,7 +246,9 @@ impl AdminApp {
         let stats = self.state.cache.stats();
         let served = |s: &str| metrics::SERVED_BYTES.with_label_values(&[s]).get();
         let (mem, disk, up) = (served("memory"), served("disk"), served("upstream"));
-        let total = mem + disk + up;
+        // Cluster mode: bytes from the owning replica are misses here.
+        let peer = served("peer");
+        let total = mem + disk + up + peer;
         let ratio = |n: u64| {
             if total == 0 {
                 0.0
@@ -250,7 +261,7 @@ impl AdminApp {
             "memory": stats.memory,
             "disk": stats.disk,
             "fills_in_flight": stats.fills_in_flight,
-            "served_bytes": {"memory": mem, "disk": disk, "upstream": up},
+            "served_bytes": {"memory": mem, "disk": disk, "upstream": up, "peer": peer},
             "hit_ratio": {"memory": ratio(mem), "disk": ratio(disk), "total": ratio(mem + disk)},
         })
     }

@@ -116,7 +116,7 @@ pub static ABORTS: Lazy<IntCounterVec> = Lazy::new(|| {
 pub static SERVED_BYTES: Lazy<IntCounterVec> = Lazy::new(|| {
     counter_vec(
         "beam_edge_served_bytes_total",
-        "Piece bytes served to clients, by source (memory, disk, upstream).",
+        "Piece bytes served to clients, by source (memory, disk, upstream, peer: the owning replica in cluster mode).",
         &["source"],
     )
 });
@@ -270,8 +270,60 @@ pub static PROVIDER_BACKOFFS: Lazy<IntCounter> = Lazy::new(|| {
     .expect("metric registers")
 });
 
+/// Window fetches from the owning peer in cluster mode, by outcome (`ok`,
+/// `failed`: refused, timed out, or a bad answer).
+pub static PEER_FETCHES: Lazy<IntCounterVec> = Lazy::new(|| {
+    counter_vec(
+        "beam_edge_peer_fetches_total",
+        "Window fetches from the owning replica in cluster mode, by outcome (ok, failed).",
+        &["outcome"],
+    )
+});
+
+/// Where a fetch went after a peer failed (`next_peer`: the next replica in
+/// hash order; `beam`: no replica left, Beam directly).
+pub static PEER_FALLBACKS: Lazy<IntCounterVec> = Lazy::new(|| {
+    counter_vec(
+        "beam_edge_peer_fallbacks_total",
+        "Fetches that left a failed owner, by where they went (next_peer, beam).",
+        &["to"],
+    )
+});
+
+/// Membership look-ups (DNS SRV), by result (`ok`, `error`: the last known
+/// members are kept).
+pub static CLUSTER_DISCOVERY: Lazy<IntCounterVec> = Lazy::new(|| {
+    counter_vec(
+        "beam_edge_cluster_discovery_total",
+        "Cluster membership look-ups (DNS SRV), by result (ok, error: the last members are kept).",
+        &["result"],
+    )
+});
+
+/// Windows owned by another replica that were read often enough here to be
+/// kept in this replica's memory tier.
+pub static HOT_WINDOWS: Lazy<IntCounterVec> = Lazy::new(|| {
+    counter_vec(
+        "beam_edge_hot_windows_total",
+        "Windows of other replicas kept in this replica's memory because they are hot, by event (admitted, dropped: over cluster.hot_share).",
+        &["event"],
+    )
+});
+
 /// Touches every metric so that all of them appear in `/metrics` from the start.
 pub fn init() {
+    for outcome in ["ok", "failed"] {
+        PEER_FETCHES.with_label_values(&[outcome]);
+    }
+    for to in ["next_peer", "beam"] {
+        PEER_FALLBACKS.with_label_values(&[to]);
+    }
+    for result in ["ok", "error"] {
+        CLUSTER_DISCOVERY.with_label_values(&[result]);
+    }
+    for event in ["admitted", "dropped"] {
+        HOT_WINDOWS.with_label_values(&[event]);
+    }
     Lazy::force(&REQUESTS);
     Lazy::force(&RESPONSE_BYTES);
     Lazy::force(&UPSTREAM_REQUESTS);

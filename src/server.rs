@@ -71,6 +71,9 @@ pub fn run_with(config: Config, options: RunOptions) -> Result<(), String> {
         check_bind("server.listen", config.server.listen)?;
         check_bind("metrics.listen", config.metrics.listen)?;
         check_bind("admin.listen", config.admin.listen)?;
+        if config.cluster.enabled {
+            check_bind("cluster.peer_listen", config.cluster.peer_listen)?;
+        }
     }
     // Before anything is handed over: a bad pair is a start-up error that
     // names its key, never a panic in Pingora's listener set-up.
@@ -158,6 +161,26 @@ pub fn run_with(config: Config, options: RunOptions) -> Result<(), String> {
         }
     }
     server.add_service(public);
+
+    if let Some(cluster) = &state.cluster {
+        let mut peers = pingora::proxy::http_proxy_service_with_name(
+            &server.configuration,
+            EdgeService::for_peers(state.clone()),
+            "beam-edge peers",
+        );
+        peers.add_tcp(&config.cluster.peer_listen.to_string());
+        server.add_service(peers);
+        // Discovery and /readyz checks of the members every cluster.refresh.
+        server.add_service(pingora::services::background::GenBackgroundService::new(
+            "beam-edge cluster membership".to_string(),
+            cluster.balancer(),
+        ));
+        log::info!(
+            "cluster mode: this replica is {:?}, peer listener on {}",
+            cluster.self_name(),
+            config.cluster.peer_listen
+        );
+    }
 
     let admin = AdminApp::new(state.clone(), config.admin.token.clone(), config.clone());
     let mut admin_service = Service::new("beam-edge admin".to_string(), HttpServer::new_app(admin));

@@ -79,6 +79,9 @@ pub struct Fill {
     /// Set by a purge of the piece: the bytes still reach the readers of
     /// this fill, but are not stored in any tier.
     purged: AtomicBool,
+    /// Set when the bytes come from another replica (cluster mode): served
+    /// as `peer`, and not stored on this replica's disk.
+    from_peer: AtomicBool,
 }
 
 impl Fill {
@@ -116,7 +119,18 @@ impl Fill {
             interest: AtomicUsize::new(0),
             owners: Mutex::new(Vec::new()),
             purged: AtomicBool::new(false),
+            from_peer: AtomicBool::new(false),
         })
+    }
+
+    /// Records whether the bytes come from another replica.
+    pub fn set_from_peer(&self, yes: bool) {
+        self.from_peer.store(yes, Ordering::SeqCst);
+    }
+
+    /// True when the bytes come from another replica.
+    pub fn is_from_peer(&self) -> bool {
+        self.from_peer.load(Ordering::SeqCst)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, FillState> {
@@ -259,6 +273,11 @@ pub struct FillReader {
 }
 
 impl FillReader {
+    /// True when the fill's bytes come from another replica.
+    pub fn from_peer(&self) -> bool {
+        self.fill.is_from_peer()
+    }
+
     /// True when the window is checked before it is finished: readers keep
     /// their last byte until then.
     pub fn is_checked(&self) -> bool {

@@ -28,7 +28,8 @@
 //! (registering runs of fills, read-ahead), `run` (one upstream request per
 //! run, retries), `providers` (which upstream answers, provider fallback),
 //! `beam_prefix` (windows before the range in a whole-piece 200), `store`
-//! (completing a fill: check, readers, tiers).
+//! (completing a fill: check, readers, tiers), `peers` (cluster mode: a
+//! run opened from the window's owner; peer windows kept in memory only).
 
 pub mod disk;
 pub mod fill;
@@ -38,6 +39,7 @@ pub mod verify;
 pub mod window;
 
 mod beam_prefix;
+mod peers;
 mod plan;
 mod providers;
 mod reader;
@@ -51,6 +53,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::Semaphore;
 
+use crate::cluster::Cluster;
 use crate::http::range::ByteRange;
 use crate::metrics;
 use crate::upstream::Upstream;
@@ -134,6 +137,8 @@ pub enum Source {
     Disk,
     /// An upstream fill.
     Upstream,
+    /// The owning replica (cluster mode).
+    Peer,
 }
 
 impl Source {
@@ -143,6 +148,7 @@ impl Source {
             Source::Memory => "memory",
             Source::Disk => "disk",
             Source::Upstream => "upstream",
+            Source::Peer => "peer",
         }
     }
 }
@@ -212,6 +218,8 @@ struct Inner {
     prefetched_unread: Mutex<HashSet<WindowKey>>,
     /// Window roots of pieces whose asset manifests were read.
     layers: Layers,
+    /// Cluster mode: where windows this replica does not own come from.
+    cluster: Option<Arc<Cluster>>,
 }
 
 /// The window cache. Cheap to clone.
@@ -223,6 +231,16 @@ pub struct WindowCache {
 impl WindowCache {
     /// Opens the tiers (the disk tier rebuilds its index from its directory).
     pub fn new(settings: CacheSettings, upstream: Upstream) -> std::io::Result<WindowCache> {
+        WindowCache::new_clustered(settings, upstream, None)
+    }
+
+    /// [`WindowCache::new`] for a replica of a cluster: windows it does not
+    /// own are asked of their owners (see [`crate::cluster`]).
+    pub fn new_clustered(
+        settings: CacheSettings,
+        upstream: Upstream,
+        cluster: Option<Arc<Cluster>>,
+    ) -> std::io::Result<WindowCache> {
         let geometry = Geometry::from_padded(settings.window_padded);
         let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
         let disk = match &settings.disk {
@@ -254,6 +272,7 @@ impl WindowCache {
             layers: Layers::new(settings.window_padded),
             settings,
             prefetched_unread: Mutex::new(HashSet::new()),
+            cluster,
         };
         let cache = WindowCache {
             inner: Arc::new(inner),
@@ -297,6 +316,7 @@ impl WindowCache {
             completed: false,
             restarts: 0,
             joined: HashSet::new(),
+            local_only: crate::cluster::serving_peer(),
         }
     }
 

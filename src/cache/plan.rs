@@ -19,7 +19,11 @@ impl Inner {
     /// Registers fills for consecutive windows from `first` that are neither
     /// cached nor in flight, up to `limit` windows and `last`. With
     /// `force_first`, the first window is planned even if a tier claims it
-    /// (the caller just failed to read it from there).
+    /// (the caller just failed to read it from there). In cluster mode
+    /// (unless `local_only`) a run stops where the windows' owner changes:
+    /// one run, one source.
+    // One flag more than clippy's limit: cluster routing.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn plan_run(
         &self,
         piece: &Piece,
@@ -28,12 +32,20 @@ impl Inner {
         limit: u64,
         force_first: bool,
         prefetch: bool,
+        local_only: bool,
     ) -> Vec<Arc<Fill>> {
         let mut run = Vec::new();
         let check = self.check_for(piece);
+        let routed = self.cluster.as_ref().filter(|_| !local_only);
+        let first_route = routed.map(|c| c.route(&piece.cid, first));
         let mut map = self.lock_fills();
         let mut i = first;
         while i <= last && (run.len() as u64) < limit {
+            if let (true, Some(c), Some(r)) = (i > first, routed, &first_route) {
+                if c.route(&piece.cid, i) != *r {
+                    break;
+                }
+            }
             let key = WindowKey::new(piece.cid.clone(), i);
             let forced = force_first && i == first;
             if map.contains_key(&key) || (!forced && self.is_cached(&key)) {
@@ -62,6 +74,7 @@ impl Inner {
         piece: &Piece,
         run: Vec<Arc<Fill>>,
         permit: Option<OwnedSemaphorePermit>,
+        local_only: bool,
     ) {
         if run.is_empty() {
             return;
@@ -69,7 +82,7 @@ impl Inner {
         let inner = self.clone();
         let piece = piece.clone();
         tokio::spawn(async move {
-            inner.run_fill(&piece, &run).await;
+            inner.run_fill(&piece, &run, local_only).await;
             drop(permit);
         });
     }
@@ -101,7 +114,7 @@ impl Inner {
                     .inc_by(end - i + 1);
                 return;
             };
-            let run = self.plan_run(piece, i, end, self.settings.run_windows, false, true);
+            let run = self.plan_run(piece, i, end, self.settings.run_windows, false, true, false);
             if run.is_empty() {
                 i += 1;
                 continue;
@@ -123,7 +136,7 @@ impl Inner {
             metrics::PREFETCH
                 .with_label_values(&["issued"])
                 .inc_by(run.len() as u64);
-            self.start_run(piece, run, Some(permit));
+            self.start_run(piece, run, Some(permit), false);
         }
     }
 

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::fill::{CacheError, Fill, FillReader, Interest};
+use super::peers::fill_source;
 use super::window::{WindowKey, WindowSlice};
 use super::{Inner, Piece, Source};
 use crate::metrics;
@@ -47,6 +48,9 @@ pub struct RangeReader {
     /// Windows this reader reads from a fill started for another payer: see
     /// [`refused_to_another_payer`].
     pub(super) joined: HashSet<u64>,
+    /// Serving another replica: windows come from this replica's tiers or
+    /// Beam, never a peer, and no read-ahead starts.
+    pub(super) local_only: bool,
 }
 
 /// True for an upstream answer that may hold only for the payer whose request
@@ -79,7 +83,7 @@ impl RangeReader {
                         Ok(Some(_)) => {}
                         Ok(None) => {
                             self.interests.remove(&slice.index);
-                            return Ok(Some((byte, Source::Upstream)));
+                            return Ok(Some((byte, fill_source(&reader))));
                         }
                         // Part of the slice is out already: it cannot be
                         // served again from the start.
@@ -96,6 +100,7 @@ impl RangeReader {
                         let done = end > slice.to;
                         let a = pos.max(slice.from);
                         let b = end.min(slice.to + 1);
+                        let source = fill_source(&reader);
                         if done && reader.is_checked() {
                             // The window is checked: keep the slice's last
                             // byte until it passed, so no response completes
@@ -104,13 +109,14 @@ impl RangeReader {
                             // inside this chunk.
                             let cut = usize::try_from(b - 1 - pos).unwrap_or(0);
                             let head = chunk.slice(usize::try_from(a - pos).unwrap_or(0)..cut);
+                            let source = fill_source(&reader);
                             self.current = Some(Current::Tail {
                                 reader,
                                 byte: chunk.slice(cut..cut + 1),
                                 slice,
                             });
                             if !head.is_empty() {
-                                return Ok(Some((head, Source::Upstream)));
+                                return Ok(Some((head, source)));
                             }
                             continue;
                         }
@@ -128,7 +134,7 @@ impl RangeReader {
                                 usize::try_from(a - pos).unwrap_or(0)
                                     ..usize::try_from(b - pos).unwrap_or(0),
                             );
-                            return Ok(Some((part, Source::Upstream)));
+                            return Ok(Some((part, source)));
                         }
                     }
                     // The window ended before the slice did (cannot happen for
@@ -174,7 +180,7 @@ impl RangeReader {
     /// read-ahead of the windows after it.
     async fn open(&mut self, slice: WindowSlice) -> Current {
         let current = self.locate(slice).await;
-        if slice.reaches_end() {
+        if slice.reaches_end() && !self.local_only {
             self.inner
                 .prefetch_after(&self.piece, slice.index, &self.token);
         }
@@ -198,13 +204,14 @@ impl RangeReader {
             inner.settings.run_windows,
             false,
             false,
+            self.local_only,
         );
         for f in &run {
             self.interests
                 .entry(f.key.index)
                 .or_insert_with(|| f.interest());
         }
-        inner.start_run(&self.piece, run, None);
+        inner.start_run(&self.piece, run, None, self.local_only);
     }
 
     /// Reads `slice` from `fill`, which another reader or read-ahead started:
@@ -312,6 +319,7 @@ impl RangeReader {
             inner.settings.run_windows,
             true,
             false,
+            self.local_only,
         );
         for f in &run {
             self.interests
@@ -333,7 +341,14 @@ impl RangeReader {
             },
         };
         let reader = fill.reader();
-        inner.start_run(&self.piece, run, None);
+        let next = run.last().map(|f| f.key.index + 1);
+        inner.start_run(&self.piece, run, None, self.local_only);
+        // Cluster mode: windows after this run belong to other owners; ask
+        // them at once, so that owners work concurrently while the reader
+        // streams in order.
+        if let Some(next) = next.filter(|_| inner.cluster.is_some() && !self.local_only) {
+            self.plan_ahead(next);
+        }
         Current::Filling {
             reader,
             pos: 0,

@@ -20,7 +20,12 @@ use crate::upstream::UpstreamError;
 impl Inner {
     /// Downloads `fills` (consecutive windows) with as few upstream requests
     /// as the upstream allows.
-    pub(super) async fn run_fill(self: &Arc<Self>, piece: &Piece, fills: &[Arc<Fill>]) {
+    pub(super) async fn run_fill(
+        self: &Arc<Self>,
+        piece: &Piece,
+        fills: &[Arc<Fill>],
+        local_only: bool,
+    ) {
         let g = self.geometry;
         let mut cur = 0usize;
         let mut failures = 0u32;
@@ -41,9 +46,15 @@ impl Inner {
             };
             let start = first.start + fills[cur].received();
             let range = ByteRange::new(start, last.end);
-            let result = self.open_upstream(piece, range).await;
+            let result = self.open_source(piece, range, local_only).await;
             let (mut body, from_zero) = match result {
-                Ok(b) => b,
+                Ok(b) => {
+                    let from_peer = b.0.kind() == crate::upstream::UpstreamKind::Peer;
+                    for f in &fills[cur..] {
+                        f.set_from_peer(from_peer);
+                    }
+                    b
+                }
                 Err(e) => {
                     if e.is_transient() && failures < self.settings.retries {
                         failures += 1;

@@ -81,7 +81,7 @@ impl Inner {
     }
 
     /// Removes `fill` from the in-flight map if it is still the registered one.
-    fn unregister(&self, fill: &Arc<Fill>) {
+    pub(super) fn unregister(&self, fill: &Arc<Fill>) {
         let mut map = self.lock_fills();
         if map.get(&fill.key).is_some_and(|f| Arc::ptr_eq(f, fill)) {
             map.remove(&fill.key);
@@ -143,6 +143,13 @@ impl Inner {
         // Readers get the window now; the disk waits below only hold the
         // fill's registration (and, unchecked, the download) back.
         fill.finish_with(whole.clone());
+        if fill.is_from_peer() {
+            self.keep_peer_window(fill, whole);
+            metrics::WINDOW_FILLS
+                .with_label_values(&[fill_kind(fill), "ok"])
+                .inc();
+            return true;
+        }
         // At most DISK_WRITES windows wait for the disk at once: a fill that
         // outruns the disk waits here, so queued writes cannot pile up in memory.
         let permit = match &self.disk {

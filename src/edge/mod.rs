@@ -66,6 +66,8 @@ pub struct EdgeState {
     pub not_ready_reason: Option<String>,
     /// Who `/beam/<payer>/…` may bill, and each payer's Beam host.
     pub payer_routes: route::PayerRoutes,
+    /// Cluster mode: the members and window ownership (`None` when off).
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 impl EdgeState {
@@ -77,8 +79,13 @@ impl EdgeState {
             read_timeout: config.upstream.read_timeout.0,
         })?;
         let providers = provider_pool(config)?;
-        let cache = WindowCache::new(cache_settings(config, providers.clone()), upstream.clone())
-            .map_err(|e| {
+        let cluster = crate::cluster::Cluster::from_config(config)?;
+        let cache = WindowCache::new_clustered(
+            cache_settings(config, providers.clone()),
+            upstream.clone(),
+            cluster.clone(),
+        )
+        .map_err(|e| {
             format!(
                 "cache.disk.path: cannot open {}: {e}",
                 config.cache.disk.path.display()
@@ -120,6 +127,7 @@ impl EdgeState {
             shutting_down: AtomicBool::new(false),
             not_ready_reason,
             payer_routes,
+            cluster,
         })
     }
 }
@@ -303,15 +311,29 @@ impl RequestCtx {
     }
 }
 
-/// The public `ProxyHttp` service.
+/// The public `ProxyHttp` service (also behind the cluster's peer listener).
 pub struct EdgeService {
     state: Arc<EdgeState>,
+    /// True on `cluster.peer_listen`: every request comes from a peer.
+    peer_listener: bool,
 }
 
 impl EdgeService {
     /// A service over shared state.
     pub fn new(state: Arc<EdgeState>) -> EdgeService {
-        EdgeService { state }
+        EdgeService {
+            state,
+            peer_listener: false,
+        }
+    }
+
+    /// The service of the cluster's peer listener: pieces are served from
+    /// this replica's tiers or Beam, never forwarded to another peer.
+    pub fn for_peers(state: Arc<EdgeState>) -> EdgeService {
+        EdgeService {
+            state,
+            peer_listener: true,
+        }
     }
 }
 
@@ -418,7 +440,22 @@ impl ProxyHttp for EdgeService {
                         route::MediaKind::Piece => RouteLabel::Piece,
                         route::MediaKind::Asset => RouteLabel::Asset,
                     };
-                    piece::serve_media(&self.state, session, ctx, &m).await?;
+                    let from_peer = self.peer_listener
+                        || session
+                            .req_header()
+                            .headers
+                            .contains_key(crate::upstream::PEER_HEADER);
+                    if from_peer {
+                        crate::cluster::serve_for_peer(piece::serve_media(
+                            &self.state,
+                            session,
+                            ctx,
+                            &m,
+                        ))
+                        .await?;
+                    } else {
+                        piece::serve_media(&self.state, session, ctx, &m).await?;
+                    }
                 }
                 Err(reason) => {
                     ctx.route = RouteLabel::Piece;

@@ -512,7 +512,11 @@ async fn serve_resource(
     // round trip.
     let waited_since = Instant::now();
     let sniff_piece = match (&resource.content_type, &resource.target) {
-        (None, Target::Piece(piece)) if size > 0 => Some(piece.clone()),
+        // A peer asking for windows needs no Content-Type (it sniffs its
+        // own): a sniff here could cost a Beam request for bytes 0-511.
+        (None, Target::Piece(piece)) if size > 0 && !crate::cluster::serving_peer() => {
+            Some(piece.clone())
+        }
         _ => None,
     };
     let in_window_zero = ranges

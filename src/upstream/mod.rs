@@ -40,6 +40,8 @@ pub enum UpstreamKind {
     Beam,
     /// A storage provider's `/piece/` endpoint.
     Provider,
+    /// Another replica's peer listener (cluster mode).
+    Peer,
 }
 
 impl UpstreamKind {
@@ -48,6 +50,7 @@ impl UpstreamKind {
         match self {
             UpstreamKind::Beam => "beam",
             UpstreamKind::Provider => "provider",
+            UpstreamKind::Peer => "peer",
         }
     }
 }
@@ -183,13 +186,23 @@ pub enum Origin<'a> {
     BeamAt(&'a str),
     /// A storage provider's service URL (`upstream.providers`), serving `/piece/<cid>`.
     Provider(&'a str),
+    /// Another replica's peer listener (`cluster.peer_listen`), serving
+    /// `/piece/<cid>` from its own tiers; the request carries
+    /// [`PEER_HEADER`] so that it is never forwarded again.
+    Peer(std::net::SocketAddr),
 }
+
+/// Marks a request as coming from a peer replica: it is served from the
+/// local tiers or Beam, never forwarded to another peer (no loops, even
+/// when replicas disagree about membership).
+pub const PEER_HEADER: &str = "x-beam-edge-peer";
 
 impl Origin<'_> {
     fn kind(&self) -> UpstreamKind {
         match self {
             Origin::Beam | Origin::BeamAt(_) => UpstreamKind::Beam,
             Origin::Provider(_) => UpstreamKind::Provider,
+            Origin::Peer(_) => UpstreamKind::Peer,
         }
     }
 }
@@ -318,11 +331,14 @@ impl Upstream {
             Origin::Beam => self.piece_url(cid)?,
             Origin::BeamAt(base) => format!("{}/{cid}", base.trim_end_matches('/')),
             Origin::Provider(base) => format!("{}/piece/{cid}", base.trim_end_matches('/')),
+            Origin::Peer(addr) => format!("http://{addr}/piece/{cid}"),
         };
         let started = Instant::now();
-        let resp = self
-            .client
-            .get(&url)
+        let mut request = self.client.get(&url);
+        if kind == UpstreamKind::Peer {
+            request = request.header(PEER_HEADER, "1");
+        }
+        let resp = request
             .header(
                 header::RANGE,
                 format!("bytes={}-{}", range.start, range.end),
@@ -511,6 +527,11 @@ impl UpstreamBody {
             self.expected += self.skip;
             self.skip = 0;
         }
+    }
+
+    /// Which kind of upstream sends this body.
+    pub fn kind(&self) -> UpstreamKind {
+        self.kind
     }
 
     /// The piece's total size, as the response stated it.

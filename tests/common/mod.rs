@@ -397,6 +397,8 @@ pub struct EdgeOptions {
     /// The public listener speaks TLS (`server.tls` in `server`), trusted by
     /// this CA certificate: the health check then goes through curl.
     pub public_ca: Option<PathBuf>,
+    /// Loopback IP of every listener (e.g. `127.0.0.2`); `127.0.0.1` when `None`.
+    pub ip: Option<String>,
 }
 
 impl EdgeProcess {
@@ -434,9 +436,10 @@ impl EdgeProcess {
             .as_ref()
             .map(|t| format!("  token: \"{t}\"\n"))
             .unwrap_or_default();
-        let public: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let ip = o.ip.as_deref().unwrap_or("127.0.0.1");
+        let public: SocketAddr = format!("{ip}:{}", free_port()).parse().unwrap();
+        let metrics: SocketAddr = format!("{ip}:{}", free_port()).parse().unwrap();
+        let admin: SocketAddr = format!("{ip}:{}", free_port()).parse().unwrap();
         let grace = if o.server.contains("grace_period:") {
             ""
         } else {
