@@ -399,12 +399,32 @@ fn scrape_and_query(curio: &MockCurio, rpc_url: &str) {
         "beam_edge_cache_evictions_total",
         "beam_edge_window_lookups_total",
     ];
-    let admin = {
+    let read_admin = || {
         let (s, _, body) =
             raw_get(edge.admin, "/admin/cache", &[("Authorization", &auth)]).unwrap();
         assert_eq!(s, 200);
         serde_json::from_slice::<serde_json::Value>(&body).unwrap()
     };
+    // A response cut mid-body may count its last bytes after the scrape that
+    // followed the traffic: compare with /admin/cache only once the latest
+    // scrape holds the same served bytes as /admin/cache does.
+    let mut admin = read_admin();
+    wait_for("the scraped served bytes to settle at /admin/cache's", || {
+        admin = read_admin();
+        let served: u64 = ["memory", "disk", "upstream", "peer"]
+            .iter()
+            .filter_map(|k| admin["served_bytes"][k].as_u64())
+            .sum();
+        let scraped = prom
+            .query("sum(beam_edge_served_bytes_total)")
+            .first()
+            .map(|(_, v)| *v);
+        if scraped == Some(served as f64) {
+            return true;
+        }
+        prom.wait_scrape();
+        false
+    });
     for (title, expr) in &queries {
         let promql = expr.replace("$__rate_interval", "5m");
         assert!(!promql.contains('$'), "a Grafana variable left in {expr}");
