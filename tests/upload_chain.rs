@@ -521,6 +521,8 @@ fn info(
         clientDataSetId: U256::from(9000 + data_set_id),
         pdpEndEpoch: U256::from(end_epoch),
         providerId: U256::from(provider_id),
+        pendingOneTimePayments: alloy::primitives::Uint::from(data_set_id),
+        lifecycleReserveBalance: alloy::primitives::Uint::from(1000 + data_set_id),
         dataSetId: U256::from(data_set_id),
     }
 }

@@ -39,6 +39,9 @@ fn settings(rpc: &MockRpc) -> PublishSettings {
             poll_deadline: Duration::from_secs(10),
             ..SpTimeouts::default()
         },
+        copies: 1,
+        copy_provider_ids: Vec::new(),
+        expected_size: None,
     }
 }
 
@@ -147,7 +150,7 @@ async fn the_upload_command_publishes_a_file_and_prints_json() {
     std::fs::write(
         &cfg,
         format!(
-            "upload:\n  rpc_url: \"{}\"\n  provider_id: 7\n  piece_size: 200000\ncache:\n  window: 128KiB\n",
+            "upload:\n  rpc_url: \"{}\"\n  provider_id: 7\n  copies: 1\n  piece_size: 200000\ncache:\n  window: 128KiB\n",
             rpc.url()
         ),
     )
@@ -270,7 +273,7 @@ async fn an_upload_through_the_admin_listener_plays_back_from_asset() {
     let rpc = chain(curio.url(), true).await;
     let token = "an-admin-token-for-uploads";
     let upload_yaml = format!(
-        "upload:\n  rpc_url: \"{}\"\n  provider_id: 7\n  provider_url: \"{}\"\n  piece_size: 200000\n  max_size: 1MiB\n",
+        "upload:\n  rpc_url: \"{}\"\n  provider_id: 7\n  copies: 1\n  provider_url: \"{}\"\n  piece_size: 200000\n  max_size: 1MiB\n",
         rpc.url(),
         curio.url()
     );

@@ -17,7 +17,7 @@ use bytes::Bytes;
 use tokio::io::AsyncReadExt;
 
 use super::chain::{load_signer, ChainReader};
-use super::publish::{chain_network, PublishSettings, Publisher};
+use super::publish::{chain_network, CopyStatus, PublishSettings, Publisher};
 use crate::config::Config;
 
 fn rpc_url(cfg: &Config) -> String {
@@ -68,7 +68,7 @@ pub fn upload_command(cfg: &Config, file: &Path, json: bool) -> Result<(), Strin
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let settings = PublishSettings::from_config(
+    let mut settings = PublishSettings::from_config(
         cfg,
         provider_id,
         name.clone(),
@@ -89,6 +89,7 @@ pub fn upload_command(cfg: &Config, file: &Path, json: bool) -> Result<(), Strin
                 settings.asset.max_size
             ));
         }
+        settings.expected_size = Some(total);
         let publisher = Publisher::connect(key, settings)
             .await
             .map_err(|e| e.to_string())?;
@@ -115,6 +116,19 @@ pub fn upload_command(cfg: &Config, file: &Path, json: bool) -> Result<(), Strin
             .await;
         progress.finish();
         let report = report.map_err(|e| e.to_string())?.with_beam_urls(beam_base);
+        // A missing extra copy is a warning, not a failure: the primary
+        // provider holds the file, the exit code stays 0.
+        if !report.complete {
+            let done = report
+                .copies
+                .iter()
+                .filter(|c| c.status == CopyStatus::Complete)
+                .count();
+            eprintln!(
+                "warning: {done} of {} copies stored; the upload is safe at the primary provider (see the copies)",
+                report.requested_copies
+            );
+        }
         if json {
             println!(
                 "{}",
@@ -138,6 +152,30 @@ pub fn upload_command(cfg: &Config, file: &Path, json: bool) -> Result<(), Strin
             );
             for tx in &report.transactions {
                 println!("tx         {tx}");
+            }
+            for (i, c) in report.copies.iter().enumerate() {
+                let provider = c
+                    .provider_id
+                    .map_or("none".to_string(), |id| format!("provider {id}"));
+                let url = c.provider_url.as_deref().unwrap_or("-");
+                let set = c.data_set_id.map_or("-".to_string(), |id| {
+                    format!("{id}{}", if c.created_data_set { " (created)" } else { "" })
+                });
+                let status = match c.status {
+                    CopyStatus::Complete => "complete".to_string(),
+                    CopyStatus::Failed => {
+                        format!("FAILED: {}", c.error.as_deref().unwrap_or("unknown"))
+                    }
+                };
+                println!(
+                    "copy {i:<5} {} {provider} {url} data set {set} tx {} {status}",
+                    c.role,
+                    if c.transactions.is_empty() {
+                        "-".to_string()
+                    } else {
+                        c.transactions.join(",")
+                    }
+                );
             }
             if let Some(url) = report.beam_urls.first() {
                 println!("beam       {url}  (once Beam has indexed it)");
