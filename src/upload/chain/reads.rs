@@ -178,7 +178,7 @@ pub fn decode_client_data_sets(
         call: CALL,
         message,
     };
-    if raw.len() < 64 || raw.len() % 32 != 0 {
+    if raw.len() < 64 || !raw.len().is_multiple_of(32) {
         return Err(bad(format!(
             "{} bytes is not an ABI-encoded dynamic array",
             raw.len()
@@ -199,7 +199,7 @@ pub fn decode_client_data_sets(
         )));
     }
     let len = len.to::<usize>();
-    if words_after % len != 0 {
+    if !words_after.is_multiple_of(len) {
         return Err(bad(format!(
             "{words_after} words do not split into {len} equal elements"
         )));
