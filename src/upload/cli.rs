@@ -4,8 +4,8 @@
 //! progress line on standard error (bytes, MB/s, ETA; plain lines every few
 //! seconds when standard error is not a terminal) and prints the result, as
 //! JSON with `--json`. `beam-edge wallet` prints the payer's FIL and USDFC
-//! balances, its FilecoinPay funds and whether FWSS is an approved operator,
-//! with what to do when something is missing.
+//! balances, its FilecoinPay funds, whether FWSS is an approved operator and
+//! FWSS's one-time fees, with what to do when something is missing.
 
 use std::io::{IsTerminal, Write};
 use std::path::Path;
@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::io::AsyncReadExt;
 
-use super::chain::{load_signer, ChainReader};
+use super::chain::{load_signer, ChainReader, FeeSource};
 use super::publish::{chain_network, CopyStatus, PublishSettings, Publisher};
 use crate::config::Config;
 
@@ -217,6 +217,22 @@ pub fn wallet_command(cfg: &Config) -> Result<bool, String> {
                 "NOT approved as operator"
             }
         );
+        // FWSS's one-time fees (FWSS v1.3.0, June 2026): what each upload
+        // adds to the lockup it needs (see `upload::chain::fees`).
+        match reader.fee_schedule().await {
+            Ok(f) => println!(
+                "FWSS fees    create data set {}, add pieces {} + {} per piece, reserve {} per data set{}",
+                unit(f.create_data_set_fee),
+                unit(f.add_pieces_base_fee),
+                unit(f.add_pieces_per_piece_fee),
+                unit(f.lifecycle_reserve_target),
+                match f.source {
+                    FeeSource::Chain => " (from the chain)",
+                    FeeSource::Documented => " (documented v1.3.0 list; the view has no getPriceList)",
+                }
+            ),
+            Err(e) => println!("FWSS fees    unknown: {e}"),
+        }
         let problems = r.problems();
         for p in &problems {
             println!("to do        {p}");

@@ -396,7 +396,12 @@ impl Publisher {
             status: CopyStatus::Complete,
             error: None,
         }];
-        let source = self.primary.sp.service_url().clone();
+        // The registry's service URL, not `upload.provider_url`: that one may
+        // be a LAN address only this edge can reach; the puller is elsewhere.
+        let source = format!(
+            "{}/",
+            self.primary.provider.service_url.trim_end_matches('/')
+        );
         for target in &self.secondaries {
             let copy = self.commit(target, &cids, Some(source.as_str())).await;
             let provider_id = Some(target.provider.id.to::<u64>());
