@@ -849,3 +849,42 @@ async fn the_upload_command_reports_every_copy() {
         }
     }
 }
+
+#[test]
+fn bad_copy_settings_name_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("upload:\n  copies: 0\n", "upload.copies"),
+        ("upload:\n  copies: 9\n", "upload.copies"),
+        (
+            "upload:\n  provider_id: 7\n  copy_provider_ids: [9, 7]\n",
+            "upload.copy_provider_ids",
+        ),
+    ];
+    for (i, (yaml, key)) in cases.iter().enumerate() {
+        let f = dir.path().join(format!("bad{i}.yaml"));
+        std::fs::write(&f, yaml).unwrap();
+        let out = std::process::Command::new(common::bin())
+            .args(["check-config", f.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{yaml} -> {err}");
+        assert!(err.contains(&format!(": {key}: ")), "{yaml} -> {err}");
+    }
+    let ok = dir.path().join("ok.yaml");
+    std::fs::write(
+        &ok,
+        "upload:\n  provider_id: 7\n  copies: 3\n  copy_provider_ids: [9, 11]\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(common::bin())
+        .args(["check-config", ok.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
