@@ -1,0 +1,133 @@
+//! Planning fills: registering single-flight fills for a run of
+//! consecutive windows that are neither cached nor in flight, starting the
+//! run, and read-ahead after a forward-moving reader (bounded process-wide,
+//! with used/wasted accounting).
+//!
+//! What it is not: the download of a run (`run`) or a reader's choice of
+//! tier (`reader`).
+
+use std::sync::Arc;
+
+use tokio::sync::OwnedSemaphorePermit;
+
+use super::fill::Fill;
+use super::window::WindowKey;
+use super::{Inner, Piece};
+use crate::metrics;
+
+impl Inner {
+    /// Registers fills for consecutive windows from `first` that are neither
+    /// cached nor in flight, up to `limit` windows and `last`. With
+    /// `force_first`, the first window is planned even if a tier claims it
+    /// (the caller just failed to read it from there).
+    pub(super) fn plan_run(
+        &self,
+        piece: &Piece,
+        first: u64,
+        last: u64,
+        limit: u64,
+        force_first: bool,
+        prefetch: bool,
+    ) -> Vec<Arc<Fill>> {
+        let mut run = Vec::new();
+        let check = self.check_for(piece);
+        let mut map = self.lock_fills();
+        let mut i = first;
+        while i <= last && (run.len() as u64) < limit {
+            let key = WindowKey::new(piece.cid.clone(), i);
+            let forced = force_first && i == first;
+            if map.contains_key(&key) || (!forced && self.is_cached(&key)) {
+                break;
+            }
+            let len = self.geometry.len_of(i, piece.size);
+            if len == 0 {
+                break;
+            }
+            let fill = Fill::with_check(key.clone(), len, prefetch, check.clone());
+            map.insert(key, fill.clone());
+            run.push(fill);
+            i += 1;
+        }
+        run
+    }
+
+    pub(super) fn start_run(
+        self: &Arc<Self>,
+        piece: &Piece,
+        run: Vec<Arc<Fill>>,
+        permit: Option<OwnedSemaphorePermit>,
+    ) {
+        if run.is_empty() {
+            return;
+        }
+        let inner = self.clone();
+        let piece = piece.clone();
+        tokio::spawn(async move {
+            inner.run_fill(&piece, &run).await;
+            drop(permit);
+        });
+    }
+
+    /// Read-ahead of the windows after `index`, kept wanted while `owner` lives.
+    pub(super) fn prefetch_after(self: &Arc<Self>, piece: &Piece, index: u64, owner: &Arc<()>) {
+        let n = self.settings.prefetch;
+        if n == 0 {
+            return;
+        }
+        let last = self.geometry.count(piece.size).saturating_sub(1);
+        let mut i = index + 1;
+        let end = (index + n).min(last);
+        while i <= end {
+            let key = WindowKey::new(piece.cid.clone(), i);
+            let in_flight = self.lock_fills().get(&key).cloned();
+            if let Some(f) = in_flight {
+                f.add_owner(Arc::downgrade(owner));
+                i += 1;
+                continue;
+            }
+            if self.is_cached(&key) {
+                i += 1;
+                continue;
+            }
+            let Ok(permit) = self.prefetch_slots.clone().try_acquire_owned() else {
+                metrics::PREFETCH
+                    .with_label_values(&["skipped"])
+                    .inc_by(end - i + 1);
+                return;
+            };
+            let run = self.plan_run(piece, i, end, self.settings.run_windows, false, true);
+            if run.is_empty() {
+                i += 1;
+                continue;
+            }
+            i += run.len() as u64;
+            {
+                let mut unread = self
+                    .prefetched_unread
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                if unread.len() > 100_000 {
+                    unread.clear();
+                }
+                for f in &run {
+                    f.add_owner(Arc::downgrade(owner));
+                    unread.insert(f.key.clone());
+                }
+            }
+            metrics::PREFETCH
+                .with_label_values(&["issued"])
+                .inc_by(run.len() as u64);
+            self.start_run(piece, run, Some(permit));
+        }
+    }
+
+    pub(super) fn note_read(&self, key: &WindowKey) {
+        let mut unread = self
+            .prefetched_unread
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if unread.remove(key) {
+            metrics::PREFETCH.with_label_values(&["used"]).inc();
+        }
+    }
+}

@@ -1,0 +1,333 @@
+//! Readers: a [`RangeReader`] yields one byte range of a piece window by
+//! window, each from the memory tier, the disk tier (disk reads bounded per
+//! core; a whole-window read is promoted to memory), a fill in flight
+//! (joined: a coalesced waiter), or a new demand run; a checked window's
+//! last byte is held until the window passed its check.
+//!
+//! What it is not: the tiers, the fills or their planning (`memory`,
+//! `disk`, `fill`, `plan`); it only decides where each slice comes from.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::fill::{CacheError, Fill, FillReader, Interest};
+use super::window::{WindowKey, WindowSlice};
+use super::{Inner, Piece, Source};
+use crate::metrics;
+
+pub(super) enum Current {
+    Ready(Bytes, Source),
+    Filling {
+        reader: FillReader,
+        pos: u64,
+        slice: WindowSlice,
+    },
+    /// The last byte of a slice read from a checked fill, handed out once
+    /// the window passed its check.
+    Tail {
+        reader: FillReader,
+        byte: Bytes,
+        slice: WindowSlice,
+    },
+}
+
+/// Reads one byte range of a piece, window by window.
+pub struct RangeReader {
+    pub(super) inner: Arc<Inner>,
+    pub(super) piece: Piece,
+    pub(super) slices: VecDeque<WindowSlice>,
+    pub(super) current: Option<Current>,
+    /// Liveness of this reader: read-ahead fills stay wanted while it lives.
+    pub(super) token: Arc<()>,
+    pub(super) interests: HashMap<u64, Interest>,
+    pub(super) completed: bool,
+    pub(super) restarts: u32,
+}
+
+impl RangeReader {
+    /// The next chunk of the range and where it came from; `Ok(None)` at the end.
+    pub async fn next_chunk(&mut self) -> Result<Option<(Bytes, Source)>, CacheError> {
+        loop {
+            match self.current.take() {
+                Some(Current::Ready(bytes, source)) => return Ok(Some((bytes, source))),
+                Some(Current::Tail {
+                    mut reader,
+                    byte,
+                    slice,
+                }) => loop {
+                    match reader.next().await {
+                        Ok(Some(_)) => {}
+                        Ok(None) => {
+                            self.interests.remove(&slice.index);
+                            return Ok(Some((byte, Source::Upstream)));
+                        }
+                        // Part of the slice is out already: it cannot be
+                        // served again from the start.
+                        Err(e) => return Err(e),
+                    }
+                },
+                Some(Current::Filling {
+                    mut reader,
+                    pos,
+                    slice,
+                }) => match reader.next().await {
+                    Ok(Some(chunk)) => {
+                        let end = pos + chunk.len() as u64;
+                        let done = end > slice.to;
+                        let a = pos.max(slice.from);
+                        let b = end.min(slice.to + 1);
+                        if done && reader.is_checked() {
+                            // The window is checked: keep the slice's last
+                            // byte until it passed, so no response completes
+                            // with bytes that turn out wrong (the client sees
+                            // a cut transfer instead). a < b: the slice ends
+                            // inside this chunk.
+                            let cut = usize::try_from(b - 1 - pos).unwrap_or(0);
+                            let head = chunk.slice(usize::try_from(a - pos).unwrap_or(0)..cut);
+                            self.current = Some(Current::Tail {
+                                reader,
+                                byte: chunk.slice(cut..cut + 1),
+                                slice,
+                            });
+                            if !head.is_empty() {
+                                return Ok(Some((head, Source::Upstream)));
+                            }
+                            continue;
+                        }
+                        if !done {
+                            self.current = Some(Current::Filling {
+                                reader,
+                                pos: end,
+                                slice,
+                            });
+                        } else {
+                            self.interests.remove(&slice.index);
+                        }
+                        if a < b {
+                            let part = chunk.slice(
+                                usize::try_from(a - pos).unwrap_or(0)
+                                    ..usize::try_from(b - pos).unwrap_or(0),
+                            );
+                            return Ok(Some((part, Source::Upstream)));
+                        }
+                    }
+                    // The window ended before the slice did (cannot happen for
+                    // a correct fill), or the fill was cancelled: resolve the
+                    // window again, unless part of the slice is out already
+                    // (serving it again from its start would repeat bytes).
+                    Ok(None) | Err(CacheError::Cancelled) if pos <= slice.from => {
+                        self.retry_slice(slice)?;
+                    }
+                    Ok(None) => return Err(CacheError::Cancelled),
+                    Err(e) => return Err(e),
+                },
+                None => {
+                    let Some(slice) = self.slices.pop_front() else {
+                        self.completed = true;
+                        return Ok(None);
+                    };
+                    self.current = Some(self.open(slice).await);
+                }
+            }
+        }
+    }
+
+    fn retry_slice(&mut self, slice: WindowSlice) -> Result<(), CacheError> {
+        self.interests.remove(&slice.index);
+        self.restarts += 1;
+        if self.restarts > 8 {
+            return Err(CacheError::Cancelled);
+        }
+        self.slices.push_front(slice);
+        Ok(())
+    }
+
+    /// Opens one window slice from the fastest tier that has it, then lets
+    /// a forward-moving reader (one that reads through the window) start
+    /// read-ahead of the windows after it.
+    async fn open(&mut self, slice: WindowSlice) -> Current {
+        let current = self.locate(slice).await;
+        if slice.reaches_end() {
+            self.inner
+                .prefetch_after(&self.piece, slice.index, &self.token);
+        }
+        current
+    }
+
+    /// Starts a demand run from window `from` over the windows this reader
+    /// still needs that are neither cached nor in flight.
+    fn plan_ahead(&mut self, from: u64) {
+        let Some(last_needed) = self.slices.back().map(|s| s.index) else {
+            return;
+        };
+        if from > last_needed || self.interests.contains_key(&from) {
+            return;
+        }
+        let inner = self.inner.clone();
+        let run = inner.plan_run(
+            &self.piece,
+            from,
+            last_needed,
+            inner.settings.run_windows,
+            false,
+            false,
+        );
+        for f in &run {
+            self.interests
+                .entry(f.key.index)
+                .or_insert_with(|| f.interest());
+        }
+        inner.start_run(&self.piece, run, None);
+    }
+
+    /// Reads `slice` from `fill`, which another reader or read-ahead started:
+    /// a coalesced waiter. The rest of this reader's range gets a run of its own.
+    fn join(&mut self, fill: Arc<Fill>, slice: WindowSlice) -> Current {
+        metrics::COALESCED.inc();
+        self.inner.note_read(&fill.key);
+        self.interests
+            .entry(slice.index)
+            .or_insert_with(|| fill.interest());
+        self.plan_ahead(slice.index + 1);
+        Current::Filling {
+            reader: fill.reader(),
+            pos: 0,
+            slice,
+        }
+    }
+
+    async fn locate(&mut self, slice: WindowSlice) -> Current {
+        let inner = self.inner.clone();
+        let key = WindowKey::new(self.piece.cid.clone(), slice.index);
+        let cut = |bytes: &Bytes| {
+            bytes.slice(
+                usize::try_from(slice.from).unwrap_or(0)
+                    ..usize::try_from(slice.to + 1).unwrap_or(0),
+            )
+        };
+        if let Some(bytes) = inner
+            .memory
+            .get(&key)
+            .filter(|b| b.len() as u64 == slice.window_len)
+        {
+            metrics::WINDOW_LOOKUPS
+                .with_label_values(&["memory", "hit"])
+                .inc();
+            inner.note_read(&key);
+            return Current::Ready(cut(&bytes), Source::Memory);
+        }
+        metrics::WINDOW_LOOKUPS
+            .with_label_values(&["memory", "miss"])
+            .inc();
+        // A window of this reader's own run: read it from the fill it holds,
+        // even if the tiers have already evicted it.
+        if let Some(fill) = self.interests.get(&slice.index).map(|i| i.fill().clone()) {
+            return Current::Filling {
+                reader: fill.reader(),
+                pos: 0,
+                slice,
+            };
+        }
+        let joined = inner.lock_fills().get(&key).cloned();
+        if let Some(fill) = joined {
+            return self.join(fill, slice);
+        }
+        if let Some(d) = inner.disk.clone().filter(|d| d.contains(&key)) {
+            // A slice of the whole window reads it all and promotes it to
+            // memory; a part reads only the blocks it covers and is not
+            // promoted (random ranges would otherwise read twice the bytes
+            // and churn a memory tier too small for them).
+            let k = key.clone();
+            let len = slice.window_len;
+            let whole = slice.from == 0 && slice.reaches_end();
+            let permit = inner.disk_reads.clone().acquire_owned().await.ok();
+            let got = tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                if whole {
+                    d.get(&k, len)
+                } else {
+                    d.get_range(&k, len, slice.from..slice.to + 1)
+                }
+            })
+            .await
+            .ok()
+            .flatten();
+            if let Some(bytes) = got {
+                metrics::WINDOW_LOOKUPS
+                    .with_label_values(&["disk", "hit"])
+                    .inc();
+                inner.note_read(&key);
+                if !whole {
+                    return Current::Ready(bytes, Source::Disk);
+                }
+                let evicted = inner.memory.put(key, bytes.clone());
+                metrics::EVICTIONS
+                    .with_label_values(&["memory"])
+                    .inc_by(evicted.len() as u64);
+                inner.publish_sizes();
+                return Current::Ready(cut(&bytes), Source::Disk);
+            }
+        }
+        if inner.disk.is_some() {
+            metrics::WINDOW_LOOKUPS
+                .with_label_values(&["disk", "miss"])
+                .inc();
+        }
+        // Start a run over this and the following windows this reader needs.
+        let last_needed = self.slices.back().map_or(slice.index, |s| s.index);
+        let run = inner.plan_run(
+            &self.piece,
+            slice.index,
+            last_needed,
+            inner.settings.run_windows,
+            true,
+            false,
+        );
+        for f in &run {
+            self.interests
+                .entry(f.key.index)
+                .or_insert_with(|| f.interest());
+        }
+        let fill = match run.first() {
+            Some(f) => f.clone(),
+            None => match inner.lock_fills().get(&key).cloned() {
+                // Someone registered it between our look and the plan: join theirs.
+                Some(f) => return self.join(f, slice),
+                None => {
+                    // Registered and finished between our look and the plan:
+                    // look again.
+                    let f = Fill::new(key.clone(), slice.window_len, false);
+                    f.fail(CacheError::Cancelled);
+                    f
+                }
+            },
+        };
+        let reader = fill.reader();
+        inner.start_run(&self.piece, run, None);
+        Current::Filling {
+            reader,
+            pos: 0,
+            slice,
+        }
+    }
+}
+
+impl Drop for RangeReader {
+    fn drop(&mut self) {
+        // A reader that read its whole range keeps its read-ahead wanted a
+        // little longer: players fetch consecutive ranges. One that was cut
+        // off releases it at once.
+        if self.completed && !self.inner.settings.prefetch_linger.is_zero() {
+            if let Ok(h) = tokio::runtime::Handle::try_current() {
+                let token = self.token.clone();
+                let linger = self.inner.settings.prefetch_linger;
+                h.spawn(async move {
+                    tokio::time::sleep(linger).await;
+                    drop(token);
+                });
+            }
+        }
+    }
+}

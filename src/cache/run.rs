@@ -1,0 +1,134 @@
+//! Upstream runs: one request for a run of consecutive windows, its stream
+//! split into the run's fills, retried on transient failures (with backoff)
+//! from the first missing byte, stopped at a window boundary once nothing
+//! left is wanted.
+//!
+//! What it is not: the choice of upstream (`providers`), the caching of the
+//! windows before a range carried by a whole-piece body (`beam_prefix`), or
+//! what happens to a finished window (`store`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+
+use super::fill::{CacheError, Fill};
+use super::{Inner, Piece};
+use crate::http::range::ByteRange;
+use crate::upstream::UpstreamError;
+
+impl Inner {
+    /// Downloads `fills` (consecutive windows) with as few upstream requests
+    /// as the upstream allows.
+    pub(super) async fn run_fill(self: &Arc<Self>, piece: &Piece, fills: &[Arc<Fill>]) {
+        let g = self.geometry;
+        let mut cur = 0usize;
+        let mut failures = 0u32;
+        loop {
+            if cur == fills.len() {
+                return;
+            }
+            if !fills[cur..].iter().any(|f| f.is_wanted()) {
+                self.abandon(&fills[cur..], CacheError::Cancelled);
+                return;
+            }
+            let (Some(first), Some(last)) = (
+                g.span(fills[cur].key.index, piece.size),
+                g.span(fills[fills.len() - 1].key.index, piece.size),
+            ) else {
+                self.abandon(&fills[cur..], CacheError::Cancelled);
+                return;
+            };
+            let start = first.start + fills[cur].received();
+            let range = ByteRange::new(start, last.end);
+            let result = self.open_upstream(piece, range).await;
+            let (mut body, from_zero) = match result {
+                Ok(b) => b,
+                Err(e) => {
+                    if e.is_transient() && failures < self.settings.retries {
+                        failures += 1;
+                        backoff(failures).await;
+                        continue;
+                    }
+                    self.abandon(&fills[cur..], CacheError::Upstream(e));
+                    return;
+                }
+            };
+            // A whole-piece body used from byte 0: cache the windows before
+            // the run as they pass, and drop what this run already has.
+            let mut offset = if from_zero { 0 } else { start };
+            let mut prefix = BytesMut::new();
+            loop {
+                match body.next_chunk().await {
+                    Ok(Some(mut chunk)) => {
+                        if offset < start {
+                            let skip = usize::try_from((start - offset).min(chunk.len() as u64))
+                                .unwrap_or(0);
+                            let head = chunk.split_to(skip);
+                            let check = fills[0].check.as_ref();
+                            self.cache_prefix(
+                                piece,
+                                check,
+                                offset,
+                                &head,
+                                first.start,
+                                &mut prefix,
+                            );
+                            offset += skip as u64;
+                            if chunk.is_empty() {
+                                continue;
+                            }
+                        }
+                        offset += chunk.len() as u64;
+                        while !chunk.is_empty() {
+                            let f = &fills[cur];
+                            let need = usize::try_from(f.len - f.received()).unwrap_or(usize::MAX);
+                            f.push(chunk.split_to(need.min(chunk.len())));
+                            if f.received() == f.len {
+                                self.finish_window(f).await;
+                                cur += 1;
+                                if cur == fills.len() {
+                                    return;
+                                }
+                                if !fills[cur..].iter().any(|f| f.is_wanted()) {
+                                    self.abandon(&fills[cur..], CacheError::Cancelled);
+                                    return;
+                                }
+                            }
+                        }
+                    }
+                    Ok(None) => {
+                        // The body ended exactly where asked; anything left is short.
+                        if cur < fills.len() {
+                            failures += 1;
+                            if failures > self.settings.retries {
+                                let e = UpstreamError::ShortBody {
+                                    expected: range.len(),
+                                    got: offset - start,
+                                };
+                                self.abandon(&fills[cur..], CacheError::Upstream(e));
+                                return;
+                            }
+                        }
+                        break;
+                    }
+                    Err(e) => {
+                        failures += 1;
+                        if !e.is_transient() || failures > self.settings.retries {
+                            self.abandon(&fills[cur..], CacheError::Upstream(e));
+                            return;
+                        }
+                        log::info!("retrying {} from byte {} after: {e}", piece.cid, offset);
+                        backoff(failures).await;
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn backoff(attempt: u32) {
+    let ms = 100u64 << (2 * attempt.saturating_sub(1)).min(8);
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+}
