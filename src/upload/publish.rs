@@ -21,6 +21,7 @@
 
 use std::io;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::Stream;
@@ -533,8 +534,14 @@ impl Publisher {
                         source_url: format!("{source}piece/{c}"),
                     })
                     .collect();
+                // The puller downloads the whole batch first (Curio: 10 min
+                // per attempt); give it the poll deadline plus 1 s per MB.
+                let batch_bytes: u64 = batch.iter().filter_map(PieceCid::payload_size).sum();
+                let mut timeouts = target.sp.timeouts().clone();
+                timeouts.poll_deadline += Duration::from_secs(batch_bytes / 1_000_000);
                 let answer = target
                     .sp
+                    .with_timeouts(timeouts)
                     .wait_pulled(&record_keeper, &extra, &sources, data_set_id)
                     .await?;
                 if answer.status != PullStatus::Complete {

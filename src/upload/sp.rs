@@ -448,6 +448,15 @@ impl SpClient {
         &self.timeouts
     }
 
+    /// The same provider with other timeouts (sharing the connection pool).
+    pub fn with_timeouts(&self, timeouts: SpTimeouts) -> SpClient {
+        SpClient {
+            base: self.base.clone(),
+            http: self.http.clone(),
+            timeouts,
+        }
+    }
+
     fn url(&self, step: Step, path: &str) -> Result<Url, SpError> {
         self.base.join(path).map_err(|e| SpError::InvalidArgument {
             step,

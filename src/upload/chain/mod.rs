@@ -6,8 +6,10 @@
 //! FilecoinWarmStorageService (FWSS) typed data exactly as the reference client
 //! (`@filoz/synapse-core` 0.5.2) does, looks up a provider's service URL and
 //! payee in the ServiceProviderRegistry, lists the payer's data sets so a
-//! `withCDN` one at the chosen provider can be reused, and summarises whether
-//! the wallet can pay ([`WalletReport::problems`]).
+//! `withCDN` one at the chosen provider can be reused (decoding the FWSS
+//! view's `DataSetInfoView` by the width of the answer), and summarises
+//! whether the wallet can pay ([`WalletReport::problems`]), FWSS's one-time
+//! fees and lockups of a planned upload included ([`fees`]).
 //!
 //! What it is not: it sends no transaction. Depositing USDFC into FilecoinPay
 //! and approving FWSS as operator are the payer's own on-chain actions; this
