@@ -215,7 +215,14 @@ impl AdminApp {
             let cid_str = cid.to_string();
             let size = cid.payload_size().or(self.state.meta.get(&cid_str).size);
             return match method {
-                http::Method::GET => (200, json!(self.state.cache.piece_status(&cid_str, size))),
+                http::Method::GET => {
+                    let mut status = json!(self.state.cache.piece_status(&cid_str, size));
+                    status["providers"] = json!(self
+                        .state
+                        .providers
+                        .status(&crate::edge::static_providers(&self.config), &cid_str));
+                    (200, status)
+                }
                 http::Method::DELETE => {
                     let removed = self.state.cache.purge(&cid_str, size).await;
                     (200, json!({"cid": cid_str, "removed_windows": removed}))

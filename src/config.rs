@@ -315,6 +315,18 @@ pub struct UpstreamConfig {
     pub max_skip: ByteSize,
     /// Retries of a failed upstream fetch (resuming at the first missing byte).
     pub retries: u32,
+    /// Find the storage providers holding a piece from the chain (the
+    /// payer's live data sets, the registry's service URLs, a HEAD probe),
+    /// tried after `providers` when Beam fails.
+    pub resolve_providers: bool,
+    /// JSON-RPC endpoint for provider resolution; `None` uses
+    /// `upload.rpc_url`, else the network's public endpoint.
+    pub rpc_url: Option<String>,
+    /// How long a resolution (the chain's provider list, a piece's holders)
+    /// is used before it is refreshed in the background.
+    pub resolve_ttl: HumanDuration,
+    /// How long a provider that answered 429 is skipped.
+    pub provider_backoff: HumanDuration,
 }
 
 /// `cache.*`
@@ -392,6 +404,10 @@ impl Default for UpstreamConfig {
             read_timeout: HumanDuration(Duration::from_secs(30)),
             max_skip: ByteSize(8 << 20),
             retries: 2,
+            resolve_providers: false,
+            rpc_url: None,
+            resolve_ttl: HumanDuration(Duration::from_secs(600)),
+            provider_backoff: HumanDuration(Duration::from_secs(10)),
         }
     }
 }
@@ -546,8 +562,9 @@ impl Config {
 
     /// Checks every value; the first failure names its key.
     pub fn validate(&self, source_name: &str) -> Result<(), ConfigError> {
-        let checks: [Check; 8] = [
+        let checks: [Check; 9] = [
             check_upload,
+            check_provider_resolution,
             check_threads,
             check_grace_period,
             check_payer,
@@ -732,6 +749,42 @@ fn check_upload(c: &Config) -> Result<(), (&'static str, String)> {
 
 /// Most copies `upload.copies` allows: each is a data set and a set of fees.
 pub const MAX_UPLOAD_COPIES: u32 = 4;
+
+fn check_provider_resolution(c: &Config) -> Result<(), (&'static str, String)> {
+    let u = &c.upstream;
+    if let Some(url) = &u.rpc_url {
+        check_http_url(url).map_err(|r| ("upstream.rpc_url", r))?;
+    }
+    if u.resolve_providers && u.payer.is_none() {
+        return Err((
+            "upstream.resolve_providers",
+            "needs upstream.payer: the payer's data sets say which providers hold its pieces"
+                .into(),
+        ));
+    }
+    if !(Duration::from_secs(1)..=Duration::from_secs(86_400)).contains(&u.resolve_ttl.0) {
+        return Err(("upstream.resolve_ttl", "must be 1s to 24h".into()));
+    }
+    if u.provider_backoff.0 > Duration::from_secs(3600) {
+        return Err(("upstream.provider_backoff", "must be at most 1h".into()));
+    }
+    Ok(())
+}
+
+/// The JSON-RPC endpoint provider resolution reads: `upstream.rpc_url`,
+/// else `upload.rpc_url` (one endpoint serves both when only one is set),
+/// else the network's public endpoint.
+pub fn resolve_rpc_url(c: &Config) -> String {
+    c.upstream
+        .rpc_url
+        .clone()
+        .or_else(|| c.upload.rpc_url.clone())
+        .unwrap_or_else(|| {
+            crate::upload::publish::chain_network(c)
+                .default_rpc_url()
+                .to_string()
+        })
+}
 
 fn check_timeouts(c: &Config) -> Result<(), (&'static str, String)> {
     if c.upstream.connect_timeout.0.is_zero() {
@@ -1001,5 +1054,53 @@ mod tests {
             .unwrap_err();
         assert_eq!(e.path, "upstream.network");
         assert_eq!(e.source_name, "command line");
+    }
+
+    #[test]
+    fn provider_resolution_keys_are_checked_and_name_their_key() {
+        let c = Config::from_yaml(DEFAULT_CONFIG_YAML, "embedded").unwrap();
+        assert!(!c.upstream.resolve_providers);
+        assert_eq!(c.upstream.rpc_url, None);
+        assert_eq!(c.upstream.resolve_ttl.0, Duration::from_secs(600));
+        assert_eq!(c.upstream.provider_backoff.0, Duration::from_secs(10));
+        // One endpoint for both when only upload.rpc_url is set.
+        assert_eq!(
+            resolve_rpc_url(&c),
+            "https://api.calibration.node.glif.io/rpc/v1"
+        );
+        let mut u = c.clone();
+        u.upload.rpc_url = Some("http://127.0.0.1:1/rpc".into());
+        assert_eq!(resolve_rpc_url(&u), "http://127.0.0.1:1/rpc");
+        u.upstream.rpc_url = Some("http://127.0.0.1:2/rpc".into());
+        assert_eq!(resolve_rpc_url(&u), "http://127.0.0.1:2/rpc");
+
+        let bad = |yaml: &str| {
+            Config::from_yaml(yaml, "t")
+                .and_then(|c| c.validate("t").map(|_| c))
+                .unwrap_err()
+                .path
+        };
+        assert_eq!(
+            bad("upstream:\n  resolve_providers: true\n"),
+            "upstream.resolve_providers"
+        );
+        assert_eq!(
+            bad("upstream:\n  rpc_url: \"ftp://x\"\n"),
+            "upstream.rpc_url"
+        );
+        assert_eq!(
+            bad("upstream:\n  resolve_ttl: 0s\n"),
+            "upstream.resolve_ttl"
+        );
+        assert_eq!(
+            bad("upstream:\n  provider_backoff: 2h\n"),
+            "upstream.provider_backoff"
+        );
+        let ok = Config::from_yaml(
+            "upstream:\n  payer: \"0x00000000000000000000000000000000000000aa\"\n  resolve_providers: true\n",
+            "t",
+        )
+        .unwrap();
+        assert!(ok.validate("t").is_ok());
     }
 }

@@ -219,6 +219,30 @@ pub static SEEK_TTFB: Lazy<HistogramVec> = Lazy::new(|| {
     )
 });
 
+/// Chain resolutions of which storage providers hold a piece
+/// (`upstream::resolve`), by outcome: `found` (at least one provider answered
+/// 2xx to `HEAD /piece/<cid>`), `none` (no provider did), `stale` (the RPC
+/// failed and the last known provider list was probed instead), `failed`
+/// (the RPC failed and no list was ever read).
+pub static PROVIDER_RESOLUTIONS: Lazy<IntCounterVec> = Lazy::new(|| {
+    counter_vec(
+        "beam_edge_provider_resolutions_total",
+        "Chain resolutions of the storage providers holding a piece, by outcome (found, none, stale, failed).",
+        &["outcome"],
+    )
+});
+
+/// Storage-provider 429 answers (Curio past 256 concurrent retrievals),
+/// each of which puts the provider in backoff for `upstream.provider_backoff`.
+pub static PROVIDER_BACKOFFS: Lazy<IntCounter> = Lazy::new(|| {
+    #[allow(clippy::expect_used)]
+    register_int_counter!(
+        "beam_edge_provider_backoffs_total",
+        "Storage-provider 429 answers that made beam-edge skip the provider for a while."
+    )
+    .expect("metric registers")
+});
+
 /// Touches every metric so that all of them appear in `/metrics` from the start.
 pub fn init() {
     Lazy::force(&REQUESTS);
@@ -242,6 +266,10 @@ pub fn init() {
     for result in ["ok", "mismatch"] {
         WINDOW_CHECKS.with_label_values(&[result]);
     }
+    for outcome in ["found", "none", "stale", "failed"] {
+        PROVIDER_RESOLUTIONS.with_label_values(&[outcome]);
+    }
+    Lazy::force(&PROVIDER_BACKOFFS);
 }
 
 /// The metrics listener's app: `GET /metrics` in the Prometheus text format

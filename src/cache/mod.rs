@@ -93,6 +93,8 @@ pub struct CacheSettings {
     pub retries: u32,
     /// Storage-provider service URLs, tried in turn as fallbacks.
     pub providers: Vec<String>,
+    /// Chain-resolved providers (tried after `providers`) and 429 backoffs.
+    pub pool: crate::upstream::resolve::ProviderPool,
     /// How long a reader that read its whole range keeps its read-ahead alive
     /// (players read in consecutive ranges).
     pub prefetch_linger: Duration,

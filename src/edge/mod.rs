@@ -33,12 +33,16 @@ use crate::cache::{CacheSettings, WindowCache};
 use crate::config::Config;
 use crate::http::range::RangeLimits;
 use crate::metrics;
+use crate::upstream::resolve::{ChainResolver, ProviderPool, ResolveSettings};
 use crate::upstream::{Upstream, UpstreamSettings};
 
 /// Shared state of the public service.
 pub struct EdgeState {
     /// The Beam client (for size probes; windows go through `cache`).
     pub upstream: Upstream,
+    /// Fallback storage providers: chain resolution and 429 backoffs (the
+    /// static list is in the cache settings).
+    pub providers: ProviderPool,
     /// The window cache.
     pub cache: WindowCache,
     /// Sizes and content types learnt per piece.
@@ -65,7 +69,9 @@ impl EdgeState {
             connect_timeout: config.upstream.connect_timeout.0,
             read_timeout: config.upstream.read_timeout.0,
         })?;
-        let cache = WindowCache::new(cache_settings(config), upstream.clone()).map_err(|e| {
+        let providers = provider_pool(config)?;
+        let cache = WindowCache::new(cache_settings(config, providers.clone()), upstream.clone())
+            .map_err(|e| {
             format!(
                 "cache.disk.path: cannot open {}: {e}",
                 config.cache.disk.path.display()
@@ -84,6 +90,7 @@ impl EdgeState {
         });
         Ok(EdgeState {
             upstream,
+            providers,
             cache,
             meta,
             manifests: ManifestStore::default(),
@@ -104,8 +111,49 @@ impl EdgeState {
     }
 }
 
-/// The cache settings a config asks for.
-pub fn cache_settings(config: &Config) -> CacheSettings {
+/// The provider pool a config asks for: a chain resolver when
+/// `upstream.resolve_providers` is on, and the 429 backoff.
+pub fn provider_pool(config: &Config) -> Result<ProviderPool, String> {
+    let u = &config.upstream;
+    let resolver = if u.resolve_providers {
+        let payer = config
+            .payer()
+            .and_then(|p| p.parse::<crate::upload::chain::Address>().ok())
+            .ok_or("upstream.resolve_providers: needs a valid upstream.payer")?;
+        Some(ChainResolver::new(ResolveSettings {
+            rpc_url: crate::config::resolve_rpc_url(config),
+            network: crate::upload::publish::chain_network(config),
+            payer,
+            ttl: u.resolve_ttl.0,
+            probe_timeout: u.connect_timeout.0 + u.read_timeout.0,
+        })?)
+    } else {
+        None
+    };
+    Ok(ProviderPool::new(resolver, u.provider_backoff.0))
+}
+
+/// The storage providers to try first when Beam fails: `upstream.providers`,
+/// then `upload.provider_url` (the provider uploads go to serves fresh pieces
+/// until Beam indexes them).
+pub fn static_providers(config: &Config) -> Vec<String> {
+    config
+        .upstream
+        .providers
+        .iter()
+        .cloned()
+        .chain(
+            config
+                .upload
+                .provider_url
+                .clone()
+                .filter(|u| !config.upstream.providers.contains(u)),
+        )
+        .collect()
+}
+
+/// The cache settings a config asks for, with `pool` for provider fallback.
+pub fn cache_settings(config: &Config, pool: ProviderPool) -> CacheSettings {
     let c = &config.cache;
     CacheSettings {
         window_padded: c.window.0,
@@ -117,20 +165,8 @@ pub fn cache_settings(config: &Config) -> CacheSettings {
         check_windows: c.check_windows,
         max_skip: config.upstream.max_skip.0,
         retries: config.upstream.retries,
-        // The provider uploads go to serves fresh pieces until Beam indexes them.
-        providers: config
-            .upstream
-            .providers
-            .iter()
-            .cloned()
-            .chain(
-                config
-                    .upload
-                    .provider_url
-                    .clone()
-                    .filter(|u| !config.upstream.providers.contains(u)),
-            )
-            .collect(),
+        providers: static_providers(config),
+        pool,
         prefetch_linger: std::time::Duration::from_secs(2),
         beam_retry_delay: std::time::Duration::from_millis(500),
     }

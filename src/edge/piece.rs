@@ -477,12 +477,22 @@ async fn serve_resource(
                 let head = if in_window_zero {
                     read_all(state, piece, head_range).await?
                 } else {
-                    let (_, head) = state
+                    match state
                         .upstream
                         .probe(&piece.cid, Some(size), SNIFF_LEN as u64)
                         .await
-                        .map_err(|e| (e.client_status(), e.to_string()))?;
-                    head.to_vec()
+                    {
+                        Ok((_, head)) => head.to_vec(),
+                        // Beam failed: read the head through the cache, which
+                        // falls back to the storage providers.
+                        Err(e) => {
+                            log::info!(
+                                "sniff probe of {} failed ({e}): reading through the cache",
+                                piece.cid
+                            );
+                            read_all(state, piece, head_range).await?
+                        }
+                    }
                 };
                 let ct = sniff_content_type(&head);
                 state.learn(&piece.cid, size, ct);

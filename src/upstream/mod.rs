@@ -31,6 +31,8 @@ use http::header;
 use crate::http::range::ByteRange;
 use crate::metrics;
 
+pub mod resolve;
+
 /// Which upstream a request went to (a metric label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UpstreamKind {
@@ -319,6 +321,23 @@ impl Upstream {
             .observe(started.elapsed().as_secs_f64());
         let status = resp.status().as_u16();
         let headers = resp.headers();
+        // Curio compresses any body when asked for gzip/br/zstd and then
+        // drops Range and Content-Length (filecoin.md, last section). We ask
+        // for identity; a compressed answer anyway is not the piece's bytes
+        // at these offsets, so it is an upstream error: never cached, never
+        // relayed.
+        if (200..300).contains(&status) {
+            if let Some(encoding) = headers.get(header::CONTENT_ENCODING) {
+                let encoding = String::from_utf8_lossy(encoding.as_bytes())
+                    .trim()
+                    .to_string();
+                if !encoding.eq_ignore_ascii_case("identity") {
+                    return Err(UpstreamError::BadResponse(format!(
+                        "{status} with Content-Encoding {encoding:?} although identity was asked for: not the piece's bytes"
+                    )));
+                }
+            }
+        }
         match status {
             206 => {
                 let cr = headers

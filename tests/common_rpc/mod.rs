@@ -36,6 +36,8 @@ struct State {
     /// Method names, plus `eth_call:<name>` for calls, in arrival order.
     log: Vec<String>,
     names: HashMap<[u8; 4], &'static str>,
+    /// While set, every request is read and its connection closed unanswered (an outage).
+    down: bool,
 }
 
 /// A running mock JSON-RPC endpoint; stops when dropped.
@@ -126,6 +128,12 @@ impl MockRpc {
         state.names.insert(C::SELECTOR, C::SIGNATURE);
     }
 
+    /// Starts (`true`) or ends an outage: requests are read, then their
+    /// connection is closed without an answer.
+    pub fn set_down(&self, down: bool) {
+        self.state.lock().unwrap().down = down;
+    }
+
     /// Requests seen so far: `eth_chainId`, `eth_call:balanceOf(address)`, ...
     pub fn log(&self) -> Vec<String> {
         self.state.lock().unwrap().log.clone()
@@ -164,6 +172,9 @@ async fn serve_connection(stream: TcpStream, state: Arc<Mutex<State>>) -> std::i
         }
         let mut body = vec![0u8; content_length];
         reader.read_exact(&mut body).await?;
+        if state.lock().unwrap().down {
+            return Ok(());
+        }
         let (status, answer) = if post {
             match serde_json::from_slice::<Value>(&body) {
                 Ok(Value::Array(batch)) => (
