@@ -5,7 +5,7 @@
 CARGO ?= cargo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: serve test deps test-deps build release bench fmt clippy
+.PHONY: serve test deps test-deps build release bench fmt clippy fuzz
 
 APT_INSTALL = $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends
 
@@ -33,6 +33,13 @@ serve: deps
 # Every test: unit, integration (real binary on loopback against mock upstreams).
 test: test-deps
 	$(CARGO) test --locked
+
+# The hostile-input harness (tests/fuzz.rs) for longer: FUZZ_CASES cases per
+# parser (the disk tier gets a twentieth), a fresh seed each run, and a
+# watchdog that aborts on a case running over BEAM_EDGE_FUZZ_CASE_SECS (10).
+FUZZ_CASES ?= 200000
+fuzz: deps
+	BEAM_EDGE_FUZZ_CASES=$(FUZZ_CASES) $(CARGO) test --locked --test fuzz -- --nocapture
 
 build: deps
 	$(CARGO) build --locked

@@ -291,6 +291,10 @@ pub struct ServerConfig {
     pub threads: usize,
     /// How long in-flight requests may finish after SIGTERM.
     pub grace_period: HumanDuration,
+    /// How long a kept-alive client connection may sit idle between requests.
+    pub keepalive_timeout: HumanDuration,
+    /// How long one response write may wait for a client that does not read.
+    pub send_timeout: HumanDuration,
 }
 
 /// `upstream.*`
@@ -389,6 +393,8 @@ impl Default for ServerConfig {
             listen: addr("0.0.0.0:8080"),
             threads: 2,
             grace_period: HumanDuration(Duration::from_secs(10)),
+            keepalive_timeout: HumanDuration(crate::edge::limits::KEEPALIVE_IDLE),
+            send_timeout: HumanDuration(crate::edge::limits::SEND_TIMEOUT),
         }
     }
 }
@@ -567,6 +573,7 @@ impl Config {
             check_provider_resolution,
             check_threads,
             check_grace_period,
+            check_connection_timeouts,
             check_payer,
             check_upstream_urls,
             check_timeouts,
@@ -639,6 +646,20 @@ fn check_threads(c: &Config) -> Result<(), (&'static str, String)> {
 fn check_grace_period(c: &Config) -> Result<(), (&'static str, String)> {
     if c.server.grace_period.0 > Duration::from_secs(3600) {
         return Err(("server.grace_period", "must be at most 1h".into()));
+    }
+    Ok(())
+}
+
+/// Pingora keeps keep-alive timeouts in whole seconds (0 would mean "no
+/// limit"), so both are 1 s to 1 h.
+fn check_connection_timeouts(c: &Config) -> Result<(), (&'static str, String)> {
+    for (key, value) in [
+        ("server.keepalive_timeout", c.server.keepalive_timeout.0),
+        ("server.send_timeout", c.server.send_timeout.0),
+    ] {
+        if value < Duration::from_secs(1) || value > Duration::from_secs(3600) {
+            return Err((key, format!("must be 1s to 1h, got {value:?}")));
+        }
     }
     Ok(())
 }
@@ -933,6 +954,8 @@ mod tests {
         assert_eq!(c.server.listen, "0.0.0.0:8080".parse().unwrap());
         assert_eq!(c.server.threads, 2);
         assert_eq!(c.server.grace_period.0, Duration::from_secs(10));
+        assert_eq!(c.server.keepalive_timeout.0, Duration::from_secs(60));
+        assert_eq!(c.server.send_timeout.0, Duration::from_secs(60));
         assert_eq!(c.upstream.beam_url, "https://{payer}.{network_domain}");
         assert_eq!(c.upstream.payer, None);
         assert_eq!(c.upstream.network, Network::Calibration);
@@ -956,6 +979,24 @@ mod tests {
         assert_eq!(partial.upstream.network, Network::Mainnet);
         assert_eq!(partial.upstream.read_timeout, c.upstream.read_timeout);
         assert_eq!(partial.server, c.server);
+    }
+
+    #[test]
+    fn connection_timeouts_are_bounded_and_named() {
+        for (yaml, key) in [
+            (
+                "server:\n  keepalive_timeout: 0s\n",
+                "server.keepalive_timeout",
+            ),
+            ("server:\n  send_timeout: 2h\n", "server.send_timeout"),
+            ("server:\n  send_timeout: 500ms\n", "server.send_timeout"),
+        ] {
+            let e = Config::from_yaml(yaml, "t.yaml").unwrap_err();
+            assert_eq!(e.path, key, "{yaml}");
+            assert!(e.reason.contains("1s to 1h"), "{}", e.reason);
+        }
+        let c = Config::from_yaml("server:\n  keepalive_timeout: 2s\n", "t.yaml").unwrap();
+        assert_eq!(c.server.keepalive_timeout.0, Duration::from_secs(2));
     }
 
     #[test]

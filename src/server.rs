@@ -35,6 +35,10 @@ pub fn run(config: Config) -> Result<(), String> {
         log::warn!("{w}");
     }
     metrics::init();
+    match crate::edge::limits::raise_open_files_limit() {
+        Ok(n) => log::info!("open files limit: {n}"),
+        Err(e) => log::warn!("cannot raise the open files limit: {e}"),
+    }
 
     let conf = ServerConf {
         threads: config.server.threads,

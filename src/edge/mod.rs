@@ -15,6 +15,7 @@
 //! aborts the connection (never a clean end of a short body), via
 //! [`ProxyHttp::fail_to_proxy`] which writes nothing once a header is out.
 
+pub mod limits;
 pub mod piece;
 pub mod player;
 
@@ -53,6 +54,8 @@ pub struct EdgeState {
     pub sniffs: SniffFlights,
     /// Range caps.
     pub range_limits: RangeLimits,
+    /// Keep-alive idle and send timeouts of client connections.
+    pub connection_limits: limits::ConnectionLimits,
     /// Set once every listener is bound and the server runs.
     pub running: AtomicBool,
     /// Set when shutdown starts: `/readyz` then answers 503 so load balancers drain.
@@ -96,6 +99,10 @@ impl EdgeState {
             manifests: ManifestStore::default(),
             sniffs: SniffFlights::default(),
             range_limits: RangeLimits::default(),
+            connection_limits: limits::ConnectionLimits {
+                keepalive_idle: config.server.keepalive_timeout.0,
+                send_timeout: config.server.send_timeout.0,
+            },
             running: AtomicBool::new(false),
             shutting_down: AtomicBool::new(false),
             not_ready_reason,
@@ -386,6 +393,7 @@ impl ProxyHttp for EdgeService {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        self.state.connection_limits.apply(session);
         let path = session.req_header().uri.path().to_string();
         let method = session.req_header().method.clone();
         let get_or_head = method == http::Method::GET || method == http::Method::HEAD;

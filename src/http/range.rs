@@ -223,8 +223,29 @@ pub fn plan_ranges(specs: &[RangeSpec], size: u64, limits: &RangeLimits) -> Rang
             "too many disjoint ranges ({n}; at most {} are served in one response)",
             limits.max_parts
         )),
+        _ if !multipart_fits(&merged) => RangePlan::Full,
         _ => RangePlan::Multi(merged),
     }
+}
+
+/// Room left for each part's header (delimiter, `Content-Type`,
+/// `Content-Range`) when checking that a multipart body's length fits a u64.
+const MULTIPART_PART_HEAD_ROOM: u64 = 4096;
+
+/// Whether a multipart body of `parts` has a length a u64 can hold. Only a
+/// representation near 2^64 bytes fails (a PieceCID may claim one); such a
+/// range set is ignored and the whole representation sent, as RFC 9110
+/// §14.2 allows, instead of overflowing `Content-Length` (found by
+/// tests/fuzz.rs with `bytes=0-10,100-` against a size of 2^64 - 1).
+fn multipart_fits(parts: &[ByteRange]) -> bool {
+    parts
+        .iter()
+        .try_fold(MULTIPART_PART_HEAD_ROOM, |total, r| {
+            total
+                .checked_add(r.len())?
+                .checked_add(MULTIPART_PART_HEAD_ROOM)
+        })
+        .is_some()
 }
 
 fn resolve_spec(spec: RangeSpec, size: u64) -> Option<ByteRange> {
@@ -275,11 +296,12 @@ impl MultipartLayout {
                 "{lead}--{boundary}\r\nContent-Type: {content_type}\r\nContent-Range: {}\r\n\r\n",
                 r.content_range(size)
             );
-            total += head.len() as u64 + r.len();
+            // Saturating: plan_ranges never plans parts whose total overflows.
+            total = total.saturating_add(head.len() as u64 + r.len());
             parts.push((head, *r));
         }
         let closing = format!("\r\n--{boundary}--\r\n");
-        total += closing.len() as u64;
+        total = total.saturating_add(closing.len() as u64);
         MultipartLayout {
             boundary: boundary.to_string(),
             parts,
@@ -297,6 +319,23 @@ impl MultipartLayout {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn multipart_too_long_for_a_u64_is_ignored_not_overflowed() {
+        // Found by tests/fuzz.rs (corpus range/multi-open): the parts'
+        // lengths plus their headers passed u64::MAX and overflowed.
+        let ParsedRange::Specs(specs) =
+            parse_range_header(b"bytes=0-10,100-", &RangeLimits::default())
+        else {
+            panic!("valid header")
+        };
+        let limits = RangeLimits::default();
+        assert_eq!(plan_ranges(&specs, u64::MAX, &limits), RangePlan::Full);
+        assert!(matches!(
+            plan_ranges(&specs, 1 << 40, &limits),
+            RangePlan::Multi(parts) if parts.len() == 2
+        ));
+    }
 
     fn parse(v: &str) -> ParsedRange {
         parse_range_header(v.as_bytes(), &RangeLimits::default())

@@ -399,7 +399,9 @@ pub struct SpClient {
 }
 
 /// What a poll made of one answer.
-enum PollVerdict<T> {
+#[derive(Debug, PartialEq, Eq)]
+pub enum PollVerdict<T> {
+    /// The final answer.
     Ready(T),
     /// Not final yet; the text says why, for the timeout error.
     Pending(String),
@@ -666,15 +668,10 @@ impl SpClient {
                 created_location(step, request)
             })
             .await?;
-        let uuid = location
-            .trim_end_matches('/')
-            .rsplit_once("/pdp/piece/uploads/")
-            .map(|(_, id)| id)
-            .filter(|id| !id.is_empty() && id.chars().all(|c| c.is_ascii_hexdigit() || c == '-'))
-            .ok_or_else(|| SpError::BadResponse {
-                step,
-                reason: format!("Location {location:?} is not /pdp/piece/uploads/{{uuid}}"),
-            })?;
+        let uuid = upload_session_id(&location).ok_or_else(|| SpError::BadResponse {
+            step,
+            reason: format!("Location {location:?} is not /pdp/piece/uploads/{{uuid}}"),
+        })?;
         self.url(step, &format!("pdp/piece/uploads/{uuid}"))
     }
 
@@ -686,26 +683,7 @@ impl SpClient {
         let want = cid.to_string();
         url.query_pairs_mut().append_pair("pieceCid", &want);
         self.poll(step, url, |status, body| {
-            if status == StatusCode::OK {
-                let value = parse_json(step, body)?;
-                let found = value
-                    .get("pieceCid")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default();
-                if found != want {
-                    return Err(SpError::BadResponse {
-                        step,
-                        reason: format!("asked for {want}, provider answered {found:?}"),
-                    });
-                }
-                return Ok(PollVerdict::Ready(()));
-            }
-            pending_or_error(
-                step,
-                status,
-                body,
-                &[StatusCode::ACCEPTED, StatusCode::NOT_FOUND],
-            )
+            judge_find_piece(status, body, &want)
         })
         .await
     }
@@ -733,16 +711,7 @@ impl SpClient {
         let tx = tx_hash_arg(step, tx_hash)?;
         let url = self.url(step, &format!("pdp/data-sets/created/{tx}"))?;
         self.poll(step, url, |status, body| {
-            let (value, tx_status) = match tx_status_answer(step, status, body, &tx)? {
-                Ok(answer) => answer,
-                Err(pending) => return Ok(pending),
-            };
-            if value.get("dataSetCreated").and_then(Value::as_bool) == Some(true) {
-                return parse_id(step, "dataSetId", value.get("dataSetId")).map(PollVerdict::Ready);
-            }
-            Ok(PollVerdict::Pending(format!(
-                "transaction {tx_status}, data set not created yet"
-            )))
+            judge_data_set_created(status, body, &tx)
         })
         .await
     }
@@ -778,39 +747,7 @@ impl SpClient {
             &format!("pdp/data-sets/{data_set_id}/pieces/added/{tx}"),
         )?;
         self.poll(step, url, |status, body| {
-            let (value, tx_status) = match tx_status_answer(step, status, body, &tx)? {
-                Ok(answer) => answer,
-                Err(pending) => return Ok(pending),
-            };
-            if value.get("piecesAdded").and_then(Value::as_bool) != Some(true) {
-                return Ok(PollVerdict::Pending(format!(
-                    "transaction {tx_status}, pieces not added yet"
-                )));
-            }
-            let id = match value.get("dataSetId") {
-                Some(v) => parse_id(step, "dataSetId", Some(v))?,
-                None => data_set_id,
-            };
-            if id != data_set_id {
-                return Err(SpError::BadResponse {
-                    step,
-                    reason: format!("asked about data set {data_set_id}, answer is for {id}"),
-                });
-            }
-            let ids = value
-                .get("confirmedPieceIds")
-                .and_then(Value::as_array)
-                .ok_or_else(|| SpError::BadResponse {
-                    step,
-                    reason: "piecesAdded without confirmedPieceIds".into(),
-                })?
-                .iter()
-                .map(|v| parse_id(step, "confirmedPieceIds", Some(v)))
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(PollVerdict::Ready(PiecesAdded {
-                data_set_id: id,
-                piece_ids: ids,
-            }))
+            judge_pieces_added(status, body, &tx, data_set_id)
         })
         .await
     }
@@ -957,17 +894,10 @@ impl SpClient {
             .timeout(self.timeouts.request)
             .body(body.to_string());
         let location = created_location(step, request).await?;
-        let hash = location
-            .trim_end_matches('/')
-            .rsplit('/')
-            .next()
-            .unwrap_or_default();
-        if !is_hex_prefixed(hash) {
-            return Err(SpError::BadResponse {
-                step,
-                reason: format!("Location {location:?} does not end in a 0x transaction hash"),
-            });
-        }
+        let hash = location_tx_hash(&location).ok_or_else(|| SpError::BadResponse {
+            step,
+            reason: format!("Location {location:?} does not end in a 0x transaction hash"),
+        })?;
         Ok(hash.to_string())
     }
 
@@ -1221,6 +1151,126 @@ async fn created_location(step: Step, request: reqwest::RequestBuilder) -> Resul
         step,
         reason: "201 without a Location header".into(),
     })
+}
+
+// ------------------------------------------------------------------ answers
+//
+// The provider's answers, judged without I/O, so the hostile-input harness
+// (tests/fuzz.rs) can feed them arbitrary bytes.
+
+/// The upload session id at the end of a `POST /pdp/piece/uploads` answer's
+/// `Location` (`.../pdp/piece/uploads/{uuid}`): hex digits and dashes only,
+/// so it cannot change the path it is put into.
+pub fn upload_session_id(location: &str) -> Option<&str> {
+    location
+        .trim_end_matches('/')
+        .rsplit_once("/pdp/piece/uploads/")
+        .map(|(_, id)| id)
+        .filter(|id| !id.is_empty() && id.chars().all(|c| c.is_ascii_hexdigit() || c == '-'))
+}
+
+/// The `0x` transaction hash a `201 Created` answer's `Location` ends in.
+pub fn location_tx_hash(location: &str) -> Option<&str> {
+    let hash = location
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or_default();
+    is_hex_prefixed(hash).then_some(hash)
+}
+
+/// One answer to `GET /pdp/piece?pieceCid=want`: 200 naming `want` is ready,
+/// 202/404 and retryable statuses are pending, anything else is an error.
+pub fn judge_find_piece(
+    status: StatusCode,
+    body: &[u8],
+    want: &str,
+) -> Result<PollVerdict<()>, SpError> {
+    let step = Step::FindPiece;
+    if status == StatusCode::OK {
+        let value = parse_json(step, body)?;
+        let found = value
+            .get("pieceCid")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if found != want {
+            return Err(SpError::BadResponse {
+                step,
+                reason: format!("asked for {want}, provider answered {found:?}"),
+            });
+        }
+        return Ok(PollVerdict::Ready(()));
+    }
+    pending_or_error(
+        step,
+        status,
+        body,
+        &[StatusCode::ACCEPTED, StatusCode::NOT_FOUND],
+    )
+}
+
+/// One answer to `GET /pdp/data-sets/created/{tx}`: the new data set's id
+/// once created; a rejected transaction is final.
+pub fn judge_data_set_created(
+    status: StatusCode,
+    body: &[u8],
+    tx: &str,
+) -> Result<PollVerdict<u64>, SpError> {
+    let step = Step::WaitDataSetCreated;
+    let (value, tx_status) = match tx_status_answer(step, status, body, tx)? {
+        Ok(answer) => answer,
+        Err(pending) => return Ok(pending),
+    };
+    if value.get("dataSetCreated").and_then(Value::as_bool) == Some(true) {
+        return parse_id(step, "dataSetId", value.get("dataSetId")).map(PollVerdict::Ready);
+    }
+    Ok(PollVerdict::Pending(format!(
+        "transaction {tx_status}, data set not created yet"
+    )))
+}
+
+/// One answer to `GET /pdp/data-sets/{data_set_id}/pieces/added/{tx}`: the
+/// confirmed piece ids once added; a rejected transaction is final.
+pub fn judge_pieces_added(
+    status: StatusCode,
+    body: &[u8],
+    tx: &str,
+    data_set_id: u64,
+) -> Result<PollVerdict<PiecesAdded>, SpError> {
+    let step = Step::WaitPiecesAdded;
+    let (value, tx_status) = match tx_status_answer(step, status, body, tx)? {
+        Ok(answer) => answer,
+        Err(pending) => return Ok(pending),
+    };
+    if value.get("piecesAdded").and_then(Value::as_bool) != Some(true) {
+        return Ok(PollVerdict::Pending(format!(
+            "transaction {tx_status}, pieces not added yet"
+        )));
+    }
+    let id = match value.get("dataSetId") {
+        Some(v) => parse_id(step, "dataSetId", Some(v))?,
+        None => data_set_id,
+    };
+    if id != data_set_id {
+        return Err(SpError::BadResponse {
+            step,
+            reason: format!("asked about data set {data_set_id}, answer is for {id}"),
+        });
+    }
+    let ids = value
+        .get("confirmedPieceIds")
+        .and_then(Value::as_array)
+        .ok_or_else(|| SpError::BadResponse {
+            step,
+            reason: "piecesAdded without confirmedPieceIds".into(),
+        })?
+        .iter()
+        .map(|v| parse_id(step, "confirmedPieceIds", Some(v)))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(PollVerdict::Ready(PiecesAdded {
+        data_set_id: id,
+        piece_ids: ids,
+    }))
 }
 
 /// The common part of a transaction-status answer: a non-200 is pending (404)

@@ -348,6 +348,9 @@ pub struct EdgeOptions {
     pub extra: String,
     /// Environment variables for the process.
     pub env: Vec<(String, String)>,
+    /// Lines under `server:` besides listen, threads and grace_period
+    /// (indented two spaces).
+    pub server: String,
 }
 
 impl EdgeProcess {
@@ -389,7 +392,8 @@ impl EdgeProcess {
         let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let cfg = format!(
-            "server:\n  listen: \"{public}\"\n  threads: 2\n  grace_period: 0s\nupstream:\n{}\ncache:\n{}\n  disk:\n    path: \"{}\"\n{}\nadmin:\n  listen: \"{admin}\"\n{token}metrics:\n  listen: \"{metrics}\"\n",
+            "server:\n  listen: \"{public}\"\n  threads: 2\n  grace_period: 0s\n{}upstream:\n{}\ncache:\n{}\n  disk:\n    path: \"{}\"\n{}\nadmin:\n  listen: \"{admin}\"\n{token}metrics:\n  listen: \"{metrics}\"\n",
+            o.server,
             o.upstream,
             o.cache,
             cache_dir.display(),
