@@ -81,7 +81,10 @@ impl AdminApp {
             Ok(k) => k,
             Err(e) => return (503, json!({"error": e.to_string()})),
         };
-        let settings = PublishSettings::from_config(cfg, provider_id, file_name, content_type, 1);
+        let mut settings =
+            PublishSettings::from_config(cfg, provider_id, file_name, content_type, 1);
+        // The wallet pre-flight counts the pieces of the declared size.
+        settings.expected_size = declared;
         let publisher = match Publisher::connect(key, settings).await {
             Ok(p) => p,
             Err(e) => return (publish_status(&e), json!({"error": e.to_string()})),

@@ -323,6 +323,12 @@ pub struct UploadConfig {
     /// Write uploads through the admin listener into the cache, so that the
     /// first play is a hit.
     pub warm_cache: bool,
+    /// Copies of every upload, each at its own provider in its own `withCDN`
+    /// data set (the reference SDK's default is 2); 1 turns the second copy off.
+    pub copies: u32,
+    /// Providers (registry ids) to ask for the extra copies, tried in order;
+    /// empty picks active PDP providers from the ServiceProviderRegistry.
+    pub copy_provider_ids: Vec<u64>,
 }
 
 impl Default for UploadConfig {
@@ -336,6 +342,8 @@ impl Default for UploadConfig {
             max_size: ByteSize(64 << 30),
             data_set: None,
             warm_cache: true,
+            copies: 2,
+            copy_provider_ids: Vec::new(),
         }
     }
 }
@@ -998,8 +1006,30 @@ fn check_upload(c: &Config) -> Result<(), (&'static str, String)> {
     if let Some(url) = &u.rpc_url {
         check_http_url(url).map_err(|r| ("upload.rpc_url", r))?;
     }
+    if !(1..=MAX_UPLOAD_COPIES).contains(&u.copies) {
+        return Err((
+            "upload.copies",
+            format!(
+                "must be 1 to {MAX_UPLOAD_COPIES} (1 turns extra copies off), got {}",
+                u.copies
+            ),
+        ));
+    }
+    if let Some(id) = u
+        .copy_provider_ids
+        .iter()
+        .find(|id| Some(**id) == u.provider_id)
+    {
+        return Err((
+            "upload.copy_provider_ids",
+            format!("{id} is upload.provider_id: a copy must be at another provider"),
+        ));
+    }
     Ok(())
 }
+
+/// Most copies `upload.copies` allows: each is a data set and a set of fees.
+pub const MAX_UPLOAD_COPIES: u32 = 4;
 
 fn check_provider_resolution(c: &Config) -> Result<(), (&'static str, String)> {
     let u = &c.upstream;

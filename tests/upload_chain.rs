@@ -521,6 +521,8 @@ fn info(
         clientDataSetId: U256::from(9000 + data_set_id),
         pdpEndEpoch: U256::from(end_epoch),
         providerId: U256::from(provider_id),
+        pendingOneTimePayments: alloy::primitives::Uint::from(data_set_id),
+        lifecycleReserveBalance: alloy::primitives::Uint::from(1000 + data_set_id),
         dataSetId: U256::from(data_set_id),
     }
 }
@@ -764,5 +766,137 @@ async fn an_unmocked_contract_call_surfaces_as_a_named_revert() {
             }
         ),
         "{err}"
+    );
+}
+
+fn mock_sets() -> Vec<common_rpc::MockDataSet> {
+    vec![
+        common_rpc::MockDataSet {
+            data_set_id: 21,
+            provider_id: 7,
+            client_data_set_id: 9021,
+            reserve: 5_000,
+        },
+        common_rpc::MockDataSet {
+            data_set_id: 22,
+            provider_id: 9,
+            client_data_set_id: 9022,
+            reserve: 6_000,
+        },
+    ]
+}
+
+async fn view_chain(legacy: bool) -> MockRpc {
+    let mut spec = common_rpc::ChainSpec::new(vec![
+        (7, "http://127.0.0.1:1/".into()),
+        (9, "http://127.0.0.1:2/".into()),
+    ]);
+    spec.legacy_view = legacy;
+    spec.data_sets = mock_sets();
+    common_rpc::chain_with(spec).await
+}
+
+#[tokio::test]
+async fn the_current_13_word_view_is_decoded_with_the_lifecycle_reserve() {
+    let rpc = view_chain(false).await;
+    let reader = ChainReader::new(&rpc.url(), Network::Calibration).unwrap();
+    let sets = reader.client_data_sets(common_rpc::PAYER).await.unwrap();
+    let got: Vec<_> = sets
+        .iter()
+        .map(|d| {
+            (
+                d.data_set_id.to::<u64>(),
+                d.client_data_set_id.to::<u64>(),
+                d.provider_id.to::<u64>(),
+                d.lifecycle_reserve_balance,
+                d.pending_one_time_payments,
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (21, 9021, 7, Some(U256::from(5_000)), Some(U256::ZERO)),
+            (22, 9022, 9, Some(U256::from(6_000)), Some(U256::ZERO)),
+        ]
+    );
+    let chosen = reader
+        .find_reusable_data_set(common_rpc::PAYER, U256::from(9), &cdn_metadata())
+        .await
+        .unwrap();
+    assert_eq!(chosen.map(|d| d.data_set_id), Some(U256::from(22)));
+}
+
+#[tokio::test]
+async fn the_old_11_word_view_still_reads_the_same_ids() {
+    let rpc = view_chain(true).await;
+    let reader = ChainReader::new(&rpc.url(), Network::Calibration).unwrap();
+    let sets = reader.client_data_sets(common_rpc::PAYER).await.unwrap();
+    let got: Vec<_> = sets
+        .iter()
+        .map(|d| {
+            (
+                d.data_set_id.to::<u64>(),
+                d.client_data_set_id.to::<u64>(),
+                d.provider_id.to::<u64>(),
+                d.lifecycle_reserve_balance,
+            )
+        })
+        .collect();
+    assert_eq!(got, vec![(21, 9021, 7, None), (22, 9022, 9, None)]);
+}
+
+#[tokio::test]
+async fn a_view_layout_of_another_width_fails_naming_contract_function_and_width() {
+    let rpc = view_chain(false).await;
+    // Two elements of 14 words: a future layout.
+    let mut words = vec![U256::from(32), U256::from(2)];
+    words.extend((0..28).map(|i| U256::from(i + 1)));
+    let raw: Vec<u8> = words.iter().flat_map(|w| w.to_be_bytes::<32>()).collect();
+    let view = common_rpc::VIEW;
+    rpc.on_call_raw::<IFwssView::getClientDataSetsCall>(view, raw);
+    let reader = ChainReader::new(&rpc.url(), Network::Calibration).unwrap();
+    let err = reader
+        .client_data_sets(common_rpc::PAYER)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ChainError::UnknownLayout { width: 14, contract, .. } if contract == view),
+        "{err}"
+    );
+    let text = err.to_string();
+    assert!(text.contains("FWSSView.getClientDataSets"), "{text}");
+    assert!(text.contains(&view.to_string()), "{text}");
+    assert!(text.contains("14 words per element"), "{text}");
+    // No data set was asked about: nothing was read from a misparsed id.
+    assert_eq!(rpc.count("eth_call:getAllDataSetMetadata(uint256)"), 0);
+}
+
+#[tokio::test]
+async fn the_price_list_is_read_from_the_view_or_falls_back_to_the_documented_one() {
+    let rpc = view_chain(false).await;
+    let reader = ChainReader::new(&rpc.url(), Network::Calibration).unwrap();
+    let fees = reader.fee_schedule().await.unwrap();
+    assert_eq!(fees.source, FeeSource::Chain);
+    assert_eq!(
+        fees.create_data_set_fee,
+        U256::from(25u64) * U256::from(10u64).pow(U256::from(15))
+    );
+    let mut spec = common_rpc::ChainSpec::new(vec![(7, "http://127.0.0.1:1/".into())]);
+    spec.price_list = false;
+    let old = common_rpc::chain_with(spec).await;
+    let reader = ChainReader::new(&old.url(), Network::Calibration).unwrap();
+    let fees = reader.fee_schedule().await.unwrap();
+    assert_eq!(fees.source, FeeSource::Documented);
+    assert_eq!(fees, FeeSchedule::documented());
+}
+
+#[tokio::test]
+async fn the_registry_lists_its_active_providers() {
+    let rpc = view_chain(false).await;
+    let reader = ChainReader::new(&rpc.url(), Network::Calibration).unwrap();
+    assert_eq!(
+        reader.active_provider_ids().await.unwrap(),
+        vec![U256::from(7), U256::from(9)]
     );
 }

@@ -11,13 +11,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use alloy::primitives::{Address, Bytes, U256};
+use alloy::sol_types::SolStruct;
 use alloy::sol_types::SolValue;
+use beam_edge::piece::PieceCid;
+use beam_edge::upload::chain::abi::{AddPieces, Cid, CreateDataSet, MetadataEntry, PieceMetadata};
+use beam_edge::upload::chain::fwss_domain;
 use beam_edge::upload::chain::{parse_private_key, Network};
 use beam_edge::upload::pipeline::AssetOptions;
+use beam_edge::upload::publish::{CopyStatus, PublishReport};
 use beam_edge::upload::publish::{PublishError, PublishSettings, Publisher};
 use beam_edge::upload::sp::SpTimeouts;
 use common::mock_curio::MockCurio;
-use common_rpc::{chain, MockRpc, KEY, PAYER};
+use common::mock_curio::{MockConfig, MockStep};
+use common_rpc::{chain, chain_with, payee_address, ChainSpec, MockDataSet, MockRpc, KEY, PAYER};
 
 fn settings(rpc: &MockRpc) -> PublishSettings {
     PublishSettings {
@@ -39,6 +45,9 @@ fn settings(rpc: &MockRpc) -> PublishSettings {
             poll_deadline: Duration::from_secs(10),
             ..SpTimeouts::default()
         },
+        copies: 1,
+        copy_provider_ids: Vec::new(),
+        expected_size: None,
     }
 }
 
@@ -151,7 +160,7 @@ async fn the_upload_command_publishes_a_file_and_prints_json() {
     std::fs::write(
         &cfg,
         format!(
-            "upload:\n  rpc_url: \"{}\"\n  provider_id: 7\n  piece_size: 200000\ncache:\n  window: 128KiB\n",
+            "upload:\n  rpc_url: \"{}\"\n  provider_id: 7\n  copies: 1\n  piece_size: 200000\ncache:\n  window: 128KiB\n",
             rpc.url()
         ),
     )
@@ -285,7 +294,7 @@ async fn an_upload_through_the_admin_listener_plays_back_from_asset() {
     let rpc = chain(curio.url(), true).await;
     let token = "an-admin-token-for-uploads";
     let upload_yaml = format!(
-        "upload:\n  rpc_url: \"{}\"\n  provider_id: 7\n  provider_url: \"{}\"\n  piece_size: 200000\n  max_size: 1MiB\n",
+        "upload:\n  rpc_url: \"{}\"\n  provider_id: 7\n  copies: 1\n  provider_url: \"{}\"\n  piece_size: 200000\n  max_size: 1MiB\n",
         rpc.url(),
         curio.url()
     );
@@ -374,6 +383,12 @@ async fn an_upload_through_the_admin_listener_plays_back_from_asset() {
                 "{u}"
             );
         }
+        // The report lists the (single, with copies: 1) copy.
+        assert_eq!(report["complete"], true);
+        assert_eq!(report["copies"].as_array().unwrap().len(), 1);
+        assert_eq!(report["copies"][0]["role"], "primary");
+        assert_eq!(report["copies"][0]["provider_id"], 7);
+        assert_eq!(report["copies"][0]["data_set_id"], report["data_set_id"]);
         // upload.warm_cache: the upload was written into the cache as it
         // streamed, so the first play is a hit that touches no upstream.
         let path = report["asset_path"].as_str().unwrap().to_string();
@@ -393,4 +408,516 @@ async fn an_upload_through_the_admin_listener_plays_back_from_asset() {
         assert_eq!((s, got.as_slice()), (206, &data[199_990..200_010]));
     });
     result.await.unwrap();
+}
+
+// ---- two copies ----
+
+const CALIB: u64 = 314_159;
+
+fn recover(signature: &Bytes, hash: alloy::primitives::B256) -> Address {
+    let sig = alloy::primitives::Signature::try_from(signature.as_ref()).unwrap();
+    sig.recover_address_from_prehash(&hash).unwrap()
+}
+
+/// Checks an AddPieces extraData for `cids`: its signature recovers to the
+/// payer. Returns the nonce.
+fn verify_add(add: &[u8], client_data_set_id: U256, cids: &[String]) -> U256 {
+    let (nonce, keys, _values, signature) =
+        <(U256, Vec<Vec<String>>, Vec<Vec<String>>, Bytes)>::abi_decode_params(add).unwrap();
+    assert_eq!(keys.len(), cids.len());
+    let message = AddPieces {
+        clientDataSetId: client_data_set_id,
+        nonce,
+        pieceData: cids
+            .iter()
+            .map(|c| Cid {
+                data: c.parse::<PieceCid>().unwrap().to_bytes().into(),
+            })
+            .collect(),
+        pieceMetadata: (0..cids.len())
+            .map(|i| PieceMetadata {
+                pieceIndex: U256::from(i),
+                metadata: vec![],
+            })
+            .collect(),
+    };
+    let fwss = Network::Calibration.contracts().fwss;
+    assert_eq!(
+        recover(
+            &signature,
+            message.eip712_signing_hash(&fwss_domain(CALIB, fwss))
+        ),
+        PAYER,
+        "AddPieces signed by the payer"
+    );
+    nonce
+}
+
+/// Checks a create-and-add extraData: a `withCDN` CreateDataSet for `payee`
+/// and an AddPieces of `cids`, both signed by the payer.
+fn verify_create_and_add(extra_hex: &str, payee: Address, cids: &[String]) {
+    let raw = alloy::primitives::hex::decode(extra_hex).unwrap();
+    let (create, add) = <(Bytes, Bytes)>::abi_decode_params(&raw).unwrap();
+    let (payer, client_data_set_id, keys, values, signature) =
+        <(Address, U256, Vec<String>, Vec<String>, Bytes)>::abi_decode_params(&create).unwrap();
+    assert_eq!(payer, PAYER);
+    assert_eq!(
+        (keys, values),
+        (vec!["withCDN".to_string()], vec![String::new()])
+    );
+    let message = CreateDataSet {
+        clientDataSetId: client_data_set_id,
+        payee,
+        metadata: vec![MetadataEntry {
+            key: "withCDN".into(),
+            value: String::new(),
+        }],
+    };
+    let fwss = Network::Calibration.contracts().fwss;
+    assert_eq!(
+        recover(
+            &signature,
+            message.eip712_signing_hash(&fwss_domain(CALIB, fwss))
+        ),
+        PAYER,
+        "CreateDataSet signed by the payer for this provider's payee"
+    );
+    verify_add(&add, client_data_set_id, cids);
+}
+
+fn all_cids(report: &PublishReport) -> Vec<String> {
+    let mut cids: Vec<String> = report.pieces.iter().map(|p| p.cid.clone()).collect();
+    cids.push(report.asset_id.clone());
+    cids
+}
+
+fn two_copy_settings(rpc: &MockRpc) -> PublishSettings {
+    PublishSettings {
+        copies: 2,
+        ..settings(rpc)
+    }
+}
+
+fn second_curio() -> MockCurio {
+    MockCurio::start_with(MockConfig {
+        data_set_base: 8000,
+        ..MockConfig::default()
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_provider_pulls_the_pieces_from_the_first_over_http() {
+    let primary = MockCurio::start();
+    let secondary = second_curio();
+    let rpc = chain_with(ChainSpec::new(vec![
+        (7, primary.url()),
+        (9, secondary.url()),
+    ]))
+    .await;
+    let key = parse_private_key(KEY, "test").unwrap();
+    let publisher = Publisher::connect(key, two_copy_settings(&rpc))
+        .await
+        .unwrap();
+    let data = common::mp4_like(500_000, 43);
+    let report = publisher
+        .publish(body(&data), Arc::new(|_| {}))
+        .await
+        .unwrap();
+    let cids = all_cids(&report);
+
+    assert!(report.complete, "{:#?}", report.copies);
+    assert_eq!(report.requested_copies, 2);
+    assert_eq!(report.copies.len(), 2);
+    let (first, second) = (&report.copies[0], &report.copies[1]);
+    assert_eq!(
+        (first.role, first.provider_id, first.status),
+        ("primary", Some(7), CopyStatus::Complete)
+    );
+    assert_eq!(
+        (second.role, second.provider_id, second.status),
+        ("secondary", Some(9), CopyStatus::Complete)
+    );
+    assert_eq!(
+        second.provider_url.as_deref(),
+        Some(secondary.url().as_str())
+    );
+    assert!(second.created_data_set && first.created_data_set);
+    let set = second.data_set_id.unwrap();
+    assert!(set > 8000, "the second provider's own data set: {set}");
+    assert_ne!(Some(set), first.data_set_id);
+    assert_eq!(second.transactions.len(), 1);
+    assert_eq!(second.piece_ids.len(), cids.len());
+    // Nothing was uploaded to the second provider: it pulled.
+    assert!(secondary.sessions().is_empty());
+    let pulls = secondary.requests_to("POST", "/pdp/piece/pull");
+    assert!(!pulls.is_empty());
+    let pull = pulls[0].json.clone().unwrap();
+    let sources: Vec<(String, String)> = pull["pieces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["pieceCid"].as_str().unwrap().to_string(),
+                p["sourceUrl"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        sources,
+        cids.iter()
+            .map(|c| (c.clone(), format!("{}piece/{c}", primary.url())))
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        pull.get("dataSetId").is_none(),
+        "a new data set: no dataSetId"
+    );
+    // The pull really fetched each piece from the primary over HTTP ...
+    for cid in &cids {
+        let gets = primary.requests_to("GET", &format!("/piece/{cid}"));
+        assert_eq!(gets.len(), 1, "{cid}");
+        assert_eq!(gets[0].status, Some(200));
+        // ... and the second provider holds the same bytes.
+        assert_eq!(secondary.piece_bytes(cid), primary.piece_bytes(cid));
+    }
+    let mut offset = 0;
+    for p in &report.pieces {
+        assert!(secondary.piece_bytes(&p.cid).unwrap() == data[offset..offset + p.size as usize]);
+        offset += p.size as usize;
+    }
+    // Both data sets got a signed create-and-add, each for its provider's payee;
+    // the pull carried the same extraData as the commit.
+    let first_call = primary.requests_to("POST", "/pdp/data-sets/create-and-add");
+    let second_call = secondary.requests_to("POST", "/pdp/data-sets/create-and-add");
+    assert_eq!((first_call.len(), second_call.len()), (1, 1));
+    let first_extra = first_call[0].json.as_ref().unwrap()["extraData"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let second_extra = second_call[0].json.as_ref().unwrap()["extraData"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    verify_create_and_add(&first_extra, payee_address(7), &cids);
+    verify_create_and_add(&second_extra, payee_address(9), &cids);
+    assert_eq!(pull["extraData"].as_str(), Some(second_extra.as_str()));
+    assert_ne!(first_extra, second_extra, "each copy signs its own");
+    assert_eq!(
+        secondary.data_set_pieces(set).unwrap().len(),
+        cids.len(),
+        "the pieces are in the second data set"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_copy_into_an_existing_data_set_signs_add_pieces_and_names_the_set() {
+    let primary = MockCurio::start();
+    let secondary = second_curio();
+    // The payer already has a withCDN set at provider 9 (the mock Curio knows
+    // it as 8001 once one was created there).
+    let seed = second_curio_seed(&secondary).await;
+    let mut spec = ChainSpec::new(vec![(7, primary.url()), (9, secondary.url())]);
+    spec.data_sets = vec![MockDataSet {
+        data_set_id: seed,
+        provider_id: 9,
+        client_data_set_id: 4242,
+        reserve: 100_000_000_000_000_000,
+    }];
+    let rpc = chain_with(spec).await;
+    let key = parse_private_key(KEY, "test").unwrap();
+    let publisher = Publisher::connect(key, two_copy_settings(&rpc))
+        .await
+        .unwrap();
+    let data = common::mp4_like(300_000, 44);
+    let report = publisher
+        .publish(body(&data), Arc::new(|_| {}))
+        .await
+        .unwrap();
+    let cids = all_cids(&report);
+    assert!(report.complete, "{:#?}", report.copies);
+    let second = &report.copies[1];
+    assert_eq!(second.data_set_id, Some(seed));
+    assert!(!second.created_data_set);
+    let pull = secondary.requests_to("POST", "/pdp/piece/pull")[0]
+        .json
+        .clone()
+        .unwrap();
+    assert_eq!(pull["dataSetId"].as_u64(), Some(seed));
+    let adds = secondary.requests_to("POST", &format!("/pdp/data-sets/{seed}/pieces"));
+    assert_eq!(adds.len(), 1);
+    let extra = adds[0].json.as_ref().unwrap()["extraData"]
+        .as_str()
+        .unwrap();
+    assert_eq!(pull["extraData"].as_str(), Some(extra));
+    let raw = alloy::primitives::hex::decode(extra).unwrap();
+    verify_add(&raw, U256::from(4242), &cids);
+}
+
+/// Creates a data set at `curio` (as an earlier upload would have) and
+/// returns its id.
+async fn second_curio_seed(curio: &MockCurio) -> u64 {
+    let sp = beam_edge::upload::sp::SpClient::new(
+        &curio.url(),
+        SpTimeouts {
+            poll_interval: Duration::from_millis(20),
+            ..SpTimeouts::default()
+        },
+    )
+    .unwrap();
+    let tx = sp
+        .create_data_set(&Network::Calibration.contracts().fwss.to_string(), "0x00")
+        .await
+        .unwrap();
+    sp.wait_data_set_created(&tx).await.unwrap()
+}
+
+async fn failed_second_copy(setup: impl FnOnce(&MockCurio)) {
+    let primary = MockCurio::start();
+    let secondary = second_curio();
+    setup(&secondary);
+    let rpc = chain_with(ChainSpec::new(vec![
+        (7, primary.url()),
+        (9, secondary.url()),
+    ]))
+    .await;
+    let key = parse_private_key(KEY, "test").unwrap();
+    let mut settings = two_copy_settings(&rpc);
+    settings.timeouts.poll_deadline = Duration::from_secs(2);
+    let publisher = Publisher::connect(key, settings).await.unwrap();
+    let data = common::mp4_like(300_000, 45);
+    let report = publisher
+        .publish(body(&data), Arc::new(|_| {}))
+        .await
+        .expect("a failed copy is not a failed upload");
+    assert!(!report.complete);
+    assert_eq!(report.copies.len(), 2);
+    let (first, second) = (&report.copies[0], &report.copies[1]);
+    assert_eq!(first.status, CopyStatus::Complete);
+    assert_eq!(second.status, CopyStatus::Failed);
+    let why = second.error.clone().unwrap();
+    assert!(why.contains("pull pieces"), "{why}");
+    assert!(second.transactions.is_empty());
+    // Nothing was committed at the second provider ...
+    assert!(secondary
+        .requests_to("POST", "/pdp/data-sets/create-and-add")
+        .is_empty());
+    // ... and the primary copy is whole.
+    let mut offset = 0;
+    for p in &report.pieces {
+        assert!(primary.piece_bytes(&p.cid).unwrap() == data[offset..offset + p.size as usize]);
+        offset += p.size as usize;
+    }
+    let set = first.data_set_id.unwrap();
+    assert_eq!(
+        primary.data_set_pieces(set).unwrap().len(),
+        report.pieces.len() + 1
+    );
+    // The JSON says so too.
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(json["complete"], serde_json::json!(false));
+    assert_eq!(json["copies"][1]["status"], "failed");
+    assert_eq!(json["copies"][0]["status"], "complete");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pull_that_fails_leaves_the_primary_intact_and_the_report_incomplete() {
+    failed_second_copy(|c| c.configure(|cfg| cfg.pull_fails = true)).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_provider_busy_forever_with_429_ends_as_an_incomplete_upload() {
+    failed_second_copy(|c| c.fail(MockStep::PullPieces, 429)).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_a_second_provider_the_upload_is_kept_and_reported_incomplete() {
+    let primary = MockCurio::start();
+    let rpc = chain_with(ChainSpec::new(vec![(7, primary.url())])).await;
+    let key = parse_private_key(KEY, "test").unwrap();
+    let publisher = Publisher::connect(key, two_copy_settings(&rpc))
+        .await
+        .unwrap();
+    let report = publisher
+        .publish(body(&common::mp4_like(200_000, 46)), Arc::new(|_| {}))
+        .await
+        .unwrap();
+    assert!(!report.complete);
+    assert_eq!(report.copies[1].provider_id, None);
+    assert!(
+        report.copies[1]
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("no other active storage provider"),
+        "{:?}",
+        report.copies[1].error
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_legacy_view_layout_still_finds_the_data_set_to_reuse() {
+    let primary = MockCurio::start();
+    let seed = second_curio_seed(&primary).await;
+    let mut spec = ChainSpec::new(vec![(7, primary.url())]);
+    spec.legacy_view = true;
+    spec.data_sets = vec![MockDataSet {
+        data_set_id: seed,
+        provider_id: 7,
+        client_data_set_id: 777,
+        reserve: 0,
+    }];
+    let rpc = chain_with(spec).await;
+    let key = parse_private_key(KEY, "test").unwrap();
+    let publisher = Publisher::connect(key, settings(&rpc)).await.unwrap();
+    let report = publisher
+        .publish(body(&common::mp4_like(200_000, 47)), Arc::new(|_| {}))
+        .await
+        .unwrap();
+    assert_eq!(report.data_set_id, seed);
+    assert!(!report.created_data_set);
+    let adds = primary.requests_to("POST", &format!("/pdp/data-sets/{seed}/pieces"));
+    let extra = adds[0].json.as_ref().unwrap()["extraData"]
+        .as_str()
+        .unwrap();
+    let raw = alloy::primitives::hex::decode(extra).unwrap();
+    verify_add(&raw, U256::from(777), &all_cids(&report));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upload_whose_fees_cannot_be_locked_is_refused_with_the_missing_amount() {
+    let primary = MockCurio::start();
+    let secondary = second_curio();
+    let mut spec = ChainSpec::new(vec![(7, primary.url()), (9, secondary.url())]);
+    // 1.5 USDFC: enough for one new CDN data set (reserve 0.1 + CDN 1.0 +
+    // one month of proving), not for two.
+    spec.funds = common_rpc::usdfc(15) / U256::from(10);
+    let rpc = chain_with(spec).await;
+    let key = parse_private_key(KEY, "test").unwrap();
+    let mut settings = two_copy_settings(&rpc);
+    settings.expected_size = Some(500_000);
+    let err = match Publisher::connect(key, settings.clone()).await {
+        Err(e) => e,
+        Ok(_) => panic!("an upload that cannot be paid was accepted"),
+    };
+    assert!(matches!(err, PublishError::Wallet { .. }), "{err}");
+    let text = err.to_string();
+    // Two new data sets: 2 × (0.1 reserve + 1.0 CDN + 0.024 proving) = 2.248
+    // USDFC of lockup, plus a month of storage for 2 × 500 kB (a few
+    // micro-USDFC); 1.5 available: 0.748… missing. One-time fees: 2 ×
+    // (0.025 + 0.0005 + 4 × 0.0003) = 0.0534.
+    assert!(text.contains("2 copies, 2 new data sets"), "{text}");
+    assert!(text.contains("needs 2.248002"), "{text}");
+    assert!(
+        text.contains("0.0534 USDFC of one-time FWSS fees"),
+        "{text}"
+    );
+    assert!(text.contains("1.5 USDFC is available"), "{text}");
+    assert!(text.contains("deposit 0.748002"), "{text}");
+    assert!(
+        primary.requests().iter().all(|r| r.method != "PUT"),
+        "no byte was sent"
+    );
+    assert!(rpc.count("eth_call:getPriceList()") >= 1);
+    // One copy fits.
+    let key = parse_private_key(KEY, "test").unwrap();
+    settings.copies = 1;
+    Publisher::connect(key, settings).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_upload_command_reports_every_copy() {
+    let primary = MockCurio::start();
+    let secondary = second_curio();
+    let rpc = chain_with(ChainSpec::new(vec![
+        (7, primary.url()),
+        (9, secondary.url()),
+    ]))
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("clip.mp4");
+    std::fs::write(&file, common::mp4_like(300_000, 48)).unwrap();
+    let config = dir.path().join("edge.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "upload:\n  rpc_url: \"{}\"\n  provider_id: 7\n  copy_provider_ids: [9]\n  piece_size: 200000\ncache:\n  window: 128KiB\n",
+            rpc.url()
+        ),
+    )
+    .unwrap();
+    for json in [true, false] {
+        let mut cmd = std::process::Command::new(common::bin());
+        cmd.arg("upload").arg(&file).arg("--config").arg(&config);
+        if json {
+            cmd.arg("--json");
+        }
+        let out = tokio::task::spawn_blocking(move || {
+            cmd.env("BEAM_EDGE_PRIVATE_KEY", KEY).output().unwrap()
+        })
+        .await
+        .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(out.status.success(), "{stdout}\n{stderr}");
+        if json {
+            let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+            assert_eq!(v["complete"], serde_json::json!(true), "{stdout}");
+            assert_eq!(v["requested_copies"], 2);
+            let copies = v["copies"].as_array().unwrap();
+            assert_eq!(copies.len(), 2);
+            assert_eq!(copies[1]["provider_id"], 9);
+            assert_eq!(copies[1]["provider_url"], secondary.url());
+            assert_eq!(copies[1]["status"], "complete");
+            assert!(copies[1]["data_set_id"].as_u64().unwrap() > 8000);
+            assert_eq!(copies[1]["transactions"].as_array().unwrap().len(), 1);
+        } else {
+            let line = stdout
+                .lines()
+                .find(|l| l.starts_with("copy 1"))
+                .unwrap_or_else(|| panic!("{stdout}"));
+            assert!(line.contains("secondary provider 9"), "{line}");
+            assert!(line.contains(&secondary.url()), "{line}");
+            assert!(line.ends_with("complete"), "{line}");
+        }
+    }
+}
+
+#[test]
+fn bad_copy_settings_name_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("upload:\n  copies: 0\n", "upload.copies"),
+        ("upload:\n  copies: 9\n", "upload.copies"),
+        (
+            "upload:\n  provider_id: 7\n  copy_provider_ids: [9, 7]\n",
+            "upload.copy_provider_ids",
+        ),
+    ];
+    for (i, (yaml, key)) in cases.iter().enumerate() {
+        let f = dir.path().join(format!("bad{i}.yaml"));
+        std::fs::write(&f, yaml).unwrap();
+        let out = std::process::Command::new(common::bin())
+            .args(["check-config", f.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{yaml} -> {err}");
+        assert!(err.contains(&format!(": {key}: ")), "{yaml} -> {err}");
+    }
+    let ok = dir.path().join("ok.yaml");
+    std::fs::write(
+        &ok,
+        "upload:\n  provider_id: 7\n  copies: 3\n  copy_provider_ids: [9, 11]\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(common::bin())
+        .args(["check-config", ok.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -754,3 +754,92 @@ async fn upload_max_piece_throughput_and_rss() {
         len as f64 / base / 1e6
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_pulls_a_piece_from_another_and_rehashes_it() {
+    use beam_edge::upload::sp::{PullSource, PullStatus};
+    let source = MockCurio::start();
+    let puller = MockCurio::start();
+    let cid = upload_small(&client(&source), 71, 70_000).await;
+    let other = upload_small(&client(&source), 72, 70_000).await;
+    let sp = client(&puller);
+    let good = [PullSource {
+        piece_cid: cid.clone(),
+        source_url: format!("{}piece/{cid}", source.url()),
+    }];
+    let answer = sp.wait_pulled(FWSS, "0x01", &good, None).await.unwrap();
+    assert_eq!(answer.status, PullStatus::Complete);
+    assert_eq!(answer.pieces, vec![(cid.to_string(), PullStatus::Complete)]);
+    assert_eq!(
+        puller.piece_bytes(&cid.to_string()),
+        Some(payload(71, 70_000))
+    );
+    // Idempotent: the same extraData asks about the same job, fetching nothing more.
+    let again = sp.pull_pieces(FWSS, "0x01", &good, None).await.unwrap();
+    assert_eq!(again.status, PullStatus::Complete);
+    assert_eq!(source.requests_to("GET", &format!("/piece/{cid}")).len(), 1);
+    // A source serving other bytes than the CID: re-hashed, refused, not parked.
+    let wrong_cid = payload_cid_of_len(73, 70_000);
+    let lying = [PullSource {
+        piece_cid: wrong_cid.clone(),
+        source_url: format!("{}piece/{other}", source.url()),
+    }];
+    let answer = sp.wait_pulled(FWSS, "0x02", &lying, None).await.unwrap();
+    assert_eq!(answer.status, PullStatus::Failed);
+    assert_eq!(puller.piece_bytes(&wrong_cid.to_string()), None);
+    // A source that answers 404: failed as well.
+    let missing = [PullSource {
+        piece_cid: wrong_cid.clone(),
+        source_url: format!("{}piece/{wrong_cid}", source.url()),
+    }];
+    let answer = sp.wait_pulled(FWSS, "0x03", &missing, None).await.unwrap();
+    assert_eq!(answer.status, PullStatus::Failed);
+    // Bad arguments never leave the client.
+    assert!(matches!(
+        sp.pull_pieces(FWSS, "0x01", &[], None).await,
+        Err(SpError::InvalidArgument {
+            step: Step::PullPieces,
+            ..
+        })
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pull_answered_429_is_asked_again_until_the_deadline() {
+    use beam_edge::upload::sp::PullSource;
+    let puller = MockCurio::start();
+    puller.fail(MockStep::PullPieces, 429);
+    let cid = payload_cid_of_len(74, 1000);
+    let pieces = [PullSource {
+        piece_cid: cid.clone(),
+        source_url: format!("http://127.0.0.1:9/piece/{cid}"),
+    }];
+    let sp = SpClient::new(
+        &puller.url(),
+        SpTimeouts {
+            poll_deadline: Duration::from_millis(300),
+            ..fast()
+        },
+    )
+    .unwrap();
+    let err = sp
+        .wait_pulled(FWSS, "0x01", &pieces, None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SpError::PollTimeout {
+                step: Step::PullPieces,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("429"), "{err}");
+    assert!(puller.requests_to("POST", "/pdp/piece/pull").len() > 1);
+}
+
+fn payload_cid_of_len(seed: u64, len: usize) -> PieceCid {
+    commp(&payload(seed, len))
+}

@@ -4,8 +4,8 @@
 //! progress line on standard error (bytes, MB/s, ETA; plain lines every few
 //! seconds when standard error is not a terminal) and prints the result, as
 //! JSON with `--json`. `beam-edge wallet` prints the payer's FIL and USDFC
-//! balances, its FilecoinPay funds and whether FWSS is an approved operator,
-//! with what to do when something is missing.
+//! balances, its FilecoinPay funds, whether FWSS is an approved operator and
+//! FWSS's one-time fees, with what to do when something is missing.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -13,8 +13,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::io::AsyncReadExt;
 
-use super::chain::{load_signer, ChainReader};
-use super::publish::{chain_network, PublishSettings, Publisher};
+use super::chain::{load_signer, ChainReader, FeeSource};
+use super::publish::{chain_network, CopyStatus, PublishSettings, Publisher};
 use crate::config::Config;
 use crate::progress::Progress;
 
@@ -66,7 +66,7 @@ pub fn upload_command(cfg: &Config, file: &Path, json: bool) -> Result<(), Strin
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let settings = PublishSettings::from_config(
+    let mut settings = PublishSettings::from_config(
         cfg,
         provider_id,
         name.clone(),
@@ -87,6 +87,7 @@ pub fn upload_command(cfg: &Config, file: &Path, json: bool) -> Result<(), Strin
                 settings.asset.max_size
             ));
         }
+        settings.expected_size = Some(total);
         let publisher = Publisher::connect(key, settings)
             .await
             .map_err(|e| e.to_string())?;
@@ -115,6 +116,19 @@ pub fn upload_command(cfg: &Config, file: &Path, json: bool) -> Result<(), Strin
         let report = report
             .map_err(|e| e.to_string())?
             .with_beam_links(&links_cfg);
+        // A missing extra copy is a warning, not a failure: the primary
+        // provider holds the file, the exit code stays 0.
+        if !report.complete {
+            let done = report
+                .copies
+                .iter()
+                .filter(|c| c.status == CopyStatus::Complete)
+                .count();
+            eprintln!(
+                "warning: {done} of {} copies stored; the upload is safe at the primary provider (see the copies)",
+                report.requested_copies
+            );
+        }
         if json {
             println!(
                 "{}",
@@ -142,6 +156,30 @@ pub fn upload_command(cfg: &Config, file: &Path, json: bool) -> Result<(), Strin
             );
             for tx in &report.transactions {
                 println!("tx         {tx}");
+            }
+            for (i, c) in report.copies.iter().enumerate() {
+                let provider = c
+                    .provider_id
+                    .map_or("none".to_string(), |id| format!("provider {id}"));
+                let url = c.provider_url.as_deref().unwrap_or("-");
+                let set = c.data_set_id.map_or("-".to_string(), |id| {
+                    format!("{id}{}", if c.created_data_set { " (created)" } else { "" })
+                });
+                let status = match c.status {
+                    CopyStatus::Complete => "complete".to_string(),
+                    CopyStatus::Failed => {
+                        format!("FAILED: {}", c.error.as_deref().unwrap_or("unknown"))
+                    }
+                };
+                println!(
+                    "copy {i:<5} {} {provider} {url} data set {set} tx {} {status}",
+                    c.role,
+                    if c.transactions.is_empty() {
+                        "-".to_string()
+                    } else {
+                        c.transactions.join(",")
+                    }
+                );
             }
             if let Some(url) = report.beam_urls.first() {
                 println!("beam       {url}  (once Beam has indexed it)");
@@ -183,6 +221,22 @@ pub fn wallet_command(cfg: &Config) -> Result<bool, String> {
                 "NOT approved as operator"
             }
         );
+        // FWSS's one-time fees (FWSS v1.3.0, June 2026): what each upload
+        // adds to the lockup it needs (see `upload::chain::fees`).
+        match reader.fee_schedule().await {
+            Ok(f) => println!(
+                "FWSS fees    create data set {}, add pieces {} + {} per piece, reserve {} per data set{}",
+                unit(f.create_data_set_fee),
+                unit(f.add_pieces_base_fee),
+                unit(f.add_pieces_per_piece_fee),
+                unit(f.lifecycle_reserve_target),
+                match f.source {
+                    FeeSource::Chain => " (from the chain)",
+                    FeeSource::Documented => " (documented v1.3.0 list; the view has no getPriceList)",
+                }
+            ),
+            Err(e) => println!("FWSS fees    unknown: {e}"),
+        }
         let problems = r.problems();
         for p in &problems {
             println!("to do        {p}");

@@ -8,22 +8,34 @@
 //! ([`super::pipeline`]) and adds its pieces and manifest to the payer's
 //! `withCDN` data set at that provider (reused when one exists, created in
 //! the same transaction otherwise), at most 40 pieces per signed call.
+//!
+//! Copies (`upload.copies`, default 2, as the reference SDK's
+//! `StorageManager` stores by default): after the primary provider holds the
+//! pieces, each further provider is asked to pull them from the primary's
+//! `/piece/<cid>` (Curio's `POST /pdp/piece/pull`) with the payer's signed
+//! AddPieces or CreateDataSetAndAddPieces extraData for *its* `withCDN` data
+//! set, then the same extraData commits them there (synapse-sdk
+//! `storage/context.ts`: store, pull, commit). A copy that fails is reported
+//! (`complete: false`) and never undoes the primary: the upload is not lost.
+//! The wallet pre-flight counts every copy's data set and fees.
 
 use std::io;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::Stream;
 use serde::Serialize;
 
 use super::chain::{
-    add_pieces_extra_data, cdn_metadata, create_and_add_extra_data, create_data_set_extra_data,
-    random_u256, Address, ChainError, ChainReader, ExtraDataError, Network, PayerKey, PieceToAdd,
-    ProviderInfo, MAX_PIECES_PER_ADD, U256,
+    add_pieces_extra_data, cdn_metadata, choose_reusable_data_set, create_and_add_extra_data,
+    create_data_set_extra_data, random_u256, Address, ChainError, ChainReader, CopyPlan, DataSet,
+    ExtraDataError, Network, PayerKey, PieceToAdd, ProviderInfo, UploadPlan, MAX_PIECES_PER_ADD,
+    U256,
 };
 use super::manifest::Manifest;
 use super::pipeline::{upload_asset, AssetOptions, UploadError};
-use super::sp::{SpClient, SpError, SpTimeouts};
+use super::sp::{PullSource, PullStatus, SpClient, SpError, SpTimeouts, Step};
 use crate::config::Config;
 use crate::piece::PieceCid;
 
@@ -44,6 +56,14 @@ pub struct PublishSettings {
     pub asset: AssetOptions,
     /// Provider HTTP timeouts and polling.
     pub timeouts: SpTimeouts,
+    /// Copies wanted, the primary included (`upload.copies`).
+    pub copies: u32,
+    /// Providers to ask for the extra copies, in order
+    /// (`upload.copy_provider_ids`); empty asks the registry.
+    pub copy_provider_ids: Vec<u64>,
+    /// The file's size when known before it streams, for the wallet
+    /// pre-flight's piece count (unknown counts as one piece).
+    pub expected_size: Option<u64>,
 }
 
 impl PublishSettings {
@@ -75,6 +95,9 @@ impl PublishSettings {
                 commp_threads,
             },
             timeouts: SpTimeouts::default(),
+            copies: cfg.upload.copies,
+            copy_provider_ids: cfg.upload.copy_provider_ids.clone(),
+            expected_size: None,
         }
     }
 }
@@ -125,6 +148,40 @@ pub struct ReportPiece {
     pub size: u64,
 }
 
+/// How one copy ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CopyStatus {
+    /// The provider holds the pieces and they are in its data set.
+    Complete,
+    /// This copy did not happen; `error` says why.
+    Failed,
+}
+
+/// One copy of a published file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CopyReport {
+    /// `primary` (received the upload) or `secondary` (pulled from the primary).
+    pub role: &'static str,
+    /// Registry id of the provider; `None` when no provider could be found.
+    pub provider_id: Option<u64>,
+    /// The provider's service URL.
+    pub provider_url: Option<String>,
+    /// The data set holding this copy.
+    pub data_set_id: Option<u64>,
+    /// True when this copy created its data set.
+    pub created_data_set: bool,
+    /// Transaction hashes, in order.
+    pub transactions: Vec<String>,
+    /// Piece ids in this copy's data set (file pieces, then the manifest).
+    pub piece_ids: Vec<u64>,
+    /// How it ended.
+    pub status: CopyStatus,
+    /// Why it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
 /// What a publish produced.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PublishReport {
@@ -156,6 +213,13 @@ pub struct PublishReport {
     pub beam_path: String,
     /// The storage provider that holds the pieces.
     pub provider_url: String,
+    /// Copies asked for (`upload.copies`).
+    pub requested_copies: u32,
+    /// Every copy, primary first.
+    pub copies: Vec<CopyReport>,
+    /// Every requested copy is complete. `false` is a warning: the primary
+    /// holds the file (it is never reported otherwise), a further copy failed.
+    pub complete: bool,
     /// Beam URLs of the manifest and the pieces, at `payer`'s Beam host
     /// (filled in by the caller, which knows the Beam URL template); Beam
     /// serves them once indexed. The piece of a one-piece file carries the
@@ -195,13 +259,50 @@ impl PublishReport {
     }
 }
 
-/// A connected publisher: wallet checked, provider found and reachable.
+/// One provider a copy goes to, with the data set it will use.
+struct CopyTarget {
+    provider: ProviderInfo,
+    sp: SpClient,
+    /// The payer's usable `withCDN` set there, or `None` to create one.
+    data_set: Option<DataSet>,
+}
+
+impl CopyTarget {
+    fn plan(&self) -> CopyPlan {
+        CopyPlan {
+            provider_id: self.provider.id,
+            data_set_id: self.data_set.as_ref().map(|d| d.data_set_id),
+            with_cdn: true,
+            reserve_balance: self
+                .data_set
+                .as_ref()
+                .and_then(|d| d.lifecycle_reserve_balance),
+            pending_one_time_payments: self
+                .data_set
+                .as_ref()
+                .and_then(|d| d.pending_one_time_payments),
+        }
+    }
+}
+
+/// A committed copy.
+struct Committed {
+    data_set_id: u64,
+    created: bool,
+    transactions: Vec<String>,
+    piece_ids: Vec<u64>,
+}
+
+/// A connected publisher: wallet checked, providers found and reachable,
+/// data sets chosen.
 pub struct Publisher {
     key: PayerKey,
     chain: ChainReader,
     chain_id: u64,
-    provider: ProviderInfo,
-    sp: SpClient,
+    primary: CopyTarget,
+    secondaries: Vec<CopyTarget>,
+    /// Why each copy without a provider has none.
+    unplaced: Vec<String>,
     settings: PublishSettings,
 }
 
@@ -214,10 +315,11 @@ impl Publisher {
         let chain = ChainReader::new(&settings.rpc_url, settings.network)?;
         chain.verify_chain().await?;
         let chain_id = settings.network.chain_id();
-        let report = chain.wallet_report(key.address()).await?;
+        let payer = key.address();
+        let report = chain.wallet_report(payer).await?;
         if !report.is_ready() {
             return Err(PublishError::Wallet {
-                payer: key.address(),
+                payer,
                 problems: report.problems(),
             });
         }
@@ -230,22 +332,71 @@ impl Publisher {
             .unwrap_or_else(|| provider.service_url.clone());
         let sp = SpClient::new(&url, settings.timeouts.clone())?;
         sp.ping().await?;
+
+        let data_sets = chain.client_data_sets(payer).await?;
+        let metadata = cdn_metadata();
+        let primary_set = match settings.data_set {
+            Some(id) => Some(
+                data_sets
+                    .iter()
+                    .find(|d| {
+                        d.data_set_id == U256::from(id)
+                            && d.provider_id == provider.id
+                            && d.is_usable()
+                    })
+                    .cloned()
+                    .ok_or(PublishError::DataSet(id))?,
+            ),
+            None => choose_reusable_data_set(&data_sets, provider.id, &metadata).cloned(),
+        };
+        let primary = CopyTarget {
+            provider,
+            sp,
+            data_set: primary_set,
+        };
+        let (secondaries, unplaced) =
+            copy_targets(&chain, &settings, &primary.provider, &data_sets).await;
+
+        // The fees and lockups of every copy that will be attempted.
+        let plans = std::iter::once(&primary)
+            .chain(&secondaries)
+            .map(CopyTarget::plan)
+            .collect();
+        let plan = UploadPlan::for_file(settings.expected_size, settings.asset.piece_size, plans);
+        let cost = chain.upload_cost(&plan).await?;
+        let report = report.with_upload_cost(cost);
+        if !report.is_ready() {
+            return Err(PublishError::Wallet {
+                payer,
+                problems: report.problems(),
+            });
+        }
         Ok(Publisher {
             key,
             chain,
             chain_id,
-            provider,
-            sp,
+            primary,
+            secondaries,
+            unplaced,
             settings,
         })
     }
 
     /// The provider's service URL.
     pub fn provider_url(&self) -> String {
-        self.sp.service_url().to_string()
+        self.primary.sp.service_url().to_string()
     }
 
-    /// Uploads `source` as an asset and adds its pieces to a data set.
+    /// Service URLs of the providers asked for extra copies.
+    pub fn copy_provider_urls(&self) -> Vec<String> {
+        self.secondaries
+            .iter()
+            .map(|t| t.sp.service_url().to_string())
+            .collect()
+    }
+
+    /// Uploads `source` as an asset and adds its pieces to a data set, then
+    /// has the other providers copy them.
     pub async fn publish<S>(
         &self,
         source: S,
@@ -254,76 +405,77 @@ impl Publisher {
     where
         S: Stream<Item = io::Result<Bytes>> + Unpin + Send,
     {
-        let asset = upload_asset(&self.sp, source, &self.settings.asset, progress).await?;
+        let asset = upload_asset(&self.primary.sp, source, &self.settings.asset, progress).await?;
         let mut cids: Vec<PieceCid> = asset.pieces.iter().map(|p| p.cid.clone()).collect();
         cids.push(asset.asset_id.clone());
 
-        let metadata = cdn_metadata();
-        let fwss = self.chain.contracts().fwss;
-        let payer = self.key.address();
-        let existing = match self.settings.data_set {
-            Some(id) => {
-                let sets = self.chain.client_data_sets(payer).await?;
-                let found = sets.into_iter().find(|d| {
-                    d.data_set_id == U256::from(id)
-                        && d.provider_id == self.provider.id
-                        && d.is_usable()
-                });
-                Some(found.ok_or(PublishError::DataSet(id))?)
-            }
-            None => {
-                self.chain
-                    .find_reusable_data_set(payer, self.provider.id, &metadata)
-                    .await?
-            }
-        };
-
-        let mut transactions = Vec::new();
-        let mut piece_ids = Vec::new();
-        let mut created = false;
-        let (mut data_set_id, client_data_set_id) = match &existing {
-            Some(d) => (Some(d.data_set_id.to::<u64>()), d.client_data_set_id),
-            None => (None, random_u256()),
-        };
-        for batch in cids.chunks(MAX_PIECES_PER_ADD) {
-            let pieces: Vec<PieceToAdd> =
-                batch.iter().map(|c| (c.to_bytes(), Vec::new())).collect();
-            let add = add_pieces_extra_data(
-                &self.key,
-                self.chain_id,
-                fwss,
-                client_data_set_id,
-                random_u256(),
-                &pieces,
-            )?;
-            let added = match data_set_id {
-                Some(id) => {
-                    let tx = self.sp.add_pieces(id, batch, &hex(&add)).await?;
-                    transactions.push(tx.clone());
-                    self.sp.wait_pieces_added(id, &tx).await?
+        let primary = self.commit(&self.primary, &cids, None).await?;
+        let mut copies = vec![CopyReport {
+            role: "primary",
+            provider_id: Some(self.primary.provider.id.to::<u64>()),
+            provider_url: Some(self.provider_url()),
+            data_set_id: Some(primary.data_set_id),
+            created_data_set: primary.created,
+            transactions: primary.transactions.clone(),
+            piece_ids: primary.piece_ids.clone(),
+            status: CopyStatus::Complete,
+            error: None,
+        }];
+        // The registry's service URL, not `upload.provider_url`: that one may
+        // be a LAN address only this edge can reach; the puller is elsewhere.
+        let source = format!(
+            "{}/",
+            self.primary.provider.service_url.trim_end_matches('/')
+        );
+        for target in &self.secondaries {
+            let copy = self.commit(target, &cids, Some(source.as_str())).await;
+            let provider_id = Some(target.provider.id.to::<u64>());
+            let provider_url = Some(target.sp.service_url().to_string());
+            copies.push(match copy {
+                Ok(c) => CopyReport {
+                    role: "secondary",
+                    provider_id,
+                    provider_url,
+                    data_set_id: Some(c.data_set_id),
+                    created_data_set: c.created,
+                    transactions: c.transactions,
+                    piece_ids: c.piece_ids,
+                    status: CopyStatus::Complete,
+                    error: None,
+                },
+                Err(e) => {
+                    log::warn!(
+                        "copy at provider {} failed (the primary copy is safe): {e}",
+                        target.provider.id
+                    );
+                    CopyReport {
+                        role: "secondary",
+                        provider_id,
+                        provider_url,
+                        data_set_id: target.data_set.as_ref().map(|d| d.data_set_id.to::<u64>()),
+                        created_data_set: false,
+                        transactions: Vec::new(),
+                        piece_ids: Vec::new(),
+                        status: CopyStatus::Failed,
+                        error: Some(e.to_string()),
+                    }
                 }
-                None => {
-                    let create = create_data_set_extra_data(
-                        &self.key,
-                        self.chain_id,
-                        fwss,
-                        client_data_set_id,
-                        self.provider.payee,
-                        &metadata,
-                    )?;
-                    let extra = create_and_add_extra_data(create, add);
-                    let tx = self
-                        .sp
-                        .create_and_add(&fwss.to_string(), batch, &hex(&extra))
-                        .await?;
-                    transactions.push(tx.clone());
-                    created = true;
-                    self.sp.wait_created_and_added(&tx).await?
-                }
-            };
-            data_set_id = Some(added.data_set_id);
-            piece_ids.extend(added.piece_ids);
+            });
         }
+        for why in &self.unplaced {
+            copies.push(CopyReport {
+                role: "secondary",
+                provider_id: None,
+                provider_url: None,
+                data_set_id: None,
+                created_data_set: false,
+                transactions: Vec::new(),
+                piece_ids: Vec::new(),
+                status: CopyStatus::Failed,
+                error: Some(why.clone()),
+            });
+        }
+        let complete = copies.iter().all(|c| c.status == CopyStatus::Complete);
 
         Ok(PublishReport {
             asset_id: asset.asset_id.to_string(),
@@ -338,10 +490,10 @@ impl Publisher {
                     size: p.size,
                 })
                 .collect(),
-            data_set_id: data_set_id.unwrap_or_default(),
-            created_data_set: created,
-            transactions,
-            piece_ids,
+            data_set_id: primary.data_set_id,
+            created_data_set: primary.created,
+            transactions: primary.transactions,
+            piece_ids: primary.piece_ids,
             payer: format!("{:#x}", self.key.address()),
             asset_path: format!(
                 "/asset/{}{}",
@@ -350,10 +502,201 @@ impl Publisher {
             ),
             beam_path: String::new(),
             provider_url: self.provider_url(),
+            requested_copies: self.settings.copies,
+            copies,
+            complete,
             beam_urls: Vec::new(),
             manifest: asset.manifest.clone(),
         })
     }
+
+    /// Adds `cids` to `target`'s data set (creating it with the first batch
+    /// when it has none), at most 40 per signed call. With `pull_from` (a
+    /// provider's service URL, ending in `/`), each batch is first pulled by
+    /// `target` from that provider's `/piece/<cid>` with the very extraData
+    /// that then commits it.
+    async fn commit(
+        &self,
+        target: &CopyTarget,
+        cids: &[PieceCid],
+        pull_from: Option<&str>,
+    ) -> Result<Committed, PublishError> {
+        let metadata = cdn_metadata();
+        let fwss = self.chain.contracts().fwss;
+        let record_keeper = fwss.to_string();
+        let (mut data_set_id, client_data_set_id) = match &target.data_set {
+            Some(d) => (Some(d.data_set_id.to::<u64>()), d.client_data_set_id),
+            None => (None, random_u256()),
+        };
+        let mut transactions = Vec::new();
+        let mut piece_ids = Vec::new();
+        let mut created = false;
+        for batch in cids.chunks(MAX_PIECES_PER_ADD) {
+            let pieces: Vec<PieceToAdd> =
+                batch.iter().map(|c| (c.to_bytes(), Vec::new())).collect();
+            let add = add_pieces_extra_data(
+                &self.key,
+                self.chain_id,
+                fwss,
+                client_data_set_id,
+                random_u256(),
+                &pieces,
+            )?;
+            let extra = match data_set_id {
+                Some(_) => hex(&add),
+                None => {
+                    let create = create_data_set_extra_data(
+                        &self.key,
+                        self.chain_id,
+                        fwss,
+                        client_data_set_id,
+                        target.provider.payee,
+                        &metadata,
+                    )?;
+                    hex(&create_and_add_extra_data(create, add))
+                }
+            };
+            if let Some(source) = pull_from {
+                let sources: Vec<PullSource> = batch
+                    .iter()
+                    .map(|c| PullSource {
+                        piece_cid: c.clone(),
+                        source_url: format!("{source}piece/{c}"),
+                    })
+                    .collect();
+                // The puller downloads the whole batch first (Curio: 10 min
+                // per attempt); give it the poll deadline plus 1 s per MB.
+                let batch_bytes: u64 = batch.iter().filter_map(PieceCid::payload_size).sum();
+                let mut timeouts = target.sp.timeouts().clone();
+                timeouts.poll_deadline += Duration::from_secs(batch_bytes / 1_000_000);
+                let answer = target
+                    .sp
+                    .with_timeouts(timeouts)
+                    .wait_pulled(&record_keeper, &extra, &sources, data_set_id)
+                    .await?;
+                if answer.status != PullStatus::Complete {
+                    let failed: Vec<&str> = answer
+                        .pieces
+                        .iter()
+                        .filter(|(_, s)| *s != PullStatus::Complete)
+                        .map(|(cid, _)| cid.as_str())
+                        .collect();
+                    return Err(PublishError::Provider(SpError::BadResponse {
+                        step: Step::PullPieces,
+                        reason: format!(
+                            "the pull from {source} ended {}; pieces not copied: {}",
+                            answer.status.as_str(),
+                            failed.join(", ")
+                        ),
+                    }));
+                }
+            }
+            let added = match data_set_id {
+                Some(id) => {
+                    let tx = target.sp.add_pieces(id, batch, &extra).await?;
+                    transactions.push(tx.clone());
+                    target.sp.wait_pieces_added(id, &tx).await?
+                }
+                None => {
+                    let tx = target
+                        .sp
+                        .create_and_add(&record_keeper, batch, &extra)
+                        .await?;
+                    transactions.push(tx.clone());
+                    created = true;
+                    target.sp.wait_created_and_added(&tx).await?
+                }
+            };
+            data_set_id = Some(added.data_set_id);
+            piece_ids.extend(added.piece_ids);
+        }
+        Ok(Committed {
+            data_set_id: data_set_id.unwrap_or_default(),
+            created,
+            transactions,
+            piece_ids,
+        })
+    }
+}
+
+/// The providers for the copies after the primary: `copy_provider_ids` in
+/// order, else the registry's active providers (`getAllActiveProviders`),
+/// never the primary, each with an active PDP product (as `provider_by_id`
+/// reads it) and answering its ping. Returns them with the reason for every
+/// copy that found none.
+async fn copy_targets(
+    chain: &ChainReader,
+    settings: &PublishSettings,
+    primary: &ProviderInfo,
+    data_sets: &[DataSet],
+) -> (Vec<CopyTarget>, Vec<String>) {
+    let wanted = settings.copies.saturating_sub(1) as usize;
+    if wanted == 0 {
+        return (Vec::new(), Vec::new());
+    }
+    let mut skipped = Vec::new();
+    let candidates: Vec<U256> = if settings.copy_provider_ids.is_empty() {
+        match chain.active_provider_ids().await {
+            Ok(ids) => ids,
+            Err(e) => {
+                skipped.push(format!("listing the registry's providers: {e}"));
+                Vec::new()
+            }
+        }
+    } else {
+        settings
+            .copy_provider_ids
+            .iter()
+            .map(|id| U256::from(*id))
+            .collect()
+    };
+    let mut targets: Vec<CopyTarget> = Vec::new();
+    for id in candidates {
+        if targets.len() == wanted {
+            break;
+        }
+        if id == primary.id || targets.iter().any(|t| t.provider.id == id) {
+            continue;
+        }
+        let provider = match chain.provider_by_id(id).await {
+            Ok(p) if p.is_active => p,
+            Ok(_) => {
+                skipped.push(format!("provider {id} is not active"));
+                continue;
+            }
+            Err(e) => {
+                skipped.push(format!("provider {id}: {e}"));
+                continue;
+            }
+        };
+        let sp = match SpClient::new(&provider.service_url, settings.timeouts.clone()) {
+            Ok(sp) => sp,
+            Err(e) => {
+                skipped.push(format!("provider {id}: {e}"));
+                continue;
+            }
+        };
+        if let Err(e) = sp.ping().await {
+            skipped.push(format!("provider {id}: {e}"));
+            continue;
+        }
+        let data_set = choose_reusable_data_set(data_sets, provider.id, &cdn_metadata()).cloned();
+        targets.push(CopyTarget {
+            provider,
+            sp,
+            data_set,
+        });
+    }
+    let missing = wanted - targets.len();
+    let why = if skipped.is_empty() {
+        "no other active storage provider with a PDP product was found".to_string()
+    } else {
+        format!("no other usable storage provider: {}", skipped.join("; "))
+    };
+    if missing > 0 {
+        log::warn!("{missing} of {wanted} extra copies have no provider: {why}");
+    }
+    (targets, vec![why; missing])
 }
 
 /// `/<name>` (sanitised, escaped) for a path after a CID, or "" when the

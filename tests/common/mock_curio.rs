@@ -14,6 +14,13 @@
 //! status polls answer "pending" [`MockConfig::pending_polls`] times, then
 //! "confirmed" (or "rejected" when told to).
 //!
+//! `POST /pdp/piece/pull` (SP-to-SP pull, Curio of 2026-08) really fetches
+//! each `sourceUrl` with a plain HTTP `GET` (exactly 200 accepted, like
+//! Curio's puller), re-hashes the bytes (CommP) and parks the piece only when
+//! they match its PieceCID; the call is idempotent on `extraData` and answers
+//! `{status, pieces:[{pieceCid, status}]}` (pending, inProgress, complete,
+//! failed; overall the worst), 202 until final, then 200.
+//!
 //! What it is not: a PDP prover or a chain. Nothing persists after drop.
 //!
 //! Use: `let sp = MockCurio::start();` then point a client at `sp.url()`;
@@ -69,6 +76,8 @@ pub enum MockStep {
     CreateAndAdd,
     /// `GET`/`HEAD /piece/{cid}`.
     GetPiece,
+    /// `POST /pdp/piece/pull`.
+    PullPieces,
 }
 
 /// Behaviour switches; change them any time with [`MockCurio::configure`].
@@ -92,6 +101,10 @@ pub struct MockConfig {
     /// Store and hash uploaded bytes. `false` only counts them (for
     /// throughput runs) and finalize then accepts any v2 CID of the right size.
     pub verify_uploads: bool,
+    /// Pulls end "failed" without fetching anything.
+    pub pull_fails: bool,
+    /// First data set id minus one (two mocks in one test keep ids apart).
+    pub data_set_base: u64,
 }
 
 impl Default for MockConfig {
@@ -105,6 +118,8 @@ impl Default for MockConfig {
             ids_as_strings: false,
             delay: Duration::ZERO,
             verify_uploads: true,
+            pull_fails: false,
+            data_set_base: 4000,
         }
     }
 }
@@ -171,6 +186,8 @@ struct State {
     find_polls: HashMap<String, u32>,
     txs: HashMap<String, Tx>,
     data_sets: HashMap<u64, Vec<(u64, String)>>,
+    /// Pull jobs by `extraData`: per piece (CID, status).
+    pulls: HashMap<String, Vec<(String, &'static str)>>,
     next_data_set: u64,
     next_piece: u64,
     counter: u64,
@@ -219,8 +236,8 @@ impl MockCurio {
         let addr = listener.local_addr().expect("mock-curio addr");
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
+                next_data_set: config.data_set_base,
                 config,
-                next_data_set: 4000,
                 next_piece: 1,
                 ..State::default()
             }),
@@ -615,6 +632,7 @@ fn reason(status: u16) -> &'static str {
         409 => "Conflict",
         413 => "Payload Too Large",
         416 => "Range Not Satisfiable",
+        429 => "Too Many Requests",
         500 => "Internal Server Error",
         502 => "Bad Gateway",
         503 => "Service Unavailable",
@@ -685,6 +703,7 @@ fn step_of(method: &str, path: &str) -> Option<MockStep> {
         ("POST", ["pdp", "data-sets", _, "pieces"]) => MockStep::AddPieces,
         ("GET", ["pdp", "data-sets", _, "pieces", "added", _]) => MockStep::PiecesAddedStatus,
         ("GET" | "HEAD", ["piece", _]) => MockStep::GetPiece,
+        ("POST", ["pdp", "piece", "pull"]) => MockStep::PullPieces,
         _ => return None,
     })
 }
@@ -862,6 +881,7 @@ async fn handle(
         MockStep::DataSetStatus => data_set_status(shared, &path),
         MockStep::PiecesAddedStatus => pieces_added_status(shared, &path),
         MockStep::GetPiece => return get_piece(shared, head, wr, &path).await,
+        MockStep::PullPieces => pull_pieces(shared, json_body.as_ref()),
         MockStep::Upload => (405, vec![], Vec::new()),
     };
     answer(
@@ -1278,6 +1298,177 @@ fn pieces_added_status(
         json_headers().to_vec(),
         answer.to_string().into_bytes(),
     )
+}
+
+/// `POST /pdp/piece/pull`: starts a job per new `extraData` (a task that
+/// GETs every source and re-hashes it), answers a known one with its state.
+fn pull_pieces(
+    shared: &Arc<Shared>,
+    json_body: Option<&Value>,
+) -> (u16, Vec<(&'static str, String)>, Vec<u8>) {
+    let Some(body) = json_body else {
+        return text(400, "body must be JSON");
+    };
+    let hexed = |key: &str| {
+        body.get(key)
+            .and_then(Value::as_str)
+            .is_some_and(|s| s.starts_with("0x"))
+    };
+    if !hexed("extraData") || !hexed("recordKeeper") {
+        return text(400, "extraData and recordKeeper must be 0x hex");
+    }
+    let extra = body["extraData"].as_str().unwrap_or("").to_string();
+    let Some(list) = body
+        .get("pieces")
+        .and_then(Value::as_array)
+        .filter(|p| !p.is_empty())
+    else {
+        return text(400, "pieces must be a non-empty array");
+    };
+    let mut wanted = Vec::new();
+    for piece in list {
+        let (Some(cid), Some(url)) = (
+            piece.get("pieceCid").and_then(Value::as_str),
+            piece.get("sourceUrl").and_then(Value::as_str),
+        ) else {
+            return text(400, "each piece needs pieceCid and sourceUrl");
+        };
+        if cid
+            .parse::<PieceCid>()
+            .ok()
+            .and_then(|c| c.payload_size())
+            .is_none()
+        {
+            return text(400, "pieceCid must be a v2 PieceCID");
+        }
+        wanted.push((cid.to_string(), url.to_string()));
+    }
+    let mut state = shared.lock();
+    if let Some(id) = body.get("dataSetId") {
+        if !id
+            .as_u64()
+            .is_some_and(|id| state.data_sets.contains_key(&id))
+        {
+            return text(404, "data set not found");
+        }
+    }
+    if !state.pulls.contains_key(&extra) {
+        let fails = state.config.pull_fails;
+        let initial = if fails { "failed" } else { "pending" };
+        state.pulls.insert(
+            extra.clone(),
+            wanted.iter().map(|(c, _)| (c.clone(), initial)).collect(),
+        );
+        if !fails {
+            let shared = Arc::clone(shared);
+            let extra = extra.clone();
+            tokio::spawn(async move {
+                for (i, (cid, url)) in wanted.into_iter().enumerate() {
+                    set_pull(&shared, &extra, i, "inProgress");
+                    let status = match fetch_and_park(&shared, &cid, &url).await {
+                        Ok(()) => "complete",
+                        Err(_) => "failed",
+                    };
+                    set_pull(&shared, &extra, i, status);
+                }
+            });
+        }
+    }
+    let pieces = state.pulls[&extra].clone();
+    let rank = |s: &str| match s {
+        "failed" => 4,
+        "retrying" => 3,
+        "inProgress" => 2,
+        "pending" => 1,
+        _ => 0,
+    };
+    let overall = pieces
+        .iter()
+        .map(|(_, s)| *s)
+        .max_by_key(|s| rank(s))
+        .unwrap_or("complete");
+    let answer = json!({
+        "status": overall,
+        "pieces": pieces.iter().map(|(c, s)| json!({"pieceCid": c, "status": s})).collect::<Vec<_>>(),
+    });
+    let code = if overall == "complete" || overall == "failed" {
+        200
+    } else {
+        202
+    };
+    (
+        code,
+        json_headers().to_vec(),
+        answer.to_string().into_bytes(),
+    )
+}
+
+fn set_pull(shared: &Shared, extra: &str, index: usize, status: &'static str) {
+    if let Some(job) = shared.lock().pulls.get_mut(extra) {
+        job[index].1 = status;
+    }
+}
+
+/// The puller: a plain HTTP/1.1 `GET` of `url` (exactly 200), CommP of the
+/// body, parked under `cid` only when they match.
+async fn fetch_and_park(shared: &Shared, cid: &str, url: &str) -> Result<(), String> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or("only http:// sources in tests")?;
+    let (host, path) = rest.split_once('/').ok_or("no path")?;
+    let stream = TcpStream::connect(host).await.map_err(|e| e.to_string())?;
+    let (rd, mut wr) = stream.into_split();
+    let request = format!("GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    wr.write_all(request.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut rd = BufReader::new(rd);
+    let mut line = String::new();
+    rd.read_line(&mut line).await.map_err(|e| e.to_string())?;
+    if line.split_whitespace().nth(1) != Some("200") {
+        return Err(format!("source answered {line:?}"));
+    }
+    let mut length = None;
+    loop {
+        line.clear();
+        rd.read_line(&mut line).await.map_err(|e| e.to_string())?;
+        let header = line.trim_end();
+        if header.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = header.split_once(':') {
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.trim().parse::<u64>().ok();
+            }
+        }
+    }
+    let length = length.ok_or("no Content-Length")?;
+    let file_path = shared
+        .dir
+        .join(format!("pulled-{}", fake_uuid(&mut shared.lock())));
+    let mut file = File::create(&file_path).map_err(|e| e.to_string())?;
+    let mut commp = CommP::new();
+    let mut left = length;
+    let mut buf = vec![0u8; 64 * 1024];
+    while left > 0 {
+        let want = buf.len().min(left as usize);
+        let n = rd.read(&mut buf[..want]).await.map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err("source ended early".into());
+        }
+        commp.update(&buf[..n]);
+        file.write_all(&buf[..n]).map_err(|e| e.to_string())?;
+        left -= n as u64;
+    }
+    let computed = commp.finish().map_err(|e| e.to_string())?;
+    if computed.to_string() != cid {
+        return Err(format!("bytes hash to {computed}, not {cid}"));
+    }
+    shared
+        .lock()
+        .pieces
+        .insert(cid.to_string(), (file_path, length));
+    Ok(())
 }
 
 /// Parses a single `bytes=` range against `len`: `Ok(None)` without one,

@@ -105,6 +105,18 @@ impl MockRpc {
         state.names.insert(C::SELECTOR, C::SIGNATURE);
     }
 
+    /// Answers calls of `C` to `to` with these raw bytes, whatever the
+    /// arguments (for answers no typed encoder makes, e.g. a layout from the
+    /// future).
+    pub fn on_call_raw<C: SolCall + 'static>(&self, to: Address, answer: Vec<u8>) {
+        let mut state = self.state.lock().unwrap();
+        state.handlers.insert(
+            (to, C::SELECTOR),
+            Arc::new(move |_: &[u8]| CallAnswer::Return(answer.clone())),
+        );
+        state.names.insert(C::SELECTOR, C::SIGNATURE);
+    }
+
     /// Makes calls of `C` to `to` revert with `reason`.
     pub fn on_call_revert<C: SolCall + 'static>(&self, to: Address, reason: &str) {
         let reason = reason.to_string();
@@ -273,7 +285,7 @@ fn answer(request: &Value, state: &Arc<Mutex<State>>) -> Value {
 
 use alloy::primitives::address;
 use beam_edge::upload::chain::abi::{
-    IErc20, IFilecoinPay, IFwss, IFwssView, IServiceProviderRegistry,
+    IErc20, IFilecoinPay, IFwss, IFwssView, IFwssViewLegacy, IPdpVerifier, IServiceProviderRegistry,
 };
 use beam_edge::upload::chain::Network;
 
@@ -281,30 +293,138 @@ pub const KEY: &str = "0x1234123412341234123412341234123412341234123412341234123
 pub const PAYER: Address = address!("fF06ad5d076fa274B49C297f3fE9e29B5bA9AaDC");
 const PROVIDER: Address = address!("1111111111111111111111111111111111111111");
 const PAYEE: Address = address!("2222222222222222222222222222222222222222");
-const VIEW: Address = address!("3333333333333333333333333333333333333333");
+pub const VIEW: Address = address!("3333333333333333333333333333333333333333");
 const CALIB: u64 = 314_159;
 
-fn usdfc(n: u64) -> U256 {
+pub fn usdfc(n: u64) -> U256 {
     U256::from(n) * U256::from(10u64).pow(U256::from(18))
 }
 
 /// A calibration chain where provider 7 serves at `curio_url` and the payer
 /// has no data set yet; `funded` controls the wallet.
 pub async fn chain(curio_url: String, funded: bool) -> MockRpc {
+    chain_with(ChainSpec {
+        funded,
+        ..ChainSpec::new(vec![(7, curio_url)])
+    })
+    .await
+}
+
+/// One of the payer's data sets on the mock chain (live, FWSS, `withCDN`).
+#[derive(Clone, Debug)]
+pub struct MockDataSet {
+    pub data_set_id: u64,
+    pub provider_id: u64,
+    pub client_data_set_id: u64,
+    /// Lifecycle reserve left, in attoUSDFC.
+    pub reserve: u64,
+}
+
+/// What [`chain_with`] serves.
+#[derive(Clone, Debug)]
+pub struct ChainSpec {
+    /// Registry ids and service URLs; all active with a PDP product.
+    pub providers: Vec<(u64, String)>,
+    /// Funds and FWSS approval (see [`chain`]).
+    pub funded: bool,
+    /// USDFC deposited in FilecoinPay when funded.
+    pub funds: U256,
+    /// The payer's data sets.
+    pub data_sets: Vec<MockDataSet>,
+    /// Serve the 11-word `DataSetInfoView` of before the FWSS change of
+    /// 2026-06-11 instead of today's 13-word one.
+    pub legacy_view: bool,
+    /// Serve `getPriceList()` on the view (today's deployments do).
+    pub price_list: bool,
+}
+
+impl ChainSpec {
+    pub fn new(providers: Vec<(u64, String)>) -> ChainSpec {
+        ChainSpec {
+            providers,
+            funded: true,
+            funds: usdfc(10),
+            data_sets: Vec::new(),
+            legacy_view: false,
+            price_list: true,
+        }
+    }
+}
+
+/// The service-provider address of provider `id` on the mock chain.
+pub fn provider_address(id: u64) -> Address {
+    if id == 7 {
+        PROVIDER
+    } else {
+        Address::with_last_byte(0x10 + id as u8)
+    }
+}
+
+/// The payee of provider `id` on the mock chain.
+pub fn payee_address(id: u64) -> Address {
+    if id == 7 {
+        PAYEE
+    } else {
+        Address::with_last_byte(0x80 + id as u8)
+    }
+}
+
+/// FWSS v1.3.0's price list as its state view returns it
+/// (filecoin-services `PriceListUSDFC.sol`, pricing rationale of June 2026).
+pub fn price_list() -> IFwssView::PriceList {
+    let f = beam_edge::upload::chain::FeeSchedule::documented();
+    IFwssView::PriceList {
+        token: Network::Calibration.contracts().usdfc,
+        rates: IFwssView::PriceListRates {
+            storagePerTibPerMonth: f.storage_per_tib_per_month,
+            datasetFeePerMonth: f.dataset_fee_per_month,
+            cdnEgressPerTib: usdfc(7),
+            cacheMissEgressPerTib: usdfc(7),
+        },
+        fees: IFwssView::PriceListFees {
+            createDataSetFee: f.create_data_set_fee,
+            addPiecesBaseFee: f.add_pieces_base_fee,
+            addPiecesPerPieceFee: f.add_pieces_per_piece_fee,
+            schedulePieceRemovalsFee: usdfc(2) / U256::from(1000),
+            terminateFee: usdfc(112) / U256::from(100_000),
+        },
+        lockups: IFwssView::PriceListLockups {
+            lifecycleReserveTarget: f.lifecycle_reserve_target,
+            replenishThreshold: f.replenish_threshold,
+            defaultLockupPeriod: f.default_lockup_period,
+            cdnLockupAmount: f.cdn_lockup_amount,
+            cacheMissLockupAmount: f.cache_miss_lockup_amount,
+            cdnLockupPeriod: U256::from(2880 * 5),
+        },
+    }
+}
+
+/// A calibration chain as `spec` says: registry (`getProviderWithProduct`,
+/// `getAllActiveProviders`), FWSS and its view (`getClientDataSets` in the
+/// current or legacy layout, metadata, `getPriceList`), PDPVerifier,
+/// FilecoinPay and USDFC.
+pub async fn chain_with(spec: ChainSpec) -> MockRpc {
     let rpc = MockRpc::start(CALIB).await;
     let c = Network::Calibration.contracts();
+    let funded = spec.funded;
     rpc.set_block_number(1_000);
     rpc.set_balance(PAYER, U256::from(10u64).pow(U256::from(18)));
+    let providers = spec.providers.clone();
     rpc.on_call::<IServiceProviderRegistry::getProviderWithProductCall, _>(
         c.sp_registry,
         move |q| {
-            assert_eq!(q.providerId, U256::from(7));
+            let id = q.providerId.to::<u64>();
+            let url = providers
+                .iter()
+                .find(|(p, _)| *p == id)
+                .map(|(_, u)| u.clone())
+                .unwrap_or_else(|| panic!("mock chain: no provider {id}"));
             IServiceProviderRegistry::ProviderWithProduct {
-                providerId: U256::from(7),
+                providerId: U256::from(id),
                 providerInfo: IServiceProviderRegistry::ServiceProviderInfoView {
-                    serviceProvider: PROVIDER,
-                    payee: PAYEE,
-                    name: "mock curio".into(),
+                    serviceProvider: provider_address(id),
+                    payee: payee_address(id),
+                    name: format!("mock curio {id}"),
                     description: String::new(),
                     isActive: true,
                 },
@@ -313,21 +433,93 @@ pub async fn chain(curio_url: String, funded: bool) -> MockRpc {
                     capabilityKeys: vec!["serviceURL".into()],
                     isActive: true,
                 },
-                productCapabilityValues: vec![Bytes::from(curio_url.clone().into_bytes())],
+                productCapabilityValues: vec![Bytes::from(url.into_bytes())],
+            }
+        },
+    );
+    let ids: Vec<U256> = spec
+        .providers
+        .iter()
+        .map(|(id, _)| U256::from(*id))
+        .collect();
+    rpc.on_call::<IServiceProviderRegistry::getAllActiveProvidersCall, _>(
+        c.sp_registry,
+        move |q| {
+            let from = q.offset.to::<usize>().min(ids.len());
+            let to = (from + q.limit.to::<usize>()).min(ids.len());
+            IServiceProviderRegistry::getAllActiveProvidersReturn {
+                providerIds: ids[from..to].to_vec(),
+                hasMore: to < ids.len(),
             }
         },
     );
     rpc.on_call::<IFwss::viewContractAddressCall, _>(c.fwss, |_| VIEW);
-    rpc.on_call::<IFwssView::getClientDataSetsCall, _>(VIEW, |_| {
-        Vec::<IFwssView::DataSetInfoView>::new()
+    let sets = spec.data_sets.clone();
+    if spec.legacy_view {
+        rpc.on_call::<IFwssViewLegacy::getClientDataSetsCall, _>(VIEW, move |q| {
+            if q.offset > U256::ZERO {
+                return Vec::new();
+            }
+            sets.iter()
+                .map(|d| IFwssViewLegacy::DataSetInfoView {
+                    pdpRailId: U256::from(100 + d.data_set_id),
+                    cacheMissRailId: U256::from(200 + d.data_set_id),
+                    cdnRailId: U256::from(300 + d.data_set_id),
+                    payer: PAYER,
+                    payee: payee_address(d.provider_id),
+                    serviceProvider: provider_address(d.provider_id),
+                    commissionBps: U256::ZERO,
+                    clientDataSetId: U256::from(d.client_data_set_id),
+                    pdpEndEpoch: U256::ZERO,
+                    providerId: U256::from(d.provider_id),
+                    dataSetId: U256::from(d.data_set_id),
+                })
+                .collect()
+        });
+    } else {
+        rpc.on_call::<IFwssView::getClientDataSetsCall, _>(VIEW, move |q| {
+            if q.offset > U256::ZERO {
+                return Vec::new();
+            }
+            sets.iter()
+                .map(|d| IFwssView::DataSetInfoView {
+                    pdpRailId: U256::from(100 + d.data_set_id),
+                    cacheMissRailId: U256::from(200 + d.data_set_id),
+                    cdnRailId: U256::from(300 + d.data_set_id),
+                    payer: PAYER,
+                    payee: payee_address(d.provider_id),
+                    serviceProvider: provider_address(d.provider_id),
+                    commissionBps: U256::ZERO,
+                    clientDataSetId: U256::from(d.client_data_set_id),
+                    pdpEndEpoch: U256::ZERO,
+                    providerId: U256::from(d.provider_id),
+                    pendingOneTimePayments: alloy::primitives::Uint::ZERO,
+                    lifecycleReserveBalance: alloy::primitives::Uint::from(d.reserve),
+                    dataSetId: U256::from(d.data_set_id),
+                })
+                .collect()
+        });
+    }
+    rpc.on_call::<IFwssView::getAllDataSetMetadataCall, _>(VIEW, |_| {
+        IFwssView::getAllDataSetMetadataReturn {
+            keys: vec!["withCDN".into()],
+            values: vec![String::new()],
+        }
     });
+    if spec.price_list {
+        rpc.on_call::<IFwssView::getPriceListCall, _>(VIEW, |_| price_list());
+    }
+    rpc.on_call::<IPdpVerifier::dataSetLiveCall, _>(c.pdp_verifier, |_| true);
+    rpc.on_call::<IPdpVerifier::getDataSetListenerCall, _>(c.pdp_verifier, move |_| c.fwss);
+    rpc.on_call::<IPdpVerifier::getActivePieceCountCall, _>(c.pdp_verifier, |_| U256::from(1));
+    let funds = spec.funds;
     rpc.on_call::<IErc20::balanceOfCall, _>(
         c.usdfc,
         move |_| if funded { usdfc(20) } else { U256::ZERO },
     );
     rpc.on_call::<IFilecoinPay::accountsCall, _>(c.filecoin_pay, move |_| {
         IFilecoinPay::accountsReturn {
-            funds: if funded { usdfc(10) } else { U256::ZERO },
+            funds: if funded { funds } else { U256::ZERO },
             lockupCurrent: U256::ZERO,
             lockupRate: U256::ZERO,
             lockupLastSettledAt: U256::from(1_000),

@@ -6,8 +6,10 @@
 //! FilecoinWarmStorageService (FWSS) typed data exactly as the reference client
 //! (`@filoz/synapse-core` 0.5.2) does, looks up a provider's service URL and
 //! payee in the ServiceProviderRegistry, lists the payer's data sets so a
-//! `withCDN` one at the chosen provider can be reused, and summarises whether
-//! the wallet can pay ([`WalletReport::problems`]).
+//! `withCDN` one at the chosen provider can be reused (decoding the FWSS
+//! view's `DataSetInfoView` by the width of the answer), and summarises
+//! whether the wallet can pay ([`WalletReport::problems`]), FWSS's one-time
+//! fees and lockups of a planned upload included ([`fees`]).
 //!
 //! What it is not: it sends no transaction. Depositing USDFC into FilecoinPay
 //! and approving FWSS as operator are the payer's own on-chain actions; this
@@ -21,6 +23,7 @@
 
 pub mod abi;
 mod extra_data;
+pub mod fees;
 mod key;
 mod network;
 mod reads;
@@ -31,11 +34,13 @@ pub use extra_data::{
     MAX_DATA_SET_METADATA_VALUE_BYTES, MAX_METADATA_KEY_BYTES, MAX_PIECES_PER_ADD,
     MAX_PIECE_METADATA_KEYS, MAX_PIECE_METADATA_VALUE_BYTES, WITH_CDN_KEY,
 };
+pub use fees::{CopyPlan, FeeSchedule, FeeSource, UploadCost, UploadPlan};
 pub use key::{load_signer, parse_private_key, KeyError, PayerKey, PRIVATE_KEY_ENV};
 pub use network::{Contracts, Network};
 pub use reads::{
-    choose_reusable_data_set, ChainError, ChainReader, DataSet, OperatorApproval, PayAccount,
-    ProviderInfo, WalletReport,
+    choose_reusable_data_set, decode_client_data_sets, ChainError, ChainReader, DataSet,
+    DataSetInfo, OperatorApproval, PayAccount, ProviderInfo, WalletReport, DATA_SET_INFO_WORDS,
+    DATA_SET_INFO_WORDS_LEGACY,
 };
 
 /// Re-exported so callers need no direct alloy dependency for the common types.

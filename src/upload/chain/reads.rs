@@ -15,10 +15,11 @@ use alloy::rpc::types::TransactionRequest;
 use alloy::sol_types::SolCall;
 
 use super::abi::{
-    IErc20, IFilecoinPay, IFwss, IFwssView, IPdpVerifier, IServiceProviderRegistry,
-    PRODUCT_TYPE_PDP,
+    IErc20, IFilecoinPay, IFwss, IFwssView, IFwssViewLegacy, IPdpVerifier,
+    IServiceProviderRegistry, PRODUCT_TYPE_PDP,
 };
 use super::extra_data::WITH_CDN_KEY;
+use super::fees::{upload_cost, FeeSchedule, FeeSource, UploadCost, UploadPlan};
 use super::network::{Contracts, Network};
 
 /// Page size of `getClientDataSets`, as the reference client uses.
@@ -51,6 +52,22 @@ pub enum ChainError {
     /// The provider's PDP product lacks a usable `serviceURL`.
     #[error("storage provider {0} has no valid serviceURL capability")]
     NoServiceUrl(U256),
+    /// A view answered an array whose elements have a width this reader does
+    /// not know: the contract changed again. Ids are never guessed.
+    #[error(
+        "{call} at {contract} answered {width} words per element; this reader knows {known}: \
+         the contract's layout changed, refusing to guess data set ids"
+    )]
+    UnknownLayout {
+        /// The function, as `Contract.function`.
+        call: &'static str,
+        /// The contract asked.
+        contract: Address,
+        /// Words (32 bytes) per array element in the answer.
+        width: usize,
+        /// The widths this reader decodes.
+        known: &'static str,
+    },
 }
 
 /// A storage provider as the ServiceProviderRegistry describes it.
@@ -99,6 +116,149 @@ pub struct DataSet {
     pub managed_by_fwss: bool,
     /// Pieces currently in the set.
     pub active_piece_count: U256,
+    /// One-time fees (AddPieces, CreateDataSet) queued on the set and not yet
+    /// paid out of its lifecycle reserve; `None` from a view older than the
+    /// FWSS change of 2026-06-11.
+    pub pending_one_time_payments: Option<U256>,
+    /// What is left of the set's lifecycle reserve (the PDP rail's fixed
+    /// lockup that pays one-time fees); `None` from an older view.
+    pub lifecycle_reserve_balance: Option<U256>,
+}
+
+/// One element of `getClientDataSets`, whichever layout the view answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataSetInfo {
+    /// FilecoinPay rail paying for PDP storage.
+    pub pdp_rail_id: U256,
+    /// FilecoinPay rail paying FilBeam cache misses.
+    pub cache_miss_rail_id: U256,
+    /// FilecoinPay rail paying FilBeam (0 when the CDN is off).
+    pub cdn_rail_id: U256,
+    /// The payer.
+    pub payer: Address,
+    /// The provider's payee.
+    pub payee: Address,
+    /// The provider's address.
+    pub service_provider: Address,
+    /// FWSS commission in basis points.
+    pub commission_bps: U256,
+    /// The `clientDataSetId` the set was created with.
+    pub client_data_set_id: U256,
+    /// Non-zero once the service was terminated.
+    pub pdp_end_epoch: U256,
+    /// Registry id of the provider.
+    pub provider_id: U256,
+    /// Queued one-time fees (13-word layout only).
+    pub pending_one_time_payments: Option<U256>,
+    /// Lifecycle reserve left (13-word layout only).
+    pub lifecycle_reserve_balance: Option<U256>,
+    /// On-chain data set id.
+    pub data_set_id: U256,
+}
+
+/// Words per `DataSetInfoView` before the FWSS change of 2026-06-11.
+pub const DATA_SET_INFO_WORDS_LEGACY: usize = 11;
+/// Words per `DataSetInfoView` since the FWSS change of 2026-06-11
+/// (`uint96 pendingOneTimePayments, uint96 lifecycleReserveBalance` after
+/// `providerId`; filecoin-services of 2026-08-06).
+pub const DATA_SET_INFO_WORDS: usize = 13;
+
+/// Decodes the answer of `getClientDataSets(address,uint256,uint256)` from
+/// `contract`, choosing the layout from the data: the answer is one dynamic
+/// array of static tuples (offset word, length word, then `length` elements
+/// of equal width), so the width is the words after the length divided by
+/// the length. 11 and 13 words decode; any other width is
+/// [`ChainError::UnknownLayout`], never a misread id.
+pub fn decode_client_data_sets(
+    raw: &[u8],
+    contract: Address,
+) -> Result<Vec<DataSetInfo>, ChainError> {
+    const CALL: &str = "FWSSView.getClientDataSets";
+    let bad = |message: String| ChainError::Decode {
+        call: CALL,
+        message,
+    };
+    if raw.len() < 64 || !raw.len().is_multiple_of(32) {
+        return Err(bad(format!(
+            "{} bytes is not an ABI-encoded dynamic array",
+            raw.len()
+        )));
+    }
+    let word = |i: usize| U256::from_be_slice(&raw[i * 32..(i + 1) * 32]);
+    if word(0) != U256::from(32) {
+        return Err(bad(format!("array offset {} is not 32", word(0))));
+    }
+    let len = word(1);
+    let words_after = raw.len() / 32 - 2;
+    if len == U256::ZERO {
+        return Ok(Vec::new());
+    }
+    if len > U256::from(words_after) {
+        return Err(bad(format!(
+            "{len} elements cannot fit in {words_after} words"
+        )));
+    }
+    let len = len.to::<usize>();
+    if !words_after.is_multiple_of(len) {
+        return Err(bad(format!(
+            "{words_after} words do not split into {len} equal elements"
+        )));
+    }
+    let width = words_after / len;
+    let known = "11 (before the FWSS change of 2026-06-11) and 13 (since)";
+    match width {
+        DATA_SET_INFO_WORDS => {
+            let infos = <IFwssView::getClientDataSetsCall as SolCall>::abi_decode_returns(raw)
+                .map_err(|e| bad(e.to_string()))?;
+            Ok(infos
+                .into_iter()
+                .map(|i| DataSetInfo {
+                    pdp_rail_id: i.pdpRailId,
+                    cache_miss_rail_id: i.cacheMissRailId,
+                    cdn_rail_id: i.cdnRailId,
+                    payer: i.payer,
+                    payee: i.payee,
+                    service_provider: i.serviceProvider,
+                    commission_bps: i.commissionBps,
+                    client_data_set_id: i.clientDataSetId,
+                    pdp_end_epoch: i.pdpEndEpoch,
+                    provider_id: i.providerId,
+                    pending_one_time_payments: Some(U256::from(i.pendingOneTimePayments)),
+                    lifecycle_reserve_balance: Some(U256::from(i.lifecycleReserveBalance)),
+                    data_set_id: i.dataSetId,
+                })
+                .collect())
+        }
+        DATA_SET_INFO_WORDS_LEGACY => {
+            let infos =
+                <IFwssViewLegacy::getClientDataSetsCall as SolCall>::abi_decode_returns(raw)
+                    .map_err(|e| bad(e.to_string()))?;
+            Ok(infos
+                .into_iter()
+                .map(|i| DataSetInfo {
+                    pdp_rail_id: i.pdpRailId,
+                    cache_miss_rail_id: i.cacheMissRailId,
+                    cdn_rail_id: i.cdnRailId,
+                    payer: i.payer,
+                    payee: i.payee,
+                    service_provider: i.serviceProvider,
+                    commission_bps: i.commissionBps,
+                    client_data_set_id: i.clientDataSetId,
+                    pdp_end_epoch: i.pdpEndEpoch,
+                    provider_id: i.providerId,
+                    pending_one_time_payments: None,
+                    lifecycle_reserve_balance: None,
+                    data_set_id: i.dataSetId,
+                })
+                .collect())
+        }
+        width => Err(ChainError::UnknownLayout {
+            call: CALL,
+            contract,
+            width,
+            known,
+        }),
+    }
 }
 
 impl DataSet {
@@ -190,6 +350,9 @@ pub struct WalletReport {
     pub account: PayAccount,
     /// FWSS as operator.
     pub approval: OperatorApproval,
+    /// What the planned upload needs up front, when one is planned
+    /// ([`WalletReport::with_upload_cost`]); `None` checks only the basics.
+    pub upload: Option<UploadCost>,
 }
 
 fn tokens(amount: U256, symbol: &str) -> String {
@@ -234,6 +397,45 @@ impl WalletReport {
                 "raise FWSS's operator allowances in FilecoinPay ({pay}): rate or lockup allowance is used up"
             ));
         }
+        if let Some(cost) = &self.upload {
+            let what = || {
+                let copies = cost.copies.len();
+                let created = cost.copies.iter().filter(|c| c.new_data_set).count();
+                let source = match cost.fees.source {
+                    FeeSource::Chain => "FWSS's price list",
+                    FeeSource::Documented => "FWSS v1.3.0's documented price list",
+                };
+                format!(
+                    "this upload ({copies} cop{}, {created} new data set{}) needs {} of new lockup in FilecoinPay, \
+                     out of which {} of one-time FWSS fees are paid ({source})",
+                    if copies == 1 { "y" } else { "ies" },
+                    if created == 1 { "" } else { "s" },
+                    tokens(cost.lockup, "USDFC"),
+                    tokens(cost.one_time_fees, "USDFC"),
+                )
+            };
+            if self.account.available < cost.lockup {
+                problems.push(format!(
+                    "{}; {} is available: deposit {} more USDFC into FilecoinPay ({pay})",
+                    what(),
+                    tokens(self.account.available, "USDFC"),
+                    tokens(cost.lockup - self.account.available, "USDFC")
+                        .trim_end_matches(" USDFC"),
+                ));
+            }
+            let allowance_left = self
+                .approval
+                .lockup_allowance
+                .saturating_sub(self.approval.lockup_usage);
+            if self.approval.is_approved && allowance_left < cost.lockup {
+                problems.push(format!(
+                    "{}; FWSS's lockup allowance has {} left: raise it by {} in FilecoinPay ({pay})",
+                    what(),
+                    tokens(allowance_left, "USDFC"),
+                    tokens(cost.lockup - allowance_left, "USDFC"),
+                ));
+            }
+        }
         if !problems.is_empty() && self.fil_balance == U256::ZERO {
             problems.push(format!(
                 "send FIL to {} to pay gas for those transactions (balance is 0)",
@@ -246,6 +448,13 @@ impl WalletReport {
     /// No problems: uploads may start.
     pub fn is_ready(&self) -> bool {
         self.problems().is_empty()
+    }
+
+    /// This report, also checking that the funds and FWSS's lockup allowance
+    /// cover `cost` (see [`super::fees`]).
+    pub fn with_upload_cost(mut self, cost: UploadCost) -> WalletReport {
+        self.upload = Some(cost);
+        self
     }
 }
 
@@ -318,20 +527,29 @@ impl ChainReader {
         }
     }
 
+    /// `eth_call` of `call` to `to`, the answer undecoded.
+    async fn call_raw<C: SolCall>(
+        &self,
+        call_name: &'static str,
+        to: Address,
+        call: C,
+    ) -> Result<Bytes, ChainError> {
+        let tx = TransactionRequest::default()
+            .with_to(to)
+            .with_input(call.abi_encode());
+        self.provider
+            .call(tx)
+            .await
+            .map_err(|e| rpc_error(call_name, e))
+    }
+
     async fn call<C: SolCall>(
         &self,
         call_name: &'static str,
         to: Address,
         call: C,
     ) -> Result<C::Return, ChainError> {
-        let tx = TransactionRequest::default()
-            .with_to(to)
-            .with_input(call.abi_encode());
-        let out = self
-            .provider
-            .call(tx)
-            .await
-            .map_err(|e| rpc_error(call_name, e))?;
+        let out = self.call_raw(call_name, to, call).await?;
         C::abi_decode_returns(&out).map_err(|e| ChainError::Decode {
             call: call_name,
             message: e.to_string(),
@@ -426,7 +644,10 @@ impl ChainReader {
                 offset: U256::from(offset),
                 limit: U256::from(DATA_SETS_PAGE),
             };
-            let page = self.call("FWSSView.getClientDataSets", view, call).await?;
+            let raw = self
+                .call_raw("FWSSView.getClientDataSets", view, call)
+                .await?;
+            let page = decode_client_data_sets(&raw, view)?;
             let len = page.len() as u64;
             infos.extend(page);
             if len < DATA_SETS_PAGE {
@@ -444,9 +665,9 @@ impl ChainReader {
     async fn data_set_details(
         &self,
         view: Address,
-        info: IFwssView::DataSetInfoView,
+        info: DataSetInfo,
     ) -> Result<DataSet, ChainError> {
-        let id = info.dataSetId;
+        let id = info.data_set_id;
         let meta = self
             .call(
                 "FWSSView.getAllDataSetMetadata",
@@ -486,17 +707,19 @@ impl ChainReader {
         };
         Ok(DataSet {
             data_set_id: id,
-            client_data_set_id: info.clientDataSetId,
-            provider_id: info.providerId,
+            client_data_set_id: info.client_data_set_id,
+            provider_id: info.provider_id,
             payee: info.payee,
-            service_provider: info.serviceProvider,
-            pdp_rail_id: info.pdpRailId,
-            cdn_rail_id: info.cdnRailId,
-            pdp_end_epoch: info.pdpEndEpoch,
+            service_provider: info.service_provider,
+            pdp_rail_id: info.pdp_rail_id,
+            cdn_rail_id: info.cdn_rail_id,
+            pdp_end_epoch: info.pdp_end_epoch,
             metadata,
             live,
             managed_by_fwss,
             active_piece_count,
+            pending_one_time_payments: info.pending_one_time_payments,
+            lifecycle_reserve_balance: info.lifecycle_reserve_balance,
         })
     }
 
@@ -595,7 +818,63 @@ impl ChainReader {
             usdfc_balance: self.usdfc_balance(payer).await?,
             account: self.pay_account(payer).await?,
             approval: self.fwss_operator_approval(payer).await?,
+            upload: None,
         })
+    }
+
+    /// FWSS's price list from the state view's `getPriceList()`; a view
+    /// without it (a revert: deployments before filecoin-services PR 501)
+    /// gives [`FeeSchedule::documented`].
+    pub async fn fee_schedule(&self) -> Result<FeeSchedule, ChainError> {
+        let view = self.fwss_view_address().await?;
+        match self
+            .call(
+                "FWSSView.getPriceList",
+                view,
+                IFwssView::getPriceListCall {},
+            )
+            .await
+        {
+            Ok(list) => Ok(FeeSchedule::from_price_list(&list)),
+            Err(ChainError::Reverted { message, .. }) => {
+                log::warn!(
+                    "FWSSView.getPriceList reverted ({message}); using FWSS v1.3.0's documented fees"
+                );
+                Ok(FeeSchedule::documented())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// What `plan` needs up front under the chain's price list.
+    pub async fn upload_cost(&self, plan: &UploadPlan) -> Result<UploadCost, ChainError> {
+        Ok(upload_cost(&self.fee_schedule().await?, plan))
+    }
+
+    /// Ids of every active provider in the ServiceProviderRegistry
+    /// (`getAllActiveProviders`, paged).
+    pub async fn active_provider_ids(&self) -> Result<Vec<U256>, ChainError> {
+        let mut ids = Vec::new();
+        let mut offset = 0u64;
+        loop {
+            let call = IServiceProviderRegistry::getAllActiveProvidersCall {
+                offset: U256::from(offset),
+                limit: U256::from(DATA_SETS_PAGE),
+            };
+            let page = self
+                .call(
+                    "ServiceProviderRegistry.getAllActiveProviders",
+                    self.contracts.sp_registry,
+                    call,
+                )
+                .await?;
+            offset += page.providerIds.len() as u64;
+            let more = page.hasMore && !page.providerIds.is_empty();
+            ids.extend(page.providerIds);
+            if !more {
+                return Ok(ids);
+            }
+        }
     }
 }
 
@@ -611,5 +890,193 @@ fn rpc_error(call: &'static str, error: alloy::transports::TransportError) -> Ch
     ChainError::Rpc {
         call,
         message: error.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloy::primitives::address;
+
+    const VIEW: Address = address!("9BF9e67e83EC8613883FDdDec4D3b38AEE937177");
+
+    /// An ABI answer built word by word: offset 32, the length, then `rows`.
+    fn raw_array(rows: &[Vec<u64>]) -> Vec<u8> {
+        let mut words = vec![32u64, rows.len() as u64];
+        for row in rows {
+            words.extend(row);
+        }
+        words
+            .iter()
+            .flat_map(|w| U256::from(*w).to_be_bytes::<32>())
+            .collect()
+    }
+
+    /// Word `i` of a row holds `base + i`, so every field is tell-tale.
+    fn row(width: u64, base: u64) -> Vec<u64> {
+        (1..=width).map(|i| base + i).collect()
+    }
+
+    #[test]
+    fn the_13_word_layout_reads_the_lifecycle_fields_and_the_last_word_as_id() {
+        let raw = raw_array(&[row(13, 0), row(13, 100)]);
+        let infos = decode_client_data_sets(&raw, VIEW).unwrap();
+        assert_eq!(infos.len(), 2);
+        let first = &infos[0];
+        assert_eq!(first.pdp_rail_id, U256::from(1));
+        assert_eq!(first.client_data_set_id, U256::from(8));
+        assert_eq!(first.pdp_end_epoch, U256::from(9));
+        assert_eq!(first.provider_id, U256::from(10));
+        assert_eq!(first.pending_one_time_payments, Some(U256::from(11)));
+        assert_eq!(first.lifecycle_reserve_balance, Some(U256::from(12)));
+        assert_eq!(first.data_set_id, U256::from(13));
+        assert_eq!(infos[1].data_set_id, U256::from(113));
+    }
+
+    #[test]
+    fn the_11_word_layout_still_reads_with_no_lifecycle_fields() {
+        let raw = raw_array(&[row(11, 0)]);
+        let infos = decode_client_data_sets(&raw, VIEW).unwrap();
+        assert_eq!(infos[0].provider_id, U256::from(10));
+        assert_eq!(infos[0].data_set_id, U256::from(11));
+        assert_eq!(infos[0].pending_one_time_payments, None);
+        assert_eq!(infos[0].lifecycle_reserve_balance, None);
+    }
+
+    #[test]
+    fn typed_encodings_of_both_layouts_round_trip() {
+        let current = IFwssView::DataSetInfoView {
+            pdpRailId: U256::from(1),
+            cacheMissRailId: U256::from(2),
+            cdnRailId: U256::from(3),
+            payer: VIEW,
+            payee: VIEW,
+            serviceProvider: VIEW,
+            commissionBps: U256::ZERO,
+            clientDataSetId: U256::from(77),
+            pdpEndEpoch: U256::ZERO,
+            providerId: U256::from(7),
+            pendingOneTimePayments: alloy::primitives::Uint::from(5u64),
+            lifecycleReserveBalance: alloy::primitives::Uint::from(6u64),
+            dataSetId: U256::from(42),
+        };
+        let raw = IFwssView::getClientDataSetsCall::abi_encode_returns(&vec![current]);
+        assert_eq!(raw.len(), 32 * (2 + 13));
+        let got = decode_client_data_sets(&raw, VIEW).unwrap();
+        assert_eq!(
+            (got[0].data_set_id, got[0].client_data_set_id),
+            (U256::from(42), U256::from(77))
+        );
+        assert_eq!(got[0].lifecycle_reserve_balance, Some(U256::from(6)));
+        let legacy = IFwssViewLegacy::DataSetInfoView {
+            pdpRailId: U256::from(1),
+            cacheMissRailId: U256::from(2),
+            cdnRailId: U256::from(3),
+            payer: VIEW,
+            payee: VIEW,
+            serviceProvider: VIEW,
+            commissionBps: U256::ZERO,
+            clientDataSetId: U256::from(77),
+            pdpEndEpoch: U256::ZERO,
+            providerId: U256::from(7),
+            dataSetId: U256::from(42),
+        };
+        let raw = IFwssViewLegacy::getClientDataSetsCall::abi_encode_returns(&vec![legacy]);
+        let got = decode_client_data_sets(&raw, VIEW).unwrap();
+        assert_eq!(got[0].data_set_id, U256::from(42));
+    }
+
+    #[test]
+    fn an_unknown_width_is_an_error_naming_contract_function_and_width() {
+        for width in [12u64, 14, 15] {
+            let raw = raw_array(&[row(width, 0), row(width, 50)]);
+            let err = decode_client_data_sets(&raw, VIEW).unwrap_err();
+            assert!(
+                matches!(err, ChainError::UnknownLayout { width: w, contract, .. }
+                    if w == width as usize && contract == VIEW),
+                "{err}"
+            );
+            let text = err.to_string();
+            assert!(text.contains("FWSSView.getClientDataSets"), "{text}");
+            assert!(text.contains(&format!("answered {width} words")), "{text}");
+            assert!(text.contains(&VIEW.to_string()), "{text}");
+        }
+    }
+
+    #[test]
+    fn empty_and_malformed_answers() {
+        assert!(decode_client_data_sets(&raw_array(&[]), VIEW)
+            .unwrap()
+            .is_empty());
+        let mut ragged = raw_array(&[row(13, 0), row(13, 0)]);
+        ragged.truncate(ragged.len() - 32);
+        assert!(matches!(
+            decode_client_data_sets(&ragged, VIEW),
+            Err(ChainError::Decode { .. })
+        ));
+        assert!(matches!(
+            decode_client_data_sets(&[0u8; 31], VIEW),
+            Err(ChainError::Decode { .. })
+        ));
+        let mut bad_offset = raw_array(&[row(13, 0)]);
+        bad_offset[31] = 64;
+        assert!(matches!(
+            decode_client_data_sets(&bad_offset, VIEW),
+            Err(ChainError::Decode { .. })
+        ));
+    }
+
+    #[test]
+    fn the_wallet_asks_for_the_missing_lockup_of_a_planned_upload() {
+        use super::super::fees::{CopyPlan, FeeSchedule};
+        let fees = FeeSchedule::documented();
+        let plan = UploadPlan::for_file(
+            Some(1000),
+            1000,
+            (0..2)
+                .map(|i| CopyPlan {
+                    provider_id: U256::from(i),
+                    data_set_id: None,
+                    with_cdn: true,
+                    reserve_balance: None,
+                    pending_one_time_payments: None,
+                })
+                .collect(),
+        );
+        let cost = upload_cost(&fees, &plan);
+        let half = U256::from(5) * U256::from(10u64).pow(U256::from(17));
+        let report = WalletReport {
+            network: Network::Calibration,
+            payer: VIEW,
+            contracts: Network::Calibration.contracts(),
+            fil_balance: U256::from(1),
+            usdfc_balance: U256::ZERO,
+            account: PayAccount {
+                funds: half,
+                available: half,
+                ..PayAccount::default()
+            },
+            approval: OperatorApproval {
+                is_approved: true,
+                rate_allowance: U256::MAX,
+                lockup_allowance: U256::MAX,
+                ..OperatorApproval::default()
+            },
+            upload: None,
+        };
+        assert!(report.is_ready(), "without a plan only the basics count");
+        let report = report.with_upload_cost(cost.clone());
+        let problems = report.problems();
+        assert_eq!(problems.len(), 1, "{problems:#?}");
+        let missing = tokens(cost.lockup - half, "USDFC");
+        let missing = missing.trim_end_matches(" USDFC");
+        assert!(
+            problems[0].contains(&format!("deposit {missing} more USDFC")),
+            "{problems:#?}"
+        );
+        assert!(
+            problems[0].contains("2 copies, 2 new data sets"),
+            "{problems:#?}"
+        );
     }
 }
