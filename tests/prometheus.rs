@@ -409,22 +409,25 @@ fn scrape_and_query(curio: &MockCurio, rpc_url: &str) {
     // followed the traffic: compare with /admin/cache only once the latest
     // scrape holds the same served bytes as /admin/cache does.
     let mut admin = read_admin();
-    wait_for("the scraped served bytes to settle at /admin/cache's", || {
-        admin = read_admin();
-        let served: u64 = ["memory", "disk", "upstream", "peer"]
-            .iter()
-            .filter_map(|k| admin["served_bytes"][k].as_u64())
-            .sum();
-        let scraped = prom
-            .query("sum(beam_edge_served_bytes_total)")
-            .first()
-            .map(|(_, v)| *v);
-        if scraped == Some(served as f64) {
-            return true;
-        }
-        prom.wait_scrape();
-        false
-    });
+    wait_for(
+        "the scraped served bytes to settle at /admin/cache's",
+        || {
+            admin = read_admin();
+            let served: u64 = ["memory", "disk", "upstream", "peer"]
+                .iter()
+                .filter_map(|k| admin["served_bytes"][k].as_u64())
+                .sum();
+            let scraped = prom
+                .query("sum(beam_edge_served_bytes_total)")
+                .first()
+                .map(|(_, v)| *v);
+            if scraped == Some(served as f64) {
+                return true;
+            }
+            prom.wait_scrape();
+            false
+        },
+    );
     for (title, expr) in &queries {
         let promql = expr.replace("$__rate_interval", "5m");
         assert!(!promql.contains('$'), "a Grafana variable left in {expr}");
