@@ -95,6 +95,18 @@ fn admin_cluster(p: &EdgeProcess) -> serde_json::Value {
 }
 
 /// Waits until `p` sees `n` members, all ready.
+/// Starts every member with the static list of all of them, and waits until
+/// each sees them all. Returns the membership YAML (for restarts) and the
+/// processes, in member order.
+fn start_all(beam: &MockBeam, ms: &[Member]) -> (String, Vec<EdgeProcess>) {
+    let peers = all_peers(ms);
+    let ps: Vec<EdgeProcess> = ms.iter().map(|m| start(beam, m, &m.name, &peers)).collect();
+    for p in &ps {
+        wait_members(p, ms.len());
+    }
+    (peers, ps)
+}
+
 fn wait_members(p: &EdgeProcess, n: usize) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -207,14 +219,7 @@ fn one_cache_across_three_replicas() {
     let (cid, data) = piece(&beam, 11);
     let root = tempfile::tempdir().unwrap();
     let ms = members(3, root.path());
-    let peers = all_peers(&ms);
-    let ps: Vec<EdgeProcess> = ms
-        .iter()
-        .map(|m| start(&beam, m, &m.name, &peers))
-        .collect();
-    for p in &ps {
-        wait_members(p, 3);
-    }
+    let (_, ps) = start_all(&beam, &ms);
 
     assert!(read_all(&ps[0], &cid) == data, "bytes differ");
     let per_disk = wait_stored(&ms, &cid, window_count() as usize);
@@ -282,14 +287,7 @@ fn a_killed_replica_costs_no_errors_and_comes_back_warm() {
     let (cid, data) = piece(&beam, 12);
     let root = tempfile::tempdir().unwrap();
     let ms = members(3, root.path());
-    let peers = all_peers(&ms);
-    let mut ps: Vec<EdgeProcess> = ms
-        .iter()
-        .map(|m| start(&beam, m, &m.name, &peers))
-        .collect();
-    for p in &ps {
-        wait_members(p, 3);
-    }
+    let (peers, mut ps) = start_all(&beam, &ms);
     assert!(read_all(&ps[0], &cid) == data);
     let per_disk = wait_stored(&ms, &cid, window_count() as usize);
     assert!(!per_disk[2].is_empty(), "edge-2 owns nothing: {per_disk:?}");
@@ -341,14 +339,7 @@ fn a_stalled_owner_is_timed_out_and_skipped() {
     let (cid, data) = piece(&beam, 16);
     let root = tempfile::tempdir().unwrap();
     let ms = members(3, root.path());
-    let peers = all_peers(&ms);
-    let ps: Vec<EdgeProcess> = ms
-        .iter()
-        .map(|m| start(&beam, m, &m.name, &peers))
-        .collect();
-    for p in &ps {
-        wait_members(p, 3);
-    }
+    let (_, ps) = start_all(&beam, &ms);
     assert!(read_all(&ps[0], &cid) == data);
     let per_disk = wait_stored(&ms, &cid, window_count() as usize);
     assert!(!per_disk[2].is_empty(), "edge-2 owns nothing: {per_disk:?}");
@@ -430,14 +421,7 @@ fn a_hammered_window_becomes_a_memory_hit_on_a_non_owner() {
     let (cid, data) = piece(&beam, 14);
     let root = tempfile::tempdir().unwrap();
     let ms = members(3, root.path());
-    let peers = all_peers(&ms);
-    let ps: Vec<EdgeProcess> = ms
-        .iter()
-        .map(|m| start(&beam, m, &m.name, &peers))
-        .collect();
-    for p in &ps {
-        wait_members(p, 3);
-    }
+    let (_, ps) = start_all(&beam, &ms);
     assert!(read_all(&ps[0], &cid) == data);
     let per_disk = wait_stored(&ms, &cid, window_count() as usize);
     // A whole window that edge-0 does not own.
