@@ -204,6 +204,27 @@ pub fn decode_client_data_sets(
             "{words_after} words do not split into {len} equal elements"
         )));
     }
+    // The two layouts are two generated types with the same field names; the
+    // old one lacks the two fee fields.
+    macro_rules! data_set_info {
+        ($i:ident, $pending:expr, $reserve:expr) => {
+            DataSetInfo {
+                pdp_rail_id: $i.pdpRailId,
+                cache_miss_rail_id: $i.cacheMissRailId,
+                cdn_rail_id: $i.cdnRailId,
+                payer: $i.payer,
+                payee: $i.payee,
+                service_provider: $i.serviceProvider,
+                commission_bps: $i.commissionBps,
+                client_data_set_id: $i.clientDataSetId,
+                pdp_end_epoch: $i.pdpEndEpoch,
+                provider_id: $i.providerId,
+                pending_one_time_payments: $pending,
+                lifecycle_reserve_balance: $reserve,
+                data_set_id: $i.dataSetId,
+            }
+        };
+    }
     let width = words_after / len;
     let known = "11 (before the FWSS change of 2026-06-11) and 13 (since)";
     match width {
@@ -212,20 +233,12 @@ pub fn decode_client_data_sets(
                 .map_err(|e| bad(e.to_string()))?;
             Ok(infos
                 .into_iter()
-                .map(|i| DataSetInfo {
-                    pdp_rail_id: i.pdpRailId,
-                    cache_miss_rail_id: i.cacheMissRailId,
-                    cdn_rail_id: i.cdnRailId,
-                    payer: i.payer,
-                    payee: i.payee,
-                    service_provider: i.serviceProvider,
-                    commission_bps: i.commissionBps,
-                    client_data_set_id: i.clientDataSetId,
-                    pdp_end_epoch: i.pdpEndEpoch,
-                    provider_id: i.providerId,
-                    pending_one_time_payments: Some(U256::from(i.pendingOneTimePayments)),
-                    lifecycle_reserve_balance: Some(U256::from(i.lifecycleReserveBalance)),
-                    data_set_id: i.dataSetId,
+                .map(|i| {
+                    data_set_info!(
+                        i,
+                        Some(U256::from(i.pendingOneTimePayments)),
+                        Some(U256::from(i.lifecycleReserveBalance))
+                    )
                 })
                 .collect())
         }
@@ -235,21 +248,7 @@ pub fn decode_client_data_sets(
                     .map_err(|e| bad(e.to_string()))?;
             Ok(infos
                 .into_iter()
-                .map(|i| DataSetInfo {
-                    pdp_rail_id: i.pdpRailId,
-                    cache_miss_rail_id: i.cacheMissRailId,
-                    cdn_rail_id: i.cdnRailId,
-                    payer: i.payer,
-                    payee: i.payee,
-                    service_provider: i.serviceProvider,
-                    commission_bps: i.commissionBps,
-                    client_data_set_id: i.clientDataSetId,
-                    pdp_end_epoch: i.pdpEndEpoch,
-                    provider_id: i.providerId,
-                    pending_one_time_payments: None,
-                    lifecycle_reserve_balance: None,
-                    data_set_id: i.dataSetId,
-                })
+                .map(|i| data_set_info!(i, None, None))
                 .collect())
         }
         width => Err(ChainError::UnknownLayout {
