@@ -357,6 +357,9 @@ fn openssl(dir: &Path, args: &[&str], stdin: Option<&[u8]>) -> Vec<u8> {
 /// The same player script over https with HTTP/2: the public listener has
 /// `server.tls` with a certificate from a test CA made here, and Chromium
 /// trusts that key by its SPKI hash (`--ignore-certificate-errors-spki-list`).
+/// The script also asserts, from Chromium's own record of each response
+/// (CDP `Network.responseReceived`), that the page and every media range
+/// came over h2.
 #[test]
 fn player_plays_over_https_with_a_test_ca_in_chromium() {
     require_tools();

@@ -56,6 +56,16 @@ page.on("response", (r) => {
   const entry = byRequest.get(r.request());
   if (entry) entry.status = r.status();
 });
+// The protocol Chromium used for each of those responses (CDP's
+// Network.responseReceived: "h2", "http/1.1"), by URL path: over https the
+// edge offers h2 by ALPN and the browser must take it.
+const protocols = [];
+cdp.on("Network.responseReceived", (e) => {
+  const url = new URL(e.response.url);
+  if (/^\/(piece|asset|beam)\//.test(url.pathname) || url.pathname === "/") {
+    protocols.push({ path: url.pathname, protocol: e.response.protocol });
+  }
+});
 
 const videoState = () =>
   page.evaluate(() => {
@@ -194,6 +204,14 @@ await step("the moov at the end and the middle were fetched with Range requests"
     (r) => r.path.includes(cid) && r.status !== null && ![200, 206].includes(r.status) && !(r.method === "HEAD" && r.path.includes("/asset/")),
   );
   check(bad.length === 0, `unexpected statuses: ${JSON.stringify(bad)}`);
+  if (base.startsWith("https:")) {
+    // Media range requests and the page itself came over HTTP/2.
+    const media = protocols.filter((p) => p.path.includes(cid));
+    check(media.length > 0, "no piece response seen over CDP");
+    const notH2 = protocols.filter((p) => p.protocol !== "h2");
+    check(notH2.length === 0, `not negotiated as h2: ${JSON.stringify(notH2)}`);
+    console.log(`     protocol: h2 for all ${protocols.length} responses (${media.length} of the piece)`);
+  }
 });
 
 await step("screenshot of the playing player", async () => {
