@@ -19,7 +19,8 @@ deps:
 # Chromium, Node.js and playwright-core (from the committed lockfile); the
 # TLS tests: openssl (test CA and certificates) and curl (HTTP/2 client);
 # tests/prometheus.rs: Debian's prometheus (with promtool).
-# cluster test's DNS SRV server: dnsmasq (started by the test, no service).
+# cluster test's DNS SRV server: dnsmasq (started by the test, no service);
+# tests/tls_upgrade.rs: systemd-analyze (package systemd) checks the shipped unit.
 test-deps: deps
 	@missing=""; \
 	  command -v ffmpeg >/dev/null 2>&1 || missing="$$missing ffmpeg"; \
@@ -30,6 +31,7 @@ test-deps: deps
 	  command -v curl >/dev/null 2>&1 || missing="$$missing curl"; \
 	  [ -x /usr/bin/promtool ] && [ -x /usr/bin/prometheus ] || missing="$$missing prometheus"; \
 	  [ -x /usr/sbin/dnsmasq ] || missing="$$missing dnsmasq-base"; \
+	  command -v systemd-analyze >/dev/null 2>&1 || missing="$$missing systemd"; \
 	  if [ -n "$$missing" ]; then echo "installing$$missing"; $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; fi
 	@[ -d tests/player/node_modules/playwright-core ] || npm ci --prefix tests/player --no-audit --no-fund
 

@@ -670,3 +670,45 @@ fn graceful_upgrade_finishes_streams_and_keeps_the_disk_index_whole() {
         stats() == window_files(&cache_dir).len() as u64
     });
 }
+
+/// The shipped systemd unit (`deploy/systemd/beam-edge.service`) passes
+/// `systemd-analyze verify` with its paths pointed at this build, and its
+/// reload waits on the upgrade socket its header tells operators to set.
+#[test]
+fn the_shipped_systemd_unit_verifies_and_waits_on_the_documented_socket() {
+    let unit = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/systemd/beam-edge.service"),
+    )
+    .unwrap();
+    let documented = unit
+        .lines()
+        .find_map(|l| l.split("upgrade_sock: ").nth(1))
+        .map(|s| s.trim_end_matches(['}', ' ']).to_string())
+        .expect("the header names server.upgrade_sock");
+    assert!(
+        unit.contains(&format!("[ -S {documented} ]")),
+        "ExecReload must wait on {documented}"
+    );
+    assert!(unit.contains("Type=notify") && unit.contains("NotifyAccess=all"));
+
+    let work = tempfile::tempdir().unwrap();
+    let config = work.path().join("beam-edge.yaml");
+    std::fs::write(&config, format!("server:\n  upgrade_sock: {documented}\n")).unwrap();
+    run(Command::new(bin()).arg("check-config").arg(&config));
+    let local = unit
+        .replace("/usr/local/bin/beam-edge", bin())
+        .replace("/etc/beam-edge/beam-edge.yaml", config.to_str().unwrap());
+    let path = work.path().join("beam-edge.service");
+    std::fs::write(&path, local).unwrap();
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .expect("systemd-analyze (make test installs the systemd package)");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let about_unit: Vec<&str> = stderr.lines().filter(|l| l.contains("beam-edge")).collect();
+    assert!(
+        out.status.success() && about_unit.is_empty(),
+        "systemd-analyze verify: {stderr}"
+    );
+}
