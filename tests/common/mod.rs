@@ -66,28 +66,87 @@ pub struct MockBeam {
     _rt: tokio::runtime::Runtime,
 }
 
+/// Serves `serve` on every connection accepted on a fresh loopback port, on
+/// a runtime of its own with `threads` workers (the mocks' shared start-up).
+/// The server lives as long as the returned runtime.
+pub fn serve_loopback<S, F, Fut>(
+    threads: usize,
+    state: Arc<S>,
+    serve: F,
+) -> (SocketAddr, tokio::runtime::Runtime)
+where
+    S: Send + Sync + 'static,
+    F: Fn(TcpStream, Arc<S>) -> Fut + Copy + Send + 'static,
+    Fut: std::future::Future<Output = std::io::Result<()>> + Send + 'static,
+{
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = rt.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
+    let addr = listener.local_addr().unwrap();
+    rt.spawn(async move {
+        loop {
+            let Ok((sock, _)) = listener.accept().await else {
+                continue;
+            };
+            let st = state.clone();
+            tokio::spawn(async move {
+                let _ = serve(sock, st).await;
+            });
+        }
+    });
+    (addr, rt)
+}
+
+/// One HTTP/1.1 request head as a mock reads it: header names lowercased.
+pub struct RequestHead {
+    pub method: String,
+    pub path: String,
+    pub headers: HashMap<String, String>,
+}
+
+/// Reads the next request head from `sock`, keeping what follows it in
+/// `buf`; `None` once the peer has closed.
+pub async fn read_request_head(
+    sock: &mut TcpStream,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<Option<RequestHead>> {
+    let head_end = loop {
+        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break p;
+        }
+        let mut tmp = [0u8; 4096];
+        let n = sock.read(&mut tmp).await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        buf.extend_from_slice(&tmp[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+    buf.drain(..head_end + 4);
+    let mut lines = head.split("\r\n");
+    let mut parts = lines.next().unwrap_or_default().split(' ');
+    let method = parts.next().unwrap_or_default().to_string();
+    let path = parts.next().unwrap_or_default().to_string();
+    let mut headers = HashMap::new();
+    for l in lines {
+        if let Some((k, v)) = l.split_once(':') {
+            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+        }
+    }
+    Ok(Some(RequestHead {
+        method,
+        path,
+        headers,
+    }))
+}
+
 impl MockBeam {
     pub fn start() -> MockBeam {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
         let state = Arc::new(MockState::default());
-        let listener = rt.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
-        let addr = listener.local_addr().unwrap();
-        let st = state.clone();
-        rt.spawn(async move {
-            loop {
-                let Ok((sock, _)) = listener.accept().await else {
-                    continue;
-                };
-                let st = st.clone();
-                tokio::spawn(async move {
-                    let _ = serve_conn(sock, st).await;
-                });
-            }
-        });
+        let (addr, rt) = serve_loopback(2, state.clone(), serve_conn);
         MockBeam {
             addr,
             state,
@@ -198,31 +257,14 @@ async fn write_body(sock: &mut TcpStream, st: &MockState, data: &[u8]) -> std::i
 async fn serve_conn(mut sock: TcpStream, st: Arc<MockState>) -> std::io::Result<()> {
     let mut buf = Vec::new();
     loop {
-        // Read one request head.
-        let head_end = loop {
-            if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break p;
-            }
-            let mut tmp = [0u8; 4096];
-            let n = sock.read(&mut tmp).await?;
-            if n == 0 {
-                return Ok(());
-            }
-            buf.extend_from_slice(&tmp[..n]);
+        let Some(RequestHead {
+            method,
+            path,
+            headers,
+        }) = read_request_head(&mut sock, &mut buf).await?
+        else {
+            return Ok(());
         };
-        let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-        buf.drain(..head_end + 4);
-        let mut lines = head.split("\r\n");
-        let request_line = lines.next().unwrap_or_default().to_string();
-        let mut parts = request_line.split(' ');
-        let method = parts.next().unwrap_or_default().to_string();
-        let path = parts.next().unwrap_or_default().to_string();
-        let mut headers = HashMap::new();
-        for l in lines {
-            if let Some((k, v)) = l.split_once(':') {
-                headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
-            }
-        }
         st.log.lock().unwrap().push(Logged {
             method: method.clone(),
             path: path.clone(),
@@ -675,3 +717,4 @@ pub fn publish_asset(
     id
 }
 pub mod mock_curio;
+pub mod pki;

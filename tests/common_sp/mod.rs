@@ -16,8 +16,12 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+// The shared mock start-up and request-head reader (the test crates that use
+// this module declare `mod common;` beside it).
+use crate::common::{read_request_head, serve_loopback, RequestHead};
 
 /// One request the provider received.
 #[derive(Debug, Clone)]
@@ -46,26 +50,8 @@ pub struct MockSp {
 
 impl MockSp {
     pub fn start() -> MockSp {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
         let state = Arc::new(SpState::default());
-        let listener = rt.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
-        let addr = listener.local_addr().unwrap();
-        let st = state.clone();
-        rt.spawn(async move {
-            loop {
-                let Ok((sock, _)) = listener.accept().await else {
-                    continue;
-                };
-                let st = st.clone();
-                tokio::spawn(async move {
-                    let _ = serve_conn(sock, st).await;
-                });
-            }
-        });
+        let (addr, rt) = serve_loopback(1, state.clone(), serve_conn);
         MockSp {
             addr,
             state,
@@ -123,29 +109,14 @@ fn parse_range(v: &str, size: u64) -> Option<(u64, u64)> {
 async fn serve_conn(mut sock: TcpStream, st: Arc<SpState>) -> std::io::Result<()> {
     let mut buf = Vec::new();
     loop {
-        let head_end = loop {
-            if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break p;
-            }
-            let mut tmp = [0u8; 4096];
-            let n = sock.read(&mut tmp).await?;
-            if n == 0 {
-                return Ok(());
-            }
-            buf.extend_from_slice(&tmp[..n]);
+        let Some(RequestHead {
+            method,
+            path,
+            headers,
+        }) = read_request_head(&mut sock, &mut buf).await?
+        else {
+            return Ok(());
         };
-        let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-        buf.drain(..head_end + 4);
-        let mut lines = head.split("\r\n");
-        let mut parts = lines.next().unwrap_or_default().split(' ');
-        let method = parts.next().unwrap_or_default().to_string();
-        let path = parts.next().unwrap_or_default().to_string();
-        let mut headers = HashMap::new();
-        for l in lines {
-            if let Some((k, v)) = l.split_once(':') {
-                headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
-            }
-        }
         st.log.lock().unwrap().push(SpRequest {
             method: method.clone(),
             path: path.clone(),
