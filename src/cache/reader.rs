@@ -196,13 +196,21 @@ impl RangeReader {
         if from > last_needed || self.interests.contains_key(&from) {
             return;
         }
-        let inner = self.inner.clone();
-        let run = inner.plan_run(
+        let run = self.plan_demand_run(from, last_needed, false);
+        self.inner
+            .start_run(&self.piece, run, None, self.local_only);
+    }
+
+    /// Plans a demand run over windows `from..=last` (the first even if it
+    /// looks cached, with `force_first`) and registers this reader's
+    /// interest in each fill of it.
+    fn plan_demand_run(&mut self, from: u64, last: u64, force_first: bool) -> Vec<Arc<Fill>> {
+        let run = self.inner.plan_run(
             &self.piece,
             from,
-            last_needed,
-            inner.settings.run_windows,
-            false,
+            last,
+            self.inner.settings.run_windows,
+            force_first,
             false,
             self.local_only,
         );
@@ -211,7 +219,7 @@ impl RangeReader {
                 .entry(f.key.index)
                 .or_insert_with(|| f.interest());
         }
-        inner.start_run(&self.piece, run, None, self.local_only);
+        run
     }
 
     /// Reads `slice` from `fill`, which another reader or read-ahead started:
@@ -312,20 +320,7 @@ impl RangeReader {
         }
         // Start a run over this and the following windows this reader needs.
         let last_needed = self.slices.back().map_or(slice.index, |s| s.index);
-        let run = inner.plan_run(
-            &self.piece,
-            slice.index,
-            last_needed,
-            inner.settings.run_windows,
-            true,
-            false,
-            self.local_only,
-        );
-        for f in &run {
-            self.interests
-                .entry(f.key.index)
-                .or_insert_with(|| f.interest());
-        }
+        let run = self.plan_demand_run(slice.index, last_needed, true);
         let fill = match run.first() {
             Some(f) => f.clone(),
             None => match inner.lock_fills().get(&key).cloned() {
