@@ -365,69 +365,13 @@ fn player_plays_over_https_with_a_test_ca_in_chromium() {
     require_tools();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    openssl(
+    let pki = common::pki::Pki::new(d);
+    let (cert, key) = pki.issue("tls", 7);
+    let pubkey = openssl(
         d,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=beam-edge test CA",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.crt",
-        ],
+        &["x509", "-pubkey", "-noout", "-in", cert.to_str().unwrap()],
         None,
     );
-    openssl(
-        d,
-        &[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-subj",
-            "/CN=localhost",
-            "-keyout",
-            "tls.key",
-            "-out",
-            "tls.csr",
-        ],
-        None,
-    );
-    std::fs::write(d.join("ext"), "subjectAltName=DNS:localhost,IP:127.0.0.1\n").unwrap();
-    openssl(
-        d,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "tls.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-set_serial",
-            "7",
-            "-days",
-            "2",
-            "-extfile",
-            "ext",
-            "-out",
-            "tls.crt",
-        ],
-        None,
-    );
-    let pubkey = openssl(d, &["x509", "-pubkey", "-noout", "-in", "tls.crt"], None);
     let der = openssl(d, &["pkey", "-pubin", "-outform", "der"], Some(&pubkey));
     let digest = openssl(d, &["dgst", "-sha256", "-binary"], Some(&der));
     let spki = openssl(d, &["base64", "-A"], Some(&digest));
@@ -444,12 +388,8 @@ fn player_plays_over_https_with_a_test_ca_in_chromium() {
     beam.add_piece(&cid, video.clone());
     let edge = EdgeProcess::start_opts(common::EdgeOptions {
         upstream: common::beam_upstream(&beam, ""),
-        server: format!(
-            "  tls:\n    cert: \"{}\"\n    key: \"{}\"\n",
-            d.join("tls.crt").display(),
-            d.join("tls.key").display()
-        ),
-        public_ca: Some(d.join("ca.crt")),
+        server: common::pki::tls_lines(&cert, &key),
+        public_ca: Some(pki.ca()),
         ..Default::default()
     });
     let shot = screenshot_path().with_file_name("player-e2e-https.png");
@@ -462,7 +402,7 @@ fn player_plays_over_https_with_a_test_ca_in_chromium() {
         // requests (Node's) trust the CA.
         &[
             ("TRUST_SPKI", spki.trim()),
-            ("NODE_EXTRA_CA_CERTS", d.join("ca.crt").to_str().unwrap()),
+            ("NODE_EXTRA_CA_CERTS", pki.ca().to_str().unwrap()),
         ],
         d,
     );

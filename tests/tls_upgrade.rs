@@ -11,6 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use beam_edge::piece::commp::commp_of;
+use common::pki::{tls_lines, Pki};
 use common::*;
 
 fn piece(beam: &MockBeam, len: usize, seed: u64) -> (String, Vec<u8>) {
@@ -28,77 +29,6 @@ fn run(cmd: &mut Command) -> std::process::Output {
         String::from_utf8_lossy(&out.stderr)
     );
     out
-}
-
-/// A test CA (`ca.crt`) and server certificates signed by it for
-/// 127.0.0.1 and localhost, with a chosen serial.
-struct Pki {
-    dir: PathBuf,
-}
-
-impl Pki {
-    fn new(dir: &Path) -> Pki {
-        let dir = dir.to_path_buf();
-        run(Command::new("openssl")
-            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
-            .args(["ec_paramgen_curve:P-256", "-nodes", "-days", "2"])
-            .args([
-                "-subj",
-                "/CN=beam-edge test CA",
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.crt",
-            ])
-            .current_dir(&dir));
-        std::fs::write(
-            dir.join("ext"),
-            "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
-        )
-        .unwrap();
-        Pki { dir }
-    }
-
-    fn ca(&self) -> PathBuf {
-        self.dir.join("ca.crt")
-    }
-
-    /// Writes `<name>.crt` and `<name>.key` (a fresh P-256 key) with `serial`.
-    fn issue(&self, name: &str, serial: u32) -> (PathBuf, PathBuf) {
-        let (crt, key) = (format!("{name}.crt"), format!("{name}.key"));
-        run(Command::new("openssl")
-            .args([
-                "req",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-            ])
-            .args(["-nodes", "-subj", "/CN=localhost", "-keyout", &key])
-            .args(["-out", &format!("{name}.csr")])
-            .current_dir(&self.dir));
-        run(Command::new("openssl")
-            .args([
-                "x509",
-                "-req",
-                "-in",
-                &format!("{name}.csr"),
-                "-CA",
-                "ca.crt",
-            ])
-            .args(["-CAkey", "ca.key", "-set_serial", &serial.to_string()])
-            .args(["-days", "2", "-extfile", "ext", "-out", &crt])
-            .current_dir(&self.dir));
-        (self.dir.join(crt), self.dir.join(key))
-    }
-}
-
-fn tls_lines(cert: &Path, key: &Path) -> String {
-    format!(
-        "  tls:\n    cert: \"{}\"\n    key: \"{}\"\n",
-        cert.display(),
-        key.display()
-    )
 }
 
 /// One curl request: (http_version, status, headers lowercased, body).
