@@ -397,6 +397,24 @@ fn summary_links_every_chapter() {
     }
 }
 
+#[test]
+fn the_readme_stays_a_five_minute_page() {
+    let readme = read("README.md");
+    let lines = readme.lines().count();
+    assert!(
+        lines <= 200,
+        "README.md has {lines} lines: keep it to 200 (what it is, the two commands, the quick start, the status table, links into docs/src/) and move the rest into a chapter"
+    );
+    for must in [
+        "make serve",
+        "make test",
+        "docs/src/SUMMARY.md",
+        "docs/src/testing.md",
+    ] {
+        assert!(readme.contains(must), "README.md no longer mentions {must}");
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Routes
 
