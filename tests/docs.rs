@@ -416,6 +416,108 @@ fn the_readme_stays_a_five_minute_page() {
 }
 
 // ---------------------------------------------------------------------------
+// Command line
+
+fn help_of(args: &[&str]) -> String {
+    let out = std::process::Command::new(bin())
+        .args(args)
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "beam-edge {args:?} --help failed");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// `(long, short)` of every option `--help` lists, `--help`/`--version` aside.
+fn options_of(help: &str) -> Vec<(String, Option<String>)> {
+    let mut out = Vec::new();
+    for line in help.lines() {
+        let t = line.trim_start();
+        let (short, rest) = match t.strip_prefix('-') {
+            Some(r) if !r.starts_with('-') => {
+                let (s, rest) = r.split_once(", ").unwrap_or((r, ""));
+                (Some(format!("-{s}")), rest)
+            }
+            _ => (None, t),
+        };
+        let Some(long) = rest.strip_prefix("--") else {
+            continue;
+        };
+        let long: String = long
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+            .collect();
+        if long != "help" && long != "version" {
+            out.push((format!("--{long}"), short));
+        }
+    }
+    out
+}
+
+/// True when `line` names `flag` as a whole word.
+fn mentions(line: &str, flag: &str) -> bool {
+    line.match_indices(flag).any(|(i, _)| {
+        let before = line[..i].chars().last().unwrap_or(' ');
+        let after = line[i + flag.len()..].chars().next().unwrap_or(' ');
+        !before.is_ascii_alphanumeric()
+            && before != '-'
+            && !after.is_ascii_alphanumeric()
+            && after != '-'
+    })
+}
+
+#[test]
+fn every_command_and_flag_is_in_the_command_line_section() {
+    let text = read("docs/src/getting-started.md");
+    let section = text
+        .split("\n## Command line\n")
+        .nth(1)
+        .expect("getting-started.md has a ## Command line section");
+    let block = section
+        .split("```")
+        .nth(1)
+        .expect("the Command line section opens with a code block");
+    let top = help_of(&[]);
+    let commands: Vec<&str> = top
+        .split("Commands:")
+        .nth(1)
+        .unwrap_or("")
+        .split("Options:")
+        .next()
+        .unwrap_or("")
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .collect();
+    assert!(commands.len() >= 6, "commands: {commands:?}");
+    for command in commands {
+        let prefix = format!("beam-edge {command} ");
+        let line = block
+            .lines()
+            .find(|l| l.starts_with(&prefix))
+            .unwrap_or_else(|| {
+                panic!("getting-started.md, Command line: no line for `beam-edge {command}`")
+            });
+        let options = options_of(&help_of(&[command]));
+        for (long, short) in &options {
+            assert!(
+                mentions(line, long) || short.as_deref().is_some_and(|s| mentions(line, s)),
+                "getting-started.md, Command line: `beam-edge {command}` does not show {long}: {line}"
+            );
+        }
+        for word in line.split(|c: char| c.is_whitespace() || "[]|".contains(c)) {
+            if let Some(flag) = word.strip_prefix("--") {
+                let flag = format!("--{flag}");
+                assert!(
+                    options.iter().any(|(l, _)| *l == flag),
+                    "getting-started.md, Command line: `beam-edge {command}` shows {flag}, which it does not take"
+                );
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
 // Routes
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
