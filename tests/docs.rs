@@ -415,6 +415,42 @@ fn the_readme_stays_a_five_minute_page() {
     }
 }
 
+#[test]
+fn the_module_map_names_every_module_and_only_real_ones() {
+    let text = read("docs/src/architecture.md");
+    let map = text
+        .split("\n## Module map\n")
+        .nth(1)
+        .and_then(|s| s.split("```").nth(1))
+        .expect("architecture.md has a ## Module map with a code block");
+    let entries: Vec<&str> = map
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|e| e.contains('/') || e.ends_with(".rs"))
+        .collect();
+    for e in &entries {
+        assert!(
+            repo().join(e).exists(),
+            "architecture.md, Module map: {e} does not exist"
+        );
+    }
+    let lib = read("src/lib.rs");
+    for line in lib.lines() {
+        let Some(name) = line
+            .trim()
+            .strip_prefix("pub mod ")
+            .and_then(|m| m.strip_suffix(';'))
+        else {
+            continue;
+        };
+        let (file, dir) = (format!("src/{name}.rs"), format!("src/{name}/"));
+        assert!(
+            entries.iter().any(|e| *e == file || *e == dir),
+            "architecture.md, Module map: no line for the module {name} ({file} or {dir})"
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Command line
 
