@@ -363,6 +363,11 @@ pub fn init() {
     for result in ["issued", "used", "wasted", "skipped"] {
         PREFETCH.with_label_values(&[result]);
     }
+    for kind in ["demand", "prefetch"] {
+        for outcome in ["ok", "cancelled", "failed"] {
+            WINDOW_FILLS.with_label_values(&[kind, outcome]);
+        }
+    }
 }
 
 /// The metrics listener's app: `GET /metrics` in the Prometheus text format
