@@ -316,7 +316,12 @@ fn sequential_readers_get_read_ahead() {
     // Read-ahead is decided when a reader opens a window, before its first
     // byte is written; the request is counted after its last. So once the
     // probe is counted, any read-ahead it caused is counted too.
-    let answered = || metric(&edge, "beam_edge_requests_total{route=\"piece\",status=\"206\"}");
+    let answered = || {
+        metric(
+            &edge,
+            "beam_edge_requests_total{route=\"piece\",status=\"206\"}",
+        )
+    };
     let issued = metric(&edge, "beam_edge_prefetch_total{result=\"issued\"}");
     let answered_before = answered();
     let (s, _, _) = get(&edge, &path, &[("Range", &range(12 * W, 12 * W + 99))]);

@@ -162,18 +162,27 @@ fn the_binary_prints_cids_of_files_and_standard_input() {
     std::fs::write(&zeros, vec![0u8; 1024]).expect("write");
     let q: Vec<u8> = (0u8..4).flat_map(|b| std::iter::repeat_n(b, 127)).collect();
     std::fs::write(&quads, q).expect("write");
-    let (z, qd) = (zeros.to_str().expect("utf-8"), quads.to_str().expect("utf-8"));
+    let (z, qd) = (
+        zeros.to_str().expect("utf-8"),
+        quads.to_str().expect("utf-8"),
+    );
 
     let v2 = format!(
         "bafkzcibd6adqn7d6skbjnziw7kw6tbvsr6jnisspes4tkscsem3wu6mqe66br6bt  {z}\n\
          bafkzcibcaaces3nobte6ezpp4wqan2age2s5yxcatzotcvobhgcmv5wi2xh5mbi  {qd}\n"
     );
-    assert_eq!(beam_edge(&["piece-cid", z, qd], b""), (Some(0), v2, String::new()));
+    assert_eq!(
+        beam_edge(&["piece-cid", z, qd], b""),
+        (Some(0), v2, String::new())
+    );
     let v1 = format!(
         "baga6ea4seaqpy7usqklokfx2vxuynmupslkeutzexe2uqurdg5vhtebhxqmpqmy  {z}\n\
          baga6ea4seaqes3nobte6ezpp4wqan2age2s5yxcatzotcvobhgcmv5wi2xh5mbi  {qd}\n"
     );
-    assert_eq!(beam_edge(&["piece-cid", "--v1", z, qd], b""), (Some(0), v1, String::new()));
+    assert_eq!(
+        beam_edge(&["piece-cid", "--v1", z, qd], b""),
+        (Some(0), v1, String::new())
+    );
     // `-` reads standard input.
     assert_eq!(
         beam_edge(&["piece-cid", "-"], &[0u8; 1024]),
@@ -204,13 +213,24 @@ fn the_binary_writes_the_layer_at_the_window_asked_for() {
         b"",
     );
     assert_eq!((code, err.as_str()), (Some(0), ""), "{out}");
-    let cid: PieceCid = out.split_whitespace().next().expect("a CID").parse().expect("valid CID");
+    let cid: PieceCid = out
+        .split_whitespace()
+        .next()
+        .expect("a CID")
+        .parse()
+        .expect("valid CID");
     // 512 KiB padded windows hold 520,192 raw bytes: 2,080,778 bytes are 5 of them.
     let raw = std::fs::read(&layer_path).expect("layer written");
     assert_eq!(raw.len(), 5 * 32);
-    let layer: Vec<[u8; 32]> = raw.chunks_exact(32).map(|c| c.try_into().expect("32 bytes")).collect();
+    let layer: Vec<[u8; 32]> = raw
+        .chunks_exact(32)
+        .map(|c| c.try_into().expect("32 bytes"))
+        .collect();
     assert_eq!(verify_layer(&cid, 512 << 10, &layer), Ok(()));
-    assert_eq!(cid, beam_edge::piece::commp::commp_of(&data).expect("valid"));
+    assert_eq!(
+        cid,
+        beam_edge::piece::commp::commp_of(&data).expect("valid")
+    );
 }
 
 #[test]
@@ -231,10 +251,16 @@ fn the_binary_refuses_with_exit_code_1_and_a_message() {
     let missing = missing.to_str().expect("utf-8");
     let (code, out, err) = beam_edge(&["piece-cid", missing], b"");
     assert_eq!((code, out.as_str()), (Some(1), ""));
-    assert!(err.starts_with(&format!("beam-edge piece-cid: reading {missing}: ")), "{err}");
+    assert!(
+        err.starts_with(&format!("beam-edge piece-cid: reading {missing}: ")),
+        "{err}"
+    );
     let (code, out, err) = beam_edge(&["piece-cid", "--layer", "x", small, small], b"");
     assert_eq!((code, out.as_str()), (Some(1), ""));
-    assert_eq!(err, "beam-edge piece-cid: --layer takes exactly one input file, got 2\n");
+    assert_eq!(
+        err,
+        "beam-edge piece-cid: --layer takes exactly one input file, got 2\n"
+    );
     // No file at all is a usage error (clap: exit 2).
     let (code, _, err) = beam_edge(&["piece-cid"], b"");
     assert_eq!(code, Some(2), "{err}");

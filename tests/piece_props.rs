@@ -381,17 +381,32 @@ impl NearMiss {
                 let found = text.as_bytes()[at].to_ascii_uppercase() as char;
                 let mut t = text.clone();
                 t.replace_range(at..=at, &found.to_string());
-                (t, Want::Exactly(E::NotLowercase { found, position: at }))
+                (
+                    t,
+                    Want::Exactly(E::NotLowercase {
+                        found,
+                        position: at,
+                    }),
+                )
             }
             NearMiss::OutsideAlphabet => {
                 let found = ['0', '1', '8', '9', '=', '-', '_', ' ', '/', 'é'][pick as usize % 10];
                 let mut t = text.clone();
                 t.replace_range(body_at..=body_at, &found.to_string());
-                (t, Want::Exactly(E::BadBase32Char { found, position: body_at }))
+                (
+                    t,
+                    Want::Exactly(E::BadBase32Char {
+                        found,
+                        position: body_at,
+                    }),
+                )
             }
             NearMiss::WrongMultibase => {
                 let found = ['B', 'z', 'f', 'm', 'u', 'k'][pick as usize % 6];
-                (format!("{found}{}", &text[1..]), Want::Exactly(E::NotBase32 { found }))
+                (
+                    format!("{found}{}", &text[1..]),
+                    Want::Exactly(E::NotBase32 { found }),
+                )
             }
             NearMiss::TrailingByte => {
                 let mut b = cid.bytes();
@@ -406,12 +421,18 @@ impl NearMiss {
             NearMiss::NoPayloadLeft => {
                 let capacity = 127u64 << (height - 2);
                 let padding = capacity + pick % 3;
-                let spec = SpecCid { root: cid.root, shape: Some((padding, height)) };
+                let spec = SpecCid {
+                    root: cid.root,
+                    shape: Some((padding, height)),
+                };
                 (spec.text(), Want::PaddingTooLarge)
             }
             NearMiss::HeightOutOfRange => {
                 let bad = [0, 1, MAX_HEIGHT + 1, MAX_HEIGHT + 2, 64, 200, 255][pick as usize % 7];
-                let spec = SpecCid { root: cid.root, shape: Some((padding, bad)) };
+                let spec = SpecCid {
+                    root: cid.root,
+                    shape: Some((padding, bad)),
+                };
                 (spec.text(), Want::InvalidHeight)
             }
             NearMiss::NonMinimalPadding => {
@@ -428,9 +449,16 @@ impl NearMiss {
             NearMiss::DigestLengthOff => {
                 let prefix = cid.digest_prefix();
                 let expected = prefix.len() as u64 + 32;
-                let found = if pick % 2 == 0 { expected + 1 } else { expected - 1 };
+                let found = if pick % 2 == 0 {
+                    expected + 1
+                } else {
+                    expected - 1
+                };
                 let b = cid.bytes_with(&prefix, found, &cid.root);
-                (encode(b), Want::Exactly(E::WrongDigestLength { found, expected }))
+                (
+                    encode(b),
+                    Want::Exactly(E::WrongDigestLength { found, expected }),
+                )
             }
             NearMiss::NotCidV1 => {
                 let found = [0u64, 2, 3, 0x12][pick as usize % 4];
@@ -451,7 +479,14 @@ impl NearMiss {
                         (0x1011, 0xf101, 0x1012)
                     }
                 };
-                (encode(b), Want::Exactly(E::WrongMultihash { found, codec, expected }))
+                (
+                    encode(b),
+                    Want::Exactly(E::WrongMultihash {
+                        found,
+                        codec,
+                        expected,
+                    }),
+                )
             }
             NearMiss::TrailingBits => {
                 // Non-zero bits in the unused tail of the last character, or,
@@ -462,7 +497,10 @@ impl NearMiss {
                     t.push(BASE32_ALPHABET[1 + pick as usize % 31]);
                 } else {
                     let last = t.len() - 1;
-                    let value = BASE32_ALPHABET.iter().position(|&c| c == t[last]).expect("base32");
+                    let value = BASE32_ALPHABET
+                        .iter()
+                        .position(|&c| c == t[last])
+                        .expect("base32");
                     t[last] = BASE32_ALPHABET[value | 1];
                 }
                 (String::from_utf8(t).expect("ascii"), Want::NonCanonical)

@@ -69,13 +69,18 @@ async fn a_funded_approved_wallet_is_reported_ready_with_exit_0() {
         "{stdout:#?}"
     );
     assert!(
-        stdout[6].starts_with("FWSS fees    create data set ") && stdout[6].ends_with(" (from the chain)"),
+        stdout[6].starts_with("FWSS fees    create data set ")
+            && stdout[6].ends_with(" (from the chain)"),
         "{stdout:#?}"
     );
     assert_eq!(stdout.len(), 7, "nothing to do: {stdout:#?}");
     // It checked the chain, then read the payer's accounts once each.
     let log = rpc.log();
-    assert_eq!(log.first().map(String::as_str), Some("eth_chainId"), "{log:?}");
+    assert_eq!(
+        log.first().map(String::as_str),
+        Some("eth_chainId"),
+        "{log:?}"
+    );
     for call in [
         "eth_getBalance",
         "eth_call:balanceOf(address)",
@@ -103,7 +108,10 @@ async fn an_unfunded_wallet_lists_what_to_do_with_exit_1() {
         .filter(|l| l.starts_with("to do        "))
         .collect();
     assert_eq!(to_do.len(), 2, "{stdout:#?}");
-    assert!(to_do[0].contains("deposit USDFC into FilecoinPay"), "{to_do:#?}");
+    assert!(
+        to_do[0].contains("deposit USDFC into FilecoinPay"),
+        "{to_do:#?}"
+    );
     assert!(to_do[1].contains("approve FWSS"), "{to_do:#?}");
 }
 

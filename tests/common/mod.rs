@@ -650,9 +650,9 @@ pub fn try_metric_value(text: &str, name_and_labels: &str) -> Result<f64, String
         ));
     };
     let value = line.rsplit(' ').next().unwrap_or_default();
-    value
-        .parse()
-        .map_err(|e| format!("metric series {name_and_labels}: value {value:?} is not a number: {e}"))
+    value.parse().map_err(|e| {
+        format!("metric series {name_and_labels}: value {value:?} is not a number: {e}")
+    })
 }
 
 /// Status, headers (lowercase names) and body of a response.

@@ -72,6 +72,12 @@ if [[ ! -e $target/debug && -d $root/target/debug ]]; then
     # than writing into them, so target/debug keeps its own files.
     cp -al "$root/target/debug" "$target/debug"
 fi
+# Cargo locks a target by flock(2) on debug/.cargo-lock; a hard-linked copy
+# shares that inode, and with it the lock, with every other copy, so builds
+# in unrelated targets would wait on each other. Give this target its own.
+if [[ -e $target/debug/.cargo-lock && $(stat -c %h "$target/debug/.cargo-lock") -gt 1 ]]; then
+    rm -f "$target/debug/.cargo-lock"
+fi
 
 # Copies the current tree (as `git ls-files` sees it, with uncommitted
 # edits) over $tree. Every file gets a fresh mtime (`tar -m`): the copy a
