@@ -449,7 +449,7 @@ impl NearMiss {
             NearMiss::DigestLengthOff => {
                 let prefix = cid.digest_prefix();
                 let expected = prefix.len() as u64 + 32;
-                let found = if pick % 2 == 0 {
+                let found = if pick.is_multiple_of(2) {
                     expected + 1
                 } else {
                     expected - 1
@@ -493,7 +493,7 @@ impl NearMiss {
                 // where the bytes fill whole characters, one character too many.
                 let bits = 8 * cid.bytes().len();
                 let mut t = text.clone().into_bytes();
-                if bits % 5 == 0 {
+                if bits.is_multiple_of(5) {
                     t.push(BASE32_ALPHABET[1 + pick as usize % 31]);
                 } else {
                     let last = t.len() - 1;
