@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# tests/mutations/run.sh [NAME...]
+# tests/mutations/run.sh [--baseline] [NAME...]
 #
 # Shows that tests can fail: for each NAME (every patch listed in
 # tests/mutations/README.md when none is given), copies the current tree
@@ -11,7 +11,13 @@
 #   patch-failed  the patch no longer applies to this tree
 #   build-failed  the broken tree does not compile (the test never ran)
 #   no-test       the README's test arguments matched no test
+#   baseline-failed  (--baseline) the test already fails on the unbroken
+#                 tree, so its failure proves nothing
 # then prints a table. Exit status 0 only when every mutation was caught.
+#
+# --baseline first runs each named test on an unpatched copy of the tree
+# (once per distinct test), so `caught` also means "and passes without the
+# break". It costs one more build and run per test.
 #
 # The README's table has one row per mutation:
 #   | `NAME` | what it breaks | `CARGO TEST ARGS` | `tests/mutations/run.sh NAME` |
@@ -42,6 +48,11 @@ while IFS= read -r line; do
     args_of[${BASH_REMATCH[1]}]=${BASH_REMATCH[2]}
 done <"$readme"
 
+baseline=0
+if [[ ${1:-} == --baseline ]]; then
+    baseline=1
+    shift
+fi
 if [[ $# -eq 0 ]]; then
     set -- "${names_in_readme[@]}"
 fi
@@ -92,12 +103,26 @@ copy_tree() {
 }
 
 declare -A result=()
+declare -A baseline_of=()
 logs="$target/logs"
 mkdir -p "$logs"
 for name in "$@"; do
     log="$logs/$name.log"
     read -r -a cargo_args <<<"${args_of[$name]}"
     echo "== $name: cargo test --locked ${cargo_args[*]}" >&2
+    if [[ $baseline -eq 1 && -z ${baseline_of[${args_of[$name]}]:-} ]]; then
+        copy_tree
+        if (cd "$tree" && CARGO_TARGET_DIR=$target cargo test --locked "${cargo_args[@]}") >"$logs/$name.baseline.log" 2>&1; then
+            baseline_of[${args_of[$name]}]=passes
+        else
+            baseline_of[${args_of[$name]}]=fails
+        fi
+        echo "   without the break: the test ${baseline_of[${args_of[$name]}]}" >&2
+    fi
+    if [[ ${baseline_of[${args_of[$name]}]:-} == fails ]]; then
+        result[$name]=baseline-failed
+        continue
+    fi
     copy_tree
     # GIT_CEILING_DIRECTORIES: apply to the copy as plain files, never to a
     # repository found above it.
