@@ -377,6 +377,11 @@ pub fn init() {
     for kind in ["tail", "index"] {
         INDEX_PREFETCH.with_label_values(&[kind]);
     }
+    for kind in ["demand", "prefetch"] {
+        for outcome in ["ok", "cancelled", "failed"] {
+            WINDOW_FILLS.with_label_values(&[kind, outcome]);
+        }
+    }
 }
 
 /// The metrics listener's app: `GET /metrics` in the Prometheus text format
