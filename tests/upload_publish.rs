@@ -13,10 +13,10 @@ use std::time::Duration;
 use alloy::primitives::{Address, Bytes, U256};
 use alloy::sol_types::SolStruct;
 use alloy::sol_types::SolValue;
+use beam_edge::chain::abi::{AddPieces, Cid, CreateDataSet, MetadataEntry, PieceMetadata};
+use beam_edge::chain::fwss_domain;
+use beam_edge::chain::{parse_private_key, Network};
 use beam_edge::piece::PieceCid;
-use beam_edge::upload::chain::abi::{AddPieces, Cid, CreateDataSet, MetadataEntry, PieceMetadata};
-use beam_edge::upload::chain::fwss_domain;
-use beam_edge::upload::chain::{parse_private_key, Network};
 use beam_edge::upload::pipeline::AssetOptions;
 use beam_edge::upload::publish::{CopyStatus, PublishReport};
 use beam_edge::upload::publish::{PublishError, PublishSettings, Publisher};
@@ -1075,7 +1075,7 @@ async fn a_payer_short_of_the_lockup_is_refused_by_the_chain_through_curio() {
 /// A create-and-add of `cids` whose CreateDataSet names `payer` but is
 /// signed by `signer`.
 fn create_and_add_hex(signer: &str, payer: Address, payee: Address, cids: &[PieceCid]) -> String {
-    use beam_edge::upload::chain::{
+    use beam_edge::chain::{
         add_pieces_extra_data, cdn_metadata, create_and_add_extra_data, create_data_set_extra_data,
         random_u256,
     };

@@ -381,10 +381,10 @@ fn answer(request: &Value, state: &Arc<Mutex<State>>) -> Value {
 // ---- a whole calibration chain for upload tests ----
 
 use alloy::primitives::address;
-use beam_edge::upload::chain::abi::{
+use beam_edge::chain::abi::{
     IErc20, IFilecoinPay, IFwss, IFwssView, IFwssViewLegacy, IPdpVerifier, IServiceProviderRegistry,
 };
-use beam_edge::upload::chain::Network;
+use beam_edge::chain::Network;
 use ledger::{Account, Approval, Prices, SetState};
 
 pub const KEY: &str = "0x1234123412341234123412341234123412341234123412341234123412341234";

@@ -134,7 +134,7 @@ impl Manifest {
         Ok(m)
     }
 
-    /// Bytes of the manifest [`crate::upload::pipeline::upload_asset`] will
+    /// Bytes of the manifest the asset upload (`upload::pipeline`) will
     /// store for a file cut into pieces of `piece_sizes`, before any piece is
     /// hashed: CIDs and layers have lengths fixed by the piece sizes and
     /// `window`, so a manifest with placeholder roots is exactly as long as

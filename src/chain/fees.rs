@@ -50,7 +50,6 @@ use alloy::primitives::U256;
 
 use super::abi::IFwssView;
 use super::extra_data::MAX_PIECES_PER_ADD;
-use crate::piece::cid::{height_for_payload, payload_capacity};
 
 /// Epochs per month in FWSS's price list (2880 per day × 30).
 pub const EPOCHS_PER_MONTH: u64 = 86_400;
@@ -144,9 +143,14 @@ impl FeeSchedule {
 /// every 32-byte leaf of the padded tree that holds any data. `None` for 0
 /// bytes or more than a piece can hold.
 pub fn piece_leaf_count(payload: u64) -> Option<u64> {
-    let height = height_for_payload(payload)?;
-    let padding = payload_capacity(height)? - payload;
-    let padding_leaves = (128 * u128::from(padding) / 127) >> 5;
+    // The smallest FRC-0069 tree holding `payload`: 2^height leaves carry
+    // 127 × 2^(height − 2) raw bytes (height ≥ 2, at most 2^50 padded).
+    let height = (2u32..=50).find(|h| (127u128 << (h - 2)) >= u128::from(payload))?;
+    if payload == 0 {
+        return None;
+    }
+    let padding = (127u128 << (height - 2)) - u128::from(payload);
+    let padding_leaves = (128 * padding / 127) >> 5;
     u64::try_from((1u128 << height) - padding_leaves).ok()
 }
 
