@@ -942,3 +942,41 @@ async fn the_registry_lists_its_active_providers() {
         vec![U256::from(7), U256::from(9)]
     );
 }
+
+#[tokio::test]
+async fn the_mock_chain_answers_per_account_and_per_data_set() {
+    // Reads for the payer see its deposit, approval and sets; the same reads
+    // for any other account or set see zeros, so code that asked about the
+    // wrong account would see an empty wallet.
+    let mut spec = common_rpc::ChainSpec::new(vec![(7, "http://127.0.0.1:1/".into())]);
+    spec.data_sets = mock_sets();
+    let rpc = common_rpc::chain_with(spec).await;
+    let reader = ChainReader::new(&rpc.url(), Network::Calibration).unwrap();
+    let payer = reader.wallet_report(common_rpc::PAYER).await.unwrap();
+    assert!(payer.is_ready(), "{:?}", payer.problems());
+    assert_eq!(payer.usdfc_balance, common_rpc::usdfc(20));
+    assert!(payer.approval.is_approved);
+    let stranger = address!("00000000000000000000000000000000000000aa");
+    let other = reader.wallet_report(stranger).await.unwrap();
+    assert_eq!(other.usdfc_balance, U256::ZERO);
+    assert_eq!(other.account.funds, U256::ZERO);
+    assert!(!other.approval.is_approved);
+    assert_eq!(other.approval.lockup_allowance, U256::ZERO);
+    assert!(reader.client_data_sets(stranger).await.unwrap().is_empty());
+    let sets = reader.client_data_sets(common_rpc::PAYER).await.unwrap();
+    assert_eq!(sets.len(), 2);
+    // Leaf counts per set; an unknown set reverts as PDPVerifier does.
+    assert_eq!(
+        reader.data_set_leaf_count(U256::from(21)).await.unwrap(),
+        U256::from(100)
+    );
+    assert_eq!(
+        reader.data_set_leaf_count(U256::from(22)).await.unwrap(),
+        U256::from(200)
+    );
+    let err = reader
+        .data_set_leaf_count(U256::from(77))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("DataSetNotLive"), "{err}");
+}
