@@ -993,10 +993,6 @@ async fn the_pre_flight_names_the_exact_lockup_the_contracts_take() {
             .unwrap(),
     );
     let figure = needed(&text);
-    // The real contracts' threshold (filecoin.md, "Learnt against the real
-    // systems"): 0.1 reserve + 1.0 CDN + (⌊5,000,625 × 2.5e18 / (2^40 ×
-    // 86,400)⌋ + ⌊0.024e18 / 86,400⌋) × 86,400.
-    assert_eq!(figure, U256::from(1_124_011_370_104_716_800u128), "{text}");
     // One wei less is refused before any byte is sent.
     rpc.set_funds(PAYER, figure - U256::from(1));
     let text = refusal(
@@ -1035,6 +1031,11 @@ async fn the_pre_flight_names_the_exact_lockup_the_contracts_take() {
     // The pre-flight sized the manifest right: the stored one is 586 bytes.
     let manifest: PieceCid = report.asset_id.parse().unwrap();
     assert_eq!(manifest.payload_size(), Some(586));
+    // And the figure is the real contracts' threshold (filecoin.md, "Learnt
+    // against the real systems"): 0.1 reserve + 1.0 CDN + (⌊5,000,625 ×
+    // 2.5e18 / (2^40 × 86,400)⌋ + ⌊0.024e18 / 86,400⌋) × 86,400. (Checked
+    // last, so a wrong pre-flight is first caught by the mock chain.)
+    assert_eq!(figure, U256::from(1_124_011_370_104_716_800u128));
 }
 
 #[tokio::test(flavor = "multi_thread")]
