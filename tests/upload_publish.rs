@@ -1056,11 +1056,12 @@ async fn a_payer_short_of_the_lockup_is_refused_by_the_chain_through_curio() {
     // The payer withdraws down to the creation check's 1.124 USDFC: enough
     // to create the set, not for its storage rate.
     rpc.set_funds(PAYER, common_rpc::usdfc_bp(11_240));
-    let err = publisher
+    let Err(err) = publisher
         .publish(body(&common::mp4_like(300_000, 45)), Arc::new(|_| {}))
         .await
-        .err()
-        .expect("the chain must refuse");
+    else {
+        panic!("the chain must refuse");
+    };
     let text = err.to_string();
     assert!(text.contains("500"), "{text}");
     assert!(
