@@ -300,6 +300,20 @@ pub struct Config {
     pub upload: UploadConfig,
     /// Cluster mode: several replicas acting as one cache.
     pub cluster: ClusterConfig,
+    /// Who may make the edge spend: signed URLs, client limits, egress budgets.
+    pub access: AccessConfig,
+}
+
+/// `access.*` (its keys are owned by [`crate::access::config`]).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessConfig {
+    /// Signed links to media paths.
+    pub signed_urls: crate::access::config::SignedUrlsConfig,
+    /// Per-client request and byte rates.
+    pub limits: crate::access::config::ClientLimitsConfig,
+    /// Per-payer budgets of upstream miss bytes.
+    pub egress_budget: crate::access::config::EgressBudgetConfig,
 }
 
 /// `upload.*`
@@ -370,6 +384,9 @@ pub struct ServerConfig {
     pub upgrade_sock: PathBuf,
     /// File the serving process writes its pid to (for `kill -QUIT`); null for none.
     pub pid_file: Option<PathBuf>,
+    /// Proxies (addresses or CIDR blocks) whose `X-Forwarded-For` names the
+    /// client; from anyone else the header is ignored.
+    pub trusted_proxies: Vec<String>,
 }
 
 /// `server.tls.*`
@@ -552,7 +569,7 @@ fn addr(text: &str) -> SocketAddr {
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
-            listen: addr("0.0.0.0:8080"),
+            listen: addr("127.0.0.1:8080"),
             threads: 2,
             grace_period: HumanDuration(Duration::from_secs(10)),
             keepalive_timeout: HumanDuration(crate::edge::limits::KEEPALIVE_IDLE),
@@ -561,6 +578,7 @@ impl Default for ServerConfig {
             h2c: false,
             upgrade_sock: PathBuf::from("/tmp/beam-edge-upgrade.sock"),
             pid_file: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -762,6 +780,11 @@ impl Config {
             path,
             reason,
         })?;
+        crate::access::config::check(self).map_err(|(path, reason)| ConfigError {
+            source_name: source_name.to_string(),
+            path,
+            reason,
+        })?;
         Ok(())
     }
 
@@ -779,6 +802,7 @@ impl Config {
                     .to_string(),
             );
         }
+        w.extend(crate::access::config::warnings(self));
         w
     }
 
@@ -1306,7 +1330,7 @@ mod tests {
     #[test]
     fn embedded_default_is_valid_and_matches_the_contract() {
         let c = Config::from_yaml(DEFAULT_CONFIG_YAML, "embedded").unwrap();
-        assert_eq!(c.server.listen, "0.0.0.0:8080".parse().unwrap());
+        assert_eq!(c.server.listen, "127.0.0.1:8080".parse().unwrap());
         assert_eq!(c.server.threads, 2);
         assert_eq!(c.server.grace_period.0, Duration::from_secs(10));
         assert_eq!(c.server.keepalive_timeout.0, Duration::from_secs(60));
@@ -1423,7 +1447,7 @@ mod tests {
         let e = with("size: 10GiB", "size: lots").unwrap_err();
         assert_eq!(e.path, "cache.disk.size");
 
-        let e = with("listen: \"0.0.0.0:8080\"", "listen: \"localhost\"").unwrap_err();
+        let e = with("listen: \"127.0.0.1:8080\"", "listen: \"localhost\"").unwrap_err();
         assert_eq!(e.path, "server.listen");
 
         let e = with("network: calibration", "network: testnet").unwrap_err();
