@@ -320,6 +320,19 @@ pub static ACCESS_REFUSALS: Lazy<IntCounterVec> = Lazy::new(|| {
     )
 });
 
+/// Every `reason` of [`ACCESS_REFUSALS`].
+pub const ACCESS_REFUSAL_REASONS: [&str; 9] = [
+    "signature_missing",
+    "signature_malformed",
+    "signature_unknown_key",
+    "signature_mismatch",
+    "signature_expired",
+    "signature_wrong_client",
+    "client_request_rate",
+    "egress_budget_hour",
+    "egress_budget_day",
+];
+
 /// Response writes that waited for a client's `access.limits.bytes_per_second`.
 pub static PACED_WRITES: Lazy<IntCounter> = Lazy::new(|| {
     #[allow(clippy::expect_used)]
@@ -387,7 +400,7 @@ pub fn init() {
     for cache in ["HIT", "MISS", "PARTIAL"] {
         SEEK_TTFB.with_label_values(&[cache]);
     }
-    for reason in crate::access::refusal_labels() {
+    for reason in ACCESS_REFUSAL_REASONS {
         ACCESS_REFUSALS.with_label_values(&[reason]);
     }
     Lazy::force(&PACED_WRITES);

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use pingora_limits::rate::Rate;
 
-use super::config::EgressBudgetConfig;
+use crate::config::access::EgressBudgetConfig;
 
 /// Why a payer's upstream fetch was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]

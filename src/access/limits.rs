@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use pingora_limits::rate::Rate;
 
-use super::config::ClientLimitsConfig;
+use crate::config::access::ClientLimitsConfig;
 use crate::metrics;
 
 const INTERVAL: Duration = Duration::from_secs(1);

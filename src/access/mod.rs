@@ -1,7 +1,7 @@
 //! Who may make this edge spend whose money: signed URLs ([`signed`]),
 //! per-client limits ([`limits`]), per-payer egress budgets ([`budget`]),
-//! the client address behind trusted proxies ([`client_ip`]), and the
-//! keys that configure them ([`config`]).
+//! and the client address behind trusted proxies ([`client_ip`]). Their
+//! keys are `crate::config::access`.
 //!
 //! [`Access`] holds what the public service checks on every media request,
 //! in this order, all before any upstream I/O: the client's request rate
@@ -13,7 +13,6 @@
 
 pub mod budget;
 pub mod client_ip;
-pub mod config;
 pub mod limits;
 pub mod signed;
 
@@ -44,7 +43,7 @@ impl Access {
             .server
             .trusted_proxies
             .iter()
-            .map(|p| config::parse_proxy(p))
+            .map(|p| crate::config::access::parse_proxy(p))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| format!("server.trusted_proxies: {e}"))?;
         Ok(Access {
@@ -82,15 +81,19 @@ pub fn count_refusal(reason: &str) {
     metrics::ACCESS_REFUSALS.with_label_values(&[reason]).inc();
 }
 
-/// Every refusal reason, for exporting each series at 0 from start-up.
-pub fn refusal_labels() -> Vec<&'static str> {
-    let mut v = signed::SignatureRefusal::LABELS.to_vec();
-    v.extend([
-        "client_request_rate",
-        "egress_budget_hour",
-        "egress_budget_day",
-    ]);
-    v
+#[cfg(test)]
+mod tests {
+    /// The reasons `metrics::init` exports at 0 are the ones refusals use.
+    #[test]
+    fn every_refusal_reason_is_exported_from_start_up() {
+        let mut used = super::signed::SignatureRefusal::LABELS.to_vec();
+        used.extend([
+            "client_request_rate",
+            "egress_budget_hour",
+            "egress_budget_day",
+        ]);
+        assert_eq!(used, crate::metrics::ACCESS_REFUSAL_REASONS.to_vec());
+    }
 }
 
 /// Mints a signed link to `path` valid for `ttl`, bound to `ip` when

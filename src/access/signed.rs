@@ -24,7 +24,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use super::client_ip::canonical;
-use super::config::SignedUrlsConfig;
+use crate::config::access::SignedUrlsConfig;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -305,7 +305,7 @@ pub fn encode_path(path: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::access::config::SigningKeyConfig;
+    use crate::config::access::SigningKeyConfig;
 
     const PATH: &str = "/piece/bafkzcibcaabdomn3tgwgrh3g532zopskstnbrd2n3sxfqbze7rxt7vqn7veigmy";
 

@@ -1,11 +1,8 @@
-//! The keys of the `access:` section that this module reads
-//! (`access.signed_urls`, `access.limits`, `access.egress_budget`) and of
-//! `server.trusted_proxies`: their model, defaults, checks and the
-//! start-up warning about an open edge.
-//!
-//! What it is not: the `access:` section itself (that struct lives with the
-//! rest of the config and holds these as fields) or what enforces them
-//! ([`super::signed`], [`super::limits`], [`super::budget`]).
+//! `access.*`: who may make the edge spend, and on what. Signed URLs
+//! (`access.signed_urls`), per-client limits (`access.limits`) and per-payer
+//! egress budgets (`access.egress_budget`): their model, defaults and checks,
+//! with `server.trusted_proxies` (which decides who the client is) and the
+//! warning an open edge gets. What enforces them is `crate::access`.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -14,7 +11,25 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ByteSize, Config, HumanDuration, Payers};
+use super::units::{ByteSize, HumanDuration};
+use super::upstream::Payers;
+use super::Config;
+
+/// `access.*`
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessConfig {
+    /// Signed links to media paths.
+    pub signed_urls: SignedUrlsConfig,
+    /// Per-client request and byte rates.
+    pub limits: ClientLimitsConfig,
+    /// Per-payer budgets of upstream miss bytes.
+    pub egress_budget: EgressBudgetConfig,
+}
+
+/// The checks of `access.*` with a fixed key path, in order (the checks of
+/// list entries, whose paths carry an index, are [`check_lists`]).
+pub(super) const CHECKS: &[super::validate::Check] = &[];
 
 /// Shortest secret of a signing key, in bytes: HMAC-SHA256 gains nothing
 /// past 32 and a shorter one is guessable offline from any signed link.
@@ -125,8 +140,9 @@ fn valid_key_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
-/// Checks every key this module owns; the error names the key's path.
-pub fn check(c: &Config) -> Result<(), (String, String)> {
+/// Checks the keys of `access.*` and `server.trusted_proxies`; the error
+/// names the key's path (with the index of a list entry).
+pub(super) fn check_lists(c: &Config) -> Result<(), (String, String)> {
     for (i, p) in c.server.trusted_proxies.iter().enumerate() {
         parse_proxy(p).map_err(|e| (format!("server.trusted_proxies[{i}]"), e))?;
     }
@@ -201,7 +217,7 @@ pub fn check(c: &Config) -> Result<(), (String, String)> {
 
 /// The warning an open edge gets at start-up and from `check-config`:
 /// any payer may be billed, from anywhere, with nothing checked.
-pub fn warnings(c: &Config) -> Vec<String> {
+pub(super) fn warnings(c: &Config) -> Vec<String> {
     let open_to_all = matches!(c.payer_policy(), Payers::Any);
     let public = !c.server.listen.ip().is_loopback();
     if open_to_all && public && !c.access.signed_urls.required {
