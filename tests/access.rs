@@ -169,7 +169,8 @@ fn signed_links_are_checked_before_any_upstream_io() {
     ];
     for (what, link, reason, _) in &cases {
         let (s, h, body) = raw_get(edge.public, link, &[]).unwrap();
-        let text = String::from_utf8_lossy(&body);
+        // (a wrongly served piece is binary: show only its start)
+        let text: String = String::from_utf8_lossy(&body).chars().take(200).collect();
         assert_eq!(s, 403, "{what}: {text}");
         assert!(text.contains(reason), "{what}: {text}");
         assert_eq!(h["cache-control"], "no-store", "{what}");
