@@ -108,6 +108,9 @@ pub struct CacheSettings {
     pub prefetch_linger: Duration,
     /// Delay before asking Beam again after it sent a whole piece for a deep range.
     pub beam_retry_delay: Duration,
+    /// Per-payer budgets of upstream bytes: every window read from an
+    /// upstream is reserved first (`None`: no budget).
+    pub egress: Option<Arc<crate::access::budget::EgressBudget>>,
 }
 
 /// A piece as the cache sees it.
