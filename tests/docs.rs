@@ -692,6 +692,12 @@ const ROUTES: &[Route] = &[
         "/admin/cache/warm/{cid}",
     ),
     r(Listener::Admin, "POST", "/admin/uploads", "/admin/uploads"),
+    r(
+        Listener::Admin,
+        "GET",
+        "/admin/sign",
+        "/admin/sign?path=/piece/{cid}&ttl=1h",
+    ),
 ];
 
 /// The request paths the routers compare with: string literals after `==`,
