@@ -47,13 +47,17 @@ impl Inner {
             let start = first.start + fills[cur].received();
             let range = ByteRange::new(start, last.end);
             let result = self.open_source(piece, range, local_only).await;
-            let (mut body, from_zero) = match result {
-                Ok(b) => {
-                    let from_peer = b.0.kind() == crate::upstream::UpstreamKind::Peer;
+            let (mut body, from_zero, holder) = match result {
+                Ok((body, from_zero, holder)) => {
+                    let from_peer = body.kind() == crate::upstream::UpstreamKind::Peer;
                     for f in &fills[cur..] {
                         f.set_from_peer(from_peer);
                     }
-                    b
+                    // Who sent which window, for backing off a holder whose
+                    // window turns out wrong.
+                    self.builds
+                        .note_holder(fills[cur..].iter().map(|f| f.key.clone()), &holder);
+                    (body, from_zero, holder)
                 }
                 Err(e) => {
                     if e.is_transient() && failures < self.settings.retries {
@@ -111,6 +115,7 @@ impl Inner {
                     Ok(None) => {
                         // The body ended exactly where asked; anything left is short.
                         if cur < fills.len() {
+                            self.cut_short(piece, &holder);
                             failures += 1;
                             if failures > self.settings.retries {
                                 let e = UpstreamError::ShortBody {
@@ -124,6 +129,8 @@ impl Inner {
                         break;
                     }
                     Err(e) => {
+                        // Mid-body: the header promised more than came.
+                        self.cut_short(piece, &holder);
                         failures += 1;
                         if !e.is_transient() || failures > self.settings.retries {
                             self.abandon(&fills[cur..], CacheError::Upstream(e));
@@ -135,6 +142,18 @@ impl Inner {
                     }
                 }
             }
+        }
+    }
+}
+
+impl Inner {
+    /// A holder that cut a window short (its body ended or broke before the
+    /// length its header promised) is backed off while checking is on (a
+    /// storage provider; Beam only for this piece), so the retry asks
+    /// another one.
+    fn cut_short(&self, piece: &Piece, holder: &str) {
+        if self.checking() && !holder.starts_with("peer:") {
+            self.back_off(&piece.cid, holder, "cut a window short");
         }
     }
 }
