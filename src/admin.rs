@@ -22,12 +22,12 @@ use pingora::protocols::http::ServerSession;
 use serde_json::json;
 
 use crate::cache::Piece;
+use crate::chain::load_signer;
 use crate::config::Config;
 use crate::edge::EdgeState;
 use crate::http::range::{parse_range_header, plan_ranges, ByteRange, ParsedRange, RangePlan};
 use crate::metrics;
 use crate::piece::PieceCid;
-use crate::upload::chain::load_signer;
 use crate::upload::pipeline::UploadError;
 use crate::upload::publish::{PublishError, PublishReport, PublishSettings, Publisher};
 
@@ -339,7 +339,7 @@ fn warm_with_upload(
         let layer = PieceCid::parse(&mp.cid)
             .map_err(|e| e.to_string())
             .and_then(|c| {
-                let nodes = crate::upload::manifest::decode_layer(&mp.layer)
+                let nodes = crate::manifest::decode_layer(&mp.layer)
                     .ok_or_else(|| "the layer is not hex-encoded 32-byte roots".to_string())?;
                 if nodes.is_empty() {
                     return Ok(());
