@@ -31,6 +31,11 @@ impl Config {
             path,
             reason,
         })?;
+        access::check_lists(self).map_err(|(path, reason)| ConfigError {
+            source_name: source_name.to_string(),
+            path,
+            reason,
+        })?;
         Ok(())
     }
 
@@ -48,6 +53,7 @@ impl Config {
                     .to_string(),
             );
         }
+        w.extend(access::warnings(self));
         w
     }
 }

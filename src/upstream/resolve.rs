@@ -34,6 +34,7 @@
 //! asks the provider itself, as the reference resolver does.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -134,6 +135,8 @@ struct ResolverInner {
     directory: tokio::sync::Mutex<DirectoryState>,
     pieces: Mutex<HashMap<String, PieceEntry>>,
     flights: Mutex<HashMap<String, watch::Receiver<FlightState>>>,
+    /// The RPC answered `eth_chainId` with `settings.network`'s id.
+    network_checked: AtomicBool,
 }
 
 impl std::fmt::Debug for ChainResolver {
@@ -197,8 +200,40 @@ impl ChainResolver {
                 directory: tokio::sync::Mutex::new(DirectoryState::default()),
                 pieces: Mutex::new(HashMap::new()),
                 flights: Mutex::new(HashMap::new()),
+                network_checked: AtomicBool::new(false),
             }),
         })
+    }
+
+    /// Start-up check: asks the RPC's `eth_chainId` (within `timeout`).
+    /// A chain other than `upstream.network` is an error naming both; an
+    /// RPC that cannot be asked now is not (Beam serves without it): the
+    /// check is then made before the first chain read, which fails the same
+    /// way on a mismatch.
+    pub async fn verify_network(&self, timeout: Duration) -> Result<(), String> {
+        let inner = &self.inner;
+        let expected = inner.settings.network;
+        match tokio::time::timeout(timeout, inner.chain.chain_id()).await {
+            Ok(Ok(id)) if id == expected.chain_id() => {
+                inner.network_checked.store(true, Ordering::Relaxed);
+                Ok(())
+            }
+            Ok(Ok(id)) => Err(format!(
+                "upstream.network is {expected} but upstream.rpc_url ({}) serves {}: set upstream.network to match the RPC, or point upstream.rpc_url at a {} endpoint",
+                inner.settings.rpc_url,
+                Network::from_chain_id(id)
+                    .map_or_else(|| format!("chain {id}"), |n| n.to_string()),
+                expected.name(),
+            )),
+            Ok(Err(e)) => {
+                log::warn!("upstream.rpc_url: cannot check its chain id now ({e}); checked again before the first chain read");
+                Ok(())
+            }
+            Err(_) => {
+                log::warn!("upstream.rpc_url: no eth_chainId answer within {timeout:?}; checked again before the first chain read");
+                Ok(())
+            }
+        }
     }
 
     /// The providers known to hold `cid`, best first. A fresh answer is
@@ -436,7 +471,14 @@ impl ResolverInner {
     }
 
     /// Reads the providers of the payer's live data sets from the chain.
+    /// The endpoint's chain id is checked first, until once it matched: a
+    /// directory read from another network would name providers that hold
+    /// none of this network's pieces.
     async fn read_directory(&self) -> Result<Vec<ChainProvider>, ChainError> {
+        if !self.network_checked.load(Ordering::Relaxed) {
+            self.chain.verify_chain().await?;
+            self.network_checked.store(true, Ordering::Relaxed);
+        }
         let data_sets = self.chain.client_data_sets(self.settings.payer).await?;
         // Live, managed by FWSS, not terminated (pdpEndEpoch == 0).
         let ids: BTreeSet<_> = data_sets
@@ -511,13 +553,18 @@ impl ProviderPool {
     /// `static_providers` without duplicates and without providers backing
     /// off: what to try first.
     pub fn usable(&self, static_providers: &[String]) -> Vec<String> {
+        self.usable_at(static_providers, Instant::now())
+    }
+
+    /// [`ProviderPool::usable`] at the instant `now`.
+    fn usable_at(&self, static_providers: &[String], now: Instant) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
         for p in static_providers {
             if !out.contains(p) {
                 out.push(p.clone());
             }
         }
-        self.drop_busy(out)
+        self.drop_busy(out, now)
     }
 
     /// The chain-resolved holders of `cid` not in `tried` and not backing
@@ -535,11 +582,11 @@ impl ProviderPool {
             .into_iter()
             .filter(|p| !tried.iter().any(|t| same(t, p)))
             .collect();
-        self.drop_busy(holders)
+        self.drop_busy(holders, Instant::now())
     }
 
-    fn drop_busy(&self, mut providers: Vec<String>) -> Vec<String> {
-        let now = Instant::now();
+    /// `providers` without those still backing off at `now`.
+    fn drop_busy(&self, mut providers: Vec<String>, now: Instant) -> Vec<String> {
         let mut busy = lock(&self.busy);
         busy.retain(|_, until| *until > now);
         providers.retain(|p| !busy.contains_key(p));
@@ -548,12 +595,17 @@ impl ProviderPool {
 
     /// Skips `provider` for the backoff period (it answered 429).
     pub fn mark_busy(&self, provider: &str) {
+        self.mark_busy_at(provider, Instant::now());
+    }
+
+    /// [`ProviderPool::mark_busy`] for a 429 received at `now`.
+    fn mark_busy_at(&self, provider: &str, now: Instant) {
         log::warn!(
             "provider {provider} answered 429 (busy): skipped for {}",
             humantime::format_duration(self.backoff)
         );
         metrics::PROVIDER_BACKOFFS.inc();
-        lock(&self.busy).insert(provider.to_string(), Instant::now() + self.backoff);
+        lock(&self.busy).insert(provider.to_string(), now + self.backoff);
     }
 
     /// Skips `provider` for the backoff period because it sent wrong bytes
@@ -598,11 +650,34 @@ mod tests {
         assert_eq!(pool.status(&statics, "cid").backing_off, vec!["http://a"]);
     }
 
+    /// The clock is passed in, so the backoff is checked at chosen instants
+    /// instead of by sleeping through it.
     #[test]
-    fn a_backoff_ends() {
-        let pool = ProviderPool::new(None, Duration::ZERO);
-        let statics = vec!["http://a".to_string()];
-        pool.mark_busy("http://a");
-        assert_eq!(pool.usable(&statics), statics);
+    fn a_busy_provider_is_skipped_for_its_whole_backoff_and_no_longer() {
+        let backoff = Duration::from_secs(30);
+        let pool = ProviderPool::new(None, backoff);
+        let statics = vec!["http://a".to_string(), "http://b".to_string()];
+        let t0 = Instant::now();
+        pool.mark_busy_at("http://a", t0);
+        for after in [
+            Duration::ZERO,
+            Duration::from_secs(1),
+            backoff - Duration::from_millis(1),
+        ] {
+            assert_eq!(
+                pool.usable_at(&statics, t0 + after),
+                vec!["http://b"],
+                "{after:?} after the 429"
+            );
+        }
+        assert_eq!(pool.usable_at(&statics, t0 + backoff), statics);
+        // A second 429 starts a new backoff from its own instant.
+        let t1 = t0 + backoff + Duration::from_secs(5);
+        pool.mark_busy_at("http://a", t1);
+        assert_eq!(
+            pool.usable_at(&statics, t1 + backoff - Duration::from_millis(1)),
+            vec!["http://b"]
+        );
+        assert_eq!(pool.usable_at(&statics, t1 + backoff), statics);
     }
 }
