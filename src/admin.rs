@@ -392,6 +392,31 @@ fn warm_with_upload(
     file: &std::fs::File,
     report: &PublishReport,
 ) {
+    // The layer of each piece, computed as it was uploaded: from now on
+    // `/piece/<cid>` of it is checked from the first byte, on every replica
+    // that reads this disk, even after its windows are evicted.
+    for mp in &report.manifest.pieces {
+        let layer = PieceCid::parse(&mp.cid)
+            .map_err(|e| e.to_string())
+            .and_then(|c| {
+                let nodes = crate::manifest::decode_layer(&mp.layer)
+                    .ok_or_else(|| "the layer is not hex-encoded 32-byte roots".to_string())?;
+                if nodes.is_empty() {
+                    return Ok(());
+                }
+                cache
+                    .add_layer(
+                        &c,
+                        report.manifest.window,
+                        &nodes,
+                        crate::cache::layers::LayerSource::Upload,
+                    )
+                    .map_err(|e| e.to_string())
+            });
+        if let Err(e) = layer {
+            log::warn!("uploaded piece {}: its layer was not kept: {e}", mp.cid);
+        }
+    }
     let mut offset = 0;
     for p in &report.pieces {
         if let Err(e) = cache.warm_from_file(&p.cid, p.size, &report.content_type, file, offset) {

@@ -27,6 +27,11 @@ fn histogram_vec(name: &str, help: &str, labels: &[&str], buckets: Vec<f64>) -> 
     register_histogram_vec!(name, help, labels, buckets).expect("metric registers")
 }
 
+#[allow(clippy::expect_used)]
+fn counter(name: &str, help: &str) -> IntCounter {
+    register_int_counter!(name, help).expect("metric registers")
+}
+
 /// Latency buckets from 1 ms to 30 s.
 fn latency_buckets() -> Vec<f64> {
     vec![
@@ -118,6 +123,44 @@ pub static SERVED_BYTES: Lazy<IntCounterVec> = Lazy::new(|| {
         "beam_edge_served_bytes_total",
         "Piece bytes served to clients, by source (memory, disk, upstream, peer: the owning replica in cluster mode).",
         &["source"],
+    )
+});
+
+/// Body bytes of pieces served to clients by how they were checked against
+/// the PieceCID (`cid`: a one-window piece hashed whole; `layer`: every window
+/// checked against the piece's layer; `unchecked`): the checked share is
+/// (cid + layer) / all.
+pub static SERVED_CHECK_BYTES: Lazy<IntCounterVec> = Lazy::new(|| {
+    counter_vec(
+        "beam_edge_served_check_bytes_total",
+        "Piece bytes served to clients, by how they were checked against the PieceCID (cid, layer, unchecked).",
+        &["check"],
+    )
+});
+
+/// Layer builds (the piece read whole and hashed) and sweeps (cached windows
+/// hashed against a layer that arrived), by outcome (`ok`, `failed`).
+pub static LAYER_JOBS: Lazy<IntCounterVec> = Lazy::new(|| {
+    counter_vec(
+        "beam_edge_layer_jobs_total",
+        "Layer builds and sweeps, by job (build, sweep) and outcome (ok, failed).",
+        &["job", "outcome"],
+    )
+});
+
+/// Cached windows purged because they did not match the piece's layer.
+pub static PURGED_WRONG_WINDOWS: Lazy<IntCounter> = Lazy::new(|| {
+    counter(
+        "beam_edge_wrong_windows_purged_total",
+        "Cached windows purged because they did not hash to the piece's layer.",
+    )
+});
+
+/// Holders (Beam, providers) backed off for sending wrong bytes.
+pub static WRONG_BYTES_HOLDERS: Lazy<IntCounter> = Lazy::new(|| {
+    counter(
+        "beam_edge_wrong_bytes_backoffs_total",
+        "Times a holder (Beam for one piece, or a storage provider) was backed off for sending bytes that do not hash to the PieceCID.",
     )
 });
 
@@ -460,6 +503,16 @@ pub fn init() {
     for source in ["memory", "disk", "upstream", "peer"] {
         SERVED_BYTES.with_label_values(&[source]);
     }
+    for check in ["cid", "layer", "unchecked"] {
+        SERVED_CHECK_BYTES.with_label_values(&[check]);
+    }
+    for job in ["build", "sweep"] {
+        for outcome in ["ok", "failed"] {
+            LAYER_JOBS.with_label_values(&[job, outcome]);
+        }
+    }
+    Lazy::force(&PURGED_WRONG_WINDOWS);
+    Lazy::force(&WRONG_BYTES_HOLDERS);
     for reason in ["upstream", "client"] {
         ABORTS.with_label_values(&[reason]);
     }

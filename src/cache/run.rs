@@ -78,9 +78,9 @@ impl Inner {
             let range = ByteRange::new(start, last.end);
             let result = self.open_source(piece, range, local_only).await;
             let mut charging = true;
-            let (mut body, from_zero) = match result {
-                Ok(b) => {
-                    let from_peer = b.0.kind() == crate::upstream::UpstreamKind::Peer;
+            let (mut body, from_zero, holder) = match result {
+                Ok((body, from_zero, holder)) => {
+                    let from_peer = body.kind() == crate::upstream::UpstreamKind::Peer;
                     for f in &fills[cur..] {
                         f.set_from_peer(from_peer);
                     }
@@ -90,7 +90,11 @@ impl Inner {
                         r.release();
                         charging = false;
                     }
-                    b
+                    // Who sent which window, for backing off a holder whose
+                    // window turns out wrong.
+                    self.builds
+                        .note_holder(fills[cur..].iter().map(|f| f.key.clone()), &holder);
+                    (body, from_zero, holder)
                 }
                 Err(e) => {
                     if e.is_transient() && failures < self.settings.retries {
@@ -157,6 +161,7 @@ impl Inner {
                         // of this request's windows is short (windows past
                         // `end` were not asked for: the budget is asked again).
                         if cur < end {
+                            self.cut_short(piece, &holder);
                             failures += 1;
                             if failures > self.settings.retries {
                                 let e = UpstreamError::ShortBody {
@@ -170,6 +175,8 @@ impl Inner {
                         break;
                     }
                     Err(e) => {
+                        // Mid-body: the header promised more than came.
+                        self.cut_short(piece, &holder);
                         failures += 1;
                         if !e.is_transient() || failures > self.settings.retries {
                             self.abandon(&fills[cur..], CacheError::Upstream(e));
@@ -181,6 +188,18 @@ impl Inner {
                     }
                 }
             }
+        }
+    }
+}
+
+impl Inner {
+    /// A holder that cut a window short (its body ended or broke before the
+    /// length its header promised) is backed off while checking is on (a
+    /// storage provider; Beam only for this piece), so the retry asks
+    /// another one.
+    fn cut_short(&self, piece: &Piece, holder: &str) {
+        if self.checking() && !holder.starts_with("peer:") {
+            self.back_off(&piece.cid, holder, "cut a window short");
         }
     }
 }

@@ -203,6 +203,15 @@ pub fn cache_settings(config: &Config, pool: ProviderPool) -> CacheSettings {
         pool,
         prefetch_linger: std::time::Duration::from_secs(2),
         beam_retry_delay: std::time::Duration::from_millis(500),
+        verify: crate::cache::build::VerifySettings {
+            mode: config.verify.mode,
+            build_max: config.verify.build_max.0,
+            build_concurrency: config.verify.build_concurrency,
+            build_budget_per_hour: config.verify.build_budget_per_hour.0,
+            strict_wait: config.verify.strict_wait.0,
+            build_delay: config.verify.build_delay.0,
+            holder_backoff: config.upstream.provider_backoff.0,
+        },
         egress: None,
     }
 }
@@ -303,6 +312,8 @@ pub struct RequestCtx {
     status: u16,
     header_sent: bool,
     body_bytes: u64,
+    /// How the piece bytes of this response are checked (a metric label).
+    checked: Option<&'static str>,
     /// The client's address (after `server.trusted_proxies`), once known.
     client_ip: Option<std::net::IpAddr>,
     /// Set when `access.limits.bytes_per_second` paces this client's writes.
@@ -422,6 +433,7 @@ impl ProxyHttp for EdgeService {
             status: 0,
             header_sent: false,
             body_bytes: 0,
+            checked: None,
             client_ip: None,
             pacer: None,
         }

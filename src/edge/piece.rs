@@ -35,6 +35,7 @@ use pingora::proxy::Session;
 
 use super::route::{MediaKind, MediaPath};
 use super::{respond_text, EdgeState, RequestCtx};
+use crate::cache::build::CheckKind;
 use crate::cache::verify::bytes_match_cid;
 use crate::cache::{CacheError, Piece, RangeReader, Source, WindowCache};
 use crate::http::conditional::{if_none_match, if_range_allows, piece_etag};
@@ -53,7 +54,12 @@ pub const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 
 /// Headers a cross-origin player needs to read.
 const EXPOSED: &str =
-    "Content-Range, Content-Length, Accept-Ranges, ETag, Content-Type, X-Cache, Server-Timing, Content-Disposition";
+    "Content-Range, Content-Length, Accept-Ranges, ETag, Content-Type, X-Cache, X-Beam-Edge-Checked, Server-Timing, Content-Disposition";
+
+/// How a response's bytes were checked against their PieceCID: `cid` (a
+/// one-window piece, hashed whole), `layer` (every window against the
+/// piece's layer) or `unchecked`.
+pub const CHECKED_HEADER: &str = "X-Beam-Edge-Checked";
 
 /// CORS headers of every `/piece` response (errors included, so that a
 /// player on another origin can read the status and the reason).
@@ -170,6 +176,19 @@ impl Resource {
             segments: self.segments(range),
             current: None,
         }
+    }
+
+    /// The pieces the `ranges` touch, each once.
+    fn pieces_in(&self, ranges: &[ByteRange]) -> Vec<Piece> {
+        let mut out: Vec<Piece> = Vec::new();
+        for r in ranges {
+            for (p, _) in self.segments(*r) {
+                if !out.iter().any(|q| q.cid == p.cid) {
+                    out.push(p);
+                }
+            }
+        }
+        out
     }
 
     fn coverage(&self, state: &EdgeState, ranges: &[ByteRange]) -> (u64, u64) {
@@ -452,7 +471,12 @@ async fn load_manifest(
                     let nodes = decode_layer(&p.layer)
                         .ok_or("the layer is not hex-encoded 32-byte roots")?;
                     cache
-                        .add_layer(&c, manifest.window, &nodes)
+                        .add_layer(
+                            &c,
+                            manifest.window,
+                            &nodes,
+                            crate::cache::layers::LayerSource::Manifest,
+                        )
                         .map_err(|e| e.to_string())
                 });
             if let Err(e) = added {
@@ -615,6 +639,33 @@ async fn serve_resource(
         state.sniffs.done(&sniff_key, &cell);
         result.map(|ct| Some(ct.to_string()))
     };
+    // How the bytes are checked (`verify.mode`): under strict, wait until
+    // every piece read can be checked (or refuse); under background, start
+    // what each piece needs (a layer build or a sweep) beside this read.
+    let touched = resource.pieces_in(&ranges);
+    if !is_head && !crate::cluster::serving_peer() {
+        let strict = state.cache.verify_mode() == crate::config::VerifyMode::Strict
+            && state.cache.checks_enabled();
+        for piece in &touched {
+            if !strict {
+                state.cache.want_layer(piece);
+            } else if let Err(why) = state.cache.until_checkable(piece).await {
+                let reason = format!(
+                    "piece {} cannot be checked against its PieceCID, and verify.mode is strict: {why}",
+                    piece.cid
+                );
+                log::warn!("{reason}");
+                return respond_error(session, ctx, 503, &reason).await;
+            }
+        }
+    }
+    let checked = touched
+        .iter()
+        .map(|p| state.cache.check_kind(p))
+        .reduce(CheckKind::min)
+        .unwrap_or(CheckKind::Cid);
+    ctx.checked = Some(checked.label());
+
     // Open the first part before writing anything, so that upstream
     // failures are answered with their own status.
     let open_first = async {
@@ -666,6 +717,7 @@ async fn serve_resource(
     h.insert_header("ETag", resource.etag.as_str())?;
     h.insert_header("Cache-Control", IMMUTABLE)?;
     h.insert_header("X-Cache", x_cache)?;
+    h.insert_header(CHECKED_HEADER, checked.label())?;
     h.insert_header(
         "Server-Timing",
         format!(
@@ -819,6 +871,11 @@ async fn write_now(
         metrics::SERVED_BYTES
             .with_label_values(&[s.label()])
             .inc_by(n);
+        if let Some(check) = ctx.checked {
+            metrics::SERVED_CHECK_BYTES
+                .with_label_values(&[check])
+                .inc_by(n);
+        }
     }
     Ok(())
 }

@@ -608,6 +608,16 @@ impl ProviderPool {
         lock(&self.busy).insert(provider.to_string(), now + self.backoff);
     }
 
+    /// Skips `provider` for the backoff period because it sent wrong bytes
+    /// (`why`), so other holders are asked first.
+    pub fn back_off(&self, provider: &str, why: &str) {
+        log::warn!(
+            "provider {provider} {why}: skipped for {}",
+            humantime::format_duration(self.backoff)
+        );
+        lock(&self.busy).insert(provider.to_string(), Instant::now() + self.backoff);
+    }
+
     /// For the admin API.
     pub fn status(&self, static_providers: &[String], cid: &str) -> PoolStatus {
         let now = Instant::now();
