@@ -497,13 +497,32 @@ fn an_rpc_on_another_network_stops_the_start_naming_both() {
         ),
     )
     .unwrap();
-    let out = std::process::Command::new(common::bin())
+    let log = dir.path().join("stderr.log");
+    let mut child = std::process::Command::new(common::bin())
         .args(["serve", "--config"])
         .arg(&cfg)
-        .output()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
         .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{stderr}");
+    // A generous hang guard, not a timing check: a start that did not fail
+    // serves until killed.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let stderr = std::fs::read_to_string(&log).unwrap_or_default();
+    let status =
+        status.unwrap_or_else(|| panic!("the edge started on the wrong network: {stderr}"));
+    assert!(!status.success(), "{stderr}");
     assert!(
         stderr.contains("upstream.network is calibration (314159)")
             && stderr.contains("serves mainnet (314)"),
