@@ -300,6 +300,17 @@ pub struct Config {
     pub upload: UploadConfig,
     /// Cluster mode: several replicas acting as one cache.
     pub cluster: ClusterConfig,
+    /// Who may read what.
+    pub access: AccessConfig,
+}
+
+/// `access.*`
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessConfig {
+    /// Files in the Bad Bits format (`//<hex sha256 of "<cid>/">` per
+    /// line) listing pieces never served (451), read again on SIGHUP.
+    pub denylist: Vec<PathBuf>,
 }
 
 /// `upload.*`
@@ -419,6 +430,31 @@ pub struct UpstreamConfig {
     pub resolve_ttl: HumanDuration,
     /// How long a provider that answered 429 is skipped.
     pub provider_backoff: HumanDuration,
+    /// When Beam answers a range with the whole piece (the piece is cold in
+    /// its CDN), let that one response run to completion, filling this
+    /// cache as it streams, so Beam warms; other reads of the piece go to
+    /// the warm-up or to storage providers meanwhile, never to Beam.
+    pub beam_warm: bool,
+    /// Largest piece (padded size) warmed that way; larger pieces' cold
+    /// answers are used near byte 0 and dropped for deep ranges.
+    pub beam_warm_max: ByteSize,
+    /// What a Beam 402 "egress quota exhausted" leads to: `refuse` (answer
+    /// 402) or `providers` (serve from the storage providers, which bill
+    /// nothing per byte here but carry the load).
+    pub on_quota_exhausted: OnQuotaExhausted,
+    /// How long a Beam refusal (Bad Bits, sanctioned, no CDN, quota) of a
+    /// payer's piece is answered again without asking Beam.
+    pub refusal_ttl: HumanDuration,
+}
+
+/// `upstream.on_quota_exhausted`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnQuotaExhausted {
+    /// Answer Beam's 402 to the client.
+    Refuse,
+    /// Serve the piece from the storage providers instead.
+    Providers,
 }
 
 /// `cache.*`
@@ -581,6 +617,10 @@ impl Default for UpstreamConfig {
             rpc_url: None,
             resolve_ttl: HumanDuration(Duration::from_secs(600)),
             provider_backoff: HumanDuration(Duration::from_secs(10)),
+            beam_warm: true,
+            beam_warm_max: ByteSize(1 << 30),
+            on_quota_exhausted: OnQuotaExhausted::Refuse,
+            refusal_ttl: HumanDuration(Duration::from_secs(30)),
         }
     }
 }
@@ -749,6 +789,7 @@ impl Config {
             check_timeouts,
             check_cache,
             check_listeners,
+            check_access,
         ];
         for check in checks {
             check(self).map_err(|(path, reason)| ConfigError {
@@ -1074,6 +1115,23 @@ fn check_timeouts(c: &Config) -> Result<(), (&'static str, String)> {
     if c.upstream.read_timeout.0.is_zero() {
         return Err(("upstream.read_timeout", "must be greater than 0".into()));
     }
+    check_beam_warm(c)
+}
+
+fn check_beam_warm(c: &Config) -> Result<(), (&'static str, String)> {
+    let max = c.upstream.beam_warm_max.0;
+    if max == 0 || max > 64 << 30 {
+        return Err((
+            "upstream.beam_warm_max",
+            format!("must be between 1 byte and 64GiB (the largest Filecoin piece is 1GiB padded), got {max}"),
+        ));
+    }
+    if c.upstream.refusal_ttl.0 > Duration::from_secs(3600) {
+        return Err((
+            "upstream.refusal_ttl",
+            "must be at most 1h: a payer who tops up or is cleared must not wait longer".into(),
+        ));
+    }
     Ok(())
 }
 
@@ -1135,6 +1193,18 @@ fn check_cache(c: &Config) -> Result<(), (&'static str, String)> {
             "cache.disk.path",
             "must not be empty while cache.disk.size is not 0".into(),
         ));
+    }
+    Ok(())
+}
+
+fn check_access(c: &Config) -> Result<(), (&'static str, String)> {
+    for f in &c.access.denylist {
+        if let Err(e) = std::fs::File::open(f) {
+            return Err((
+                "access.denylist",
+                format!("cannot read {}: {e}", f.display()),
+            ));
+        }
     }
     Ok(())
 }

@@ -227,12 +227,33 @@ pub fn publish_cache_budgets(memory: u64, disk: Option<u64>) {
 }
 
 /// Upstream fallbacks: `reason` (`full_body`: Beam sent the whole piece for
-/// a deep range; `error`: Beam failed) and `target` (`provider`, `beam_retry`).
+/// a deep range; `warming`: Beam's warm-up of the piece runs; `error`: Beam
+/// failed) and `target` (`provider`, `beam_retry`).
 pub static FALLBACKS: Lazy<IntCounterVec> = Lazy::new(|| {
     counter_vec(
         "beam_edge_upstream_fallbacks_total",
-        "Fallbacks away from a Beam answer, by reason (full_body, error) and target (provider, beam_retry).",
+        "Fallbacks away from a Beam answer, by reason (full_body, warming, error) and target (provider, beam_retry).",
         &["reason", "target"],
+    )
+});
+
+/// Beam warm-ups (one whole-body response read to the end per cold piece):
+/// `outcome` is `started`, `completed` or `failed`.
+pub static BEAM_WARMUPS: Lazy<IntCounterVec> = Lazy::new(|| {
+    counter_vec(
+        "beam_edge_beam_warmups_total",
+        "Beam warm-ups of cold pieces, by outcome (started, completed, failed).",
+        &["outcome"],
+    )
+});
+
+/// Piece requests refused, by `reason`: Beam's refusals (`bad_bits`,
+/// `sanctioned`, `no_cdn`, `quota_exhausted`) and `access.denylist` (`denylist`).
+pub static REFUSALS: Lazy<IntCounterVec> = Lazy::new(|| {
+    counter_vec(
+        "beam_edge_refusals_total",
+        "Piece requests refused, by reason (bad_bits, sanctioned, no_cdn, quota_exhausted, denylist).",
+        &["reason"],
     )
 });
 
@@ -362,6 +383,12 @@ pub fn init() {
     }
     for result in ["issued", "used", "wasted", "skipped"] {
         PREFETCH.with_label_values(&[result]);
+    }
+    for outcome in ["started", "completed", "failed"] {
+        BEAM_WARMUPS.with_label_values(&[outcome]);
+    }
+    for reason in crate::upstream::Refusal::ALL {
+        REFUSALS.with_label_values(&[reason.label()]);
     }
 }
 
