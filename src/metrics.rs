@@ -384,6 +384,10 @@ pub fn init() {
     for result in ["issued", "used", "wasted", "skipped"] {
         PREFETCH.with_label_values(&[result]);
     }
+    for reason in ["full_body", "warming", "error"] {
+        FALLBACKS.with_label_values(&[reason, "provider"]);
+    }
+    FALLBACKS.with_label_values(&["full_body", "beam_retry"]);
     for outcome in ["started", "completed", "failed"] {
         BEAM_WARMUPS.with_label_values(&[outcome]);
     }

@@ -179,6 +179,13 @@ impl Inner {
                 return Some(f);
             }
         }
+        // Cluster mode: windows other replicas own stay theirs (one copy
+        // per cluster); their bytes only pass by.
+        if let Some(c) = &self.cluster {
+            if !matches!(c.route(&piece.cid, index), crate::cluster::Route::Local) {
+                return None;
+            }
+        }
         self.plan_run(piece, index, index, 1, false, true, true)
             .into_iter()
             .next()

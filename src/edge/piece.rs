@@ -577,6 +577,10 @@ async fn serve_resource(
         let cell = state.sniffs.cell(&sniff_key);
         let result = cell
             .get_or_init(|| async {
+                // Learnt by another request since this one looked.
+                if let Some(ct) = state.meta.get(&piece.cid).content_type {
+                    return Ok(ct);
+                }
                 let head_range = ByteRange::new(0, (SNIFF_LEN as u64).min(size) - 1);
                 let head = if in_window_zero {
                     read_all(state, piece, head_range).await?

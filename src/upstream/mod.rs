@@ -189,7 +189,7 @@ fn refusal_text(reason: Refusal, detail: &str) -> String {
         Refusal::BadBits => {
             "the piece is flagged by the Bad Bits denylist (https://badbits.dwebops.pub)"
         }
-        Refusal::Sanctioned => "Beam refuses this payer's wallet (403: sanctioned)",
+        Refusal::Sanctioned => "Beam refused this payer's wallet (403: sanctioned)",
         Refusal::NoCdn => "no CDN-enabled FWSS data set of this payer holds the piece (Beam's 402)",
         Refusal::QuotaExhausted => {
             "the payer's Beam egress quota is exhausted (Beam's 402): top it up"
@@ -254,13 +254,18 @@ impl UpstreamError {
         match self {
             UpstreamError::NotConfigured(_) => "not_configured",
             UpstreamError::NotFound => "not_found",
-            UpstreamError::Refused { .. } => "refused",
+            // The labels these answers had before refusals were read from
+            // Beam's text (beam_edge_refusals_total has the reason).
+            UpstreamError::Refused { reason, .. } => match reason {
+                Refusal::NoCdn | Refusal::QuotaExhausted => "payment_required",
+                Refusal::Sanctioned => "forbidden",
+                Refusal::BadBits | Refusal::Denylist => "not_found",
+            },
             UpstreamError::Warming => "warming",
             UpstreamError::Status(_) => "error_status",
             UpstreamError::Timeout(_) => "timeout",
             UpstreamError::Connect(_) => "connect_error",
-            UpstreamError::BadResponse(_) => "bad_response",
-            UpstreamError::SizeUnknown => "size_unknown",
+            UpstreamError::BadResponse(_) | UpstreamError::SizeUnknown => "bad_response",
             UpstreamError::ShortBody { .. } => "short_body",
         }
     }

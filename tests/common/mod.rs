@@ -84,6 +84,8 @@ struct MockState {
     provider_bytes: AtomicU64,
     /// Whole-piece cold answers written to the end.
     completed_cold: AtomicU64,
+    /// Whole-piece cold answers started.
+    cold_answers: AtomicU64,
     fault: Mutex<Option<Fault>>,
     log: Mutex<Vec<Logged>>,
     body_bytes_sent: AtomicU64,
@@ -189,6 +191,14 @@ impl MockBeam {
         }
     }
 
+    /// A mock storage provider (Curio's `/piece/<cid>`): a correct RFC 7233
+    /// server from the first request, serving `/<anything>/<cid>`.
+    pub fn start_provider() -> MockBeam {
+        let m = MockBeam::start();
+        m.set_always_warm();
+        m
+    }
+
     /// A piece Beam knows and that is cold in its CDN (as after an upload).
     pub fn add_piece(&self, cid: &str, data: Vec<u8>) {
         self.state
@@ -229,6 +239,11 @@ impl MockBeam {
     /// stops when the client goes away).
     pub fn provider_bytes(&self) -> u64 {
         self.state.provider_bytes.load(Ordering::SeqCst)
+    }
+
+    /// Cold whole-piece answers started since the last `clear_log`.
+    pub fn cold_answers(&self) -> u64 {
+        self.state.cold_answers.load(Ordering::SeqCst)
     }
 
     /// Cold whole-piece answers written to the end since the last `clear_log`.
@@ -276,6 +291,7 @@ impl MockBeam {
         self.state.body_bytes_sent.store(0, Ordering::SeqCst);
         self.state.provider_bytes.store(0, Ordering::SeqCst);
         self.state.completed_cold.store(0, Ordering::SeqCst);
+        self.state.cold_answers.store(0, Ordering::SeqCst);
     }
 
     /// Body bytes the mock managed to write since the last `clear_log`.
@@ -468,6 +484,7 @@ async fn serve_conn(mut sock: TcpStream, st: Arc<MockState>) -> std::io::Result<
             if method == "HEAD" {
                 continue;
             }
+            st.cold_answers.fetch_add(1, Ordering::SeqCst);
             write_chunked(&mut sock, &st, &data).await?;
             st.warm.lock().unwrap().insert(cid.clone());
             st.completed_cold.fetch_add(1, Ordering::SeqCst);
