@@ -22,12 +22,12 @@ use pingora::protocols::http::ServerSession;
 use serde_json::json;
 
 use crate::cache::Piece;
+use crate::chain::load_signer;
 use crate::config::Config;
 use crate::edge::EdgeState;
 use crate::http::range::{parse_range_header, plan_ranges, ByteRange, ParsedRange, RangePlan};
 use crate::metrics;
 use crate::piece::PieceCid;
-use crate::upload::chain::load_signer;
 use crate::upload::pipeline::UploadError;
 use crate::upload::publish::{PublishError, PublishReport, PublishSettings, Publisher};
 

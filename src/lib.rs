@@ -6,11 +6,14 @@
 
 pub mod admin;
 pub mod cache;
+pub mod chain;
 pub mod cluster;
 pub mod config;
 pub mod download;
 pub mod edge;
 pub mod http;
+pub mod manifest;
+pub mod media;
 pub mod metrics;
 pub mod piece;
 pub mod progress;

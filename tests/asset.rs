@@ -3,8 +3,8 @@
 
 mod common;
 
+use beam_edge::manifest::{Manifest, ManifestPiece, FORMAT, VERSION};
 use beam_edge::piece::commp::commp_of;
-use beam_edge::upload::manifest::{Manifest, ManifestPiece, FORMAT, VERSION};
 use common::*;
 
 #[test]

@@ -41,8 +41,8 @@ use beam_edge::http::conditional::{if_none_match, if_range_allows, piece_etag};
 use beam_edge::http::range::{
     parse_range_header, plan_ranges, MultipartLayout, ParsedRange, RangeLimits, RangePlan,
 };
+use beam_edge::manifest::{decode_layer, Manifest};
 use beam_edge::piece::PieceCid;
-use beam_edge::upload::manifest::{decode_layer, Manifest};
 use beam_edge::upload::sp::{
     judge_data_set_created, judge_find_piece, judge_pieces_added, location_tx_hash,
     upload_session_id, PollVerdict,

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use alloy::primitives::{Address, Bytes, U256};
 use alloy::sol_types::SolType;
-use beam_edge::upload::chain::abi::{IFwss, IFwssView, IPdpVerifier, IServiceProviderRegistry};
-use beam_edge::upload::chain::Network;
+use beam_edge::chain::abi::{IFwss, IFwssView, IPdpVerifier, IServiceProviderRegistry};
+use beam_edge::chain::Network;
 use common::{
     beam_upstream, metric_value, mp4_like, raw_get, raw_request, EdgeOptions, EdgeProcess, Fault,
     MockBeam, PAYER,

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures_util::stream;
 
-use beam_edge::upload::manifest::Manifest;
+use beam_edge::manifest::Manifest;
 use beam_edge::upload::pipeline::{upload_asset, AssetOptions, UploadError, UploadedAsset};
 use beam_edge::upload::sp::{SpClient, SpTimeouts};
 use common::mock_curio::MockCurio;

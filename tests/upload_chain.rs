@@ -6,11 +6,11 @@ mod common_rpc;
 
 use alloy::primitives::{address, Address, Bytes, U256};
 use alloy::sol_types::{SolStruct, SolValue};
-use beam_edge::upload::chain::abi::{
+use beam_edge::chain::abi::{
     AddPieces, Cid, CreateDataSet, IErc20, IFilecoinPay, IFwss, IFwssView, IPdpVerifier,
     IServiceProviderRegistry, MetadataEntry, PieceMetadata,
 };
-use beam_edge::upload::chain::*;
+use beam_edge::chain::*;
 use common_rpc::MockRpc;
 
 // /work/shared/vectors/eip712-calibration.json (synapse-core 0.5.2 + viem), inlined.
@@ -241,7 +241,7 @@ fn metadata_limits_are_enforced_with_clear_errors() {
     let create = |m: &[(String, String)]| {
         create_data_set_extra_data(&key, CALIB, fwss(), U256::from(1), VECTOR_PAYEE, m)
     };
-    let add = |p: &[beam_edge::upload::chain::PieceToAdd]| {
+    let add = |p: &[beam_edge::chain::PieceToAdd]| {
         add_pieces_extra_data(&key, CALIB, fwss(), U256::from(1), U256::from(2), p)
     };
 

@@ -7,7 +7,7 @@
 
 use crate::http::range::ByteRange;
 
-pub use super::disk::WindowKey;
+pub use crate::piece::WindowKey;
 
 /// The window size of a cache, and the arithmetic on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -35,10 +35,10 @@ use pingora::lb::discovery::{ServiceDiscovery, Static};
 use pingora::lb::health_check::HttpHealthCheck;
 use pingora::lb::{Backend, Backends, LoadBalancer};
 
-use crate::cache::window::WindowKey;
 use crate::config::Config;
 use crate::http::range::ByteRange;
 use crate::metrics;
+use crate::piece::WindowKey;
 use crate::upstream::{Origin, Upstream, UpstreamBody, UpstreamError, UpstreamSettings};
 use hrw::{name_of, PeerName, Rendezvous};
 

@@ -30,21 +30,7 @@ use std::time::Duration;
 
 use pingora::proxy::Session;
 
-/// Default of `server.keepalive_timeout`: how long a kept-alive connection
-/// may sit idle between two requests (and
-/// between two reads of the next request's header). Pingora's default for
-/// HTTP/1.1 is no limit. 60 s is what nginx's `keepalive_timeout` ships with
-/// (75 s) rounded down, and the timeout Pingora's own `HttpServer` apps (our
-/// admin and metrics listeners) use.
-pub const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
-
-/// Default of `server.send_timeout`: how long one response write may wait
-/// for the client to take bytes
-/// (nginx's `send_timeout` default). Pingora's default is no limit, so a
-/// client that stops reading held its connection, its task and the window it
-/// was reading forever. A player that pauses longer than this is cut and
-/// asks again with a Range on resume, which is what players do.
-pub const SEND_TIMEOUT: Duration = Duration::from_secs(60);
+pub use crate::config::server::{KEEPALIVE_IDLE, SEND_TIMEOUT};
 
 /// The timeouts in force (`server.keepalive_timeout`, `server.send_timeout`;
 /// defaults [`KEEPALIVE_IDLE`] and [`SEND_TIMEOUT`]).

@@ -200,11 +200,11 @@ pub fn provider_pool(config: &Config) -> Result<ProviderPool, String> {
     let resolver = if u.resolve_providers {
         let payer = config
             .payer()
-            .and_then(|p| p.parse::<crate::upload::chain::Address>().ok())
+            .and_then(|p| p.parse::<crate::chain::Address>().ok())
             .ok_or("upstream.resolve_providers: needs a valid upstream.payer")?;
         Some(ChainResolver::new(ResolveSettings {
             rpc_url: crate::config::resolve_rpc_url(config),
-            network: crate::upload::publish::chain_network(config),
+            network: config.upstream.network,
             payer,
             ttl: u.resolve_ttl.0,
             probe_timeout: u.connect_timeout.0 + u.read_timeout.0,
@@ -292,15 +292,14 @@ impl SniffFlights {
 /// cheap to read again from the cache).
 #[derive(Default)]
 pub struct ManifestStore {
-    map:
-        std::sync::Mutex<std::collections::HashMap<String, Arc<crate::upload::manifest::Manifest>>>,
+    map: std::sync::Mutex<std::collections::HashMap<String, Arc<crate::manifest::Manifest>>>,
 }
 
 impl ManifestStore {
     const MAX: usize = 1024;
 
     /// A manifest read before.
-    pub fn get(&self, cid: &str) -> Option<Arc<crate::upload::manifest::Manifest>> {
+    pub fn get(&self, cid: &str) -> Option<Arc<crate::manifest::Manifest>> {
         self.map
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -317,7 +316,7 @@ impl ManifestStore {
     }
 
     /// Remembers a manifest.
-    pub fn insert(&self, cid: &str, m: Arc<crate::upload::manifest::Manifest>) {
+    pub fn insert(&self, cid: &str, m: Arc<crate::manifest::Manifest>) {
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() >= Self::MAX {
             map.clear();

@@ -43,11 +43,9 @@ use crate::http::range::{
     ParsedRange, RangePlan,
 };
 use crate::http::sniff::{sniff_content_type, SNIFF_LEN};
+use crate::manifest::{decode_layer, Manifest, FORMAT as MANIFEST_FORMAT, MAX_MANIFEST_BYTES};
 use crate::metrics;
 use crate::piece::PieceCid;
-use crate::upload::manifest::{
-    decode_layer, Manifest, FORMAT as MANIFEST_FORMAT, MAX_MANIFEST_BYTES,
-};
 use crate::upstream::UpstreamError;
 
 /// `Cache-Control` of every piece response: the bytes are content-addressed.

@@ -6,7 +6,8 @@
 //! [`commp`] computes a piece's v2 CID from its bytes: streaming, constant
 //! memory, parallel on request, and optionally emitting the roots of aligned
 //! windows (the "piece layer") so a cache can verify one window at a time.
-//! [`cli`] is the `piece-cid` command built on both.
+//! [`cli`] is the `piece-cid` command built on both; [`window::WindowKey`]
+//! names one window of a piece for the cache and the cluster.
 //!
 //! What it is not: a general multiformats library. Only the two PieceCID
 //! shapes are accepted, and only in canonical lowercase base32, because Beam
@@ -19,6 +20,8 @@
 pub mod cid;
 pub mod cli;
 pub mod commp;
+pub mod window;
 
 pub use cid::{CidVersion, PieceCid, PieceCidError};
 pub use commp::{CommP, CommpError};
+pub use window::WindowKey;

@@ -13,8 +13,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::io::AsyncReadExt;
 
-use super::chain::{load_signer, ChainReader, FeeSource};
-use super::publish::{chain_network, CopyStatus, PublishSettings, Publisher};
+use super::publish::{CopyStatus, PublishSettings, Publisher};
+use crate::chain::{load_signer, ChainReader, FeeSource};
 use crate::config::Config;
 use crate::progress::Progress;
 
@@ -22,7 +22,7 @@ fn rpc_url(cfg: &Config) -> String {
     cfg.upload
         .rpc_url
         .clone()
-        .unwrap_or_else(|| chain_network(cfg).default_rpc_url().to_string())
+        .unwrap_or_else(|| cfg.upstream.network.default_rpc_url().to_string())
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, String> {
@@ -195,7 +195,7 @@ pub fn wallet_command(cfg: &Config) -> Result<bool, String> {
     let rt = runtime()?;
     rt.block_on(async move {
         let reader =
-            ChainReader::new(&rpc_url(cfg), chain_network(cfg)).map_err(|e| e.to_string())?;
+            ChainReader::new(&rpc_url(cfg), cfg.upstream.network).map_err(|e| e.to_string())?;
         reader.verify_chain().await.map_err(|e| e.to_string())?;
         let r = reader
             .wallet_report(key.address())
@@ -222,7 +222,7 @@ pub fn wallet_command(cfg: &Config) -> Result<bool, String> {
             }
         );
         // FWSS's one-time fees (FWSS v1.3.0, June 2026): what each upload
-        // adds to the lockup it needs (see `upload::chain::fees`).
+        // adds to the lockup it needs (see `chain::fees`).
         match reader.fee_schedule().await {
             Ok(f) => println!(
                 "FWSS fees    create data set {}, add pieces {} + {} per piece, reserve {} per data set{}",

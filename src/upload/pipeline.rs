@@ -20,9 +20,9 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use tokio::sync::mpsc;
 
-use super::manifest::{encode_layer, Manifest, ManifestPiece, FORMAT, VERSION};
 use super::sp::{SpClient, SpError, UploadOptions, MAX_UPLOAD_SIZE, MIN_UPLOAD_SIZE};
 use crate::http::sniff::{sniff_content_type, SNIFF_LEN};
+use crate::manifest::{encode_layer, Manifest, ManifestPiece, FORMAT, VERSION};
 use crate::piece::PieceCid;
 
 /// What an asset upload needs to know.

@@ -27,16 +27,16 @@ use bytes::Bytes;
 use futures_util::Stream;
 use serde::Serialize;
 
-use super::chain::{
+use super::pipeline::{upload_asset, AssetOptions, UploadError};
+use super::sp::{PullSource, PullStatus, SpClient, SpError, SpTimeouts, Step};
+use crate::chain::{
     add_pieces_extra_data, cdn_metadata, choose_reusable_data_set, create_and_add_extra_data,
     create_data_set_extra_data, random_u256, Address, ChainError, ChainReader, CopyPlan, DataSet,
     ExtraDataError, Network, PayerKey, PieceToAdd, ProviderInfo, UploadPlan, MAX_PIECES_PER_ADD,
     U256,
 };
-use super::manifest::Manifest;
-use super::pipeline::{upload_asset, AssetOptions, UploadError};
-use super::sp::{PullSource, PullStatus, SpClient, SpError, SpTimeouts, Step};
 use crate::config::Config;
+use crate::manifest::Manifest;
 use crate::piece::PieceCid;
 
 /// Where and how to publish.
@@ -75,7 +75,7 @@ impl PublishSettings {
         content_type: Option<String>,
         commp_threads: usize,
     ) -> PublishSettings {
-        let network = chain_network(cfg);
+        let network = cfg.upstream.network;
         PublishSettings {
             network,
             rpc_url: cfg
@@ -99,14 +99,6 @@ impl PublishSettings {
             copy_provider_ids: cfg.upload.copy_provider_ids.clone(),
             expected_size: None,
         }
-    }
-}
-
-/// The chain network of a config's `upstream.network`.
-pub fn chain_network(cfg: &Config) -> Network {
-    match cfg.upstream.network {
-        crate::config::Network::Mainnet => Network::Mainnet,
-        crate::config::Network::Calibration => Network::Calibration,
     }
 }
 

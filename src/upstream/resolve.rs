@@ -41,8 +41,8 @@ use futures_util::stream::{self, StreamExt};
 use http::header;
 use tokio::sync::watch;
 
+use crate::chain::{Address, ChainError, ChainReader, Network};
 use crate::metrics;
-use crate::upload::chain::{Address, ChainError, ChainReader, Network};
 
 /// HEAD probes in flight at once for one piece ("a few at once", as the
 /// reference resolver does).

@@ -861,8 +861,8 @@ pub fn publish_asset(
     piece_size: usize,
     content_type: &str,
 ) -> String {
+    use beam_edge::manifest::{encode_layer, Manifest, ManifestPiece, FORMAT, VERSION};
     use beam_edge::piece::commp::{commp_of, CommP};
-    use beam_edge::upload::manifest::{encode_layer, Manifest, ManifestPiece, FORMAT, VERSION};
     // Layers of 1 MiB windows, as an upload with the default window writes.
     let pieces: Vec<ManifestPiece> = data
         .chunks(piece_size)

@@ -284,10 +284,10 @@ fn answer(request: &Value, state: &Arc<Mutex<State>>) -> Value {
 // ---- a whole calibration chain for upload tests ----
 
 use alloy::primitives::address;
-use beam_edge::upload::chain::abi::{
+use beam_edge::chain::abi::{
     IErc20, IFilecoinPay, IFwss, IFwssView, IFwssViewLegacy, IPdpVerifier, IServiceProviderRegistry,
 };
-use beam_edge::upload::chain::Network;
+use beam_edge::chain::Network;
 
 pub const KEY: &str = "0x1234123412341234123412341234123412341234123412341234123412341234";
 pub const PAYER: Address = address!("fF06ad5d076fa274B49C297f3fE9e29B5bA9AaDC");
@@ -372,7 +372,7 @@ pub fn payee_address(id: u64) -> Address {
 /// FWSS v1.3.0's price list as its state view returns it
 /// (filecoin-services `PriceListUSDFC.sol`, pricing rationale of June 2026).
 pub fn price_list() -> IFwssView::PriceList {
-    let f = beam_edge::upload::chain::FeeSchedule::documented();
+    let f = beam_edge::chain::FeeSchedule::documented();
     IFwssView::PriceList {
         token: Network::Calibration.contracts().usdfc,
         rates: IFwssView::PriceListRates {

@@ -101,25 +101,7 @@ pub struct ReconcileReport {
     pub dropped: u64,
 }
 
-/// Identity of one cached window: the piece's CID string and the window's
-/// index within the piece.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct WindowKey {
-    /// PieceCID as a lowercase base32 string (`[a-z0-9]{1,128}`).
-    pub cid: Arc<str>,
-    /// Window index within the piece (window `i` starts at `i * window_len`).
-    pub index: u64,
-}
-
-impl WindowKey {
-    /// A key for window `index` of piece `cid`.
-    pub fn new(cid: impl Into<Arc<str>>, index: u64) -> WindowKey {
-        WindowKey {
-            cid: cid.into(),
-            index,
-        }
-    }
-}
+pub use crate::piece::WindowKey;
 
 /// Piece metadata persisted beside the piece's windows.
 #[derive(Clone, Debug, PartialEq, Eq)]

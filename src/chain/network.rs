@@ -1,19 +1,24 @@
 //! Networks and their contract addresses (filecoin.md, "Chains").
 
 use alloy::primitives::{address, Address};
+use serde::{Deserialize, Serialize};
 
-/// A Filecoin network with a deployed Filecoin Onchain Cloud stack.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// A Filecoin network with a deployed Filecoin Onchain Cloud stack: the one
+/// type for `upstream.network`, Beam's domain, chain ids and contracts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Network {
-    /// Filecoin mainnet, chain id 314.
+    /// Filecoin mainnet, chain id 314: Beam at `filbeam.io`.
     Mainnet,
-    /// The calibration test network, chain id 314159.
+    /// The calibration test network, chain id 314159: Beam at
+    /// `calibration.filbeam.io`.
+    #[default]
     Calibration,
 }
 
 /// Contract addresses that are fixed per network. The FWSS state view is not
 /// here on purpose: it changes with FWSS upgrades, so it is read from FWSS at
-/// run time ([`crate::upload::chain::ChainReader::fwss_view_address`]).
+/// run time ([`crate::chain::ChainReader::fwss_view_address`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Contracts {
     /// FilecoinWarmStorageService: EIP-712 verifying contract, `recordKeeper`, payment operator.
@@ -66,6 +71,32 @@ impl Network {
         match self {
             Network::Mainnet => "mainnet",
             Network::Calibration => "calibration",
+        }
+    }
+
+    /// The name used in config and in Beam's `{network}` placeholder
+    /// (the same as [`Network::name`]).
+    pub const fn as_str(self) -> &'static str {
+        self.name()
+    }
+
+    /// Beam's retrieval domain on this network.
+    pub const fn beam_domain(self) -> &'static str {
+        match self {
+            Network::Mainnet => "filbeam.io",
+            Network::Calibration => "calibration.filbeam.io",
+        }
+    }
+
+    /// Parses exactly `mainnet` or `calibration`, as config files and URL
+    /// paths spell them; the error says what is accepted.
+    pub fn parse(s: &str) -> Result<Network, String> {
+        match s {
+            "mainnet" => Ok(Network::Mainnet),
+            "calibration" => Ok(Network::Calibration),
+            other => Err(format!(
+                "unknown network {other:?}: use mainnet or calibration"
+            )),
         }
     }
 

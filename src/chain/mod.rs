@@ -1,5 +1,7 @@
-//! Filecoin chain access for uploads: EIP-712 `extraData` signing, the payer
-//! key, and the read-only contract calls an upload needs before it starts.
+//! Filecoin chain access: the networks and their contracts, EIP-712
+//! `extraData` signing, the payer key, fees, and the read-only contract calls
+//! that uploads ([`crate::upload`]) and provider resolution
+//! ([`crate::upstream`]) build on. Nothing here knows about either.
 //!
 //! What it is: everything between "I have a wallet key and an RPC URL" and
 //! "I can POST `extraData` to a storage provider's PDP API". It signs the
