@@ -375,3 +375,105 @@ fn a_v1_piece_size_comes_from_the_providers_head_while_beam_is_cold() {
     );
     assert!(provider.requests().iter().any(|r| r.method == "HEAD"));
 }
+
+/// Waits until the mock's byte counter stops moving (a benchmark, not a test).
+fn settled(beam: &MockBeam) {
+    let mut last = u64::MAX;
+    loop {
+        let now = beam.body_bytes_sent() + beam.provider_bytes();
+        if now == last {
+            return;
+        }
+        last = now;
+        std::thread::sleep(Duration::from_millis(1500));
+    }
+}
+
+/// The figures of docs/src/performance.md ("Beam while cold"): what a cold
+/// play, a cold deep seek, the three reads and a refused play cost
+/// Beam and the provider, with the default config (1 MiB windows). Run
+/// `BEAM_EDGE_BIN=<an older beam-edge> cargo test --locked --test beam_cold
+/// figures -- --ignored --nocapture` for the "before" column.
+#[test]
+#[ignore]
+fn figures() {
+    let size = 45_000_000;
+    let mib = |b: u64| b as f64 / 1_048_576.0;
+    println!(
+        "| scenario | Beam requests | Beam bytes (MiB) | provider bytes (MiB) | Beam / piece |"
+    );
+    println!("|---|---|---|---|---|");
+    let scenarios: [(&str, &[&str]); 3] = [
+        (
+            "cold play: bytes=0-99, then the whole piece",
+            &["bytes=0-99", ""],
+        ),
+        ("cold deep seek: 1 MB at 80%", &["bytes=36000000-36999999"]),
+        (
+            "the issue's read: 100 bytes, a deep range, the whole piece",
+            &["bytes=0-99", "bytes=30000000-30999999", ""],
+        ),
+    ];
+    for (i, (name, reads)) in scenarios.iter().enumerate() {
+        let beam = MockBeam::start();
+        let provider = MockBeam::start_provider();
+        let upstream = format!("  providers: [\"http://{}\"]\n", provider.addr);
+        let edge = EdgeProcess::start_opts(EdgeOptions {
+            upstream: beam_upstream(&beam, &upstream),
+            ..Default::default()
+        });
+        let data = mp4_like(size, 100 + i as u64);
+        let cid = commp_of(&data).unwrap().to_string();
+        beam.add_piece(&cid, data.clone());
+        provider.add_piece(&cid, data.clone());
+        for r in reads.iter() {
+            let headers: Vec<(&str, &str)> = if r.is_empty() {
+                vec![]
+            } else {
+                vec![("Range", *r)]
+            };
+            let (s, _, _) = get(&edge, &format!("/piece/{cid}"), &headers);
+            assert!(s == 200 || s == 206, "{s}");
+        }
+        settled(&beam);
+        let beam_bytes = beam.body_bytes_sent();
+        let provider_bytes = beam.provider_bytes() + provider.body_bytes_sent();
+        println!(
+            "| {name} | {} | {:.1} | {:.1} | {:.2}x |",
+            beam.piece_requests(),
+            mib(beam_bytes),
+            mib(provider_bytes),
+            beam_bytes as f64 / size as f64
+        );
+    }
+    // A refused play: the player's probe, its retries and a seek.
+    let beam = MockBeam::start();
+    let provider = MockBeam::start_provider();
+    let upstream = format!("  providers: [\"http://{}\"]\n", provider.addr);
+    let edge = EdgeProcess::start_opts(EdgeOptions {
+        upstream: beam_upstream(&beam, &upstream),
+        ..Default::default()
+    });
+    let data = mp4_like(size, 200);
+    let cid = commp_of(&data).unwrap().to_string();
+    beam.add_piece(&cid, data.clone());
+    provider.add_piece(&cid, data);
+    beam.refuse(&cid, Refuse::Sanctioned);
+    let mut statuses = Vec::new();
+    for r in [
+        "bytes=0-99",
+        "bytes=0-",
+        "bytes=0-",
+        "bytes=30000000-",
+        "bytes=0-",
+    ] {
+        let (s, _, _) = get(&edge, &format!("/piece/{cid}"), &[("Range", r)]);
+        statuses.push(s);
+    }
+    println!(
+        "| refused play (403, 5 player requests, answered {statuses:?}) | {} | 0 | {:.1} (provider asked {} times) | - |",
+        beam.piece_requests(),
+        mib(provider.body_bytes_sent()),
+        provider.requests().len()
+    );
+}

@@ -868,6 +868,12 @@ mod tests {
     }
 
     #[test]
+    fn every_refusal_reason_is_exported_from_start_up() {
+        let labels: Vec<&str> = Refusal::ALL.iter().map(|r| r.label()).collect();
+        assert_eq!(labels, crate::metrics::REFUSAL_REASONS);
+    }
+
+    #[test]
     fn refusals_are_read_from_beams_texts() {
         // The texts of filbeam/worker piece-retriever (lib/store.js, bin/piece-retriever.js).
         let cases = [

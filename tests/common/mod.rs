@@ -589,8 +589,14 @@ pub struct EdgeProcess {
 /// A payer address for tests.
 pub const PAYER: &str = "0x00000000000000000000000000000000000000aa";
 
+/// The binary under test: this build's, or `BEAM_EDGE_BIN` (how a figure
+/// compares an older build on the same mocks, e.g. `tests/beam_cold.rs`).
 pub fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_beam-edge")
+    static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        std::env::var("BEAM_EDGE_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_beam-edge").to_string())
+    })
 }
 
 /// What to put in a test config besides listeners.
