@@ -157,6 +157,7 @@ fn the_low_floors_know_nothing_of_what_is_built_on_them() {
         ("tls", &[]),
         ("chain", &[]),
         ("manifest", &["http", "piece"]),
+        ("media", &["http"]),
         // The configuration names the network (chain) and checks TLS files
         // (tls); it imports nothing from the modules that read it.
         ("config", &["chain", "tls"]),
