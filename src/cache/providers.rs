@@ -29,6 +29,11 @@ impl Inner {
         piece: &Piece,
         range: ByteRange,
     ) -> Result<(UpstreamBody, bool), UpstreamError> {
+        // The first request for a piece whose state at Beam is unknown goes
+        // alone (the head and the tail of a first play start at once): the
+        // others wait for its answer, so a cold piece gets one whole-body
+        // answer and a refusal one request.
+        let _first = self.first_contact(piece).await;
         let beam = self
             .upstream
             .fetch_from(piece.beam_origin(), &piece.cid, range, Some(piece.size))

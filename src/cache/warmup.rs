@@ -38,12 +38,19 @@ type WarmKey = (Option<Arc<str>>, Arc<str>);
 #[derive(Default)]
 pub(super) struct Warmups {
     map: Mutex<HashMap<WarmKey, Arc<Warmup>>>,
+    /// Pieces whose first Beam request is in flight (state unknown).
+    first: Mutex<HashMap<WarmKey, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Warmups {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<WarmKey, Arc<Warmup>>> {
         self.map.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// Held by the first Beam request of a piece until its answer is recorded.
+pub(super) struct FirstContact {
+    _guard: tokio::sync::OwnedMutexGuard<()>,
 }
 
 /// One running warm-up.
@@ -122,6 +129,30 @@ impl Inner {
             inner.run_warmup(&piece, &w, body, guard).await;
         });
         Ok(())
+    }
+
+    /// Waits for the first Beam request of `piece` when one is in flight
+    /// and Beam's state for it is unknown; returns the guard to hold while
+    /// this request is the first. `None` once the state is known.
+    pub(super) async fn first_contact(&self, piece: &Piece) -> Option<FirstContact> {
+        let origin = piece.beam_origin();
+        let base = self.upstream.beam_base(&origin)?;
+        let unknown = || {
+            self.upstream.beam_state().get(base, &piece.cid)
+                == crate::upstream::beam_state::BeamPiece::Unknown
+        };
+        if !unknown() {
+            return None;
+        }
+        let lock = {
+            let mut first = self.warmups.first.lock().unwrap_or_else(|p| p.into_inner());
+            if first.len() > 10_000 {
+                first.retain(|_, l| Arc::strong_count(l) > 1);
+            }
+            first.entry(warm_key(piece)).or_default().clone()
+        };
+        let guard = lock.lock_owned().await;
+        Some(FirstContact { _guard: guard })
     }
 
     /// Hands `fills` (consecutive windows of `piece`) to its running
