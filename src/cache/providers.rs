@@ -41,9 +41,9 @@ impl Inner {
         match beam {
             Ok(body) if !body.whole_piece() => Ok((body, false)),
             Ok(body) => match self.start_warmup(piece, body) {
-                Ok(()) if range.start <= self.settings.max_skip => Err(UpstreamError::Warming),
-                Ok(()) => self.providers_while_warming(piece, range).await,
-                Err(body) => self.cold_body(piece, range, body).await,
+                None if range.start <= self.settings.max_skip => Err(UpstreamError::Warming),
+                None => self.providers_while_warming(piece, range).await,
+                Some(body) => self.cold_body(piece, range, body).await,
             },
             Err(UpstreamError::Warming) => self.providers_while_warming(piece, range).await,
             Err(e) if !self.may_fall_back(&e) => Err(e),

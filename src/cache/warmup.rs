@@ -89,25 +89,25 @@ fn padded_size(raw: u64) -> u64 {
 impl Inner {
     /// Starts the warm-up of `piece` with Beam's whole-piece `body`, unless
     /// warm-ups are off, the piece is larger than `beam_warm_max`, or one
-    /// runs or failed recently: the body is then given back.
+    /// runs or failed recently: the body is then given back (`Some`).
     pub(super) fn start_warmup(
         self: &Arc<Self>,
         piece: &Piece,
         mut body: UpstreamBody,
-    ) -> Result<(), UpstreamBody> {
+    ) -> Option<UpstreamBody> {
         if !self.settings.beam_warm || padded_size(piece.size) > self.settings.beam_warm_max {
-            return Err(body);
+            return Some(body);
         }
         let origin = piece.beam_origin();
         let Some(base) = self.upstream.beam_base(&origin) else {
-            return Err(body);
+            return Some(body);
         };
         let warmup = {
             // Under the map's lock: Beam's state says Warming only once the
             // warm-up can be found to adopt fills.
             let mut map = self.warmups.lock();
             let Some(guard) = self.upstream.beam_state().begin_warmup(base, &piece.cid) else {
-                return Err(body);
+                return Some(body);
             };
             let w = Arc::new(Warmup {
                 state: Mutex::new(WarmupState::default()),
@@ -128,7 +128,7 @@ impl Inner {
             let (w, guard) = warmup;
             inner.run_warmup(&piece, &w, body, guard).await;
         });
-        Ok(())
+        None
     }
 
     /// Waits for the first Beam request of `piece` when one is in flight
