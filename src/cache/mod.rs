@@ -121,6 +121,9 @@ pub struct CacheSettings {
     /// Serve from the storage providers when Beam's egress quota is used up
     /// (`upstream.on_quota_exhausted: providers`).
     pub quota_fallback: bool,
+    /// Per-payer budgets of upstream bytes: every window read from an
+    /// upstream is reserved first (`None`: no budget).
+    pub egress: Option<Arc<crate::access::budget::EgressBudget>>,
 }
 
 /// A piece as the cache sees it.

@@ -30,6 +30,11 @@ impl Config {
             path,
             reason,
         })?;
+        access::check_lists(self).map_err(|(path, reason)| ConfigError {
+            source_name: source_name.to_string(),
+            path,
+            reason,
+        })?;
         Ok(())
     }
 
@@ -47,6 +52,7 @@ impl Config {
                     .to_string(),
             );
         }
+        w.extend(access::warnings(self));
         w
     }
 }

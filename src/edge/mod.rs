@@ -32,6 +32,7 @@ use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 
+use crate::access::Access;
 use crate::cache::meta::PieceMetaStore;
 use crate::cache::{CacheSettings, WindowCache};
 use crate::config::Config;
@@ -71,6 +72,8 @@ pub struct EdgeState {
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
     /// Pieces never served (`access.denylist`).
     pub denylist: denylist::Denylist,
+    /// Signed URLs, client limits and egress budgets.
+    pub access: Arc<Access>,
 }
 
 impl EdgeState {
@@ -84,17 +87,16 @@ impl EdgeState {
         })?;
         let providers = provider_pool(config)?;
         let cluster = crate::cluster::Cluster::from_config(config)?;
-        let cache = WindowCache::new_clustered(
-            cache_settings(config, providers.clone()),
-            upstream.clone(),
-            cluster.clone(),
-        )
-        .map_err(|e| {
-            format!(
-                "cache.disk.path: cannot open {}: {e}",
-                config.cache.disk.path.display()
-            )
-        })?;
+        let access = Arc::new(Access::new(config)?);
+        let mut settings = cache_settings(config, providers.clone());
+        settings.egress = access.egress.clone();
+        let cache = WindowCache::new_clustered(settings, upstream.clone(), cluster.clone())
+            .map_err(|e| {
+                format!(
+                    "cache.disk.path: cannot open {}: {e}",
+                    config.cache.disk.path.display()
+                )
+            })?;
         let budgets = cache.stats();
         crate::metrics::publish_cache_budgets(
             budgets.memory.budget,
@@ -141,6 +143,7 @@ impl EdgeState {
             payer_routes,
             cluster,
             denylist,
+            access,
         })
     }
 }
@@ -257,6 +260,7 @@ pub fn cache_settings(config: &Config, pool: ProviderPool) -> CacheSettings {
         beam_warm_max: config.upstream.beam_warm_max.0,
         quota_fallback: config.upstream.on_quota_exhausted
             == crate::config::OnQuotaExhausted::Providers,
+        egress: None,
     }
 }
 
@@ -364,6 +368,10 @@ pub struct RequestCtx {
     status: u16,
     header_sent: bool,
     body_bytes: u64,
+    /// The client's address (after `server.trusted_proxies`), once known.
+    client_ip: Option<std::net::IpAddr>,
+    /// Set when `access.limits.bytes_per_second` paces this client's writes.
+    pacer: Option<(Arc<Access>, std::net::IpAddr)>,
 }
 
 impl RequestCtx {
@@ -479,6 +487,8 @@ impl ProxyHttp for EdgeService {
             status: 0,
             header_sent: false,
             body_bytes: 0,
+            client_ip: None,
+            pacer: None,
         }
     }
 
@@ -506,6 +516,11 @@ impl ProxyHttp for EdgeService {
                         route::MediaKind::Piece => RouteLabel::Piece,
                         route::MediaKind::Asset => RouteLabel::Asset,
                     };
+                    // Peers on the peer listener are replicas of this edge:
+                    // they checked their own clients already.
+                    if !self.peer_listener && !self.admit(session, ctx).await? {
+                        return Ok(true);
+                    }
                     let from_peer = self.peer_listener
                         || session
                             .req_header()
@@ -617,6 +632,56 @@ impl ProxyHttp for EdgeService {
 }
 
 impl EdgeService {
+    /// The access checks of a media request, before any upstream I/O: the
+    /// client's request rate (429), then the link's signature (403).
+    /// `false` when the request was refused (and answered).
+    async fn admit(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let access = &self.state.access;
+        let peer = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        let client = access.client_address.resolve(
+            peer,
+            session
+                .req_header()
+                .headers
+                .get_all("x-forwarded-for")
+                .iter()
+                .filter_map(|v| v.to_str().ok()),
+        );
+        ctx.client_ip = client;
+        if let Some(ip) = client {
+            if let Err(wait) = access.limits.admit_request(ip) {
+                crate::access::count_refusal("client_request_rate");
+                let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+                let mut extra = piece::cors_headers();
+                extra.push(("Retry-After", secs.to_string()));
+                extra.push(("Cache-Control", "no-store".into()));
+                let body = format!(
+                    "too many requests from {ip}: over access.limits.requests_per_second; retry in {secs} s\n"
+                );
+                respond_text(session, ctx, 429, &extra, &body).await?;
+                return Ok(false);
+            }
+            if access.limits.paces() {
+                ctx.pacer = Some((access.clone(), ip));
+            }
+        }
+        // A CORS preflight serves nothing and may not carry the link's query.
+        if session.req_header().method != http::Method::OPTIONS {
+            let uri = &session.req_header().uri;
+            if let Err(refusal) = access.check_signature(uri.path(), uri.query(), client) {
+                crate::access::count_refusal(refusal.label());
+                let mut extra = piece::cors_headers();
+                extra.push(("Cache-Control", "no-store".into()));
+                respond_text(session, ctx, 403, &extra, &format!("{refusal}\n")).await?;
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
     fn readiness(&self) -> (u16, String) {
         let s = &self.state;
         if s.shutting_down.load(Ordering::Relaxed) {

@@ -84,11 +84,27 @@ async fn respond_error(
     respond_text(session, ctx, status, &extra, &format!("{reason}\n")).await
 }
 
+/// 429 for a payer whose egress budget is spent, with `Retry-After`.
+async fn respond_budget(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    refusal: &crate::access::budget::BudgetRefusal,
+) -> Result<()> {
+    crate::access::count_refusal(refusal.label());
+    let mut extra = cors_headers();
+    extra.push(("Cache-Control", "no-store".into()));
+    extra.push(("Retry-After", refusal.retry_after_secs().to_string()));
+    respond_text(session, ctx, 429, &extra, &format!("{refusal}\n")).await
+}
+
 async fn respond_cache_error(
     session: &mut Session,
     ctx: &mut RequestCtx,
     e: &CacheError,
 ) -> Result<()> {
+    if let CacheError::Budget(refusal) = e {
+        return respond_budget(session, ctx, refusal).await;
+    }
     log::warn!(
         "piece read failed for {}: {e}",
         session.req_header().uri.path()
@@ -148,6 +164,14 @@ enum Target {
 }
 
 impl Resource {
+    /// The Beam base URL of the payer this resource bills (`None`: `upstream.payer`).
+    fn beam_url(&self) -> Option<&str> {
+        match &self.target {
+            Target::Piece(p) => p.beam_url.as_deref(),
+            Target::Asset(_, pieces) => pieces.first().and_then(|p| p.beam_url.as_deref()),
+        }
+    }
+
     /// (piece, range within the piece) for each part of `range`.
     fn segments(&self, range: ByteRange) -> VecDeque<(Piece, ByteRange)> {
         match &self.target {
@@ -318,29 +342,37 @@ async fn serve_piece(
     let mut content_type = known.content_type;
     let size = match cid.payload_size().or(known.size) {
         Some(s) => s,
-        None => match state
-            .upstream
-            .probe_from(origin, &cid_str, None, SNIFF_LEN as u64)
-            .await
-        {
-            Ok((size, head)) => {
-                let ct = sniff_content_type(&head);
-                state.learn(&cid_str, size, ct);
-                content_type = Some(ct);
-                size
+        None => {
+            // The probe is upstream I/O billed to the payer.
+            if let Some(refusal) = budget_spent(state, beam_url.as_deref()) {
+                return respond_budget(session, ctx, &refusal).await;
             }
-            // Beam is cold (a chunked whole-piece answer carries no size) or
-            // failed: a storage provider's HEAD gives the size.
-            Err(e) if e.refusal().is_none() => match state.cache.provider_size(&cid_str).await {
-                Some(size) => {
-                    log::info!("size of {cid_str} from a storage provider: {size} ({e})");
-                    state.meta.update(&cid_str, Some(size), None);
+            match state
+                .upstream
+                .probe_from(origin, &cid_str, None, SNIFF_LEN as u64)
+                .await
+            {
+                Ok((size, head)) => {
+                    let ct = sniff_content_type(&head);
+                    state.learn(&cid_str, size, ct);
+                    content_type = Some(ct);
                     size
                 }
-                None => return respond_upstream_error(session, ctx, &e).await,
-            },
-            Err(e) => return respond_upstream_error(session, ctx, &e).await,
-        },
+                // Beam is cold (a chunked whole-piece answer carries no size)
+                // or failed: a storage provider's HEAD gives the size.
+                Err(e) if e.refusal().is_none() => {
+                    match state.cache.provider_size(&cid_str).await {
+                        Some(size) => {
+                            log::info!("size of {cid_str} from a storage provider: {size} ({e})");
+                            state.meta.update(&cid_str, Some(size), None);
+                            size
+                        }
+                        None => return respond_upstream_error(session, ctx, &e).await,
+                    }
+                }
+                Err(e) => return respond_upstream_error(session, ctx, &e).await,
+            }
+        }
     };
     let piece = Piece {
         cid: Arc::from(cid_str.as_str()),
@@ -544,6 +576,13 @@ async fn serve_resource(
         (0, _) => "MISS",
         _ => "PARTIAL",
     };
+    // A request that needs the upstream while its payer's budget is spent
+    // is refused before any upstream I/O; a hit costs nothing and is served.
+    if x_cache != "HIT" && !is_head {
+        if let Some(refusal) = budget_spent(state, resource.beam_url()) {
+            return respond_budget(session, ctx, &refusal).await;
+        }
+    }
 
     // A piece's content type comes from its first bytes: read through the
     // cache when the request starts in window 0 (a player reads it first
@@ -791,7 +830,18 @@ fn take_first(
         .unwrap_or_else(|| (resource.reader(state, r), None))
 }
 
+/// The payer's budget refusal, when `access.egress_budget` is set and spent.
+fn budget_spent(
+    state: &EdgeState,
+    beam_url: Option<&str>,
+) -> Option<crate::access::budget::BudgetRefusal> {
+    state.access.egress.as_ref()?.check(beam_url).err()
+}
+
 fn abort_upstream(e: &CacheError) -> Box<Error> {
+    if let CacheError::Budget(refusal) = e {
+        crate::access::count_refusal(refusal.label());
+    }
     metrics::ABORTS.with_label_values(&["upstream"]).inc();
     log::warn!("aborting a response mid-body: {e}");
     Error::explain(
@@ -801,7 +851,27 @@ fn abort_upstream(e: &CacheError) -> Box<Error> {
     .into_up()
 }
 
+/// Writes body bytes; with `access.limits.bytes_per_second` on, in slices,
+/// each once the client's pace allows it.
 async fn write(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    mut data: Bytes,
+    source: Option<Source>,
+) -> Result<()> {
+    let Some((access, ip)) = ctx.pacer.clone() else {
+        return write_now(session, ctx, data, source).await;
+    };
+    let step = access.limits.write_slice();
+    while !data.is_empty() {
+        let part = data.split_to(step.min(data.len()));
+        access.limits.pace(ip, part.len()).await;
+        write_now(session, ctx, part, source).await?;
+    }
+    Ok(())
+}
+
+async fn write_now(
     session: &mut Session,
     ctx: &mut RequestCtx,
     data: Bytes,
