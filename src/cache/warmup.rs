@@ -98,6 +98,12 @@ impl Inner {
         if !self.settings.beam_warm || padded_size(piece.size) > self.settings.beam_warm_max {
             return Some(body);
         }
+        // A payer's egress budget is reserved window by window as a run
+        // asks for them; a warm-up's whole piece could not be (follow-up:
+        // reserve the piece up front). With a budget, no warm-up.
+        if self.settings.egress.is_some() {
+            return Some(body);
+        }
         let origin = piece.beam_origin();
         let Some(base) = self.upstream.beam_base(&origin) else {
             return Some(body);
