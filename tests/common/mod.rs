@@ -607,12 +607,24 @@ pub fn beam_upstream_timing(beam: &MockBeam, read_timeout: &str, extra_upstream:
 }
 
 /// A free loopback port (bound and released).
+/// A port free on loopback now, never one this test process was handed
+/// before: the kernel may give a just-released port again, and two
+/// listeners of one test (a peer port picked early, an admin port picked
+/// later) must not collide.
 pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let port = StdListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// A running `beam-edge serve` process; killed on drop.
