@@ -741,7 +741,11 @@ fn router_path_literals() -> Vec<(String, bool, String)> {
                 let exact = before.ends_with("==")
                     || ((before.is_empty() || before.ends_with('|'))
                         && (tail.starts_with("=>") || tail.starts_with('|')));
-                if prefix || exact {
+                // A request path is `/` or `/` and a name; other literals
+                // (the Bad Bits list's `//<hash>` lines) are not routes.
+                let is_path = lit == "/"
+                    || lit[1..].starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_');
+                if (prefix || exact) && is_path {
                     out.push((lit.to_string(), prefix, shown.clone()));
                 }
                 rest = &after[j + 1..];

@@ -30,6 +30,20 @@ fn tail_moov_mp4(media: usize, moov: usize) -> Vec<u8> {
     f
 }
 
+/// A tail-moov MP4 whose moov spans the last three windows (the tail guess
+/// fetches the last, the index prefetch the two before it), given to `beam`:
+/// its CID, its bytes and where its moov starts. Beam's CDN already holds it
+/// (206s from the first request), so no warm-up of a cold Beam reads the
+/// whole piece: what fills the index windows is the prefetch.
+fn moov_spanning_three_windows(beam: &MockBeam) -> (String, Vec<u8>, usize) {
+    beam.set_always_warm();
+    let data = tail_moov_mp4(6 * W, 2 * W + 500);
+    let moov_at = 32 + 8 + 6 * W;
+    let cid = commp_of(&data).unwrap().to_string();
+    beam.add_piece(&cid, data.clone());
+    (cid, data, moov_at)
+}
+
 fn wait_for(what: &str, edge: &EdgeProcess, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
@@ -76,12 +90,7 @@ fn play(edge: &EdgeProcess, beam: &MockBeam, cid: &str, data: &[u8], moov_at: us
 fn the_moov_a_player_jumps_to_is_fetched_beside_the_head() {
     let beam = MockBeam::start();
     let edge = start(&beam, "");
-    // A moov spanning the last three windows: the tail guess fetches the
-    // last, the index prefetch the two before it.
-    let data = tail_moov_mp4(6 * W, 2 * W + 500);
-    let moov_at = 32 + 8 + 6 * W;
-    let cid = commp_of(&data).unwrap().to_string();
-    beam.add_piece(&cid, data.clone());
+    let (cid, data, moov_at) = moov_spanning_three_windows(&beam);
 
     let x_cache = play(&edge, &beam, &cid, &data, moov_at);
     assert_eq!(x_cache, "HIT", "{}", edge.log());
@@ -101,10 +110,7 @@ fn the_moov_a_player_jumps_to_is_fetched_beside_the_head() {
 fn without_the_prefetch_the_jump_is_a_miss() {
     let beam = MockBeam::start();
     let edge = start(&beam, "  index_prefetch: 0\n");
-    let data = tail_moov_mp4(6 * W, 2 * W + 500);
-    let moov_at = 32 + 8 + 6 * W;
-    let cid = commp_of(&data).unwrap().to_string();
-    beam.add_piece(&cid, data.clone());
+    let (cid, data, moov_at) = moov_spanning_three_windows(&beam);
 
     let path = format!("/piece/{cid}");
     let (s, _, _) = raw_get(edge.public, &path, &[("Range", "bytes=0-1023")]).unwrap();

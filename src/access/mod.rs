@@ -81,21 +81,6 @@ pub fn count_refusal(reason: &str) {
     metrics::ACCESS_REFUSALS.with_label_values(&[reason]).inc();
 }
 
-#[cfg(test)]
-mod tests {
-    /// The reasons `metrics::init` exports at 0 are the ones refusals use.
-    #[test]
-    fn every_refusal_reason_is_exported_from_start_up() {
-        let mut used = super::signed::SignatureRefusal::LABELS.to_vec();
-        used.extend([
-            "client_request_rate",
-            "egress_budget_hour",
-            "egress_budget_day",
-        ]);
-        assert_eq!(used, crate::metrics::ACCESS_REFUSAL_REASONS.to_vec());
-    }
-}
-
 /// Mints a signed link to `path` valid for `ttl`, bound to `ip` when
 /// given, for `beam-edge sign` and `GET /admin/sign`. The path is
 /// percent-encoded as a client will send it, and must be a media path.
@@ -125,4 +110,19 @@ pub fn mint(
         ));
     }
     Ok(signer.sign(&path, signed::unix_now() + ttl.as_secs(), ip))
+}
+
+#[cfg(test)]
+mod tests {
+    /// The reasons `metrics::init` exports at 0 are the ones refusals use.
+    #[test]
+    fn every_refusal_reason_is_exported_from_start_up() {
+        let mut used = super::signed::SignatureRefusal::LABELS.to_vec();
+        used.extend([
+            "client_request_rate",
+            "egress_budget_hour",
+            "egress_budget_day",
+        ]);
+        assert_eq!(used, crate::metrics::ACCESS_REFUSAL_REASONS.to_vec());
+    }
 }

@@ -497,27 +497,10 @@ pub(super) fn coarsen(nodes: &[Node], from: u64, to: u64) -> Result<Vec<Node>, c
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::piece::commp::CommP;
 
     const W128K: u64 = 128 << 10;
 
-    fn data(len: usize, seed: u64) -> Vec<u8> {
-        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
-    }
-
-    fn cid_and_layer(bytes: &[u8], window: u64) -> (PieceCid, Vec<Node>) {
-        let mut h = CommP::with_layer(window).unwrap();
-        h.update(bytes);
-        h.finish_with_layer().unwrap()
-    }
+    use super::super::test_bytes::{cid_and_layer, data};
 
     #[test]
     fn a_layer_survives_a_reopen_with_its_source_and_sweep_state() {

@@ -811,3 +811,30 @@ impl Inner {
         }
     }
 }
+
+/// Test bytes and their layers, shared by the cache's unit tests.
+#[cfg(test)]
+pub(crate) mod test_bytes {
+    use crate::piece::commp::{CommP, Node};
+    use crate::piece::PieceCid;
+
+    /// Bytes with no period (so no two windows are alike).
+    pub fn data(len: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    /// The v2 PieceCID of `bytes` and its layer at `window` padded bytes.
+    pub fn cid_and_layer(bytes: &[u8], window: u64) -> (PieceCid, Vec<Node>) {
+        let mut h = CommP::with_layer(window).unwrap();
+        h.update(bytes);
+        h.finish_with_layer().unwrap()
+    }
+}

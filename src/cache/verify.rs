@@ -80,29 +80,11 @@ pub fn bytes_match_cid(bytes: &[u8], cid: &PieceCid) -> bool {
 mod tests {
     use super::super::layers::{coarsen, LayerError, LayerSource, Layers};
     use super::*;
-    use crate::piece::commp::CommP;
 
     const W128K: u64 = 128 << 10;
     const RAW_128K: usize = 130_048;
 
-    /// Bytes with no period (so no two windows are alike).
-    fn data(len: usize, seed: u64) -> Vec<u8> {
-        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
-    }
-
-    fn cid_and_layer(bytes: &[u8], window: u64) -> (PieceCid, Vec<Node>) {
-        let mut h = CommP::with_layer(window).unwrap();
-        h.update(bytes);
-        h.finish_with_layer().unwrap()
-    }
+    use super::super::test_bytes::{cid_and_layer, data};
 
     #[test]
     fn a_layer_checks_every_window_and_catches_one_flipped_byte() {
