@@ -11,6 +11,9 @@
 #   edge warm       the same beam-edge, second play (a new browser)
 #   nginx cold      nginx slice 1m + proxy_cache, fresh cache (when nginx with
 #                   the slice module is installed; skipped with a note if not)
+#   loopback floor  the same mock with no delay and no rate limit (first
+#                   profile only): what the browser itself takes on this
+#                   machine, the floor under every warm figure
 # and, for the tail-moov MP4 in the 80 ms profile, beam-edge cold with
 # cache.tail_guess off and with cache.index_prefetch 0.
 # Every play is in a fresh Chromium with its HTTP cache disabled. Prints the
@@ -45,8 +48,10 @@ case "$PROFILE" in
   *) echo "--profile wants 80ms, 200ms or both, not $PROFILE" >&2; exit 2 ;;
 esac
 
-BIN=target/release/beam-edge
-UPSTREAM_BIN=target/release/examples/bench_upstream
+# $BIN and $UPSTREAM_BIN override the binaries (e.g. a debug build for a
+# quick check of the script; figures come from release builds).
+BIN=${BIN:-target/release/beam-edge}
+UPSTREAM_BIN=${UPSTREAM_BIN:-target/release/examples/bench_upstream}
 [ -x "$BIN" ] || { echo "build first: cargo build --release --locked --bin beam-edge" >&2; exit 1; }
 [ -x "$UPSTREAM_BIN" ] || cargo build --release --locked --example bench_upstream >&2
 command -v ffmpeg >/dev/null || { echo "needs ffmpeg: apt-get install ffmpeg" >&2; exit 1; }
@@ -96,6 +101,14 @@ chmod -R a+rX "$WORK"
 # ------------------------------------------------------------------- helpers
 origin_bytes() { curl -sf "http://127.0.0.1:$1/__stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["body_bytes"])'; }
 play() { node tests/player/ttff.mjs "$@"; }   # URL... -> one JSON line per play
+# The origin's byte count once it stops moving (a cold edge's read-ahead can
+# outlive the browser that asked for it): polled until two reads 0.5 s apart
+# agree, at most 15 s.
+settled_bytes() {
+  local a b; a=$(origin_bytes "$1")
+  for _ in $(seq 30); do sleep 0.5; b=$(origin_bytes "$1"); [ "$a" = "$b" ] && break; a=$b; done
+  echo "$b"
+}
 
 EDGE_PID=; EDGE=
 start_edge() { # name origin-port extra-cache-yaml
@@ -165,7 +178,7 @@ measure_edge() { # layout profile origin-port route-label extra-cache-yaml with-
     local url="http://127.0.0.1:$EDGE/piece/${CID[$layout]}"
     b0=$(origin_bytes "$up")
     out=$(play "$url")
-    b1=$(origin_bytes "$up")
+    b1=$(settled_bytes "$up")
     record "$layout|$prof|$label" "$out" $((b1 - b0))
     if [ "$warm" = 1 ]; then
       out=$(play "$url")
@@ -176,6 +189,9 @@ measure_edge() { # layout profile origin-port route-label extra-cache-yaml with-
   done
 }
 
+FLOOR=$(free_port)
+"$UPSTREAM_BIN" --dir "$WORK/pieces" --listen "127.0.0.1:$FLOOR" 2>>"$WORK/upstream.log" >/dev/null & PIDS+=($!)
+wait_http "http://127.0.0.1:$FLOOR/__stats"
 for profile in "${PROFILES[@]}"; do
   read -r latency rate <<<"$profile"
   prof="$latency, $rate"
@@ -201,6 +217,13 @@ for profile in "${PROFILES[@]}"; do
       done
     fi
     measure_edge "$layout" "$prof" "$UP" "edge cold" "" 1
+    if [ "$profile" = "${PROFILES[0]}" ]; then
+      for run in $(seq "$RUNS"); do
+        b0=$(origin_bytes "$FLOOR")
+        out=$(play "http://127.0.0.1:$FLOOR/$PAYER/$cid")
+        record "$layout|no delay|loopback floor" "$out" $(( $(origin_bytes "$FLOOR") - b0 ))
+      done
+    fi
     if [ "$layout" = tail.mp4 ] && [ "$latency" = 80ms ]; then
       measure_edge "$layout" "$prof" "$UP" "edge cold, tail_guess: false" ", tail_guess: false" 0
       measure_edge "$layout" "$prof" "$UP" "edge cold, index_prefetch: 0" ", index_prefetch: 0" 0
@@ -210,6 +233,7 @@ for profile in "${PROFILES[@]}"; do
 done
 
 # -------------------------------------------------------------------- report
+echo "Binaries: $BIN, $UPSTREAM_BIN (git $(git rev-parse --short HEAD))"
 echo "Machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p'), $(free -g | awk '/Mem:/ {print $2}') GiB;" \
      "load average at the end: $(uptime | sed 's/.*load average: //')"
 echo "Clip: 30 s of 1280x720 testsrc2 at 15 fps, 12 Mbit/s;" \
