@@ -13,6 +13,7 @@
 //! | `POST /admin/cache/warm/<cid>` | fills the piece (or the `Range: bytes=A-B` given) in the background: 202 |
 //! | `GET /` | the player page with an upload panel (no token needed to load it) |
 //! | `POST /admin/uploads` | the body is a file: published as an asset (see `upload`), 201 with the report |
+//! | `GET /admin/sign?path=…&ttl=1h[&ip=…]` | a signed link to a media path (`access.signed_urls`) |
 
 use std::sync::Arc;
 
@@ -199,6 +200,15 @@ impl AdminApp {
                 ),
             };
         }
+        if path == "/admin/sign" {
+            if method != http::Method::GET {
+                return (
+                    405,
+                    json!({"error": "use GET /admin/sign?path=<media path>&ttl=1h[&ip=<client>]"}),
+                );
+            }
+            return self.sign(session.req_header().uri.query());
+        }
         if path == "/admin/uploads" {
             if method != http::Method::POST {
                 return (405, json!({"error": "use POST with the file as the body"}));
@@ -243,6 +253,56 @@ impl AdminApp {
             404,
             json!({"error": "not found: see /admin/cache, /admin/cache/<cid>, /admin/cache/warm/<cid>"}),
         )
+    }
+
+    /// `GET /admin/sign?path=…&ttl=1h[&ip=…]`: a signed link to a media
+    /// path (`access.signed_urls`), as `beam-edge sign` prints it.
+    fn sign(&self, query: Option<&str>) -> (u16, serde_json::Value) {
+        let (mut path, mut ttl, mut ip) = (None, None, None);
+        for (k, v) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+            match k.as_ref() {
+                "path" => path = Some(v.into_owned()),
+                "ttl" => ttl = Some(v.into_owned()),
+                "ip" => ip = Some(v.into_owned()),
+                other => {
+                    return (
+                        400,
+                        json!({"error": format!("unknown parameter {other:?}: use path, ttl and ip")}),
+                    )
+                }
+            }
+        }
+        let Some(path) = path else {
+            return (
+                400,
+                json!({"error": "missing path: GET /admin/sign?path=/piece/<cid>&ttl=1h"}),
+            );
+        };
+        let ttl = match humantime::parse_duration(ttl.as_deref().unwrap_or("1h")) {
+            Ok(t) => t,
+            Err(e) => {
+                return (
+                    400,
+                    json!({"error": format!("invalid ttl: {e} (use e.g. 30m, 1h)")}),
+                )
+            }
+        };
+        let ip = match ip.map(|t| t.parse::<std::net::IpAddr>()) {
+            None => None,
+            Some(Ok(a)) => Some(a),
+            Some(Err(_)) => return (400, json!({"error": "invalid ip: expected an IP address"})),
+        };
+        let signer = self.state.access.signer.as_ref();
+        if signer.is_none() {
+            return (
+                404,
+                json!({"error": "signed URLs are off: no key under access.signed_urls.keys"}),
+            );
+        }
+        match crate::access::mint(signer, &path, ttl, ip) {
+            Ok(link) => (200, json!(link)),
+            Err(e) => (400, json!({"error": e})),
+        }
     }
 
     fn cache_stats(&self) -> serde_json::Value {
@@ -332,6 +392,31 @@ fn warm_with_upload(
     file: &std::fs::File,
     report: &PublishReport,
 ) {
+    // The layer of each piece, computed as it was uploaded: from now on
+    // `/piece/<cid>` of it is checked from the first byte, on every replica
+    // that reads this disk, even after its windows are evicted.
+    for mp in &report.manifest.pieces {
+        let layer = PieceCid::parse(&mp.cid)
+            .map_err(|e| e.to_string())
+            .and_then(|c| {
+                let nodes = crate::manifest::decode_layer(&mp.layer)
+                    .ok_or_else(|| "the layer is not hex-encoded 32-byte roots".to_string())?;
+                if nodes.is_empty() {
+                    return Ok(());
+                }
+                cache
+                    .add_layer(
+                        &c,
+                        report.manifest.window,
+                        &nodes,
+                        crate::cache::layers::LayerSource::Upload,
+                    )
+                    .map_err(|e| e.to_string())
+            });
+        if let Err(e) = layer {
+            log::warn!("uploaded piece {}: its layer was not kept: {e}", mp.cid);
+        }
+    }
     let mut offset = 0;
     for p in &report.pieces {
         if let Err(e) = cache.warm_from_file(&p.cid, p.size, &report.content_type, file, offset) {

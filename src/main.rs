@@ -1,4 +1,4 @@
-//! The `beam-edge` command line: `serve`, `check-config`, `piece-cid`, `upload`, `wallet`, `get`.
+//! The `beam-edge` command line: `serve`, `check-config`, `sign`, `piece-cid`, `upload`, `wallet`, `get`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,7 +10,7 @@ use beam_edge::config::{Config, Overrides};
 // jemalloc returns freed window buffers to the OS far better than glibc's
 // malloc, whose dynamic mmap threshold moves 1 MiB buffers onto fragmented
 // heaps: measured peak RSS streaming a 1.6 GB piece with a 256 MiB memory
-// tier, see the README's performance section.
+// tier, see docs/src/performance.md.
 #[cfg(not(target_env = "msvc"))]
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
@@ -118,6 +118,24 @@ enum Command {
         #[arg(long)]
         piece: bool,
     },
+    /// Print a signed link to a media path (access.signed_urls), signed with
+    /// the first key of the config, e.g. `beam-edge sign /piece/<cid> --ttl 1h`.
+    Sign {
+        /// The path to sign: /piece/<cid>[/<name>], /asset/<id>[/<name>] or /beam/….
+        path: String,
+        /// How long the link is valid (at most access.signed_urls.max_ttl).
+        #[arg(long, default_value = "1h", value_parser = parse_duration)]
+        ttl: std::time::Duration,
+        /// Bind the link to this client address.
+        #[arg(long)]
+        ip: Option<std::net::IpAddr>,
+        /// Print a whole URL on this edge, e.g. https://edge.example.com.
+        #[arg(long, value_name = "URL")]
+        base_url: Option<String>,
+        /// YAML config file (its access.signed_urls.keys sign).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
     /// Print the PieceCID of files ("<cid>  <file>" per line; "-" reads standard input).
     PieceCid {
         /// Files to hash.
@@ -151,6 +169,10 @@ fn load_validated(
             eprintln!("beam-edge: bad configuration: {e}");
             ExitCode::from(2)
         })
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(s.trim()).map_err(|e| format!("{e} (use e.g. 30m, 1h, 7d)"))
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {
@@ -194,6 +216,37 @@ fn main() -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("beam-edge: cannot start: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Command::Sign {
+            path,
+            ttl,
+            ip,
+            base_url,
+            config,
+        } => {
+            let cfg = match load_validated(config.as_deref(), &Overrides::default()) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let signer =
+                match beam_edge::access::signed::UrlSigner::from_config(&cfg.access.signed_urls) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        eprintln!("beam-edge sign: {e}");
+                        return ExitCode::from(2);
+                    }
+                };
+            match beam_edge::access::mint(signer.as_ref(), &path, ttl, ip) {
+                Ok(link) => {
+                    let base = base_url.as_deref().unwrap_or("").trim_end_matches('/');
+                    println!("{base}{}", link.path_and_query);
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("beam-edge sign: {e}");
                     ExitCode::from(1)
                 }
             }

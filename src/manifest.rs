@@ -134,6 +134,40 @@ impl Manifest {
         Ok(m)
     }
 
+    /// Bytes of the manifest the asset upload (`upload::pipeline`) will
+    /// store for a file cut into pieces of `piece_sizes`, before any piece is
+    /// hashed: CIDs and layers have lengths fixed by the piece sizes and
+    /// `window`, so a manifest with placeholder roots is exactly as long as
+    /// the real one. The upload pre-flight prices it. `None` for a size no
+    /// piece can have.
+    pub fn predicted_len(
+        piece_sizes: &[u64],
+        window: u64,
+        content_type: &str,
+        file_name: &str,
+    ) -> Option<u64> {
+        let mut pieces = Vec::with_capacity(piece_sizes.len());
+        for &part in piece_sizes {
+            let cid = PieceCid::from_root_v2([0; 32], part).ok()?;
+            let windows = crate::piece::commp::layer_len(part, window).ok()?;
+            pieces.push(ManifestPiece {
+                cid: cid.to_string(),
+                size: part,
+                layer: "0".repeat(usize::try_from(windows).ok()? * 64),
+            });
+        }
+        let manifest = Manifest {
+            format: FORMAT.into(),
+            version: VERSION,
+            size: piece_sizes.iter().sum(),
+            content_type: content_type.into(),
+            file_name: file_name.into(),
+            window,
+            pieces,
+        };
+        Some(manifest.to_bytes().len() as u64)
+    }
+
     /// The manifest as stored: compact JSON.
     pub fn to_bytes(&self) -> Vec<u8> {
         serde_json::to_vec(self).unwrap_or_default()

@@ -27,6 +27,11 @@ fn histogram_vec(name: &str, help: &str, labels: &[&str], buckets: Vec<f64>) -> 
     register_histogram_vec!(name, help, labels, buckets).expect("metric registers")
 }
 
+#[allow(clippy::expect_used)]
+fn counter(name: &str, help: &str) -> IntCounter {
+    register_int_counter!(name, help).expect("metric registers")
+}
+
 /// Latency buckets from 1 ms to 30 s.
 fn latency_buckets() -> Vec<f64> {
     vec![
@@ -118,6 +123,44 @@ pub static SERVED_BYTES: Lazy<IntCounterVec> = Lazy::new(|| {
         "beam_edge_served_bytes_total",
         "Piece bytes served to clients, by source (memory, disk, upstream, peer: the owning replica in cluster mode).",
         &["source"],
+    )
+});
+
+/// Body bytes of pieces served to clients by how they were checked against
+/// the PieceCID (`cid`: a one-window piece hashed whole; `layer`: every window
+/// checked against the piece's layer; `unchecked`): the checked share is
+/// (cid + layer) / all.
+pub static SERVED_CHECK_BYTES: Lazy<IntCounterVec> = Lazy::new(|| {
+    counter_vec(
+        "beam_edge_served_check_bytes_total",
+        "Piece bytes served to clients, by how they were checked against the PieceCID (cid, layer, unchecked).",
+        &["check"],
+    )
+});
+
+/// Layer builds (the piece read whole and hashed) and sweeps (cached windows
+/// hashed against a layer that arrived), by outcome (`ok`, `failed`).
+pub static LAYER_JOBS: Lazy<IntCounterVec> = Lazy::new(|| {
+    counter_vec(
+        "beam_edge_layer_jobs_total",
+        "Layer builds and sweeps, by job (build, sweep) and outcome (ok, failed).",
+        &["job", "outcome"],
+    )
+});
+
+/// Cached windows purged because they did not match the piece's layer.
+pub static PURGED_WRONG_WINDOWS: Lazy<IntCounter> = Lazy::new(|| {
+    counter(
+        "beam_edge_wrong_windows_purged_total",
+        "Cached windows purged because they did not hash to the piece's layer.",
+    )
+});
+
+/// Holders (Beam, providers) backed off for sending wrong bytes.
+pub static WRONG_BYTES_HOLDERS: Lazy<IntCounter> = Lazy::new(|| {
+    counter(
+        "beam_edge_wrong_bytes_backoffs_total",
+        "Times a holder (Beam for one piece, or a storage provider) was backed off for sending bytes that do not hash to the PieceCID.",
     )
 });
 
@@ -321,8 +364,100 @@ pub static HOT_WINDOWS: Lazy<IntCounterVec> = Lazy::new(|| {
     )
 });
 
-/// Touches every metric so that all of them appear in `/metrics` from the start.
+/// Requests refused by the access checks, by reason (`signature_*`,
+/// `client_request_rate`, `egress_budget_hour`, `egress_budget_day`).
+pub static ACCESS_REFUSALS: Lazy<IntCounterVec> = Lazy::new(|| {
+    counter_vec(
+        "beam_edge_access_refusals_total",
+        "Requests refused by access control, by reason (signature_missing, signature_malformed, signature_unknown_key, signature_mismatch, signature_expired, signature_wrong_client, client_request_rate, egress_budget_hour, egress_budget_day).",
+        &["reason"],
+    )
+});
+
+/// Every `reason` of [`ACCESS_REFUSALS`].
+pub const ACCESS_REFUSAL_REASONS: [&str; 9] = [
+    "signature_missing",
+    "signature_malformed",
+    "signature_unknown_key",
+    "signature_mismatch",
+    "signature_expired",
+    "signature_wrong_client",
+    "client_request_rate",
+    "egress_budget_hour",
+    "egress_budget_day",
+];
+
+/// Response writes that waited for a client's `access.limits.bytes_per_second`.
+pub static PACED_WRITES: Lazy<IntCounter> = Lazy::new(|| {
+    #[allow(clippy::expect_used)]
+    register_int_counter!(
+        "beam_edge_paced_writes_total",
+        "Response writes that waited because their client was over access.limits.bytes_per_second."
+    )
+    .expect("metric registers")
+});
+
+/// The routes of `beam_edge_requests_total` and the TTFB histogram.
+const ROUTES: [&str; 6] = ["piece", "asset", "player", "health", "ready", "other"];
+/// The upstream kinds (`beam_edge_upstream_*{upstream}`).
+const UPSTREAMS: [&str; 3] = ["beam", "provider", "peer"];
+/// Outcomes of `beam_edge_upstream_requests_total`.
+const UPSTREAM_OUTCOMES: [&str; 11] = [
+    "ok",
+    "ok_full_body",
+    "not_found",
+    "payment_required",
+    "forbidden",
+    "timeout",
+    "connect_error",
+    "bad_response",
+    "short_body",
+    "error_status",
+    "not_configured",
+];
+
+/// Touches every metric so that all of them appear in `/metrics` from the
+/// start, and every labelled series whose label values are known in
+/// advance is exported at 0 (Prometheus' instrumentation guidance), so no
+/// dashboard panel reads "No data" on a fresh, healthy edge.
 pub fn init() {
+    for route in ROUTES {
+        TTFB.with_label_values(&[route]);
+        RESPONSE_BYTES.with_label_values(&[route]);
+        REQUESTS.with_label_values(&[route, "200"]);
+    }
+    for upstream in UPSTREAMS {
+        UPSTREAM_LATENCY.with_label_values(&[upstream]);
+        UPSTREAM_BYTES.with_label_values(&[upstream]);
+        for outcome in UPSTREAM_OUTCOMES {
+            UPSTREAM_REQUESTS.with_label_values(&[upstream, outcome]);
+        }
+    }
+    for tier in ["memory", "disk"] {
+        EVICTIONS.with_label_values(&[tier]);
+        CACHE_BYTES.with_label_values(&[tier]);
+        CACHE_ENTRIES.with_label_values(&[tier]);
+        for result in ["hit", "miss"] {
+            WINDOW_LOOKUPS.with_label_values(&[tier, result]);
+        }
+    }
+    for kind in ["demand", "prefetch"] {
+        for outcome in ["ok", "cancelled", "failed"] {
+            WINDOW_FILLS.with_label_values(&[kind, outcome]);
+        }
+    }
+    for reason in ["full_body", "error"] {
+        for target in ["provider", "beam_retry"] {
+            FALLBACKS.with_label_values(&[reason, target]);
+        }
+    }
+    for cache in ["HIT", "MISS", "PARTIAL"] {
+        SEEK_TTFB.with_label_values(&[cache]);
+    }
+    for reason in ACCESS_REFUSAL_REASONS {
+        ACCESS_REFUSALS.with_label_values(&[reason]);
+    }
+    Lazy::force(&PACED_WRITES);
     for outcome in ["ok", "failed"] {
         PEER_FETCHES.with_label_values(&[outcome]);
     }
@@ -365,9 +500,19 @@ pub fn init() {
     // panel or rule has a series (and a first sample to take a rate from)
     // before the first event: a byte hit ratio over an idle tier is 0, not
     // missing, and an abort counter with no abort yet reads 0.
-    for source in ["memory", "disk", "upstream"] {
+    for source in ["memory", "disk", "upstream", "peer"] {
         SERVED_BYTES.with_label_values(&[source]);
     }
+    for check in ["cid", "layer", "unchecked"] {
+        SERVED_CHECK_BYTES.with_label_values(&[check]);
+    }
+    for job in ["build", "sweep"] {
+        for outcome in ["ok", "failed"] {
+            LAYER_JOBS.with_label_values(&[job, outcome]);
+        }
+    }
+    Lazy::force(&PURGED_WRONG_WINDOWS);
+    Lazy::force(&WRONG_BYTES_HOLDERS);
     for reason in ["upstream", "client"] {
         ABORTS.with_label_values(&[reason]);
     }

@@ -107,6 +107,16 @@ pub fn run_with(config: Config, options: RunOptions) -> Result<(), String> {
     // the old process has handed them over it drains and exits, so a start-up
     // error after that point would be an outage.
     let state = Arc::new(EdgeState::new(&config)?);
+    if let Some(resolver) = state.providers.resolver() {
+        // upstream.network against the RPC's chain id, before any socket is
+        // taken: a mismatch would resolve providers of the wrong network.
+        let timeout = config.upstream.connect_timeout.0 + config.upstream.read_timeout.0;
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start a runtime for the chain id check: {e}"))?
+            .block_on(resolver.verify_network(timeout))?;
+    }
     let pid_file = match &config.server.pid_file {
         Some(path) => Some((
             path,

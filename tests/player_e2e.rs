@@ -213,6 +213,43 @@ fn player_plays_a_pasted_beam_link_in_chromium() {
     }
 }
 
+/// An edge that requires signed links: a link minted by `beam-edge sign`
+/// plays, its copied link keeps the signature, and an unsigned id shows the
+/// edge's 403 reason.
+#[test]
+fn player_plays_a_signed_link_in_chromium() {
+    require_tools();
+    let dir = tempfile::tempdir().unwrap();
+    let video = make_video(dir.path());
+    let cid = beam_edge::piece::commp::commp_of(&video)
+        .expect("commp of the clip")
+        .to_string();
+    let beam = MockBeam::start();
+    beam.add_piece(&cid, video.clone());
+    let edge = EdgeProcess::start_opts(common::EdgeOptions {
+        upstream: common::beam_upstream(&beam, ""),
+        extra: "access:\n  signed_urls:\n    required: true\n    keys: [{ id: k1, secret: \"a-secret-for-the-signed-player-test-0123\" }]\n".into(),
+        ..Default::default()
+    });
+    let out = Command::new(common::bin())
+        .args(["sign", &format!("/piece/{cid}"), "--ttl", "10m", "-c"])
+        .arg(edge.dir.path().join("beam-edge.yaml"))
+        .output()
+        .expect("beam-edge sign runs");
+    assert!(out.status.success(), "{out:?}");
+    let link = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert!(link.contains("sig="), "{link}");
+    let shot = screenshot_path().with_file_name("player-e2e-signed.png");
+    let _ = std::fs::remove_file(&shot);
+    let (ok, output) = run_script(&[&edge.url(""), &link, shot.to_str().unwrap()], dir.path());
+    println!("{output}");
+    assert!(
+        ok,
+        "player e2e script failed:\n{output}\n--- beam-edge log ---\n{}",
+        edge.log()
+    );
+}
+
 fn play_in_chromium(as_asset: bool) {
     require_tools();
     let dir = tempfile::tempdir().unwrap();

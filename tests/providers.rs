@@ -418,7 +418,8 @@ fn static_providers_come_first_and_a_dead_rpc_is_a_clear_failure() {
         }],
     );
 
-    // A static provider that serves: the chain is never asked.
+    // A static provider that serves: the chain is never read (only its
+    // chain id, checked once at start-up against upstream.network).
     let edge = EdgeProcess::start(&beam_upstream(
         &beam,
         &format!(
@@ -430,7 +431,7 @@ fn static_providers_come_first_and_a_dead_rpc_is_a_clear_failure() {
     let (status, _, body) = get_piece(&edge, &cid);
     assert_eq!(status, 200);
     assert!(body == data);
-    assert!(rpc.log().is_empty(), "{:?}", rpc.log());
+    assert_eq!(rpc.log(), vec!["eth_chainId".to_string()]);
     assert!(on_chain.requests().is_empty());
     assert_eq!(
         admin_piece(&edge, &cid)["providers"]["resolved"],
@@ -468,4 +469,65 @@ fn static_providers_come_first_and_a_dead_rpc_is_a_clear_failure() {
         ) >= 1.0
     );
     assert!(on_chain.requests().is_empty());
+}
+
+#[test]
+fn an_rpc_on_another_network_stops_the_start_naming_both() {
+    // upstream.network says calibration; the RPC answers eth_chainId 314
+    // (mainnet). Resolving providers there would name providers holding none
+    // of the payer's calibration pieces: the start fails, before any socket.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let rpc = rt.block_on(MockRpc::start(Network::Mainnet.chain_id()));
+    let beam = MockBeam::start();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("beam-edge.yaml");
+    let port = |_| common::free_port();
+    std::fs::write(
+        &cfg,
+        format!(
+            "server:\n  listen: \"127.0.0.1:{}\"\nupstream:\n{}\n  network: calibration\ncache:\n  disk:\n    path: \"{}\"\nadmin:\n  listen: \"127.0.0.1:{}\"\nmetrics:\n  listen: \"127.0.0.1:{}\"\n",
+            port(0),
+            beam_upstream(
+                &beam,
+                &format!("  resolve_providers: true\n  rpc_url: \"{}\"", rpc.url())
+            ),
+            dir.path().join("cache").display(),
+            port(1),
+            port(2),
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("stderr.log");
+    let mut child = std::process::Command::new(common::bin())
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    // A generous hang guard, not a timing check: a start that did not fail
+    // serves until killed.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let stderr = std::fs::read_to_string(&log).unwrap_or_default();
+    let status =
+        status.unwrap_or_else(|| panic!("the edge started on the wrong network: {stderr}"));
+    assert!(!status.success(), "{stderr}");
+    assert!(
+        stderr.contains("upstream.network is calibration (314159)")
+            && stderr.contains("serves mainnet (314)"),
+        "{stderr}"
+    );
+    assert_eq!(rpc.count("eth_chainId"), 1, "{:?}", rpc.log());
+    assert!(beam.requests().is_empty());
 }

@@ -776,12 +776,14 @@ fn mock_sets() -> Vec<common_rpc::MockDataSet> {
             provider_id: 7,
             client_data_set_id: 9021,
             reserve: 5_000,
+            leaves: 100,
         },
         common_rpc::MockDataSet {
             data_set_id: 22,
             provider_id: 9,
             client_data_set_id: 9022,
             reserve: 6_000,
+            leaves: 200,
         },
     ]
 }
@@ -878,10 +880,50 @@ async fn the_price_list_is_read_from_the_view_or_falls_back_to_the_documented_on
     let reader = ChainReader::new(&rpc.url(), Network::Calibration).unwrap();
     let fees = reader.fee_schedule().await.unwrap();
     assert_eq!(fees.source, FeeSource::Chain);
-    assert_eq!(
-        fees.create_data_set_fee,
-        U256::from(25u64) * U256::from(10u64).pow(U256::from(15))
-    );
+    // The mock deployment's numbers (common_rpc::mock_prices), every one
+    // unlike the documented list: each must come from the chain.
+    let bp = common_rpc::usdfc_bp;
+    let expected = FeeSchedule {
+        create_data_set_fee: bp(300),
+        add_pieces_base_fee: bp(6),
+        add_pieces_per_piece_fee: bp(4),
+        lifecycle_reserve_target: bp(1200),
+        replenish_threshold: bp(60),
+        cdn_lockup_amount: bp(6000),
+        cache_miss_lockup_amount: bp(2500),
+        storage_per_tib_per_month: common_rpc::usdfc(3),
+        dataset_fee_per_month: bp(360),
+        default_lockup_period: U256::from(57_600),
+        source: FeeSource::Chain,
+    };
+    assert_eq!(fees, expected);
+    let documented = FeeSchedule::documented();
+    for (got, doc) in [
+        (fees.create_data_set_fee, documented.create_data_set_fee),
+        (fees.add_pieces_base_fee, documented.add_pieces_base_fee),
+        (
+            fees.add_pieces_per_piece_fee,
+            documented.add_pieces_per_piece_fee,
+        ),
+        (
+            fees.lifecycle_reserve_target,
+            documented.lifecycle_reserve_target,
+        ),
+        (fees.replenish_threshold, documented.replenish_threshold),
+        (fees.cdn_lockup_amount, documented.cdn_lockup_amount),
+        (
+            fees.cache_miss_lockup_amount,
+            documented.cache_miss_lockup_amount,
+        ),
+        (
+            fees.storage_per_tib_per_month,
+            documented.storage_per_tib_per_month,
+        ),
+        (fees.dataset_fee_per_month, documented.dataset_fee_per_month),
+        (fees.default_lockup_period, documented.default_lockup_period),
+    ] {
+        assert_ne!(got, doc, "the mock must not serve the documented figure");
+    }
     let mut spec = common_rpc::ChainSpec::new(vec![(7, "http://127.0.0.1:1/".into())]);
     spec.price_list = false;
     let old = common_rpc::chain_with(spec).await;
@@ -899,4 +941,42 @@ async fn the_registry_lists_its_active_providers() {
         reader.active_provider_ids().await.unwrap(),
         vec![U256::from(7), U256::from(9)]
     );
+}
+
+#[tokio::test]
+async fn the_mock_chain_answers_per_account_and_per_data_set() {
+    // Reads for the payer see its deposit, approval and sets; the same reads
+    // for any other account or set see zeros, so code that asked about the
+    // wrong account would see an empty wallet.
+    let mut spec = common_rpc::ChainSpec::new(vec![(7, "http://127.0.0.1:1/".into())]);
+    spec.data_sets = mock_sets();
+    let rpc = common_rpc::chain_with(spec).await;
+    let reader = ChainReader::new(&rpc.url(), Network::Calibration).unwrap();
+    let payer = reader.wallet_report(common_rpc::PAYER).await.unwrap();
+    assert!(payer.is_ready(), "{:?}", payer.problems());
+    assert_eq!(payer.usdfc_balance, common_rpc::usdfc(20));
+    assert!(payer.approval.is_approved);
+    let stranger = address!("00000000000000000000000000000000000000aa");
+    let other = reader.wallet_report(stranger).await.unwrap();
+    assert_eq!(other.usdfc_balance, U256::ZERO);
+    assert_eq!(other.account.funds, U256::ZERO);
+    assert!(!other.approval.is_approved);
+    assert_eq!(other.approval.lockup_allowance, U256::ZERO);
+    assert!(reader.client_data_sets(stranger).await.unwrap().is_empty());
+    let sets = reader.client_data_sets(common_rpc::PAYER).await.unwrap();
+    assert_eq!(sets.len(), 2);
+    // Leaf counts per set; an unknown set reverts as PDPVerifier does.
+    assert_eq!(
+        reader.data_set_leaf_count(U256::from(21)).await.unwrap(),
+        U256::from(100)
+    );
+    assert_eq!(
+        reader.data_set_leaf_count(U256::from(22)).await.unwrap(),
+        U256::from(200)
+    );
+    let err = reader
+        .data_set_leaf_count(U256::from(77))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("DataSetNotLive"), "{err}");
 }

@@ -623,6 +623,7 @@ async fn a_copy_into_an_existing_data_set_signs_add_pieces_and_names_the_set() {
         provider_id: 9,
         client_data_set_id: 4242,
         reserve: 100_000_000_000_000_000,
+        leaves: 9_000,
     }];
     let rpc = chain_with(spec).await;
     let key = parse_private_key(KEY, "test").unwrap();
@@ -766,6 +767,7 @@ async fn the_legacy_view_layout_still_finds_the_data_set_to_reuse() {
         provider_id: 7,
         client_data_set_id: 777,
         reserve: 0,
+        leaves: 40,
     }];
     let rpc = chain_with(spec).await;
     let key = parse_private_key(KEY, "test").unwrap();
@@ -789,8 +791,7 @@ async fn an_upload_whose_fees_cannot_be_locked_is_refused_with_the_missing_amoun
     let primary = MockCurio::start();
     let secondary = second_curio();
     let mut spec = ChainSpec::new(vec![(7, primary.url()), (9, secondary.url())]);
-    // 1.5 USDFC: enough for one new CDN data set (reserve 0.1 + CDN 1.0 +
-    // one month of proving), not for two.
+    // 1.5 USDFC: enough for one new CDN data set, not for two.
     spec.funds = common_rpc::usdfc(15) / U256::from(10);
     let rpc = chain_with(spec).await;
     let key = parse_private_key(KEY, "test").unwrap();
@@ -802,18 +803,25 @@ async fn an_upload_whose_fees_cannot_be_locked_is_refused_with_the_missing_amoun
     };
     assert!(matches!(err, PublishError::Wallet { .. }), "{err}");
     let text = err.to_string();
-    // Two new data sets: 2 × (0.1 reserve + 1.0 CDN + 0.024 proving) = 2.248
-    // USDFC of lockup, plus a month of storage for 2 × 500 kB (a few
-    // micro-USDFC); 1.5 available: 0.748… missing. One-time fees: 2 ×
-    // (0.025 + 0.0005 + 4 × 0.0003) = 0.0534.
+    // Worked by hand from the mock deployment's price list (not FWSS's
+    // documented one): pieces of 200,000 + 200,000 + 100,000 bytes are
+    // ⌈4n/127⌉ = 6,300 + 6,300 + 3,150 leaves; the manifest, sized with the
+    // longest sniffable type (the type is not known yet), is 781 bytes = 25
+    // leaves: 15,775 leaves, raw ⌊15,775 × 31.75⌋ = 500,856 bytes.
+    // Rate: ⌊500,856 × 3e18 / (2^40 × 86,400)⌋ = 15,816,870 wei of storage
+    // + ⌊0.036e18 / 86,400⌋ = 416,666,666,666 of proving per epoch, held
+    // 57,600 epochs: 0.0240009110516736. Per copy: reserve 0.12 + CDN 0.6 +
+    // cache miss 0.25 + that = 0.9940009110516736; two copies 1.988…;
+    // 1.5 available: 0.4880018221033472 missing. One-time fees: 2 × (0.03 +
+    // 0.0006 + 4 × 0.0004) = 0.0644.
     assert!(text.contains("2 copies, 2 new data sets"), "{text}");
-    assert!(text.contains("needs 2.248002"), "{text}");
+    assert!(text.contains("needs 1.9880018221033472 USDFC"), "{text}");
     assert!(
-        text.contains("0.0534 USDFC of one-time FWSS fees"),
+        text.contains("0.0644 USDFC of one-time FWSS fees"),
         "{text}"
     );
     assert!(text.contains("1.5 USDFC is available"), "{text}");
-    assert!(text.contains("deposit 0.748002"), "{text}");
+    assert!(text.contains("deposit 0.4880018221033472 more"), "{text}");
     assert!(
         primary.requests().iter().all(|r| r.method != "PUT"),
         "no byte was sent"
@@ -919,5 +927,247 @@ fn bad_copy_settings_name_the_key() {
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+// ---- what the chain checks: lockup, signer, record keeper ----
+
+/// FWSS v1.3.0's prices as deployed (filecoin-services
+/// `src/lib/PriceListUSDFC.sol`), the deployment the real-contract figures
+/// of filecoin.md were measured on.
+fn fwss_v1_3_prices() -> common_rpc::ledger::Prices {
+    let bp = common_rpc::usdfc_bp;
+    common_rpc::ledger::Prices {
+        storage_per_tib_per_month: bp(25_000),
+        dataset_fee_per_month: bp(240),
+        create_data_set_fee: bp(250),
+        add_pieces_base_fee: bp(5),
+        add_pieces_per_piece_fee: bp(3),
+        lifecycle_reserve_target: bp(1000),
+        replenish_threshold: bp(50),
+        default_lockup_period: U256::from(86_400),
+        cdn_lockup_amount: bp(7000),
+        cache_miss_lockup_amount: bp(3000),
+        cdn_lockup_period: U256::from(2880 * 5),
+    }
+}
+
+/// The "needs X USDFC" figure of a wallet refusal, in attoUSDFC.
+fn needed(text: &str) -> U256 {
+    let figure = text
+        .split("needs ")
+        .nth(1)
+        .and_then(|rest| rest.split(" USDFC").next())
+        .unwrap_or_else(|| panic!("no figure in {text}"));
+    alloy::primitives::utils::parse_units(figure, 18)
+        .unwrap()
+        .get_absolute()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_pre_flight_names_the_exact_lockup_the_contracts_take() {
+    let curio = MockCurio::start();
+    let mut spec = ChainSpec::new(vec![(7, curio.url())]);
+    spec.prices = fwss_v1_3_prices();
+    spec.funds = common_rpc::usdfc(1);
+    let rpc = chain_with(spec).await;
+    // The 5,000,000-byte file of filecoin.md, in one piece, with 1 MiB
+    // windows and a known type: its manifest (586 bytes with this name) is
+    // ⌈4 × 586 / 127⌉ = 19 leaves, the file ⌈4 × 5,000,000 / 127⌉ = 157,481.
+    let mut settings = settings(&rpc);
+    settings.asset.file_name = "holiday-2026-by-the-sea-at-dawn.mp4".into();
+    settings.asset.piece_size = 1_065_353_216;
+    settings.asset.window_padded = 1 << 20;
+    settings.asset.content_type = Some("video/mp4".into());
+    settings.expected_size = Some(5_000_000);
+    let key = || parse_private_key(KEY, "test").unwrap();
+    let refusal = |e: PublishError| match e {
+        PublishError::Wallet { .. } => e.to_string(),
+        other => panic!("not a wallet refusal: {other}"),
+    };
+    // 1 USDFC is short; the refusal names the figure.
+    let text = refusal(
+        Publisher::connect(key(), settings.clone())
+            .await
+            .err()
+            .unwrap(),
+    );
+    let figure = needed(&text);
+    // One wei less is refused before any byte is sent.
+    rpc.set_funds(PAYER, figure - U256::from(1));
+    let text = refusal(
+        Publisher::connect(key(), settings.clone())
+            .await
+            .err()
+            .unwrap(),
+    );
+    assert!(
+        text.contains("deposit 0.000000000000000001 more USDFC"),
+        "{text}"
+    );
+    assert!(
+        curio.requests().iter().all(|r| r.path == "/pdp/ping"),
+        "nothing but pings reached the provider: {:?}",
+        curio.requests()
+    );
+    // Exactly the figure: the contracts take it all and the upload lands.
+    rpc.set_funds(PAYER, figure);
+    let publisher = Publisher::connect(key(), settings).await.unwrap();
+    let data = common::mp4_like(5_000_000, 44);
+    let report = publisher
+        .publish(body(&data), Arc::new(|_| {}))
+        .await
+        .unwrap();
+    let ledger = rpc.ledger();
+    let ledger = ledger.lock().unwrap();
+    assert_eq!(
+        ledger.available(PAYER),
+        U256::ZERO,
+        "funds exactly cover the lockup"
+    );
+    let set = &ledger.sets[&report.data_set_id];
+    assert_eq!(set.leaves, 157_500, "5,000,000 bytes and the manifest");
+    assert_eq!(set.pieces, 2);
+    // The pre-flight sized the manifest right: the stored one is 586 bytes.
+    let manifest: PieceCid = report.asset_id.parse().unwrap();
+    assert_eq!(manifest.payload_size(), Some(586));
+    // And the figure is the real contracts' threshold (filecoin.md, "Learnt
+    // against the real systems"): 0.1 reserve + 1.0 CDN + (⌊5,000,625 ×
+    // 2.5e18 / (2^40 × 86,400)⌋ + ⌊0.024e18 / 86,400⌋) × 86,400. (Checked
+    // last, so a wrong pre-flight is first caught by the mock chain.)
+    assert_eq!(figure, U256::from(1_124_011_370_104_716_800u128));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_payer_short_of_the_lockup_is_refused_by_the_chain_through_curio() {
+    // A pre-flight that is wrong cannot hide behind the mock: with the
+    // pre-flight's figure minus a little deposited *after* the pre-flight,
+    // the provider's create-and-add reverts in FilecoinPay and Curio relays
+    // it.
+    let curio = MockCurio::start();
+    let mut spec = ChainSpec::new(vec![(7, curio.url())]);
+    spec.prices = fwss_v1_3_prices();
+    let rpc = chain_with(spec).await;
+    let mut settings = settings(&rpc);
+    settings.expected_size = Some(300_000);
+    settings.asset.content_type = Some("video/mp4".into());
+    let key = parse_private_key(KEY, "test").unwrap();
+    let publisher = Publisher::connect(key, settings).await.unwrap();
+    // The payer withdraws down to the creation check's 1.124 USDFC: enough
+    // to create the set, not for its storage rate.
+    rpc.set_funds(PAYER, common_rpc::usdfc_bp(11_240));
+    let Err(err) = publisher
+        .publish(body(&common::mp4_like(300_000, 45)), Arc::new(|_| {}))
+        .await
+    else {
+        panic!("the chain must refuse");
+    };
+    let text = err.to_string();
+    assert!(text.contains("500"), "{text}");
+    assert!(
+        text.contains("insufficient funds to cover lockup after function execution"),
+        "{text}"
+    );
+    let ledger = rpc.ledger();
+    let ledger = ledger.lock().unwrap();
+    assert!(ledger.sets.is_empty(), "nothing was created");
+    assert_eq!(ledger.transactions.len(), 1);
+}
+
+/// A create-and-add of `cids` whose CreateDataSet names `payer` but is
+/// signed by `signer`.
+fn create_and_add_hex(signer: &str, payer: Address, payee: Address, cids: &[PieceCid]) -> String {
+    use beam_edge::chain::{
+        add_pieces_extra_data, cdn_metadata, create_and_add_extra_data, create_data_set_extra_data,
+        random_u256,
+    };
+    let key = parse_private_key(signer, "test").unwrap();
+    let fwss = Network::Calibration.contracts().fwss;
+    let id = random_u256();
+    let create = create_data_set_extra_data(&key, CALIB, fwss, id, payee, &cdn_metadata()).unwrap();
+    // Swap in the payer: the signature does not cover it, FWSS recovers the
+    // signer and compares.
+    let (_, client_id, keys, values, signature) =
+        <(Address, U256, Vec<String>, Vec<String>, Bytes)>::abi_decode_params(&create).unwrap();
+    let create = Bytes::from((payer, client_id, keys, values, signature).abi_encode_params());
+    let pieces: Vec<_> = cids.iter().map(|c| (c.to_bytes(), Vec::new())).collect();
+    let add = add_pieces_extra_data(&key, CALIB, fwss, id, random_u256(), &pieces).unwrap();
+    format!("{}", create_and_add_extra_data(create, add))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_create_signed_by_another_key_is_refused_as_curio_relays_the_revert() {
+    let curio = MockCurio::start();
+    let rpc = chain(curio.url(), true).await;
+    let sp = beam_edge::upload::sp::SpClient::new(&curio.url(), SpTimeouts::default()).unwrap();
+    let data = common::mp4_like(1000, 46);
+    let cid = sp
+        .upload_streaming(
+            futures_util::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from(data))]),
+            1 << 20,
+        )
+        .await
+        .unwrap()
+        .piece_cid;
+    let fwss = Network::Calibration.contracts().fwss.to_string();
+    let other = "0x5678567856785678567856785678567856785678567856785678567856785678";
+    // Signed by another key, naming the payer: FWSS's InvalidSignature.
+    let extra = create_and_add_hex(other, PAYER, payee_address(7), std::slice::from_ref(&cid));
+    let err = sp
+        .create_and_add(&fwss, std::slice::from_ref(&cid), &extra)
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("500") && text.contains("InvalidSignature"),
+        "{text}"
+    );
+    // The same, signed by the payer, lands.
+    let extra = create_and_add_hex(KEY, PAYER, payee_address(7), std::slice::from_ref(&cid));
+    let wrong_keeper = "0x0000000000000000000000000000000000000abc";
+    let err = sp
+        .create_and_add(wrong_keeper, std::slice::from_ref(&cid), &extra)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("403"), "{err}");
+    let tx = sp
+        .create_and_add(&fwss, std::slice::from_ref(&cid), &extra)
+        .await
+        .unwrap();
+    sp.wait_created_and_added(&tx).await.unwrap();
+    let ledger = rpc.ledger();
+    let outcomes: Vec<bool> = ledger
+        .lock()
+        .unwrap()
+        .transactions
+        .iter()
+        .map(|(_, r)| r.is_ok())
+        .collect();
+    assert_eq!(
+        outcomes,
+        vec![false, true],
+        "the wrong keeper never reached the chain"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_transaction_replaced_by_fee_is_reported_under_the_hash_that_landed() {
+    let curio = MockCurio::start();
+    curio.configure(|c| c.replace_by_fee = true);
+    let rpc = chain(curio.url(), true).await;
+    let key = parse_private_key(KEY, "test").unwrap();
+    let publisher = Publisher::connect(key, settings(&rpc)).await.unwrap();
+    let report = publisher
+        .publish(body(&common::mp4_like(300_000, 47)), Arc::new(|_| {}))
+        .await
+        .unwrap();
+    // Curio was polled with the hash it gave...
+    let polls = curio.requests_to("GET", "/pdp/data-sets/");
+    let sent = polls[0].path.rsplit('/').next().unwrap().to_string();
+    assert!(polls.iter().all(|r| r.path.ends_with(&sent)), "{polls:?}");
+    // ...and the report names the transaction that landed.
+    assert_eq!(
+        report.transactions,
+        vec![common::mock_curio::replaced_tx_hash(&sent)]
     );
 }

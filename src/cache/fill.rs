@@ -34,6 +34,9 @@ pub enum CacheError {
     /// The window's bytes do not hash to the PieceCID.
     #[error("{0}")]
     Mismatch(#[from] super::verify::Mismatch),
+    /// The payer's egress budget (`access.egress_budget`) is spent.
+    #[error("{0}")]
+    Budget(crate::access::budget::BudgetRefusal),
 }
 
 impl CacheError {
@@ -43,6 +46,7 @@ impl CacheError {
             CacheError::Upstream(e) => e.client_status(),
             CacheError::Cancelled => 503,
             CacheError::Mismatch(_) => 502,
+            CacheError::Budget(_) => 429,
         }
     }
 }

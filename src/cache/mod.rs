@@ -31,8 +31,10 @@
 //! (completing a fill: check, readers, tiers), `peers` (cluster mode: a
 //! run opened from the window's owner; peer windows kept in memory only).
 
+pub mod build;
 pub mod disk;
 pub mod fill;
+pub mod layers;
 pub mod memory;
 pub mod meta;
 pub mod verify;
@@ -57,12 +59,14 @@ use crate::cluster::Cluster;
 use crate::http::range::ByteRange;
 use crate::metrics;
 use crate::upstream::Upstream;
+use build::{Builds, CheckKind, LayerWait};
 use disk::{DiskTier, PieceMetaRecord};
 pub use fill::CacheError;
 use fill::Fill;
+use layers::{LayerSource, LayerStatus, Layers};
 use memory::MemoryTier;
 pub use reader::RangeReader;
-use verify::{Layers, PieceCheck};
+use verify::PieceCheck;
 use window::{Geometry, WindowKey};
 
 /// Most completed windows waiting for their disk write at once.
@@ -108,6 +112,11 @@ pub struct CacheSettings {
     pub prefetch_linger: Duration,
     /// Delay before asking Beam again after it sent a whole piece for a deep range.
     pub beam_retry_delay: Duration,
+    /// Layer builds and the `verify.mode` policy.
+    pub verify: build::VerifySettings,
+    /// Per-payer budgets of upstream bytes: every window read from an
+    /// upstream is reserved first (`None`: no budget).
+    pub egress: Option<Arc<crate::access::budget::EgressBudget>>,
 }
 
 /// A piece as the cache sees it.
@@ -174,9 +183,18 @@ pub struct PieceStatus {
     /// Window indexes being filled.
     pub filling: Vec<u64>,
     /// How fetched windows are checked against the PieceCID: `"cid"` (a
-    /// one-window piece), `"layer"` (from an asset manifest) or `null`
+    /// one-window piece), `"layer"` (against the piece's layer) or `null`
     /// (only by length; also while the size is unknown).
     pub checked_by: Option<&'static str>,
+    /// The piece's layer when one is held: its source (`manifest`, `upload`,
+    /// `built`, `peer`), windows, whether the windows cached before it were
+    /// swept, whether it is on disk.
+    pub layer: Option<LayerStatus>,
+    /// A layer build or sweep in progress: windows hashed so far.
+    pub layer_job: Option<build::BuildProgress>,
+    /// How the bytes served now are checked: `cid`, `layer` or `unchecked`
+    /// (the `X-Beam-Edge-Checked` header); `null` while the size is unknown.
+    pub served_as: Option<&'static str>,
 }
 
 /// Sizes and counters of the tiers.
@@ -190,6 +208,19 @@ pub struct CacheStats {
     pub disk: Option<TierStats>,
     /// Windows being filled now.
     pub fills_in_flight: usize,
+    /// Layers held: window roots in memory (32 bytes each) and layer files on disk.
+    pub layers: LayerStats,
+}
+
+/// What the layer store holds.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LayerStats {
+    /// Pieces with a layer in memory.
+    pub pieces_in_memory: u64,
+    /// Bytes of window roots in memory.
+    pub memory_bytes: u64,
+    /// Layer files on disk.
+    pub files: u64,
 }
 
 /// One tier's numbers.
@@ -221,8 +252,10 @@ struct Inner {
     check_slots: Arc<Semaphore>,
     /// Windows filled by read-ahead and not read yet (for used/wasted counts).
     prefetched_unread: Mutex<HashSet<WindowKey>>,
-    /// Window roots of pieces whose asset manifests were read.
+    /// Window roots of pieces (from manifests, uploads, builds, peers).
     layers: Layers,
+    /// Layer builds and sweeps in flight, their budget, window holders.
+    builds: Builds,
     /// Cluster mode: where windows this replica does not own come from.
     cluster: Option<Arc<Cluster>>,
 }
@@ -264,7 +297,12 @@ impl WindowCache {
                     }
                 })?;
         }
+        let layers = match &settings.disk {
+            Some((path, _)) => Layers::with_dir(settings.window_padded, &path.join("layers"))?,
+            None => Layers::new(settings.window_padded),
+        };
         let inner = Inner {
+            builds: Builds::new(settings.verify.build_concurrency),
             geometry,
             memory: MemoryTier::new(settings.memory_budget, geometry.raw),
             disk,
@@ -274,7 +312,7 @@ impl WindowCache {
             disk_slots: Arc::new(Semaphore::new(DISK_WRITES)),
             disk_reads: Arc::new(Semaphore::new(DISK_READS_PER_CORE * cores)),
             check_slots: Arc::new(Semaphore::new(cores)),
-            layers: Layers::new(settings.window_padded),
+            layers,
             settings,
             prefetched_unread: Mutex::new(HashSet::new()),
             cluster,
@@ -286,21 +324,81 @@ impl WindowCache {
         Ok(cache)
     }
 
-    /// Takes the window roots of `cid` from an asset manifest (for windows
-    /// of `layer_window` padded bytes), once they hash to the CID: from then
-    /// on every window of the piece fetched is checked.
+    /// Takes the window roots of `cid` from `source` (for windows of
+    /// `layer_window` padded bytes), once they hash to the CID, and persists
+    /// them: from then on every window of the piece fetched is checked, and
+    /// windows cached before are swept in the background. Blocking (hashing
+    /// and a small file write): call it off the async threads.
     pub fn add_layer(
         &self,
         cid: &crate::piece::PieceCid,
         layer_window: u64,
         nodes: &[crate::piece::commp::Node],
-    ) -> Result<(), verify::LayerError> {
-        self.inner.layers.add(cid, layer_window, nodes)
+        source: LayerSource,
+    ) -> Result<(), layers::LayerError> {
+        let added = self.inner.layers.add(cid, layer_window, nodes, source)?;
+        if let Some(size) = cid.payload_size() {
+            let piece = Piece {
+                cid: Arc::from(cid.to_string()),
+                size,
+                beam_url: None,
+            };
+            self.inner.layer_arrived(&piece, added);
+        }
+        Ok(())
     }
 
-    /// True when `cache.check_windows` is on.
+    /// True when fetched windows are checked (`cache.check_windows` on and
+    /// `verify.mode` not `off`).
     pub fn checks_enabled(&self) -> bool {
-        self.inner.settings.check_windows
+        self.inner.checking()
+    }
+
+    /// `verify.mode`.
+    pub fn verify_mode(&self) -> crate::config::VerifyMode {
+        self.inner.settings.verify.mode
+    }
+
+    /// How the bytes of `piece` served now are checked.
+    pub fn check_kind(&self, piece: &Piece) -> CheckKind {
+        self.inner.check_kind(piece)
+    }
+
+    /// Starts what `piece` needs to be checked (a layer build or a sweep),
+    /// in the background; under `background` every read calls this.
+    pub fn want_layer(&self, piece: &Piece) {
+        let _ = self.inner.want_layer(piece);
+    }
+
+    /// Waits until every byte of `piece` can be checked (its layer held and
+    /// its cached windows swept), starting a build when needed, for at most
+    /// `verify.strict_wait`: what a `strict` read does before its header.
+    /// `Err` says why it cannot be checked.
+    pub async fn until_checkable(&self, piece: &Piece) -> Result<(), String> {
+        let wait = self.inner.settings.verify.strict_wait;
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let mut rx = match self.inner.want_layer(piece) {
+                LayerWait::Ready => return Ok(()),
+                LayerWait::Unavailable(why) => return Err(why),
+                LayerWait::Pending(rx) => rx,
+            };
+            let outcome = tokio::time::timeout_at(deadline, rx.wait_for(Option::is_some)).await;
+            match outcome {
+                Err(_) => {
+                    return Err(format!(
+                        "its layer is not built yet (waited verify.strict_wait = {})",
+                        humantime::format_duration(wait)
+                    ))
+                }
+                Ok(Err(_)) => continue,
+                Ok(Ok(o)) => {
+                    if let Some(build::LayerOutcome::Failed(why)) = o.as_ref() {
+                        return Err(why.clone());
+                    }
+                }
+            }
+        }
     }
 
     /// Window geometry.
@@ -310,19 +408,9 @@ impl WindowCache {
 
     /// A reader of `range` of `piece`.
     pub fn reader(&self, piece: &Piece, range: ByteRange) -> RangeReader {
-        let slices = self.inner.geometry.plan(range, piece.size);
-        RangeReader {
-            inner: self.inner.clone(),
-            piece: piece.clone(),
-            slices: slices.into(),
-            current: None,
-            token: Arc::new(()),
-            interests: HashMap::new(),
-            completed: false,
-            restarts: 0,
-            joined: HashSet::new(),
-            local_only: crate::cluster::serving_peer(),
-        }
+        let strict = self.inner.settings.verify.mode == crate::config::VerifyMode::Strict
+            && self.inner.checking();
+        RangeReader::new(self.inner.clone(), piece, range, strict)
     }
 
     /// Bytes of `ranges` already held by a tier, and the total: what
@@ -391,6 +479,14 @@ impl WindowCache {
                 }
             }),
             fills_in_flight: self.inner.lock_fills().len(),
+            layers: {
+                let (nodes, files) = self.inner.layers.footprint();
+                LayerStats {
+                    pieces_in_memory: self.inner.layers.len() as u64,
+                    memory_bytes: nodes as u64 * 32,
+                    files: files as u64,
+                }
+            },
         }
     }
 
@@ -432,7 +528,18 @@ impl WindowCache {
                 PieceCheck::Layer(_) => "layer",
             })
         });
+        let served_as = size.map(|size| {
+            let piece = Piece {
+                cid: cid_arc.clone(),
+                size,
+                beam_url: None,
+            };
+            self.inner.check_kind(&piece).label()
+        });
         PieceStatus {
+            layer: self.inner.layers.status(cid),
+            layer_job: self.inner.builds.progress(cid),
+            served_as,
             checked_by,
             cid: cid.to_string(),
             size,
@@ -633,7 +740,7 @@ impl Inner {
     }
 
     fn check_for(&self, piece: &Piece) -> Option<PieceCheck> {
-        if !self.settings.check_windows {
+        if !self.checking() {
             return None;
         }
         self.layers

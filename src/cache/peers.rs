@@ -36,7 +36,7 @@ impl Inner {
         piece: &Piece,
         range: ByteRange,
         local_only: bool,
-    ) -> Result<(UpstreamBody, bool), UpstreamError> {
+    ) -> Result<(UpstreamBody, bool, Arc<str>), UpstreamError> {
         if let Some(cluster) = self.cluster.as_ref().filter(|_| !local_only) {
             let index = self.geometry.index_of(range.start);
             let mut failed_before = false;
@@ -47,7 +47,10 @@ impl Inner {
                         .inc();
                 }
                 match cluster.fetch(&peer, &piece.cid, range, piece.size).await {
-                    Ok(body) => return Ok((body, false)),
+                    Ok(body) => {
+                        let holder: Arc<str> = Arc::from(format!("peer:{}", peer.name));
+                        return Ok((body, false, holder));
+                    }
                     // The piece itself is refused: Beam would say the same.
                     Err(
                         e @ (UpstreamError::NotFound

@@ -51,6 +51,10 @@ pub struct RangeReader {
     /// Serving another replica: windows come from this replica's tiers or
     /// Beam, never a peer, and no read-ahead starts.
     pub(super) local_only: bool,
+    /// `verify.mode: strict`: a window read from a fill that is not checked
+    /// as it streams (it started before the piece's layer was known) is held
+    /// whole and checked here before any of it is handed out.
+    pub(super) hold_unchecked: bool,
 }
 
 /// True for an upstream answer that may hold only for the payer whose request
@@ -69,6 +73,28 @@ fn refused_to_another_payer(e: &CacheError) -> bool {
 }
 
 impl RangeReader {
+    pub(super) fn new(
+        inner: Arc<Inner>,
+        piece: &Piece,
+        range: crate::http::range::ByteRange,
+        hold_unchecked: bool,
+    ) -> RangeReader {
+        let slices = inner.geometry.plan(range, piece.size);
+        RangeReader {
+            inner,
+            piece: piece.clone(),
+            slices: slices.into(),
+            current: None,
+            token: Arc::new(()),
+            interests: HashMap::new(),
+            completed: false,
+            restarts: 0,
+            joined: HashSet::new(),
+            local_only: crate::cluster::serving_peer(),
+            hold_unchecked,
+        }
+    }
+
     /// The next chunk of the range and where it came from; `Ok(None)` at the end.
     pub async fn next_chunk(&mut self) -> Result<Option<(Bytes, Source)>, CacheError> {
         loop {
@@ -90,6 +116,15 @@ impl RangeReader {
                         Err(e) => return Err(e),
                     }
                 },
+                Some(Current::Filling {
+                    reader,
+                    pos: 0,
+                    slice,
+                }) if self.hold_unchecked && !reader.is_checked() => {
+                    if let Some(ready) = self.hold_and_check(reader, slice).await? {
+                        self.current = Some(ready);
+                    }
+                }
                 Some(Current::Filling {
                     mut reader,
                     pos,
@@ -145,6 +180,11 @@ impl RangeReader {
                         self.retry_slice(slice)?;
                     }
                     Ok(None) => return Err(CacheError::Cancelled),
+                    // A window that failed its check: its holder is backed
+                    // off, so asking again goes to another one.
+                    Err(CacheError::Mismatch(_)) if pos <= slice.from => {
+                        self.retry_slice(slice)?;
+                    }
                     Err(e)
                         if pos <= slice.from
                             && refused_to_another_payer(&e)
@@ -163,6 +203,53 @@ impl RangeReader {
                 }
             }
         }
+    }
+
+    /// Under `strict`: reads a window from a fill that is not checked as it
+    /// streams, whole, and checks it against the piece's layer before any
+    /// byte of it goes out. A wrong window is purged and asked again (its
+    /// holder is backed off); `Ok(None)`: the slice was queued again.
+    async fn hold_and_check(
+        &mut self,
+        mut reader: FillReader,
+        slice: WindowSlice,
+    ) -> Result<Option<Current>, CacheError> {
+        let source = fill_source(&reader);
+        let mut buf =
+            bytes::BytesMut::with_capacity(usize::try_from(slice.window_len).unwrap_or(0));
+        loop {
+            match reader.next().await {
+                Ok(Some(c)) => buf.extend_from_slice(&c),
+                Ok(None) => break,
+                Err(CacheError::Cancelled | CacheError::Mismatch(_)) => {
+                    self.retry_slice(slice)?;
+                    return Ok(None);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        self.interests.remove(&slice.index);
+        let whole = buf.freeze();
+        let Some(check) = self.inner.check_for(&self.piece) else {
+            // Strict readers start only once the layer is held.
+            return Err(CacheError::Cancelled);
+        };
+        let (bytes, window) = (whole.clone(), self.inner.settings.window_padded);
+        let index = slice.index;
+        let verdict = tokio::task::spawn_blocking(move || check.check(index, &bytes, window))
+            .await
+            .unwrap_or(Err(super::verify::Mismatch { index }));
+        let key = WindowKey::new(self.piece.cid.clone(), slice.index);
+        super::store::count_check(&key, &verdict);
+        if verdict.is_err() {
+            self.inner.purge_wrong_window(&key).await;
+            self.retry_slice(slice)?;
+            return Ok(None);
+        }
+        let part = whole.slice(
+            usize::try_from(slice.from).unwrap_or(0)..usize::try_from(slice.to + 1).unwrap_or(0),
+        );
+        Ok(Some(Current::Ready(part, source)))
     }
 
     fn retry_slice(&mut self, slice: WindowSlice) -> Result<(), CacheError> {

@@ -14,6 +14,7 @@ use bytes::BytesMut;
 
 use super::fill::{CacheError, Fill};
 use super::{Inner, Piece};
+use crate::access::budget::Reservation;
 use crate::http::range::ByteRange;
 use crate::upstream::UpstreamError;
 
@@ -29,6 +30,15 @@ impl Inner {
         let g = self.geometry;
         let mut cur = 0usize;
         let mut failures = 0u32;
+        // The payer's egress budget: the windows a request asks the
+        // upstream for are reserved first, and the request asks for no more
+        // than could be reserved, so no upstream ever sends bytes past the
+        // budget; what was not read is given back (the reservation's drop).
+        let mut budget = self
+            .settings
+            .egress
+            .clone()
+            .map(|b| Reservation::new(b, piece.beam_url.clone()));
         loop {
             if cur == fills.len() {
                 return;
@@ -37,9 +47,29 @@ impl Inner {
                 self.abandon(&fills[cur..], CacheError::Cancelled);
                 return;
             }
+            // This request's windows: fills[cur..end].
+            let mut end = fills.len();
+            if let Some(r) = budget.as_mut() {
+                r.release();
+                end = cur;
+                let mut refused = None;
+                for f in &fills[cur..] {
+                    match r.take(f.len - f.received()) {
+                        Ok(()) => end += 1,
+                        Err(e) => {
+                            refused = Some(e);
+                            break;
+                        }
+                    }
+                }
+                if let (true, Some(e)) = (end == cur, refused) {
+                    self.abandon(&fills[cur..], CacheError::Budget(e));
+                    return;
+                }
+            }
             let (Some(first), Some(last)) = (
                 g.span(fills[cur].key.index, piece.size),
-                g.span(fills[fills.len() - 1].key.index, piece.size),
+                g.span(fills[end - 1].key.index, piece.size),
             ) else {
                 self.abandon(&fills[cur..], CacheError::Cancelled);
                 return;
@@ -47,13 +77,24 @@ impl Inner {
             let start = first.start + fills[cur].received();
             let range = ByteRange::new(start, last.end);
             let result = self.open_source(piece, range, local_only).await;
-            let (mut body, from_zero) = match result {
-                Ok(b) => {
-                    let from_peer = b.0.kind() == crate::upstream::UpstreamKind::Peer;
+            let mut charging = true;
+            let (mut body, from_zero, holder) = match result {
+                Ok((body, from_zero, holder)) => {
+                    let from_peer = body.kind() == crate::upstream::UpstreamKind::Peer;
                     for f in &fills[cur..] {
                         f.set_from_peer(from_peer);
                     }
-                    b
+                    // A peer's bytes cost the payer nothing here: the
+                    // owning replica counts its own upstream fetches.
+                    if let Some(r) = budget.as_mut().filter(|_| from_peer) {
+                        r.release();
+                        charging = false;
+                    }
+                    // Who sent which window, for backing off a holder whose
+                    // window turns out wrong.
+                    self.builds
+                        .note_holder(fills[cur..].iter().map(|f| f.key.clone()), &holder);
+                    (body, from_zero, holder)
                 }
                 Err(e) => {
                     if e.is_transient() && failures < self.settings.retries {
@@ -76,6 +117,9 @@ impl Inner {
                             let skip = usize::try_from((start - offset).min(chunk.len() as u64))
                                 .unwrap_or(0);
                             let head = chunk.split_to(skip);
+                            if let Some(r) = budget.as_mut().filter(|_| charging) {
+                                r.charge_unplanned(head.len() as u64);
+                            }
                             let check = fills[0].check.as_ref();
                             self.cache_prefix(
                                 piece,
@@ -94,7 +138,11 @@ impl Inner {
                         while !chunk.is_empty() {
                             let f = &fills[cur];
                             let need = usize::try_from(f.len - f.received()).unwrap_or(usize::MAX);
-                            f.push(chunk.split_to(need.min(chunk.len())));
+                            let part = chunk.split_to(need.min(chunk.len()));
+                            if let Some(r) = budget.as_mut().filter(|_| charging) {
+                                r.received(part.len() as u64);
+                            }
+                            f.push(part);
                             if f.received() == f.len {
                                 self.finish_window(f).await;
                                 cur += 1;
@@ -109,8 +157,11 @@ impl Inner {
                         }
                     }
                     Ok(None) => {
-                        // The body ended exactly where asked; anything left is short.
-                        if cur < fills.len() {
+                        // The body ended exactly where asked; anything left
+                        // of this request's windows is short (windows past
+                        // `end` were not asked for: the budget is asked again).
+                        if cur < end {
+                            self.cut_short(piece, &holder);
                             failures += 1;
                             if failures > self.settings.retries {
                                 let e = UpstreamError::ShortBody {
@@ -124,6 +175,8 @@ impl Inner {
                         break;
                     }
                     Err(e) => {
+                        // Mid-body: the header promised more than came.
+                        self.cut_short(piece, &holder);
                         failures += 1;
                         if !e.is_transient() || failures > self.settings.retries {
                             self.abandon(&fills[cur..], CacheError::Upstream(e));
@@ -135,6 +188,18 @@ impl Inner {
                     }
                 }
             }
+        }
+    }
+}
+
+impl Inner {
+    /// A holder that cut a window short (its body ended or broke before the
+    /// length its header promised) is backed off while checking is on (a
+    /// storage provider; Beam only for this piece), so the retry asks
+    /// another one.
+    fn cut_short(&self, piece: &Piece, holder: &str) {
+        if self.checking() && !holder.starts_with("peer:") {
+            self.back_off(&piece.cid, holder, "cut a window short");
         }
     }
 }

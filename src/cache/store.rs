@@ -90,7 +90,17 @@ impl Inner {
 
     /// Checks a fill's window against the piece (when it can be checked).
     async fn check(&self, fill: &Fill, whole: &Bytes) -> bool {
-        let Some(check) = &fill.check else {
+        // A fill that started before the piece's layer arrived is checked
+        // against it now, before it is stored.
+        let late = match &fill.check {
+            Some(_) => None,
+            None if self.checking() && !fill.is_from_peer() => self
+                .layers
+                .nodes_of(&fill.key.cid)
+                .map(|(nodes, _)| verify::PieceCheck::Layer(nodes)),
+            None => None,
+        };
+        let Some(check) = fill.check.as_ref().or(late.as_ref()) else {
             return true;
         };
         let (c, bytes, window, index) = (
@@ -103,6 +113,12 @@ impl Inner {
             .await
             .unwrap_or(Err(verify::Mismatch { index }));
         count_check(&fill.key, &verdict);
+        if verdict.is_err() {
+            self.wrong_window(
+                &fill.key,
+                "fetched bytes do not hash to the PieceCID; not cached",
+            );
+        }
         verdict.is_ok()
     }
 
@@ -138,6 +154,16 @@ impl Inner {
     async fn complete(self: &Arc<Self>, fill: &Arc<Fill>) -> bool {
         let whole = fill.assemble();
         if !self.check(fill, &whole).await {
+            if fill.check.is_none() {
+                // Checked late (the layer arrived mid-fill): its readers got
+                // the bytes unchecked; it fails them now and is not stored.
+                self.abandon(
+                    std::slice::from_ref(fill),
+                    CacheError::Mismatch(verify::Mismatch {
+                        index: fill.key.index,
+                    }),
+                );
+            }
             return false;
         }
         // Readers get the window now; the disk waits below only hold the

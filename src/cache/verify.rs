@@ -6,25 +6,17 @@
 //! - a piece that fits in one window is checked against the CID itself (the
 //!   CommP of the window's bytes is the piece's root);
 //! - a larger piece is checked against its *layer*, the roots of all its
-//!   windows, which an asset manifest carries. A layer is accepted only if
-//!   it hashes up to the PieceCID's root, so a manifest cannot vouch for
-//!   wrong bytes.
+//!   windows (held by `layers`). A layer is accepted only if it hashes up
+//!   to the PieceCID's root, so whoever gave it cannot vouch for wrong bytes.
 //!
 //! Windows that fail are never cached, and a reader never hands out the last
 //! byte of a checkable window before the check passed: a client gets either
 //! the right bytes or a visibly failed transfer.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use crate::piece::commp::{self, Node};
 use crate::piece::PieceCid;
-
-/// Most layer nodes kept (32 bytes each: 64 MiB of layers, the windows of
-/// about 2 PiB of pieces at the default window). Past it, the oldest half of
-/// the pieces is forgotten and their windows go unchecked until their
-/// manifest is read again.
-const MAX_LAYER_NODES: usize = 2 << 20;
 
 /// How the windows of one piece are checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,127 +55,6 @@ impl PieceCheck {
     }
 }
 
-/// Layers of the pieces whose manifests were read, converted to the cache's
-/// window size; bounded by [`MAX_LAYER_NODES`].
-pub struct Layers {
-    window_padded: u64,
-    inner: Mutex<LayerMap>,
-}
-
-#[derive(Default)]
-struct LayerMap {
-    by_cid: HashMap<Arc<str>, (u64, Arc<[Node]>)>,
-    nodes: usize,
-    seq: u64,
-}
-
-/// Why a layer was not taken.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum LayerError {
-    /// The layer's windows are larger than the cache's: it cannot check them.
-    #[error("layer windows of {layer} bytes are larger than the cache's {cache}")]
-    Coarser {
-        /// The layer's window, padded bytes.
-        layer: u64,
-        /// The cache's window, padded bytes.
-        cache: u64,
-    },
-    /// The layer does not hash to the PieceCID.
-    #[error("the layer does not match the PieceCID: {0}")]
-    Wrong(String),
-}
-
-impl Layers {
-    /// An empty store for a cache of `window_padded` windows.
-    pub fn new(window_padded: u64) -> Layers {
-        Layers {
-            window_padded,
-            inner: Mutex::new(LayerMap::default()),
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, LayerMap> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Takes the layer of `cid` (the roots of its windows of `layer_window`
-    /// padded bytes) once it is checked against the CID and converted to the
-    /// cache's windows. Pieces of one window need no layer (`Ok` without
-    /// storing anything).
-    pub fn add(&self, cid: &PieceCid, layer_window: u64, nodes: &[Node]) -> Result<(), LayerError> {
-        let Some(height) = cid.height() else {
-            return Err(LayerError::Wrong("a layer needs a v2 PieceCID".into()));
-        };
-        let level = self.window_padded.trailing_zeros() - 5;
-        if u32::from(height) <= level {
-            return Ok(());
-        }
-        if layer_window > self.window_padded {
-            return Err(LayerError::Coarser {
-                layer: layer_window,
-                cache: self.window_padded,
-            });
-        }
-        let key: Arc<str> = Arc::from(cid.to_string());
-        if self.lock().by_cid.contains_key(&key) {
-            return Ok(());
-        }
-        commp::verify_layer(cid, layer_window, nodes)
-            .map_err(|e| LayerError::Wrong(e.to_string()))?;
-        let nodes = coarsen(nodes, layer_window, self.window_padded)
-            .map_err(|e| LayerError::Wrong(e.to_string()))?;
-        let mut map = self.lock();
-        if map.by_cid.contains_key(&key) {
-            return Ok(());
-        }
-        if map.nodes + nodes.len() > MAX_LAYER_NODES {
-            map.forget_oldest_half();
-        }
-        map.seq += 1;
-        map.nodes += nodes.len();
-        let seq = map.seq;
-        map.by_cid.insert(key, (seq, nodes.into()));
-        Ok(())
-    }
-
-    /// How to check the windows of `cid` (`size` bytes, `count` windows),
-    /// if it can be checked.
-    pub fn check_for(&self, cid: &str, size: u64, count: u64) -> Option<PieceCheck> {
-        if count == 1 {
-            // The window's bytes are the whole payload.
-            return (size >= 127)
-                .then(|| PieceCid::parse(cid).ok())
-                .flatten()
-                .map(PieceCheck::Whole);
-        }
-        let map = self.lock();
-        let (_, nodes) = map.by_cid.get(cid)?;
-        (nodes.len() as u64 == count).then(|| PieceCheck::Layer(nodes.clone()))
-    }
-
-    /// Pieces with a layer held.
-    pub fn len(&self) -> usize {
-        self.lock().by_cid.len()
-    }
-
-    /// True when no layer is held.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-impl LayerMap {
-    fn forget_oldest_half(&mut self) {
-        let mut seqs: Vec<u64> = self.by_cid.values().map(|(s, _)| *s).collect();
-        seqs.sort_unstable();
-        let Some(&cut) = seqs.get(seqs.len() / 2) else {
-            return;
-        };
-        self.by_cid.retain(|_, (s, _)| *s >= cut);
-        self.nodes = self.by_cid.values().map(|(_, n)| n.len()).sum();
-    }
-}
-
 /// True when `bytes` are the whole payload of `cid`: their CommP root,
 /// raised to the height the CID was committed at (v2), or to any height
 /// (v1, which does not say), is the CID's root. Trees taller than the
@@ -205,23 +76,9 @@ pub fn bytes_match_cid(bytes: &[u8], cid: &PieceCid) -> bool {
     }
 }
 
-/// Turns a layer of `from` windows into one of `to` windows (`to` ≥ `from`,
-/// both powers of two): each group of `to / from` nodes hashes to one node,
-/// the last group padded with zero subtrees as the tree is.
-fn coarsen(nodes: &[Node], from: u64, to: u64) -> Result<Vec<Node>, commp::CommpError> {
-    if from == to {
-        return Ok(nodes.to_vec());
-    }
-    let group = usize::try_from(to / from).unwrap_or(usize::MAX);
-    let height = u8::try_from(to.trailing_zeros() - 5).unwrap_or(u8::MAX);
-    nodes
-        .chunks(group)
-        .map(|g| commp::root_from_layer(g, from, height))
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::layers::{coarsen, LayerError, LayerSource, Layers};
     use super::*;
     use crate::piece::commp::CommP;
 
@@ -252,7 +109,9 @@ mod tests {
         let bytes = data(5 * RAW_128K + 1000, 1);
         let (cid, layer) = cid_and_layer(&bytes, W128K);
         let layers = Layers::new(W128K);
-        layers.add(&cid, W128K, &layer).unwrap();
+        layers
+            .add(&cid, W128K, &layer, LayerSource::Manifest)
+            .unwrap();
         let check = layers
             .check_for(&cid.to_string(), bytes.len() as u64, 6)
             .unwrap();
@@ -276,7 +135,9 @@ mod tests {
         let (_, coarse) = cid_and_layer(&bytes, 4 * W128K);
         assert_eq!(coarsen(&fine, W128K, 4 * W128K).unwrap(), coarse);
         let layers = Layers::new(4 * W128K);
-        layers.add(&cid, W128K, &fine).unwrap();
+        layers
+            .add(&cid, W128K, &fine, LayerSource::Manifest)
+            .unwrap();
         let check = layers
             .check_for(&cid.to_string(), bytes.len() as u64, 3)
             .unwrap();
@@ -286,7 +147,7 @@ mod tests {
         // A coarser layer cannot check smaller windows.
         let small = Layers::new(W128K);
         assert!(matches!(
-            small.add(&cid, 4 * W128K, &coarse),
+            small.add(&cid, 4 * W128K, &coarse, LayerSource::Manifest),
             Err(LayerError::Coarser { .. })
         ));
     }
@@ -298,12 +159,12 @@ mod tests {
         layer[1][0] ^= 1;
         let layers = Layers::new(W128K);
         assert!(matches!(
-            layers.add(&cid, W128K, &layer),
+            layers.add(&cid, W128K, &layer, LayerSource::Manifest),
             Err(LayerError::Wrong(_))
         ));
         // A layer of the wrong length (bad hex is refused by the manifest).
         assert!(matches!(
-            layers.add(&cid, W128K, &layer[..2]),
+            layers.add(&cid, W128K, &layer[..2], LayerSource::Manifest),
             Err(LayerError::Wrong(_))
         ));
         assert!(layers.is_empty());
@@ -370,23 +231,5 @@ mod tests {
         assert!(!bytes_match_cid(&bad, &taller));
         assert!(!bytes_match_cid(&bad, &taller.to_v1()));
         assert!(!bytes_match_cid(&bytes[1..], &cid), "a wrong length");
-    }
-
-    #[test]
-    fn the_store_forgets_old_layers_past_its_cap() {
-        let mut map = LayerMap::default();
-        for i in 0..10u64 {
-            map.seq += 1;
-            map.nodes += 3;
-            let seq = map.seq;
-            map.by_cid.insert(
-                Arc::from(format!("cid{i}")),
-                (seq, vec![[0u8; 32]; 3].into()),
-            );
-        }
-        map.forget_oldest_half();
-        assert_eq!(map.by_cid.len(), 5);
-        assert_eq!(map.nodes, 15);
-        assert!(map.by_cid.contains_key("cid9") && !map.by_cid.contains_key("cid0"));
     }
 }

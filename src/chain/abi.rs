@@ -150,6 +150,7 @@ sol! {
         function dataSetLive(uint256 setId) external view returns (bool);
         function getDataSetListener(uint256 setId) external view returns (address);
         function getActivePieceCount(uint256 setId) external view returns (uint256 activeCount);
+        function getDataSetLeafCount(uint256 setId) external view returns (uint256);
     }
 
     /// FilecoinPay (deposits and operator approvals).

@@ -41,7 +41,7 @@ pub enum ChainError {
     #[error("cannot decode the answer of {call}: {message}")]
     Decode { call: &'static str, message: String },
     /// The RPC endpoint serves another chain than configured.
-    #[error("RPC endpoint is on chain {got}, expected {expected}")]
+    #[error("RPC endpoint is on chain {got}{}, expected {expected}", Network::from_chain_id(*got).map_or_else(String::new, |n| format!(" ({})", n.name())))]
     WrongChain { expected: Network, got: u64 },
     /// No provider is registered under this address or id.
     #[error("no storage provider registered as {0}")]
@@ -409,16 +409,16 @@ impl WalletReport {
                      out of which {} of one-time FWSS fees are paid ({source})",
                     if copies == 1 { "y" } else { "ies" },
                     if created == 1 { "" } else { "s" },
-                    tokens(cost.lockup, "USDFC"),
+                    tokens(cost.required, "USDFC"),
                     tokens(cost.one_time_fees, "USDFC"),
                 )
             };
-            if self.account.available < cost.lockup {
+            if self.account.available < cost.required {
                 problems.push(format!(
                     "{}; {} is available: deposit {} more USDFC into FilecoinPay ({pay})",
                     what(),
                     tokens(self.account.available, "USDFC"),
-                    tokens(cost.lockup - self.account.available, "USDFC")
+                    tokens(cost.required - self.account.available, "USDFC")
                         .trim_end_matches(" USDFC"),
                 ));
             }
@@ -426,12 +426,25 @@ impl WalletReport {
                 .approval
                 .lockup_allowance
                 .saturating_sub(self.approval.lockup_usage);
-            if self.approval.is_approved && allowance_left < cost.lockup {
+            if self.approval.is_approved && allowance_left < cost.required {
                 problems.push(format!(
                     "{}; FWSS's lockup allowance has {} left: raise it by {} in FilecoinPay ({pay})",
                     what(),
                     tokens(allowance_left, "USDFC"),
-                    tokens(cost.lockup - allowance_left, "USDFC"),
+                    tokens(cost.required - allowance_left, "USDFC"),
+                ));
+            }
+            let rate_left = self
+                .approval
+                .rate_allowance
+                .saturating_sub(self.approval.rate_usage);
+            if self.approval.is_approved && rate_left < cost.rate_increase {
+                problems.push(format!(
+                    "{}; its storage raises FWSS's payment rate by {} per epoch and FWSS's rate allowance has {} left: raise it by {} in FilecoinPay ({pay})",
+                    what(),
+                    tokens(cost.rate_increase, "USDFC"),
+                    tokens(rate_left, "USDFC"),
+                    tokens(cost.rate_increase - rate_left, "USDFC"),
                 ));
             }
         }
@@ -720,6 +733,18 @@ impl ChainReader {
             pending_one_time_payments: info.pending_one_time_payments,
             lifecycle_reserve_balance: info.lifecycle_reserve_balance,
         })
+    }
+
+    /// The 32-byte leaves holding data in live data set `data_set_id`
+    /// (PDPVerifier `getDataSetLeafCount`): what FWSS prices its storage
+    /// from, so what an upload into it adds to.
+    pub async fn data_set_leaf_count(&self, data_set_id: U256) -> Result<U256, ChainError> {
+        self.call(
+            "PDPVerifier.getDataSetLeafCount",
+            self.contracts.pdp_verifier,
+            IPdpVerifier::getDataSetLeafCountCall { setId: data_set_id },
+        )
+        .await
     }
 
     /// The data set to reuse for `payer` at `provider_id` with `wanted`
@@ -1029,19 +1054,19 @@ mod tests {
     fn the_wallet_asks_for_the_missing_lockup_of_a_planned_upload() {
         use super::super::fees::{CopyPlan, FeeSchedule};
         let fees = FeeSchedule::documented();
-        let plan = UploadPlan::for_file(
-            Some(1000),
-            1000,
-            (0..2)
+        let plan = UploadPlan {
+            piece_sizes: vec![1000, 300],
+            copies: (0..2)
                 .map(|i| CopyPlan {
                     provider_id: U256::from(i),
                     data_set_id: None,
                     with_cdn: true,
                     reserve_balance: None,
                     pending_one_time_payments: None,
+                    current_leaves: 0,
                 })
                 .collect(),
-        );
+        };
         let cost = upload_cost(&fees, &plan);
         let half = U256::from(5) * U256::from(10u64).pow(U256::from(17));
         let report = WalletReport {
@@ -1067,7 +1092,7 @@ mod tests {
         let report = report.with_upload_cost(cost.clone());
         let problems = report.problems();
         assert_eq!(problems.len(), 1, "{problems:#?}");
-        let missing = tokens(cost.lockup - half, "USDFC");
+        let missing = tokens(cost.required - half, "USDFC");
         let missing = missing.trim_end_matches(" USDFC");
         assert!(
             problems[0].contains(&format!("deposit {missing} more USDFC")),

@@ -26,6 +26,7 @@ pub mod units;
 pub mod upload;
 pub mod upstream;
 mod validate;
+pub mod verify;
 
 use std::fmt;
 use std::path::Path;
@@ -42,6 +43,7 @@ pub use units::{ByteSize, HumanDuration};
 pub use upload::{UploadConfig, MAX_UPLOAD_COPIES};
 pub use upstream::{resolve_rpc_url, Payers, UpstreamConfig};
 pub use validate::is_eth_address;
+pub use verify::{VerifyConfig, VerifyMode};
 
 /// The documented default configuration, embedded in the binary.
 pub const DEFAULT_CONFIG_YAML: &str = include_str!("../../config/beam-edge.yaml");
@@ -90,6 +92,8 @@ pub struct Config {
     pub cluster: ClusterConfig,
     /// Who may make the edge spend: access control and limits.
     pub access: AccessConfig,
+    /// How served bytes are checked against their PieceCID.
+    pub verify: VerifyConfig,
 }
 
 /// Command-line overrides of config keys (`serve` flags).

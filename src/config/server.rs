@@ -48,6 +48,9 @@ pub struct ServerConfig {
     pub upgrade_sock: PathBuf,
     /// File the serving process writes its pid to (for `kill -QUIT`); null for none.
     pub pid_file: Option<PathBuf>,
+    /// Proxies (addresses or CIDR blocks) whose `X-Forwarded-For` names the
+    /// client; from anyone else the header is ignored.
+    pub trusted_proxies: Vec<String>,
 }
 
 /// `server.tls.*`
@@ -63,7 +66,7 @@ pub struct TlsConfig {
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
-            listen: addr("0.0.0.0:8080"),
+            listen: addr("127.0.0.1:8080"),
             threads: 2,
             grace_period: HumanDuration(Duration::from_secs(10)),
             keepalive_timeout: HumanDuration(KEEPALIVE_IDLE),
@@ -72,6 +75,7 @@ impl Default for ServerConfig {
             h2c: false,
             upgrade_sock: PathBuf::from("/tmp/beam-edge-upgrade.sock"),
             pid_file: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }

@@ -28,7 +28,7 @@ fn sizes_parse_with_units() {
 #[test]
 fn embedded_default_is_valid_and_matches_the_contract() {
     let c = Config::from_yaml(DEFAULT_CONFIG_YAML, "embedded").unwrap();
-    assert_eq!(c.server.listen, "0.0.0.0:8080".parse().unwrap());
+    assert_eq!(c.server.listen, "127.0.0.1:8080".parse().unwrap());
     assert_eq!(c.server.threads, 2);
     assert_eq!(c.server.grace_period.0, Duration::from_secs(10));
     assert_eq!(c.server.keepalive_timeout.0, Duration::from_secs(60));
@@ -145,7 +145,7 @@ fn errors_name_the_key_path() {
     let e = with("size: 10GiB", "size: lots").unwrap_err();
     assert_eq!(e.path, "cache.disk.size");
 
-    let e = with("listen: \"0.0.0.0:8080\"", "listen: \"localhost\"").unwrap_err();
+    let e = with("listen: \"127.0.0.1:8080\"", "listen: \"localhost\"").unwrap_err();
     assert_eq!(e.path, "server.listen");
 
     let e = with("network: calibration", "network: testnet").unwrap_err();

@@ -1,7 +1,7 @@
 //! Validation: every section's checks, run in a fixed order; the first
 //! failure names its key. Also the value checks sections share.
 
-use super::{access, admin, cache, cluster, server, upload, upstream};
+use super::{access, admin, cache, cluster, server, upload, upstream, verify};
 use super::{Config, ConfigError, POD_NAME_ENV};
 
 /// One named validation: the failing key's path and the reason.
@@ -10,13 +10,14 @@ pub(super) type Check = fn(&Config) -> Result<(), (&'static str, String)>;
 impl Config {
     /// Checks every value; the first failure names its key.
     pub fn validate(&self, source_name: &str) -> Result<(), ConfigError> {
-        let sections: [&[Check]; 6] = [
+        let sections: [&[Check]; 7] = [
             upload::CHECKS,
             upstream::CHECKS,
             server::CHECKS,
             cache::CHECKS,
             admin::CHECKS,
             access::CHECKS,
+            verify::CHECKS,
         ];
         for check in sections.into_iter().flatten() {
             check(self).map_err(|(path, reason)| ConfigError {
@@ -26,6 +27,11 @@ impl Config {
             })?;
         }
         cluster::check_cluster(self).map_err(|(path, reason)| ConfigError {
+            source_name: source_name.to_string(),
+            path,
+            reason,
+        })?;
+        access::check_lists(self).map_err(|(path, reason)| ConfigError {
             source_name: source_name.to_string(),
             path,
             reason,
@@ -47,6 +53,7 @@ impl Config {
                     .to_string(),
             );
         }
+        w.extend(access::warnings(self));
         w
     }
 }

@@ -31,6 +31,7 @@ use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 
+use crate::access::Access;
 use crate::cache::meta::PieceMetaStore;
 use crate::cache::{CacheSettings, WindowCache};
 use crate::config::Config;
@@ -68,6 +69,8 @@ pub struct EdgeState {
     pub payer_routes: route::PayerRoutes,
     /// Cluster mode: the members and window ownership (`None` when off).
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// Signed URLs, client limits and egress budgets.
+    pub access: Arc<Access>,
 }
 
 impl EdgeState {
@@ -80,17 +83,16 @@ impl EdgeState {
         })?;
         let providers = provider_pool(config)?;
         let cluster = crate::cluster::Cluster::from_config(config)?;
-        let cache = WindowCache::new_clustered(
-            cache_settings(config, providers.clone()),
-            upstream.clone(),
-            cluster.clone(),
-        )
-        .map_err(|e| {
-            format!(
-                "cache.disk.path: cannot open {}: {e}",
-                config.cache.disk.path.display()
-            )
-        })?;
+        let access = Arc::new(Access::new(config)?);
+        let mut settings = cache_settings(config, providers.clone());
+        settings.egress = access.egress.clone();
+        let cache = WindowCache::new_clustered(settings, upstream.clone(), cluster.clone())
+            .map_err(|e| {
+                format!(
+                    "cache.disk.path: cannot open {}: {e}",
+                    config.cache.disk.path.display()
+                )
+            })?;
         let budgets = cache.stats();
         crate::metrics::publish_cache_budgets(
             budgets.memory.budget,
@@ -128,6 +130,7 @@ impl EdgeState {
             not_ready_reason,
             payer_routes,
             cluster,
+            access,
         })
     }
 }
@@ -200,6 +203,16 @@ pub fn cache_settings(config: &Config, pool: ProviderPool) -> CacheSettings {
         pool,
         prefetch_linger: std::time::Duration::from_secs(2),
         beam_retry_delay: std::time::Duration::from_millis(500),
+        verify: crate::cache::build::VerifySettings {
+            mode: config.verify.mode,
+            build_max: config.verify.build_max.0,
+            build_concurrency: config.verify.build_concurrency,
+            build_budget_per_hour: config.verify.build_budget_per_hour.0,
+            strict_wait: config.verify.strict_wait.0,
+            build_delay: config.verify.build_delay.0,
+            holder_backoff: config.upstream.provider_backoff.0,
+        },
+        egress: None,
     }
 }
 
@@ -299,6 +312,12 @@ pub struct RequestCtx {
     status: u16,
     header_sent: bool,
     body_bytes: u64,
+    /// How the piece bytes of this response are checked (a metric label).
+    checked: Option<&'static str>,
+    /// The client's address (after `server.trusted_proxies`), once known.
+    client_ip: Option<std::net::IpAddr>,
+    /// Set when `access.limits.bytes_per_second` paces this client's writes.
+    pacer: Option<(Arc<Access>, std::net::IpAddr)>,
 }
 
 impl RequestCtx {
@@ -414,6 +433,9 @@ impl ProxyHttp for EdgeService {
             status: 0,
             header_sent: false,
             body_bytes: 0,
+            checked: None,
+            client_ip: None,
+            pacer: None,
         }
     }
 
@@ -441,6 +463,11 @@ impl ProxyHttp for EdgeService {
                         route::MediaKind::Piece => RouteLabel::Piece,
                         route::MediaKind::Asset => RouteLabel::Asset,
                     };
+                    // Peers on the peer listener are replicas of this edge:
+                    // they checked their own clients already.
+                    if !self.peer_listener && !self.admit(session, ctx).await? {
+                        return Ok(true);
+                    }
                     let from_peer = self.peer_listener
                         || session
                             .req_header()
@@ -552,6 +579,56 @@ impl ProxyHttp for EdgeService {
 }
 
 impl EdgeService {
+    /// The access checks of a media request, before any upstream I/O: the
+    /// client's request rate (429), then the link's signature (403).
+    /// `false` when the request was refused (and answered).
+    async fn admit(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let access = &self.state.access;
+        let peer = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        let client = access.client_address.resolve(
+            peer,
+            session
+                .req_header()
+                .headers
+                .get_all("x-forwarded-for")
+                .iter()
+                .filter_map(|v| v.to_str().ok()),
+        );
+        ctx.client_ip = client;
+        if let Some(ip) = client {
+            if let Err(wait) = access.limits.admit_request(ip) {
+                crate::access::count_refusal("client_request_rate");
+                let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+                let mut extra = piece::cors_headers();
+                extra.push(("Retry-After", secs.to_string()));
+                extra.push(("Cache-Control", "no-store".into()));
+                let body = format!(
+                    "too many requests from {ip}: over access.limits.requests_per_second; retry in {secs} s\n"
+                );
+                respond_text(session, ctx, 429, &extra, &body).await?;
+                return Ok(false);
+            }
+            if access.limits.paces() {
+                ctx.pacer = Some((access.clone(), ip));
+            }
+        }
+        // A CORS preflight serves nothing and may not carry the link's query.
+        if session.req_header().method != http::Method::OPTIONS {
+            let uri = &session.req_header().uri;
+            if let Err(refusal) = access.check_signature(uri.path(), uri.query(), client) {
+                crate::access::count_refusal(refusal.label());
+                let mut extra = piece::cors_headers();
+                extra.push(("Cache-Control", "no-store".into()));
+                respond_text(session, ctx, 403, &extra, &format!("{refusal}\n")).await?;
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
     fn readiness(&self) -> (u16, String) {
         let s = &self.state;
         if s.shutting_down.load(Ordering::Relaxed) {

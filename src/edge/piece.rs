@@ -35,6 +35,7 @@ use pingora::proxy::Session;
 
 use super::route::{MediaKind, MediaPath};
 use super::{respond_text, EdgeState, RequestCtx};
+use crate::cache::build::CheckKind;
 use crate::cache::verify::bytes_match_cid;
 use crate::cache::{CacheError, Piece, RangeReader, Source, WindowCache};
 use crate::http::conditional::{if_none_match, if_range_allows, piece_etag};
@@ -53,7 +54,12 @@ pub const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 
 /// Headers a cross-origin player needs to read.
 const EXPOSED: &str =
-    "Content-Range, Content-Length, Accept-Ranges, ETag, Content-Type, X-Cache, Server-Timing, Content-Disposition";
+    "Content-Range, Content-Length, Accept-Ranges, ETag, Content-Type, X-Cache, X-Beam-Edge-Checked, Server-Timing, Content-Disposition";
+
+/// How a response's bytes were checked against their PieceCID: `cid` (a
+/// one-window piece, hashed whole), `layer` (every window against the
+/// piece's layer) or `unchecked`.
+pub const CHECKED_HEADER: &str = "X-Beam-Edge-Checked";
 
 /// CORS headers of every `/piece` response (errors included, so that a
 /// player on another origin can read the status and the reason).
@@ -84,11 +90,27 @@ async fn respond_error(
     respond_text(session, ctx, status, &extra, &format!("{reason}\n")).await
 }
 
+/// 429 for a payer whose egress budget is spent, with `Retry-After`.
+async fn respond_budget(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    refusal: &crate::access::budget::BudgetRefusal,
+) -> Result<()> {
+    crate::access::count_refusal(refusal.label());
+    let mut extra = cors_headers();
+    extra.push(("Cache-Control", "no-store".into()));
+    extra.push(("Retry-After", refusal.retry_after_secs().to_string()));
+    respond_text(session, ctx, 429, &extra, &format!("{refusal}\n")).await
+}
+
 async fn respond_cache_error(
     session: &mut Session,
     ctx: &mut RequestCtx,
     e: &CacheError,
 ) -> Result<()> {
+    if let CacheError::Budget(refusal) = e {
+        return respond_budget(session, ctx, refusal).await;
+    }
     log::warn!(
         "piece read failed for {}: {e}",
         session.req_header().uri.path()
@@ -128,6 +150,14 @@ enum Target {
 }
 
 impl Resource {
+    /// The Beam base URL of the payer this resource bills (`None`: `upstream.payer`).
+    fn beam_url(&self) -> Option<&str> {
+        match &self.target {
+            Target::Piece(p) => p.beam_url.as_deref(),
+            Target::Asset(_, pieces) => pieces.first().and_then(|p| p.beam_url.as_deref()),
+        }
+    }
+
     /// (piece, range within the piece) for each part of `range`.
     fn segments(&self, range: ByteRange) -> VecDeque<(Piece, ByteRange)> {
         match &self.target {
@@ -146,6 +176,19 @@ impl Resource {
             segments: self.segments(range),
             current: None,
         }
+    }
+
+    /// The pieces the `ranges` touch, each once.
+    fn pieces_in(&self, ranges: &[ByteRange]) -> Vec<Piece> {
+        let mut out: Vec<Piece> = Vec::new();
+        for r in ranges {
+            for (p, _) in self.segments(*r) {
+                if !out.iter().any(|q| q.cid == p.cid) {
+                    out.push(p);
+                }
+            }
+        }
+        out
     }
 
     fn coverage(&self, state: &EdgeState, ranges: &[ByteRange]) -> (u64, u64) {
@@ -293,19 +336,25 @@ async fn serve_piece(
     let mut content_type = known.content_type;
     let size = match cid.payload_size().or(known.size) {
         Some(s) => s,
-        None => match state
-            .upstream
-            .probe_from(origin, &cid_str, None, SNIFF_LEN as u64)
-            .await
-        {
-            Ok((size, head)) => {
-                let ct = sniff_content_type(&head);
-                state.learn(&cid_str, size, ct);
-                content_type = Some(ct);
-                size
+        None => {
+            // The probe is upstream I/O billed to the payer.
+            if let Some(refusal) = budget_spent(state, beam_url.as_deref()) {
+                return respond_budget(session, ctx, &refusal).await;
             }
-            Err(e) => return respond_upstream_error(session, ctx, &e).await,
-        },
+            match state
+                .upstream
+                .probe_from(origin, &cid_str, None, SNIFF_LEN as u64)
+                .await
+            {
+                Ok((size, head)) => {
+                    let ct = sniff_content_type(&head);
+                    state.learn(&cid_str, size, ct);
+                    content_type = Some(ct);
+                    size
+                }
+                Err(e) => return respond_upstream_error(session, ctx, &e).await,
+            }
+        }
     };
     let piece = Piece {
         cid: Arc::from(cid_str.as_str()),
@@ -422,7 +471,12 @@ async fn load_manifest(
                     let nodes = decode_layer(&p.layer)
                         .ok_or("the layer is not hex-encoded 32-byte roots")?;
                     cache
-                        .add_layer(&c, manifest.window, &nodes)
+                        .add_layer(
+                            &c,
+                            manifest.window,
+                            &nodes,
+                            crate::cache::layers::LayerSource::Manifest,
+                        )
                         .map_err(|e| e.to_string())
                 });
             if let Err(e) = added {
@@ -502,6 +556,13 @@ async fn serve_resource(
         (0, _) => "MISS",
         _ => "PARTIAL",
     };
+    // A request that needs the upstream while its payer's budget is spent
+    // is refused before any upstream I/O; a hit costs nothing and is served.
+    if x_cache != "HIT" && !is_head {
+        if let Some(refusal) = budget_spent(state, resource.beam_url()) {
+            return respond_budget(session, ctx, &refusal).await;
+        }
+    }
 
     // A piece's content type comes from its first bytes: read through the
     // cache when the request starts in window 0 (a player reads it first
@@ -578,6 +639,33 @@ async fn serve_resource(
         state.sniffs.done(&sniff_key, &cell);
         result.map(|ct| Some(ct.to_string()))
     };
+    // How the bytes are checked (`verify.mode`): under strict, wait until
+    // every piece read can be checked (or refuse); under background, start
+    // what each piece needs (a layer build or a sweep) beside this read.
+    let touched = resource.pieces_in(&ranges);
+    if !is_head && !crate::cluster::serving_peer() {
+        let strict = state.cache.verify_mode() == crate::config::VerifyMode::Strict
+            && state.cache.checks_enabled();
+        for piece in &touched {
+            if !strict {
+                state.cache.want_layer(piece);
+            } else if let Err(why) = state.cache.until_checkable(piece).await {
+                let reason = format!(
+                    "piece {} cannot be checked against its PieceCID, and verify.mode is strict: {why}",
+                    piece.cid
+                );
+                log::warn!("{reason}");
+                return respond_error(session, ctx, 503, &reason).await;
+            }
+        }
+    }
+    let checked = touched
+        .iter()
+        .map(|p| state.cache.check_kind(p))
+        .reduce(CheckKind::min)
+        .unwrap_or(CheckKind::Cid);
+    ctx.checked = Some(checked.label());
+
     // Open the first part before writing anything, so that upstream
     // failures are answered with their own status.
     let open_first = async {
@@ -629,6 +717,7 @@ async fn serve_resource(
     h.insert_header("ETag", resource.etag.as_str())?;
     h.insert_header("Cache-Control", IMMUTABLE)?;
     h.insert_header("X-Cache", x_cache)?;
+    h.insert_header(CHECKED_HEADER, checked.label())?;
     h.insert_header(
         "Server-Timing",
         format!(
@@ -725,7 +814,18 @@ fn take_first(
         .unwrap_or_else(|| (resource.reader(state, r), None))
 }
 
+/// The payer's budget refusal, when `access.egress_budget` is set and spent.
+fn budget_spent(
+    state: &EdgeState,
+    beam_url: Option<&str>,
+) -> Option<crate::access::budget::BudgetRefusal> {
+    state.access.egress.as_ref()?.check(beam_url).err()
+}
+
 fn abort_upstream(e: &CacheError) -> Box<Error> {
+    if let CacheError::Budget(refusal) = e {
+        crate::access::count_refusal(refusal.label());
+    }
     metrics::ABORTS.with_label_values(&["upstream"]).inc();
     log::warn!("aborting a response mid-body: {e}");
     Error::explain(
@@ -735,7 +835,27 @@ fn abort_upstream(e: &CacheError) -> Box<Error> {
     .into_up()
 }
 
+/// Writes body bytes; with `access.limits.bytes_per_second` on, in slices,
+/// each once the client's pace allows it.
 async fn write(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    mut data: Bytes,
+    source: Option<Source>,
+) -> Result<()> {
+    let Some((access, ip)) = ctx.pacer.clone() else {
+        return write_now(session, ctx, data, source).await;
+    };
+    let step = access.limits.write_slice();
+    while !data.is_empty() {
+        let part = data.split_to(step.min(data.len()));
+        access.limits.pace(ip, part.len()).await;
+        write_now(session, ctx, part, source).await?;
+    }
+    Ok(())
+}
+
+async fn write_now(
     session: &mut Session,
     ctx: &mut RequestCtx,
     data: Bytes,
@@ -751,6 +871,11 @@ async fn write(
         metrics::SERVED_BYTES
             .with_label_values(&[s.label()])
             .inc_by(n);
+        if let Some(check) = ctx.checked {
+            metrics::SERVED_CHECK_BYTES
+                .with_label_values(&[check])
+                .inc_by(n);
+        }
     }
     Ok(())
 }

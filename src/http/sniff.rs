@@ -134,6 +134,17 @@ const KNOWN: &[&str] = &[
     "application/vnd.ipld.car",
 ];
 
+/// The longest type [`sniff_content_type`] can return: what a manifest
+/// whose type is not known yet is sized with (the upload pre-flight).
+pub fn longest_sniffed_type() -> &'static str {
+    KNOWN
+        .iter()
+        .copied()
+        .chain([OCTET_STREAM])
+        .max_by_key(|t| t.len())
+        .unwrap_or(OCTET_STREAM)
+}
+
 /// The static form of a sniffed type read back from disk; unknown → octet-stream.
 pub fn intern_content_type(s: &str) -> &'static str {
     KNOWN

@@ -42,6 +42,43 @@ pub struct AssetOptions {
     pub commp_threads: usize,
 }
 
+/// The raw size of every piece [`upload_asset`] adds for a file of `size`
+/// bytes (`None`: not known yet, priced as the smallest file), in order: the
+/// file's pieces, cut as [`upload_asset`] cuts them (a last piece under 127
+/// bytes takes its 127 from the piece before), then the manifest. The
+/// manifest's length is exact when `options.content_type` is set, and an
+/// upper bound (the longest type sniffing can give) when it is sniffed.
+pub fn planned_piece_sizes(size: Option<u64>, options: &AssetOptions) -> Vec<u64> {
+    let size = size.unwrap_or(MIN_UPLOAD_SIZE).max(MIN_UPLOAD_SIZE);
+    let cap = options.piece_size.max(2 * MIN_UPLOAD_SIZE);
+    let mut pieces = vec![cap; usize::try_from(size / cap).unwrap_or(0)];
+    let rest = size % cap;
+    if rest > 0 {
+        if rest < MIN_UPLOAD_SIZE && !pieces.is_empty() {
+            if let Some(last) = pieces.last_mut() {
+                *last -= MIN_UPLOAD_SIZE - rest;
+            }
+            pieces.push(MIN_UPLOAD_SIZE);
+        } else {
+            pieces.push(rest);
+        }
+    }
+    let content_type = match options.content_type.as_deref() {
+        Some(t) if !t.is_empty() && t != crate::http::sniff::OCTET_STREAM => t,
+        _ => crate::http::sniff::longest_sniffed_type(),
+    };
+    // A manifest too large to predict is priced at the largest piece.
+    let manifest = Manifest::predicted_len(
+        &pieces,
+        options.window_padded,
+        content_type,
+        &options.file_name,
+    )
+    .unwrap_or(MAX_UPLOAD_SIZE);
+    pieces.push(manifest.clamp(MIN_UPLOAD_SIZE, MAX_UPLOAD_SIZE));
+    pieces
+}
+
 /// One uploaded piece.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UploadedPiece {

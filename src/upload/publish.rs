@@ -27,7 +27,7 @@ use bytes::Bytes;
 use futures_util::Stream;
 use serde::Serialize;
 
-use super::pipeline::{upload_asset, AssetOptions, UploadError};
+use super::pipeline::{planned_piece_sizes, upload_asset, AssetOptions, UploadError};
 use super::sp::{PullSource, PullStatus, SpClient, SpError, SpTimeouts, Step};
 use crate::chain::{
     add_pieces_extra_data, cdn_metadata, choose_reusable_data_set, create_and_add_extra_data,
@@ -163,7 +163,8 @@ pub struct CopyReport {
     pub data_set_id: Option<u64>,
     /// True when this copy created its data set.
     pub created_data_set: bool,
-    /// Transaction hashes, in order.
+    /// Hashes of the transactions that landed on chain, in order (Curio's
+    /// `confirmedTxHash` when it replaced one by fee).
     pub transactions: Vec<String>,
     /// Piece ids in this copy's data set (file pieces, then the manifest).
     pub piece_ids: Vec<u64>,
@@ -257,6 +258,8 @@ struct CopyTarget {
     sp: SpClient,
     /// The payer's usable `withCDN` set there, or `None` to create one.
     data_set: Option<DataSet>,
+    /// Leaves already in that set (0 for a new one).
+    leaves: u64,
 }
 
 impl CopyTarget {
@@ -273,6 +276,7 @@ impl CopyTarget {
                 .data_set
                 .as_ref()
                 .and_then(|d| d.pending_one_time_payments),
+            current_leaves: self.leaves,
         }
     }
 }
@@ -341,20 +345,34 @@ impl Publisher {
             ),
             None => choose_reusable_data_set(&data_sets, provider.id, &metadata).cloned(),
         };
-        let primary = CopyTarget {
+        let mut primary = CopyTarget {
             provider,
             sp,
             data_set: primary_set,
+            leaves: 0,
         };
-        let (secondaries, unplaced) =
+        let (mut secondaries, unplaced) =
             copy_targets(&chain, &settings, &primary.provider, &data_sets).await;
+        for target in std::iter::once(&mut primary).chain(secondaries.iter_mut()) {
+            if let Some(set) = &target.data_set {
+                target.leaves = chain
+                    .data_set_leaf_count(set.data_set_id)
+                    .await?
+                    .saturating_to::<u64>();
+            }
+        }
 
         // The fees and lockups of every copy that will be attempted.
         let plans = std::iter::once(&primary)
             .chain(&secondaries)
             .map(CopyTarget::plan)
             .collect();
-        let plan = UploadPlan::for_file(settings.expected_size, settings.asset.piece_size, plans);
+        // Every piece it adds, the manifest included: FWSS prices storage
+        // from the data set's leaf count (see `chain::fees`).
+        let plan = UploadPlan {
+            piece_sizes: planned_piece_sizes(settings.expected_size, &settings.asset),
+            copies: plans,
+        };
         let cost = chain.upload_cost(&plan).await?;
         let report = report.with_upload_cost(cost);
         if !report.is_ready() {
@@ -583,10 +601,11 @@ impl Publisher {
                     }));
                 }
             }
+            // Curio is polled with the hash it answered; the report names
+            // the transaction that landed (a replace-by-fee changes it).
             let added = match data_set_id {
                 Some(id) => {
                     let tx = target.sp.add_pieces(id, batch, &extra).await?;
-                    transactions.push(tx.clone());
                     target.sp.wait_pieces_added(id, &tx).await?
                 }
                 None => {
@@ -594,11 +613,11 @@ impl Publisher {
                         .sp
                         .create_and_add(&record_keeper, batch, &extra)
                         .await?;
-                    transactions.push(tx.clone());
                     created = true;
                     target.sp.wait_created_and_added(&tx).await?
                 }
             };
+            transactions.push(added.tx_hash.clone());
             data_set_id = Some(added.data_set_id);
             piece_ids.extend(added.piece_ids);
         }
@@ -677,6 +696,7 @@ async fn copy_targets(
             provider,
             sp,
             data_set,
+            leaves: 0,
         });
     }
     let missing = wanted - targets.len();

@@ -201,6 +201,16 @@ pub enum SpError {
         /// The transaction.
         tx_hash: String,
     },
+    /// The provider asked us (`429` with `Retry-After`) to stay away longer
+    /// than the poll deadline: Curio blocks an IP for 5 minutes after 5
+    /// offences in a minute.
+    #[error("{step}: the provider throttles this client for {wait:?} more (Retry-After); try again later")]
+    Throttled {
+        /// The call that would have been sent.
+        step: Step,
+        /// Time left before the provider takes requests again.
+        wait: Duration,
+    },
     /// A poll did not reach a final answer before the deadline.
     #[error("{step}: no final answer after {waited:?} (last: {last})")]
     PollTimeout {
@@ -233,6 +243,7 @@ impl SpError {
             | SpError::Status { step, .. }
             | SpError::BadResponse { step, .. }
             | SpError::Rejected { step, .. }
+            | SpError::Throttled { step, .. }
             | SpError::PollTimeout { step, .. } => Some(*step),
             SpError::TooSmall { .. }
             | SpError::TooLarge { .. }
@@ -241,6 +252,18 @@ impl SpError {
             SpError::InvalidServiceUrl { .. } => None,
         }
     }
+}
+
+/// A `Retry-After` value: delay-seconds, or an HTTP date (RFC 9110 §10.2.3)
+/// counted from `now` (a date in the past is no wait). `None` when it is
+/// neither.
+pub fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        return Some(Duration::from_secs(value.parse().unwrap_or(u64::MAX)));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 fn retryable_status(status: u16) -> bool {
@@ -322,6 +345,10 @@ pub struct PiecesAdded {
     pub data_set_id: u64,
     /// The ids the chain gave the pieces, in request order.
     pub piece_ids: Vec<u64>,
+    /// The transaction that landed on chain: Curio's `confirmedTxHash` when
+    /// it replaced a stuck transaction by fee, else the one it was sent as.
+    /// Receipts are read for this hash; Curio is polled with the original.
+    pub tx_hash: String,
 }
 
 /// Where an SP-to-SP pull stands (Curio's `POST /pdp/piece/pull`; the
@@ -396,6 +423,11 @@ pub struct SpClient {
     base: Url,
     http: reqwest::Client,
     timeouts: SpTimeouts,
+    /// Until when the provider asked us to stay away (`429` with
+    /// `Retry-After`): Curio throttles `/pdp/*` per client IP, so every
+    /// request of every clone of this client waits, not only the one that
+    /// was refused.
+    throttled_until: Arc<Mutex<Option<Instant>>>,
 }
 
 /// What a poll made of one answer.
@@ -437,6 +469,7 @@ impl SpClient {
             base,
             http,
             timeouts,
+            throttled_until: Arc::new(Mutex::new(None)),
         })
     }
 
@@ -456,7 +489,80 @@ impl SpClient {
             base: self.base.clone(),
             http: self.http.clone(),
             timeouts,
+            throttled_until: Arc::clone(&self.throttled_until),
         }
+    }
+
+    /// Waits out a `Retry-After` the provider gave, before any request: a
+    /// throttled client never comes back sooner than asked. A wait longer
+    /// than [`SpTimeouts::poll_deadline`] fails at once instead.
+    async fn honour_retry_after(&self, step: Step) -> Result<(), SpError> {
+        let until = *self
+            .throttled_until
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let Some(until) = until else {
+            return Ok(());
+        };
+        let wait = until.saturating_duration_since(Instant::now());
+        if wait.is_zero() {
+            return Ok(());
+        }
+        if wait > self.timeouts.poll_deadline {
+            return Err(SpError::Throttled { step, wait });
+        }
+        log::info!(
+            "{step}: the provider {} asked us to wait {wait:?} (Retry-After)",
+            self.base
+        );
+        tokio::time::sleep_until(until.into()).await;
+        Ok(())
+    }
+
+    /// Notes a `429`/`503` answer's `Retry-After` (seconds or an HTTP date).
+    fn note_retry_after(&self, status: StatusCode, headers: &reqwest::header::HeaderMap) {
+        if status != StatusCode::TOO_MANY_REQUESTS && status != StatusCode::SERVICE_UNAVAILABLE {
+            return;
+        }
+        let Some(wait) = headers
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()))
+        else {
+            return;
+        };
+        let until = Instant::now() + wait;
+        let mut slot = self
+            .throttled_until
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if slot.is_none_or(|t| t < until) {
+            *slot = Some(until);
+        }
+    }
+
+    /// Sends `request`, expects 201 Created and returns its `Location`.
+    async fn created_location(
+        &self,
+        step: Step,
+        request: reqwest::RequestBuilder,
+    ) -> Result<String, SpError> {
+        self.honour_retry_after(step).await?;
+        let response = request
+            .send()
+            .await
+            .map_err(|source| SpError::Transport { step, source })?;
+        let location = location_of(&response);
+        let status = response.status();
+        self.note_retry_after(status, response.headers());
+        let body = read_capped(response)
+            .await
+            .map_err(|source| SpError::Transport { step, source })?;
+        expect_status(step, status, &body, StatusCode::CREATED)?;
+        location.ok_or_else(|| SpError::BadResponse {
+            step,
+            reason: "201 without a Location header".into(),
+        })
     }
 
     fn url(&self, step: Step, path: &str) -> Result<Url, SpError> {
@@ -624,6 +730,7 @@ impl SpClient {
             source,
         })?;
         let status = response.status();
+        self.note_retry_after(status, response.headers());
         if status != StatusCode::NO_CONTENT {
             let body = read_capped(response).await.unwrap_or_default();
             return Err(status_error(Step::UploadPiece, status, &body));
@@ -665,7 +772,7 @@ impl SpClient {
         let location = self
             .with_retries(|| {
                 let request = self.http.post(url.clone()).timeout(self.timeouts.request);
-                created_location(step, request)
+                self.created_location(step, request)
             })
             .await?;
         let uuid = upload_session_id(&location).ok_or_else(|| SpError::BadResponse {
@@ -893,7 +1000,7 @@ impl SpClient {
             .header(CONTENT_TYPE, "application/json")
             .timeout(self.timeouts.request)
             .body(body.to_string());
-        let location = created_location(step, request).await?;
+        let location = self.created_location(step, request).await?;
         let hash = location_tx_hash(&location).ok_or_else(|| SpError::BadResponse {
             step,
             reason: format!("Location {location:?} does not end in a 0x transaction hash"),
@@ -907,12 +1014,14 @@ impl SpClient {
         step: Step,
         request: reqwest::RequestBuilder,
     ) -> Result<(StatusCode, Bytes), SpError> {
+        self.honour_retry_after(step).await?;
         let response = request
             .timeout(self.timeouts.request)
             .send()
             .await
             .map_err(|source| SpError::Transport { step, source })?;
         let status = response.status();
+        self.note_retry_after(status, response.headers());
         let body = read_capped(response)
             .await
             .map_err(|source| SpError::Transport { step, source })?;
@@ -1135,24 +1244,6 @@ fn expect_status(
     }
 }
 
-/// Sends `request`, expects 201 Created and returns its `Location`.
-async fn created_location(step: Step, request: reqwest::RequestBuilder) -> Result<String, SpError> {
-    let response = request
-        .send()
-        .await
-        .map_err(|source| SpError::Transport { step, source })?;
-    let location = location_of(&response);
-    let status = response.status();
-    let body = read_capped(response)
-        .await
-        .map_err(|source| SpError::Transport { step, source })?;
-    expect_status(step, status, &body, StatusCode::CREATED)?;
-    location.ok_or_else(|| SpError::BadResponse {
-        step,
-        reason: "201 without a Location header".into(),
-    })
-}
-
 // ------------------------------------------------------------------ answers
 //
 // The provider's answers, judged without I/O, so the hostile-input harness
@@ -1270,7 +1361,20 @@ pub fn judge_pieces_added(
     Ok(PollVerdict::Ready(PiecesAdded {
         data_set_id: id,
         piece_ids: ids,
+        tx_hash: landed_tx_hash(&value, tx),
     }))
+}
+
+/// The hash of the transaction that landed: `confirmedTxHash ?? txHash`
+/// (Curio of 2026-08, `pdp/handlers.go`: a replace-by-fee lands under a new
+/// hash), or `polled` when the answer names neither as `0x` hex.
+fn landed_tx_hash(value: &Value, polled: &str) -> String {
+    ["confirmedTxHash", "txHash"]
+        .iter()
+        .filter_map(|key| value.get(*key).and_then(Value::as_str))
+        .find(|hash| is_hex_prefixed(hash))
+        .unwrap_or(polled)
+        .to_string()
 }
 
 /// The common part of a transaction-status answer: a non-200 is pending (404)
@@ -1408,6 +1512,49 @@ fn pieces_json(step: Step, pieces: &[PieceCid]) -> Result<Value, SpError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_after_reads_seconds_and_http_dates() {
+        use std::time::{SystemTime, UNIX_EPOCH};
+        // 1994-11-06T08:49:37Z, RFC 9110's example date.
+        let now = UNIX_EPOCH + Duration::from_secs(784_111_777);
+        assert_eq!(
+            parse_retry_after("300", now),
+            Some(Duration::from_secs(300))
+        );
+        assert_eq!(parse_retry_after(" 1 ", now), Some(Duration::from_secs(1)));
+        // Two minutes later, in each of the three date forms RFC 9110 accepts.
+        for date in [
+            "Sun, 06 Nov 1994 08:51:37 GMT",
+            "Sunday, 06-Nov-94 08:51:37 GMT",
+            "Sun Nov  6 08:51:37 1994",
+        ] {
+            assert_eq!(
+                parse_retry_after(date, now),
+                Some(Duration::from_secs(120)),
+                "{date}"
+            );
+        }
+        // A date already past is no wait; garbage is no answer.
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon", SystemTime::now()), None);
+        assert_eq!(parse_retry_after("-5", SystemTime::now()), None);
+    }
+
+    #[test]
+    fn the_landed_transaction_is_confirmed_tx_hash_else_tx_hash() {
+        let polled = "0xaa";
+        let both = json!({"txHash": "0xaa", "confirmedTxHash": "0xbb"});
+        assert_eq!(landed_tx_hash(&both, polled), "0xbb");
+        assert_eq!(landed_tx_hash(&json!({"txHash": "0xaa"}), polled), "0xaa");
+        // Not hex: not trusted.
+        let junk = json!({"txHash": "0xaa", "confirmedTxHash": "../x"});
+        assert_eq!(landed_tx_hash(&junk, polled), "0xaa");
+        assert_eq!(landed_tx_hash(&json!({}), polled), "0xaa");
+    }
 
     #[test]
     fn ids_parse_from_numbers_and_strings() {

@@ -34,6 +34,7 @@
 //! asks the provider itself, as the reference resolver does.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -134,6 +135,8 @@ struct ResolverInner {
     directory: tokio::sync::Mutex<DirectoryState>,
     pieces: Mutex<HashMap<String, PieceEntry>>,
     flights: Mutex<HashMap<String, watch::Receiver<FlightState>>>,
+    /// The RPC answered `eth_chainId` with `settings.network`'s id.
+    network_checked: AtomicBool,
 }
 
 impl std::fmt::Debug for ChainResolver {
@@ -197,8 +200,40 @@ impl ChainResolver {
                 directory: tokio::sync::Mutex::new(DirectoryState::default()),
                 pieces: Mutex::new(HashMap::new()),
                 flights: Mutex::new(HashMap::new()),
+                network_checked: AtomicBool::new(false),
             }),
         })
+    }
+
+    /// Start-up check: asks the RPC's `eth_chainId` (within `timeout`).
+    /// A chain other than `upstream.network` is an error naming both; an
+    /// RPC that cannot be asked now is not (Beam serves without it): the
+    /// check is then made before the first chain read, which fails the same
+    /// way on a mismatch.
+    pub async fn verify_network(&self, timeout: Duration) -> Result<(), String> {
+        let inner = &self.inner;
+        let expected = inner.settings.network;
+        match tokio::time::timeout(timeout, inner.chain.chain_id()).await {
+            Ok(Ok(id)) if id == expected.chain_id() => {
+                inner.network_checked.store(true, Ordering::Relaxed);
+                Ok(())
+            }
+            Ok(Ok(id)) => Err(format!(
+                "upstream.network is {expected} but upstream.rpc_url ({}) serves {}: set upstream.network to match the RPC, or point upstream.rpc_url at a {} endpoint",
+                inner.settings.rpc_url,
+                Network::from_chain_id(id)
+                    .map_or_else(|| format!("chain {id}"), |n| n.to_string()),
+                expected.name(),
+            )),
+            Ok(Err(e)) => {
+                log::warn!("upstream.rpc_url: cannot check its chain id now ({e}); checked again before the first chain read");
+                Ok(())
+            }
+            Err(_) => {
+                log::warn!("upstream.rpc_url: no eth_chainId answer within {timeout:?}; checked again before the first chain read");
+                Ok(())
+            }
+        }
     }
 
     /// The providers known to hold `cid`, best first. A fresh answer is
@@ -436,7 +471,14 @@ impl ResolverInner {
     }
 
     /// Reads the providers of the payer's live data sets from the chain.
+    /// The endpoint's chain id is checked first, until once it matched: a
+    /// directory read from another network would name providers that hold
+    /// none of this network's pieces.
     async fn read_directory(&self) -> Result<Vec<ChainProvider>, ChainError> {
+        if !self.network_checked.load(Ordering::Relaxed) {
+            self.chain.verify_chain().await?;
+            self.network_checked.store(true, Ordering::Relaxed);
+        }
         let data_sets = self.chain.client_data_sets(self.settings.payer).await?;
         // Live, managed by FWSS, not terminated (pdpEndEpoch == 0).
         let ids: BTreeSet<_> = data_sets
@@ -564,6 +606,16 @@ impl ProviderPool {
         );
         metrics::PROVIDER_BACKOFFS.inc();
         lock(&self.busy).insert(provider.to_string(), now + self.backoff);
+    }
+
+    /// Skips `provider` for the backoff period because it sent wrong bytes
+    /// (`why`), so other holders are asked first.
+    pub fn back_off(&self, provider: &str, why: &str) {
+        log::warn!(
+            "provider {provider} {why}: skipped for {}",
+            humantime::format_duration(self.backoff)
+        );
+        lock(&self.busy).insert(provider.to_string(), Instant::now() + self.backoff);
     }
 
     /// For the admin API.

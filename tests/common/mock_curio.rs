@@ -21,6 +21,20 @@
 //! `{status, pieces:[{pieceCid, status}]}` (pending, inProgress, complete,
 //! failed; overall the worst), 202 until final, then 200.
 //!
+//! Linked to a mock chain (`common_rpc::chain_with` posts `/mock/chain`),
+//! it sends each data-set transaction to that chain (`eth_sendTransaction`
+//! of PDPVerifier `createDataSet` / `addPieces`, as Curio's `pdp/handlers*.go`
+//! build them) and, when the chain reverts (a signature that is not the
+//! payer's, funds that cannot cover the new lockup), answers what Curio
+//! relays: `500 Failed to send transaction: failed to estimate gas:
+//! execution reverted: <reason>`. As Curio does (`pdp/handlers_create.go`),
+//! it answers 403 to a `recordKeeper` that is not the network's FWSS, and
+//! throttles per IP (`pdp/ip_offense_throttle.go`, curio e0294b0f of
+//! 2026-08-20): an add-pieces to a data set it does not have is an offence;
+//! the 5th within a minute blocks the IP for 5 minutes, every `/pdp/*`
+//! request then answered `429` with `Retry-After` (whole seconds left, at
+//! least 1). [`MockConfig::throttle`] shortens the clock for tests.
+//!
 //! What it is not: a PDP prover or a chain. Nothing persists after drop.
 //!
 //! Use: `let sp = MockCurio::start();` then point a client at `sp.url()`;
@@ -105,6 +119,12 @@ pub struct MockConfig {
     pub pull_fails: bool,
     /// First data set id minus one (two mocks in one test keep ids apart).
     pub data_set_base: u64,
+    /// Curio's offence policy for add-pieces to a missing data set:
+    /// (offences, window, block). Curio: (5, 1 min, 5 min).
+    pub throttle: (u32, Duration, Duration),
+    /// Status answers also carry `confirmedTxHash`: the transaction landed
+    /// under another hash (Curio replaced it by fee).
+    pub replace_by_fee: bool,
 }
 
 impl Default for MockConfig {
@@ -120,6 +140,8 @@ impl Default for MockConfig {
             verify_uploads: true,
             pull_fails: false,
             data_set_base: 4000,
+            throttle: (5, Duration::from_secs(60), Duration::from_secs(300)),
+            replace_by_fee: false,
         }
     }
 }
@@ -175,8 +197,28 @@ struct Failure {
     remaining: Option<u32>,
 }
 
+/// Where this provider's transactions run (`POST /mock/chain`).
+#[derive(Clone, Debug)]
+struct ChainLink {
+    rpc_url: String,
+    /// The provider's address: the transactions' sender.
+    from: String,
+    /// The network's FWSS: the only record keeper allowed.
+    fwss: String,
+}
+
+/// Curio's `ipOffenseState`.
+#[derive(Clone, Copy, Debug)]
+struct Offences {
+    hits: u32,
+    window_start: std::time::Instant,
+    blocked_until: Option<std::time::Instant>,
+}
+
 #[derive(Default)]
 struct State {
+    chain: Option<ChainLink>,
+    offences: HashMap<std::net::IpAddr, Offences>,
     config: MockConfig,
     failures: HashMap<MockStep, Failure>,
     requests: Vec<RecordedRequest>,
@@ -367,10 +409,10 @@ impl Drop for MockCurio {
 
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
+        let Ok((stream, peer)) = listener.accept().await else {
             continue;
         };
-        tokio::spawn(serve_connection(stream, Arc::clone(&shared)));
+        tokio::spawn(serve_connection(stream, peer.ip(), Arc::clone(&shared)));
     }
 }
 
@@ -414,7 +456,7 @@ struct Handled {
 
 type Reader = BufReader<OwnedReadHalf>;
 
-async fn serve_connection(stream: TcpStream, shared: Arc<Shared>) {
+async fn serve_connection(stream: TcpStream, peer: std::net::IpAddr, shared: Arc<Shared>) {
     let _ = stream.set_nodelay(true);
     let (rd, mut wr) = stream.into_split();
     let mut rd = BufReader::with_capacity(256 * 1024, rd);
@@ -430,7 +472,7 @@ async fn serve_connection(stream: TcpStream, shared: Arc<Shared>) {
                 return;
             }
         };
-        let handled = match handle(&shared, &head, &mut body, &mut rd, &mut wr).await {
+        let handled = match handle(&shared, peer, &head, &mut body, &mut rd, &mut wr).await {
             Ok(handled) => handled,
             Err(_) => Handled {
                 recorded: false,
@@ -752,12 +794,50 @@ fn id_json(id: u64, as_string: bool) -> Value {
 
 async fn handle(
     shared: &Arc<Shared>,
+    peer: std::net::IpAddr,
     head: &Head,
     body: &mut BodyReader,
     rd: &mut Reader,
     wr: &mut OwnedWriteHalf,
 ) -> io::Result<Handled> {
     let path = head.path().to_string();
+    if head.method == "POST" && path == "/mock/chain" {
+        // The mock chain's link (not a Curio route; not recorded).
+        let raw = body.read_all(rd).await?;
+        let link: Value = serde_json::from_slice(&raw).unwrap_or(Value::Null);
+        let field = |k: &str| link.get(k).and_then(Value::as_str).map(str::to_string);
+        if let (Some(rpc_url), Some(from), Some(fwss)) =
+            (field("rpcUrl"), field("from"), field("fwss"))
+        {
+            shared.lock().chain = Some(ChainLink {
+                rpc_url,
+                from,
+                fwss,
+            });
+        }
+        respond(wr, 204, &[], b"", true).await?;
+        return Ok(Handled {
+            recorded: true,
+            keep_alive: true,
+            body_len: raw.len() as u64,
+        });
+    }
+    if path.starts_with("/pdp/") {
+        // Curio's IPOffenseThrottle middleware: a blocked IP gets 429 on
+        // every /pdp route, before its handler runs.
+        let left = {
+            let state = shared.lock();
+            state
+                .offences
+                .get(&peer)
+                .and_then(|o| o.blocked_until)
+                .and_then(|until| until.checked_duration_since(std::time::Instant::now()))
+        };
+        if let Some(left) = left.filter(|d| !d.is_zero()) {
+            let len = body.drain(rd).await?;
+            return throttled(shared, head, wr, left, len).await;
+        }
+    }
     let step = step_of(&head.method, &path);
     let (delay, injected) = {
         let mut state = shared.lock();
@@ -876,7 +956,12 @@ async fn handle(
             }
         }
         MockStep::CreateDataSet | MockStep::CreateAndAdd | MockStep::AddPieces => {
-            new_transaction(shared, step, &path, json_body.as_ref())
+            match new_transaction(shared, peer, step, &path, json_body.as_ref()).await {
+                Ok(reply) => reply,
+                Err(block) => {
+                    return throttled(shared, head, wr, block, body_len).await;
+                }
+            }
         }
         MockStep::DataSetStatus => data_set_status(shared, &path),
         MockStep::PiecesAddedStatus => pieces_added_status(shared, &path),
@@ -1150,14 +1235,157 @@ fn parse_pieces(state: &State, body: &Value) -> Result<Vec<String>, String> {
     Ok(out)
 }
 
-fn new_transaction(
+type Reply = (u16, Vec<(&'static str, String)>, Vec<u8>);
+
+/// Curio's `respondIPThrottled`: 429, `Retry-After` in whole seconds (at
+/// least 1), the offence's reason as the body.
+async fn throttled(
+    shared: &Shared,
+    head: &Head,
+    wr: &mut OwnedWriteHalf,
+    left: Duration,
+    body_len: u64,
+) -> io::Result<Handled> {
+    let seconds = left.as_secs().max(1);
+    let headers = [
+        ("Content-Type", "text/plain; charset=utf-8".to_string()),
+        ("Retry-After", seconds.to_string()),
+    ];
+    answer(
+        shared,
+        head,
+        wr,
+        429,
+        &headers,
+        b"too many requests for unavailable data sets\n",
+        true,
+        None,
+        body_len,
+    )
+    .await
+}
+
+/// Curio's `IPOffenseThrottle.Record` for `bad_dataset_add`: `Some(block)`
+/// once this offence blocks the IP.
+fn record_offence(state: &mut State, peer: std::net::IpAddr) -> Option<Duration> {
+    let (hits, window, block) = state.config.throttle;
+    let now = std::time::Instant::now();
+    let entry = state.offences.entry(peer).or_insert(Offences {
+        hits: 0,
+        window_start: now,
+        blocked_until: None,
+    });
+    if let Some(until) = entry.blocked_until.filter(|u| *u > now) {
+        return Some(until - now);
+    }
+    if now.duration_since(entry.window_start) >= window {
+        entry.hits = 0;
+        entry.window_start = now;
+    }
+    entry.hits += 1;
+    if entry.hits < hits {
+        return None;
+    }
+    entry.blocked_until = Some(now + block);
+    entry.hits = 0;
+    entry.window_start = now;
+    Some(block)
+}
+
+alloy::sol! {
+    /// PDPVerifier's entry points, as Curio packs them.
+    interface IPdpVerifierTx {
+        struct PieceCid { bytes data; }
+        function createDataSet(address listenerAddr, bytes extraData) external payable returns (uint256);
+        function addPieces(uint256 setId, address listenerAddr, PieceCid[] pieceData, bytes extraData) external payable returns (uint256);
+    }
+}
+
+/// Sends the transaction to the linked chain; `Err` is the revert reason.
+async fn send_to_chain(
+    link: &ChainLink,
+    input: Vec<u8>,
+    to: &str,
+    new_set_id: u64,
+) -> Result<(), String> {
+    let body = json!({
+        "jsonrpc": "2.0", "id": 1, "method": "eth_sendTransaction",
+        "params": [{
+            "from": link.from,
+            "to": to,
+            "input": format!("0x{}", alloy::primitives::hex::encode(input)),
+            "mockDataSetId": new_set_id,
+        }],
+    })
+    .to_string();
+    let rest = link
+        .rpc_url
+        .strip_prefix("http://")
+        .ok_or("mock chain URL is not http")?;
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let mut stream = TcpStream::connect(host)
+        .await
+        .map_err(|e| format!("mock chain unreachable: {e}"))?;
+    let request = format!(
+        "POST /{path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut rd = BufReader::new(stream);
+    let mut length = 0usize;
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if rd.read_line(&mut line).await.map_err(|e| e.to_string())? == 0 {
+            return Err("mock chain closed the connection".into());
+        }
+        let header = line.trim_end();
+        if header.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = header.split_once(':') {
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.trim().parse().unwrap_or(0);
+            }
+        }
+    }
+    let mut answer = vec![0u8; length];
+    rd.read_exact(&mut answer)
+        .await
+        .map_err(|e| e.to_string())?;
+    let answer: Value = serde_json::from_slice(&answer).map_err(|e| e.to_string())?;
+    match answer.get("error") {
+        None => Ok(()),
+        Some(error) => Err(error
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or("execution reverted")
+            .to_string()),
+    }
+}
+
+/// FWSS of mainnet and calibration (filecoin.md, "Chains"): the record
+/// keepers an unlinked mock allows.
+const KNOWN_FWSS: [&str; 2] = [
+    "0x8408502033C418E1bbC97cE9ac48E5528F371A9f",
+    "0x02925630df557F957f70E112bA06e50965417CA0",
+];
+
+/// A data-set transaction: validated as Curio validates it, run on the
+/// linked chain (whose revert is relayed), then recorded for the status
+/// polls. `Err` carries the block when this request got the IP throttled.
+async fn new_transaction(
     shared: &Arc<Shared>,
+    peer: std::net::IpAddr,
     step: MockStep,
     path: &str,
     json_body: Option<&Value>,
-) -> (u16, Vec<(&'static str, String)>, Vec<u8>) {
+) -> Result<Reply, Duration> {
     let Some(body) = json_body else {
-        return text(400, "body must be JSON");
+        return Ok(text(400, "body must be JSON"));
     };
     let hexed = |key: &str| {
         body.get(key)
@@ -1165,38 +1393,109 @@ fn new_transaction(
             .is_some_and(|s| s.starts_with("0x"))
     };
     if !hexed("extraData") {
-        return text(400, "extraData must be 0x hex");
+        return Ok(text(400, "extraData must be 0x hex"));
     }
     if step != MockStep::AddPieces && !hexed("recordKeeper") {
-        return text(400, "recordKeeper must be a 0x address");
+        return Ok(text(400, "recordKeeper must be a 0x address"));
+    }
+    let record_keeper = body["recordKeeper"].as_str().unwrap_or("").to_string();
+    let (link, data_set_id, pieces) = {
+        let mut state = shared.lock();
+        let link = state.chain.clone();
+        if step != MockStep::AddPieces {
+            let allowed = match &link {
+                Some(l) => record_keeper.eq_ignore_ascii_case(&l.fwss),
+                None => KNOWN_FWSS
+                    .iter()
+                    .any(|f| record_keeper.eq_ignore_ascii_case(f)),
+            };
+            if !allowed {
+                return Ok(text(
+                    403,
+                    "recordKeeper address not allowed for public service",
+                ));
+            }
+        }
+        let existing = path.split('/').nth(3).and_then(|s| s.parse::<u64>().ok());
+        if step == MockStep::AddPieces
+            && !existing.is_some_and(|id| state.data_sets.contains_key(&id))
+        {
+            if let Some(block) = record_offence(&mut state, peer) {
+                return Err(block);
+            }
+            return Ok(text(404, "Data set not found"));
+        }
+        let pieces = if step == MockStep::CreateDataSet {
+            Vec::new()
+        } else {
+            match parse_pieces(&state, body) {
+                Ok(p) => p,
+                Err(e) => return Ok(text(400, &e)),
+            }
+        };
+        let data_set_id = match (step, existing) {
+            (MockStep::AddPieces, Some(id)) => id,
+            _ => {
+                state.next_data_set += 1;
+                state.next_data_set
+            }
+        };
+        (link, data_set_id, pieces)
+    };
+    if let Some(link) = &link {
+        let extra = alloy::primitives::hex::decode(body["extraData"].as_str().unwrap_or(""))
+            .unwrap_or_default();
+        let listener: alloy::primitives::Address = record_keeper.parse().unwrap_or_default();
+        let cids: Vec<IPdpVerifierTx::PieceCid> = pieces
+            .iter()
+            .map(|c| IPdpVerifierTx::PieceCid {
+                data: c
+                    .parse::<PieceCid>()
+                    .map(|c| c.to_bytes())
+                    .unwrap_or_default()
+                    .into(),
+            })
+            .collect();
+        use alloy::sol_types::SolCall;
+        let input = match step {
+            MockStep::CreateDataSet => IPdpVerifierTx::createDataSetCall {
+                listenerAddr: listener,
+                extraData: extra.into(),
+            }
+            .abi_encode(),
+            MockStep::CreateAndAdd => IPdpVerifierTx::addPiecesCall {
+                setId: alloy::primitives::U256::ZERO,
+                listenerAddr: listener,
+                pieceData: cids,
+                extraData: extra.into(),
+            }
+            .abi_encode(),
+            _ => IPdpVerifierTx::addPiecesCall {
+                setId: alloy::primitives::U256::from(data_set_id),
+                listenerAddr: alloy::primitives::Address::ZERO,
+                pieceData: cids,
+                extraData: extra.into(),
+            }
+            .abi_encode(),
+        };
+        // PDPVerifier on calibration (filecoin.md, "Chains").
+        let pdp = "0x85e366Cf9DD2c0aE37E963d9556F5f4718d6417C";
+        if let Err(reason) = send_to_chain(link, input, pdp, data_set_id).await {
+            return Ok(text(
+                500,
+                &format!(
+                    "Failed to send transaction: failed to estimate gas: {reason} [eid: mock]"
+                ),
+            ));
+        }
     }
     let mut state = shared.lock();
-    let existing = path.split('/').nth(3).and_then(|s| s.parse::<u64>().ok());
-    if step == MockStep::AddPieces && !existing.is_some_and(|id| state.data_sets.contains_key(&id))
-    {
-        return text(404, "data set not found");
-    }
-    let pieces = if step == MockStep::CreateDataSet {
-        Vec::new()
-    } else {
-        match parse_pieces(&state, body) {
-            Ok(p) => p,
-            Err(e) => return text(400, &e),
-        }
-    };
     let (reject_create, reject_add) = (state.config.reject_create, state.config.reject_add);
     let tx = fake_tx_hash(&mut state);
-    let data_set_id = if let (MockStep::AddPieces, Some(id)) = (step, existing) {
-        id
-    } else {
-        state.next_data_set += 1;
-        let id = state.next_data_set;
-        if !reject_create {
-            state.data_sets.insert(id, Vec::new());
-        }
-        id
-    };
     let creates = step != MockStep::AddPieces;
+    if creates && !reject_create {
+        state.data_sets.insert(data_set_id, Vec::new());
+    }
     let rejected_add = reject_add || (creates && reject_create);
     let piece_ids = if pieces.is_empty() {
         None
@@ -1231,7 +1530,17 @@ fn new_transaction(
     } else {
         format!("/pdp/data-sets/created/{tx}")
     };
-    (201, vec![("Location", location)], Vec::new())
+    Ok((201, vec![("Location", location)], Vec::new()))
+}
+
+/// The hash a replaced-by-fee transaction landed under (Curio's
+/// `confirmedTxHash`): the polled one with its last digit changed.
+pub fn replaced_tx_hash(tx: &str) -> String {
+    let mut hash = tx.to_string();
+    let last = if hash.ends_with('f') { '0' } else { 'f' };
+    hash.pop();
+    hash.push(last);
+    hash
 }
 
 fn data_set_status(
@@ -1271,6 +1580,10 @@ fn pieces_added_status(
     let tx_hash = segs.last().copied().unwrap_or("").to_string();
     let mut state = shared.lock();
     let (pending, as_strings) = (state.config.pending_polls, state.config.ids_as_strings);
+    let replaced = state
+        .config
+        .replace_by_fee
+        .then(|| replaced_tx_hash(&tx_hash));
     let Some(tx) = state
         .txs
         .get_mut(&tx_hash)
@@ -1289,9 +1602,13 @@ fn pieces_added_status(
                 "pieceCount": ids.len(), "addMessageOk": null, "piecesAdded": false })
     } else {
         let confirmed: Vec<Value> = ids.iter().map(|&i| id_json(i, as_strings)).collect();
-        json!({ "txHash": tx_hash, "txStatus": "confirmed", "dataSetId": data_set_id,
+        let mut answer = json!({ "txHash": tx_hash, "txStatus": "confirmed", "dataSetId": data_set_id,
                 "pieceCount": ids.len(), "addMessageOk": true, "piecesAdded": true,
-                "confirmedPieceIds": confirmed })
+                "confirmedPieceIds": confirmed });
+        if let Some(landed) = replaced {
+            answer["confirmedTxHash"] = json!(landed);
+        }
+        answer
     };
     (
         200,

@@ -4,6 +4,13 @@
 //! `eth_call`; calls dispatch on (contract address, 4-byte selector) to
 //! typed handlers registered with [`MockRpc::on_call`]. An unregistered call
 //! reverts, so a test fails loudly when the code asks for something new.
+//!
+//! [`chain_with`] builds a whole calibration chain on a [`ledger::Ledger`]:
+//! every read answers per argument from the ledger (an unknown account reads
+//! as zeros), and the mock Curios of its providers are linked to it
+//! (`POST /mock/chain`), so their create-and-add and add-pieces
+//! transactions run the contracts' checks and arithmetic through
+//! `eth_sendTransaction` and revert as the real ones would.
 
 #![allow(dead_code)]
 
@@ -27,6 +34,9 @@ pub enum CallAnswer {
 
 type Handler = Arc<dyn Fn(&[u8]) -> CallAnswer + Send + Sync>;
 
+pub mod ledger;
+use ledger::Ledger;
+
 #[derive(Default)]
 struct State {
     chain_id: u64,
@@ -38,6 +48,8 @@ struct State {
     names: HashMap<[u8; 4], &'static str>,
     /// While set, every request is read and its connection closed unanswered (an outage).
     down: bool,
+    /// The contracts' state, when [`chain_with`] built this chain.
+    ledger: Option<Arc<Mutex<Ledger>>>,
 }
 
 /// A running mock JSON-RPC endpoint; stops when dropped.
@@ -80,9 +92,53 @@ impl MockRpc {
         format!("http://{}/rpc/v1", self.addr)
     }
 
-    /// Sets the answer of `eth_blockNumber`.
+    /// Sets the answer of `eth_blockNumber` (and the ledger's block).
     pub fn set_block_number(&self, n: u64) {
-        self.state.lock().unwrap().block_number = n;
+        let mut state = self.state.lock().unwrap();
+        state.block_number = n;
+        if let Some(ledger) = &state.ledger {
+            ledger.lock().unwrap().block = n;
+        }
+    }
+
+    /// The contracts' state of a [`chain_with`] chain.
+    pub fn ledger(&self) -> Arc<Mutex<Ledger>> {
+        self.state
+            .lock()
+            .unwrap()
+            .ledger
+            .clone()
+            .expect("a chain built by chain_with")
+    }
+
+    /// Sets the payer's USDFC deposited in FilecoinPay.
+    pub fn set_funds(&self, payer: Address, funds: U256) {
+        self.ledger()
+            .lock()
+            .unwrap()
+            .accounts
+            .entry(payer)
+            .or_default()
+            .funds = funds;
+    }
+
+    /// Answers calls of `C` to `to` with `f(decoded arguments)`, or reverts
+    /// with its error.
+    pub fn on_call_result<C, F>(&self, to: Address, f: F)
+    where
+        C: SolCall + 'static,
+        F: Fn(C) -> Result<C::Return, String> + Send + Sync + 'static,
+    {
+        let handler: Handler = Arc::new(move |input: &[u8]| match C::abi_decode(input) {
+            Ok(call) => match f(call) {
+                Ok(answer) => CallAnswer::Return(C::abi_encode_returns(&answer)),
+                Err(reason) => CallAnswer::Revert(reason),
+            },
+            Err(e) => CallAnswer::Revert(format!("mock cannot decode {}: {e}", C::SIGNATURE)),
+        });
+        let mut state = self.state.lock().unwrap();
+        state.handlers.insert((to, C::SELECTOR), handler);
+        state.names.insert(C::SELECTOR, C::SIGNATURE);
     }
 
     /// Sets the answer of `eth_getBalance` for `address` (others get 0).
@@ -274,6 +330,47 @@ fn answer(request: &Value, state: &Arc<Mutex<State>>) -> Value {
                 }
             }
         }
+        "eth_sendTransaction" => {
+            // A mock Curio's transaction (the real one estimates gas, then
+            // sends a signed transaction; one call here runs it).
+            guard.log.push(method.into());
+            let Some(ledger) = guard.ledger.clone() else {
+                return err(-32601, "this mock chain has no ledger".into(), None);
+            };
+            drop(guard);
+            let tx = params.get(0).cloned().unwrap_or(Value::Null);
+            let address = |key: &str| -> Option<Address> {
+                tx.get(key)
+                    .and_then(|a| serde_json::from_value(a.clone()).ok())
+            };
+            let input: Option<Bytes> = tx
+                .get("input")
+                .or_else(|| tx.get("data"))
+                .and_then(|d| serde_json::from_value(d.clone()).ok());
+            let new_set = tx.get("mockDataSetId").and_then(Value::as_u64).unwrap_or(0);
+            let (Some(from), Some(to), Some(input)) = (address("from"), address("to"), input)
+            else {
+                return err(
+                    -32602,
+                    "eth_sendTransaction needs from, to and input".into(),
+                    None,
+                );
+            };
+            let outcome = ledger.lock().unwrap().execute(from, to, &input, new_set);
+            match outcome {
+                Ok(()) => ok(json!(format!("0x{:064x}", new_set + 0xabc000))),
+                Err(reason) => {
+                    let data = Bytes::from(
+                        Revert {
+                            reason: reason.clone(),
+                        }
+                        .abi_encode(),
+                    )
+                    .to_string();
+                    err(3, format!("execution reverted: {reason}"), Some(data))
+                }
+            }
+        }
         other => {
             guard.log.push(other.into());
             err(-32601, format!("method {other} not mocked"), None)
@@ -288,6 +385,7 @@ use beam_edge::chain::abi::{
     IErc20, IFilecoinPay, IFwss, IFwssView, IFwssViewLegacy, IPdpVerifier, IServiceProviderRegistry,
 };
 use beam_edge::chain::Network;
+use ledger::{Account, Approval, Prices, SetState};
 
 pub const KEY: &str = "0x1234123412341234123412341234123412341234123412341234123412341234";
 pub const PAYER: Address = address!("fF06ad5d076fa274B49C297f3fE9e29B5bA9AaDC");
@@ -298,6 +396,11 @@ const CALIB: u64 = 314_159;
 
 pub fn usdfc(n: u64) -> U256 {
     U256::from(n) * U256::from(10u64).pow(U256::from(18))
+}
+
+/// `n / 10_000` USDFC.
+pub fn usdfc_bp(n: u64) -> U256 {
+    usdfc(n) / U256::from(10_000)
 }
 
 /// A calibration chain where provider 7 serves at `curio_url` and the payer
@@ -318,6 +421,8 @@ pub struct MockDataSet {
     pub client_data_set_id: u64,
     /// Lifecycle reserve left, in attoUSDFC.
     pub reserve: u64,
+    /// Leaves PDPVerifier counts in it (its rail's rate follows them).
+    pub leaves: u64,
 }
 
 /// What [`chain_with`] serves.
@@ -336,6 +441,8 @@ pub struct ChainSpec {
     pub legacy_view: bool,
     /// Serve `getPriceList()` on the view (today's deployments do).
     pub price_list: bool,
+    /// The deployment's prices ([`mock_prices`] unless a test says).
+    pub prices: Prices,
 }
 
 impl ChainSpec {
@@ -347,6 +454,7 @@ impl ChainSpec {
             data_sets: Vec::new(),
             legacy_view: false,
             price_list: true,
+            prices: mock_prices(),
         }
     }
 }
@@ -369,57 +477,197 @@ pub fn payee_address(id: u64) -> Address {
     }
 }
 
-/// FWSS v1.3.0's price list as its state view returns it
-/// (filecoin-services `PriceListUSDFC.sol`, pricing rationale of June 2026).
-pub fn price_list() -> IFwssView::PriceList {
-    let f = beam_edge::chain::FeeSchedule::documented();
+/// The mock deployment's prices: every figure differs from FWSS v1.3.0's
+/// documented list (`FeeSchedule::documented()`: 2.5 per TiB-month, 0.024
+/// per data set-month, create 0.025, add 0.0005 + 0.0003 per piece,
+/// reserve 0.1 / 0.005, CDN 0.7 + 0.3, 30-day lockup), so a reader that
+/// ignored the chain's numbers is caught.
+pub fn mock_prices() -> Prices {
+    Prices {
+        storage_per_tib_per_month: usdfc(3),
+        dataset_fee_per_month: usdfc_bp(360),
+        create_data_set_fee: usdfc_bp(300),
+        add_pieces_base_fee: usdfc_bp(6),
+        add_pieces_per_piece_fee: usdfc_bp(4),
+        lifecycle_reserve_target: usdfc_bp(1200),
+        replenish_threshold: usdfc_bp(60),
+        default_lockup_period: U256::from(2880 * 20),
+        cdn_lockup_amount: usdfc_bp(6000),
+        cache_miss_lockup_amount: usdfc_bp(2500),
+        cdn_lockup_period: U256::from(2880 * 5),
+    }
+}
+
+/// `prices` as the state view's `getPriceList()` returns them.
+pub fn price_list_of(prices: &Prices) -> IFwssView::PriceList {
     IFwssView::PriceList {
         token: Network::Calibration.contracts().usdfc,
         rates: IFwssView::PriceListRates {
-            storagePerTibPerMonth: f.storage_per_tib_per_month,
-            datasetFeePerMonth: f.dataset_fee_per_month,
+            storagePerTibPerMonth: prices.storage_per_tib_per_month,
+            datasetFeePerMonth: prices.dataset_fee_per_month,
             cdnEgressPerTib: usdfc(7),
             cacheMissEgressPerTib: usdfc(7),
         },
         fees: IFwssView::PriceListFees {
-            createDataSetFee: f.create_data_set_fee,
-            addPiecesBaseFee: f.add_pieces_base_fee,
-            addPiecesPerPieceFee: f.add_pieces_per_piece_fee,
+            createDataSetFee: prices.create_data_set_fee,
+            addPiecesBaseFee: prices.add_pieces_base_fee,
+            addPiecesPerPieceFee: prices.add_pieces_per_piece_fee,
             schedulePieceRemovalsFee: usdfc(2) / U256::from(1000),
             terminateFee: usdfc(112) / U256::from(100_000),
         },
         lockups: IFwssView::PriceListLockups {
-            lifecycleReserveTarget: f.lifecycle_reserve_target,
-            replenishThreshold: f.replenish_threshold,
-            defaultLockupPeriod: f.default_lockup_period,
-            cdnLockupAmount: f.cdn_lockup_amount,
-            cacheMissLockupAmount: f.cache_miss_lockup_amount,
-            cdnLockupPeriod: U256::from(2880 * 5),
+            lifecycleReserveTarget: prices.lifecycle_reserve_target,
+            replenishThreshold: prices.replenish_threshold,
+            defaultLockupPeriod: prices.default_lockup_period,
+            cdnLockupAmount: prices.cdn_lockup_amount,
+            cacheMissLockupAmount: prices.cache_miss_lockup_amount,
+            cdnLockupPeriod: prices.cdn_lockup_period,
         },
     }
 }
 
-/// A calibration chain as `spec` says: registry (`getProviderWithProduct`,
-/// `getAllActiveProviders`), FWSS and its view (`getClientDataSets` in the
-/// current or legacy layout, metadata, `getPriceList`), PDPVerifier,
-/// FilecoinPay and USDFC.
+/// The mock deployment's `getPriceList()` answer.
+pub fn price_list() -> IFwssView::PriceList {
+    price_list_of(&mock_prices())
+}
+
+/// Tells the mock Curio at `service_url` which chain runs its transactions
+/// (`POST /mock/chain`, a route of the mock only). Anything that is not a
+/// mock Curio just does not answer 204.
+async fn link_curio(service_url: &str, rpc_url: &str, from: Address, fwss: Address, chain_id: u64) {
+    let Some(host) = service_url
+        .strip_prefix("http://")
+        .and_then(|rest| rest.split('/').next())
+    else {
+        return;
+    };
+    let Ok(mut stream) = TcpStream::connect(host).await else {
+        return;
+    };
+    let body =
+        json!({"rpcUrl": rpc_url, "from": from, "fwss": fwss, "chainId": chain_id}).to_string();
+    let request = format!(
+        "POST /mock/chain HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    if stream.write_all(request.as_bytes()).await.is_ok() {
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer).await;
+    }
+}
+
+/// The view's 13-word row of set `id`.
+fn info_view(id: u64, set: &SetState) -> IFwssView::DataSetInfoView {
+    IFwssView::DataSetInfoView {
+        pdpRailId: U256::from(100 + id),
+        cacheMissRailId: U256::from(if set.with_cdn { 200 + id } else { 0 }),
+        cdnRailId: U256::from(if set.with_cdn { 300 + id } else { 0 }),
+        payer: set.payer,
+        payee: payee_address(set.provider_id),
+        serviceProvider: provider_address(set.provider_id),
+        commissionBps: U256::ZERO,
+        clientDataSetId: set.client_data_set_id,
+        pdpEndEpoch: U256::ZERO,
+        providerId: U256::from(set.provider_id),
+        pendingOneTimePayments: alloy::primitives::Uint::from(set.pending.saturating_to::<u64>()),
+        lifecycleReserveBalance: alloy::primitives::Uint::from(set.reserve.saturating_to::<u64>()),
+        dataSetId: U256::from(id),
+    }
+}
+
+/// A calibration chain as `spec` says, on a [`Ledger`]: registry
+/// (`getProviderWithProduct`, `getAllActiveProviders`), FWSS and its view
+/// (`getClientDataSets` in the current or legacy layout, metadata,
+/// `getPriceList`), PDPVerifier, FilecoinPay and USDFC, each answering per
+/// argument; the providers' mock Curios are linked to it.
 pub async fn chain_with(spec: ChainSpec) -> MockRpc {
     let rpc = MockRpc::start(CALIB).await;
     let c = Network::Calibration.contracts();
-    let funded = spec.funded;
     rpc.set_block_number(1_000);
     rpc.set_balance(PAYER, U256::from(10u64).pow(U256::from(18)));
+    let mut ledger = Ledger {
+        chain_id: CALIB,
+        fwss: c.fwss,
+        usdfc: c.usdfc,
+        prices: spec.prices.clone(),
+        block: 1_000,
+        accounts: HashMap::new(),
+        approvals: HashMap::new(),
+        wallets: HashMap::new(),
+        providers: spec
+            .providers
+            .iter()
+            .map(|(id, _)| (provider_address(*id), (*id, payee_address(*id))))
+            .collect(),
+        sets: Default::default(),
+        nonces: Default::default(),
+        transactions: Vec::new(),
+    };
+    if spec.funded {
+        ledger.wallets.insert(PAYER, usdfc(20));
+        ledger.accounts.insert(
+            PAYER,
+            Account {
+                funds: spec.funds,
+                lockup_last_settled_at: U256::from(1_000),
+                ..Account::default()
+            },
+        );
+        ledger.approvals.insert(
+            PAYER,
+            Approval {
+                is_approved: true,
+                rate_allowance: U256::MAX / U256::from(2),
+                lockup_allowance: U256::MAX / U256::from(2),
+                max_lockup_period: spec.prices.default_lockup_period,
+                ..Approval::default()
+            },
+        );
+    }
+    for d in &spec.data_sets {
+        let rate = ledger.storage_rate(d.leaves);
+        ledger.sets.insert(
+            d.data_set_id,
+            SetState {
+                payer: PAYER,
+                provider_id: d.provider_id,
+                client_data_set_id: U256::from(d.client_data_set_id),
+                metadata: vec![("withCDN".into(), String::new())],
+                leaves: d.leaves,
+                pieces: d.leaves.min(1),
+                reserve: U256::from(d.reserve),
+                pending: U256::ZERO,
+                rate,
+                with_cdn: true,
+            },
+        );
+        ledger
+            .nonces
+            .insert((PAYER, U256::from(d.client_data_set_id)));
+        // The existing set's rail already holds its rate's lockup.
+        let period = spec.prices.default_lockup_period;
+        if let Some(a) = ledger.accounts.get_mut(&PAYER) {
+            a.lockup_rate += rate;
+            a.lockup_current += rate * period;
+            a.funds += rate * period;
+        }
+    }
+    let ledger = Arc::new(Mutex::new(ledger));
+    rpc.state.lock().unwrap().ledger = Some(ledger.clone());
+
     let providers = spec.providers.clone();
-    rpc.on_call::<IServiceProviderRegistry::getProviderWithProductCall, _>(
+    rpc.on_call_result::<IServiceProviderRegistry::getProviderWithProductCall, _>(
         c.sp_registry,
         move |q| {
             let id = q.providerId.to::<u64>();
-            let url = providers
+            let Some(url) = providers
                 .iter()
                 .find(|(p, _)| *p == id)
                 .map(|(_, u)| u.clone())
-                .unwrap_or_else(|| panic!("mock chain: no provider {id}"));
-            IServiceProviderRegistry::ProviderWithProduct {
+            else {
+                return Err(format!("ProviderNotFound({id})"));
+            };
+            Ok(IServiceProviderRegistry::ProviderWithProduct {
                 providerId: U256::from(id),
                 providerInfo: IServiceProviderRegistry::ServiceProviderInfoView {
                     serviceProvider: provider_address(id),
@@ -434,7 +682,7 @@ pub async fn chain_with(spec: ChainSpec) -> MockRpc {
                     isActive: true,
                 },
                 productCapabilityValues: vec![Bytes::from(url.into_bytes())],
-            }
+            })
         },
     );
     let ids: Vec<U256> = spec
@@ -454,86 +702,142 @@ pub async fn chain_with(spec: ChainSpec) -> MockRpc {
         },
     );
     rpc.on_call::<IFwss::viewContractAddressCall, _>(c.fwss, |_| VIEW);
-    let sets = spec.data_sets.clone();
+    // The payer's sets, paged as the view pages them (by offset and limit).
+    let page = {
+        let ledger = ledger.clone();
+        move |client: Address, offset: U256, limit: U256| -> Vec<(u64, SetState)> {
+            let ledger = ledger.lock().unwrap();
+            ledger
+                .sets
+                .iter()
+                .filter(|(_, s)| s.payer == client)
+                .skip(offset.saturating_to::<usize>())
+                .take(limit.saturating_to::<usize>())
+                .map(|(id, s)| (*id, s.clone()))
+                .collect()
+        }
+    };
     if spec.legacy_view {
         rpc.on_call::<IFwssViewLegacy::getClientDataSetsCall, _>(VIEW, move |q| {
-            if q.offset > U256::ZERO {
-                return Vec::new();
-            }
-            sets.iter()
-                .map(|d| IFwssViewLegacy::DataSetInfoView {
-                    pdpRailId: U256::from(100 + d.data_set_id),
-                    cacheMissRailId: U256::from(200 + d.data_set_id),
-                    cdnRailId: U256::from(300 + d.data_set_id),
-                    payer: PAYER,
-                    payee: payee_address(d.provider_id),
-                    serviceProvider: provider_address(d.provider_id),
-                    commissionBps: U256::ZERO,
-                    clientDataSetId: U256::from(d.client_data_set_id),
-                    pdpEndEpoch: U256::ZERO,
-                    providerId: U256::from(d.provider_id),
-                    dataSetId: U256::from(d.data_set_id),
+            page(q.client, q.offset, q.limit)
+                .iter()
+                .map(|(id, s)| {
+                    let v = info_view(*id, s);
+                    IFwssViewLegacy::DataSetInfoView {
+                        pdpRailId: v.pdpRailId,
+                        cacheMissRailId: v.cacheMissRailId,
+                        cdnRailId: v.cdnRailId,
+                        payer: v.payer,
+                        payee: v.payee,
+                        serviceProvider: v.serviceProvider,
+                        commissionBps: v.commissionBps,
+                        clientDataSetId: v.clientDataSetId,
+                        pdpEndEpoch: v.pdpEndEpoch,
+                        providerId: v.providerId,
+                        dataSetId: v.dataSetId,
+                    }
                 })
                 .collect()
         });
     } else {
         rpc.on_call::<IFwssView::getClientDataSetsCall, _>(VIEW, move |q| {
-            if q.offset > U256::ZERO {
-                return Vec::new();
-            }
-            sets.iter()
-                .map(|d| IFwssView::DataSetInfoView {
-                    pdpRailId: U256::from(100 + d.data_set_id),
-                    cacheMissRailId: U256::from(200 + d.data_set_id),
-                    cdnRailId: U256::from(300 + d.data_set_id),
-                    payer: PAYER,
-                    payee: payee_address(d.provider_id),
-                    serviceProvider: provider_address(d.provider_id),
-                    commissionBps: U256::ZERO,
-                    clientDataSetId: U256::from(d.client_data_set_id),
-                    pdpEndEpoch: U256::ZERO,
-                    providerId: U256::from(d.provider_id),
-                    pendingOneTimePayments: alloy::primitives::Uint::ZERO,
-                    lifecycleReserveBalance: alloy::primitives::Uint::from(d.reserve),
-                    dataSetId: U256::from(d.data_set_id),
-                })
+            page(q.client, q.offset, q.limit)
+                .iter()
+                .map(|(id, s)| info_view(*id, s))
                 .collect()
         });
     }
-    rpc.on_call::<IFwssView::getAllDataSetMetadataCall, _>(VIEW, |_| {
+    let l = ledger.clone();
+    rpc.on_call::<IFwssView::getAllDataSetMetadataCall, _>(VIEW, move |q| {
+        let ledger = l.lock().unwrap();
+        let meta = ledger
+            .sets
+            .get(&q.dataSetId.saturating_to::<u64>())
+            .map(|s| s.metadata.clone())
+            .unwrap_or_default();
         IFwssView::getAllDataSetMetadataReturn {
-            keys: vec!["withCDN".into()],
-            values: vec![String::new()],
+            keys: meta.iter().map(|(k, _)| k.clone()).collect(),
+            values: meta.into_iter().map(|(_, v)| v).collect(),
         }
     });
     if spec.price_list {
-        rpc.on_call::<IFwssView::getPriceListCall, _>(VIEW, |_| price_list());
+        let list = price_list_of(&spec.prices);
+        rpc.on_call::<IFwssView::getPriceListCall, _>(VIEW, move |_| list.clone());
     }
-    rpc.on_call::<IPdpVerifier::dataSetLiveCall, _>(c.pdp_verifier, |_| true);
-    rpc.on_call::<IPdpVerifier::getDataSetListenerCall, _>(c.pdp_verifier, move |_| c.fwss);
-    rpc.on_call::<IPdpVerifier::getActivePieceCountCall, _>(c.pdp_verifier, |_| U256::from(1));
-    let funds = spec.funds;
-    rpc.on_call::<IErc20::balanceOfCall, _>(
-        c.usdfc,
-        move |_| if funded { usdfc(20) } else { U256::ZERO },
-    );
-    rpc.on_call::<IFilecoinPay::accountsCall, _>(c.filecoin_pay, move |_| {
+    let live = |ledger: &Arc<Mutex<Ledger>>, id: U256| -> Option<SetState> {
+        ledger
+            .lock()
+            .unwrap()
+            .sets
+            .get(&id.saturating_to::<u64>())
+            .cloned()
+    };
+    let l = ledger.clone();
+    rpc.on_call::<IPdpVerifier::dataSetLiveCall, _>(c.pdp_verifier, move |q| {
+        live(&l, q.setId).is_some()
+    });
+    let l = ledger.clone();
+    let fwss = c.fwss;
+    rpc.on_call_result::<IPdpVerifier::getDataSetListenerCall, _>(c.pdp_verifier, move |q| {
+        live(&l, q.setId)
+            .map(|_| fwss)
+            .ok_or_else(|| "Data set not live".to_string())
+    });
+    let l = ledger.clone();
+    rpc.on_call_result::<IPdpVerifier::getActivePieceCountCall, _>(c.pdp_verifier, move |q| {
+        live(&l, q.setId)
+            .map(|s| U256::from(s.pieces))
+            .ok_or_else(|| "Data set not live".to_string())
+    });
+    let l = ledger.clone();
+    rpc.on_call_result::<IPdpVerifier::getDataSetLeafCountCall, _>(c.pdp_verifier, move |q| {
+        live(&l, q.setId)
+            .map(|s| U256::from(s.leaves))
+            .ok_or_else(|| "DataSetNotLive()".to_string())
+    });
+    let l = ledger.clone();
+    rpc.on_call::<IErc20::balanceOfCall, _>(c.usdfc, move |q| {
+        l.lock()
+            .unwrap()
+            .wallets
+            .get(&q.owner)
+            .copied()
+            .unwrap_or_default()
+    });
+    let l = ledger.clone();
+    rpc.on_call::<IFilecoinPay::accountsCall, _>(c.filecoin_pay, move |q| {
+        let ledger = l.lock().unwrap();
+        let a = if q.token == ledger.usdfc {
+            ledger.accounts.get(&q.owner).cloned().unwrap_or_default()
+        } else {
+            Account::default()
+        };
         IFilecoinPay::accountsReturn {
-            funds: if funded { funds } else { U256::ZERO },
-            lockupCurrent: U256::ZERO,
-            lockupRate: U256::ZERO,
-            lockupLastSettledAt: U256::from(1_000),
+            funds: a.funds,
+            lockupCurrent: a.lockup_current,
+            lockupRate: a.lockup_rate,
+            lockupLastSettledAt: a.lockup_last_settled_at,
         }
     });
-    rpc.on_call::<IFilecoinPay::operatorApprovalsCall, _>(c.filecoin_pay, move |_| {
+    let l = ledger.clone();
+    rpc.on_call::<IFilecoinPay::operatorApprovalsCall, _>(c.filecoin_pay, move |q| {
+        let ledger = l.lock().unwrap();
+        let a = if q.token == ledger.usdfc && q.operator == ledger.fwss {
+            ledger.approvals.get(&q.client).cloned().unwrap_or_default()
+        } else {
+            Approval::default()
+        };
         IFilecoinPay::operatorApprovalsReturn {
-            isApproved: funded,
-            rateAllowance: if funded { U256::MAX } else { U256::ZERO },
-            lockupAllowance: if funded { U256::MAX } else { U256::ZERO },
-            rateUsage: U256::ZERO,
-            lockupUsage: U256::ZERO,
-            maxLockupPeriod: U256::from(86_400),
+            isApproved: a.is_approved,
+            rateAllowance: a.rate_allowance,
+            lockupAllowance: a.lockup_allowance,
+            rateUsage: a.rate_usage,
+            lockupUsage: a.lockup_usage,
+            maxLockupPeriod: a.max_lockup_period,
         }
     });
+    for (id, url) in &spec.providers {
+        link_curio(url, &rpc.url(), provider_address(*id), c.fwss, CALIB).await;
+    }
     rpc
 }

@@ -3,7 +3,9 @@
 // Usage: node tests/player/e2e.mjs <base-url> <source> <screenshot.png> [<unknown-cid>]
 //   <source>       what is typed into the player: the id of a playable piece or
 //                  asset the edge can serve (an MP4 with moov at the end), or a
-//                  whole Beam link to it (https://<payer>.filbeam.io/<cid>[/<name>])
+//                  whole Beam link to it (https://<payer>.filbeam.io/<cid>[/<name>]), or a
+//                  signed edge link (/piece/<cid>?exp=…&kid=…&sig=…) of an edge that
+//                  requires signatures
 //   <unknown-cid>  a valid PieceCID the upstream does not have (404 check; skipped if absent)
 // Exits 0 when every step passes; otherwise prints the failing step, the
 // page state and the browser log, and exits 1. Run by tests/player_e2e.rs.
@@ -20,6 +22,7 @@ if (!base || !source || !shotPath) {
 const cid = (source.match(/\bbaf[a-z0-9]{20,}/) || [source])[0];
 const linkName = decodeURIComponent((source.split(cid)[1] || "").replace(/^\//, "").split(/[?#]/)[0]);
 const isBeamLink = /^https?:\/\//.test(source);
+const isSigned = /[?&]sig=/.test(source);
 // Generous: a loaded 2-core CI machine runs Chromium, ffmpeg and the edge
 // at once. A passing run takes about 10 s.
 const TOTAL_BUDGET_MS = 150_000;
@@ -125,7 +128,9 @@ await step("a bad CID shows the server's reason", async () => {
   await load("hello");
   await waitFor("an error message", () => document.getElementById("error").textContent.length > 0);
   const text = await page.locator("#error").innerText();
-  check(text.includes("invalid PieceCID"), `error text: ${JSON.stringify(text)}`);
+  // An edge that requires signed links refuses an unsigned one first (403).
+  const want = isSigned ? "signed link is required" : "invalid PieceCID";
+  check(text.includes(want), `error text: ${JSON.stringify(text)}`);
   check(await page.locator("#cid-input").isEnabled(), "the form must stay usable");
 });
 
@@ -188,7 +193,9 @@ await step("the stats show the seek latency", async () => {
 await step("the moov at the end and the middle were fetched with Range requests", async () => {
   // Playback already proved these were answered right; here: the browser had to ask.
   // The size, from the path the media element played.
-  const played = new URL((await videoState()).src).pathname;
+  // (with its query: a signed link's signature is in it)
+  const playedUrl = new URL((await videoState()).src);
+  const played = playedUrl.pathname + playedUrl.search;
   const head = await context.request.head(`${base}${played}`);
   check(head.ok(), `HEAD ${played} answered ${head.status()}`);
   if (linkName) check((head.headers()["content-disposition"] || "").includes(linkName), `Content-Disposition ${head.headers()["content-disposition"]}`);
@@ -260,8 +267,9 @@ await step("copy-link gives #<source>&t=<seconds>, with the payer and the name",
   linkId = m[1];
   const id = decodeURIComponent(linkId);
   // A plain piece has no name; an asset announces its manifest's; a link keeps its own.
-  const parts = id.split("/");
+  const parts = id.split(/[/?]/);
   check(parts.includes(cid), `link ${link} does not name ${cid}`);
+  if (isSigned) check(id === source.replace(/^\//, ""), `link ${link} does not keep the signed link ${source}`);
   if (linkName) check(id.endsWith("/" + linkName), `link ${link} lost the name ${linkName}`);
   if (isBeamLink) check(id.startsWith("beam/") && id.includes(source.match(/^https?:\/\/([^./]+)\./)[1]), `link ${link} lost the payer`);
   const t = (await videoState()).currentTime;

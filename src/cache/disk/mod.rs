@@ -513,6 +513,21 @@ impl DiskTier {
         (entries, bytes)
     }
 
+    /// Drops one window (it failed its check against the piece's layer);
+    /// `true` when it was held.
+    pub fn remove(&self, key: &WindowKey) -> bool {
+        let mut trash = Vec::new();
+        let mut index = self.lock();
+        let held = index.remove(key).is_some();
+        if held {
+            self.move_aside(&self.window_path(key), &mut trash);
+            self.forget_piece_if_empty(&mut index, &key.cid);
+        }
+        drop(index);
+        layout::delete_all(trash);
+        held
+    }
+
     /// Indexes of the windows of `cid` held, ascending.
     pub fn windows_of(&self, cid: &str) -> Vec<u64> {
         let mut out: Vec<u64> = self

@@ -8,6 +8,9 @@
 // (https://<payer>.filbeam.io/<cid>[/<name>], or …calibration.filbeam.io…),
 // which plays through /beam/<network>/<payer>/<cid>[/<name>]: the payer comes
 // from the link, so an edge with no payer configured plays it.
+// A signed edge link (/piece/…?exp=…&kid=…&sig=…, from `beam-edge sign` or
+// /admin/sign) is played exactly as given: its path and query are what the
+// signature covers, so neither is rewritten, and copied links keep them.
 // Before the source is set, a HEAD request checks the id (as an asset, then
 // as a piece), so a bad CID,
 // a missing piece or a network failure becomes a readable message (the
@@ -105,14 +108,14 @@
   // kind: "piece" | "asset" | null (null: try as an asset, then as a piece) }.
   // `key` is the canonical text kept in the page's hash and in copied links.
   const BEAM_LINK = /^https?:\/\/([^./]+)\.(calibration\.)?filbeam\.io(?::\d+)?\/([^/?#]+)(?:\/([^?#]*))?/i;
-  const EDGE_PATH = /^(?:https?:\/\/[^/]+)?\/?(piece|asset|beam)\/([^?#]+)/;
+  const EDGE_PATH = /^(?:https?:\/\/[^/]+)?\/?(piece|asset|beam)\/([^?#]+)(\?[^#]*)?/;
   const NETWORKS = ["mainnet", "calibration"];
   function decodeName(text) {
     try { return decodeURIComponent(text || ""); } catch (e) { return text || ""; }
   }
   function parseSource(text) {
     text = (text || "").trim();
-    let cid = "", name = "", beam = null, kind = null;
+    let cid = "", name = "", beam = null, kind = null, signed = null;
     const link = text.match(BEAM_LINK);
     const edge = !link && text.match(EDGE_PATH);
     if (link) {
@@ -120,6 +123,8 @@
       cid = link[3];
       name = decodeName(link[4]);
     } else if (edge) {
+      // A signed link: the exact path and query the edge checks.
+      if (edge[3] && new URLSearchParams(edge[3]).has("sig")) signed = { path: `/${edge[1]}/${edge[2]}`, query: edge[3] };
       const parts = edge[2].split("/");
       if (edge[1] === "beam") {
         const network = NETWORKS.includes(parts[0]) ? parts.shift() : "";
@@ -135,7 +140,12 @@
       cid = slash < 0 ? text : text.slice(0, slash);
       name = slash < 0 ? "" : decodeName(text.slice(slash + 1));
     }
-    return sourceOf(cid, name, beam, kind);
+    const src = sourceOf(cid, name, beam, kind);
+    if (signed) {
+      src.signed = signed;
+      src.key = signed.path.slice(1) + signed.query;
+    }
+    return src;
   }
   function sourceOf(cid, name, beam, kind) {
     const tail = cid + (name ? "/" + name : "");
@@ -146,6 +156,7 @@
   }
   // The edge URLs to try for a source, in order.
   function mediaUrls(src) {
+    if (src.signed) return [mediaBase + src.signed.path + src.signed.query];
     const tail = "/" + encodeURIComponent(src.cid) + (src.name ? "/" + encodeURIComponent(src.name) : "");
     const prefix = src.beam
       ? "/beam/" + (src.beam.network ? src.beam.network + "/" : "") + encodeURIComponent(src.beam.payer)
@@ -231,9 +242,9 @@
     }
     // The kind that answered, and the name it is served under (an asset
     // without one in the link announces its manifest's), go into copied links.
-    const kind = url === mediaUrls({ ...src, kind: "asset" })[0] ? "asset" : "piece";
+    const kind = src.signed ? src.kind || "piece" : url === mediaUrls({ ...src, kind: "asset" })[0] ? "asset" : "piece";
     const name = src.name || dispositionName(head.headers.get("Content-Disposition"));
-    s.linkKey = sourceOf(cid, name, src.beam, src.beam || src.kind ? kind : null).key;
+    s.linkKey = src.signed ? src.key : sourceOf(cid, name, src.beam, src.beam || src.kind ? kind : null).key;
     const len = parseInt(head.headers.get("Content-Length") || "", 10);
     s.size = Number.isFinite(len) ? len : null;
     s.type = (head.headers.get("Content-Type") || "").split(";")[0].trim();
