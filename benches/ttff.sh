@@ -233,7 +233,7 @@ for profile in "${PROFILES[@]}"; do
 done
 
 # -------------------------------------------------------------------- report
-echo "Binaries: $BIN, $UPSTREAM_BIN (git $(git rev-parse --short HEAD))"
+echo "Binaries: $BIN, $UPSTREAM_BIN (built $(date -r "$BIN" +%FT%T); worktree at git $(git rev-parse --short HEAD))"
 echo "Machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p'), $(free -g | awk '/Mem:/ {print $2}') GiB;" \
      "load average at the end: $(uptime | sed 's/.*load average: //')"
 echo "Clip: 30 s of 1280x720 testsrc2 at 15 fps, 12 Mbit/s;" \
