@@ -72,7 +72,10 @@ for (const url of urls) {
   const out = { url, first_ms: null, seek_ms: null, duration: null, seek_to: null, error: null };
   let browser;
   try {
-    browser = await launch("beam-edge-ttff-", timeoutMs);
+    // One retry for a Chromium that fails to start (seen once in 69 plays on
+    // the loaded machine: "Failed to create a ProcessSingleton"); a failed
+    // play is never retried.
+    browser = await launch("beam-edge-ttff-", timeoutMs).catch(() => launch("beam-edge-ttff-", timeoutMs));
     const { context, page } = browser;
     const cdp = await context.newCDPSession(page);
     await cdp.send("Network.enable");
