@@ -335,6 +335,12 @@ impl AdminApp {
             Err(e) => return (400, json!({"error": format!("invalid PieceCID: {e}")})),
         };
         let cid_str = cid.to_string();
+        if self.state.denylist.denies(&cid) {
+            return (
+                451,
+                json!({"error": format!("{cid_str} is on access.denylist: not warmed")}),
+            );
+        }
         let size = match cid.payload_size().or(self.state.meta.get(&cid_str).size) {
             Some(s) => s,
             None => match self.state.upstream.probe(&cid_str, None, 512).await {

@@ -281,12 +281,43 @@ pub fn publish_cache_budgets(memory: u64, disk: Option<u64>) {
 }
 
 /// Upstream fallbacks: `reason` (`full_body`: Beam sent the whole piece for
-/// a deep range; `error`: Beam failed) and `target` (`provider`, `beam_retry`).
+/// a deep range; `warming`: Beam's warm-up of the piece runs; `error`: Beam
+/// failed) and `target` (`provider`, `beam_retry`).
 pub static FALLBACKS: Lazy<IntCounterVec> = Lazy::new(|| {
     counter_vec(
         "beam_edge_upstream_fallbacks_total",
-        "Fallbacks away from a Beam answer, by reason (full_body, error) and target (provider, beam_retry).",
+        "Fallbacks away from a Beam answer, by reason (full_body, warming, error) and target (provider, beam_retry).",
         &["reason", "target"],
+    )
+});
+
+/// Beam warm-ups (one whole-body response read to the end per cold piece):
+/// `outcome` is `started`, `completed` or `failed`.
+pub static BEAM_WARMUPS: Lazy<IntCounterVec> = Lazy::new(|| {
+    counter_vec(
+        "beam_edge_beam_warmups_total",
+        "Beam warm-ups of cold pieces, by outcome (started, completed, failed).",
+        &["outcome"],
+    )
+});
+
+/// Every `reason` of [`REFUSALS`] (`crate::upstream::Refusal::label`; a
+/// unit test there keeps the two equal).
+pub const REFUSAL_REASONS: [&str; 5] = [
+    "bad_bits",
+    "sanctioned",
+    "no_cdn",
+    "quota_exhausted",
+    "denylist",
+];
+
+/// Piece requests refused, by `reason`: Beam's refusals (`bad_bits`,
+/// `sanctioned`, `no_cdn`, `quota_exhausted`) and `access.denylist` (`denylist`).
+pub static REFUSALS: Lazy<IntCounterVec> = Lazy::new(|| {
+    counter_vec(
+        "beam_edge_refusals_total",
+        "Piece requests refused, by reason (bad_bits, sanctioned, no_cdn, quota_exhausted, denylist).",
+        &["reason"],
     )
 });
 
@@ -518,6 +549,16 @@ pub fn init() {
     }
     for result in ["issued", "used", "wasted", "skipped"] {
         PREFETCH.with_label_values(&[result]);
+    }
+    for reason in ["full_body", "warming", "error"] {
+        FALLBACKS.with_label_values(&[reason, "provider"]);
+    }
+    FALLBACKS.with_label_values(&["full_body", "beam_retry"]);
+    for outcome in ["started", "completed", "failed"] {
+        BEAM_WARMUPS.with_label_values(&[outcome]);
+    }
+    for reason in REFUSAL_REASONS {
+        REFUSALS.with_label_values(&[reason]);
     }
     for kind in ["tail", "index"] {
         INDEX_PREFETCH.with_label_values(&[kind]);

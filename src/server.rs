@@ -142,7 +142,14 @@ pub fn run_with(config: Config, options: RunOptions) -> Result<(), String> {
             log::error!("server.pid_file: cannot write {}: {e}", path.display());
         }
     }
-    crate::tls::reload_on_sighup(cert.clone())?;
+    let on_hangup = state.clone();
+    crate::tls::reload_on_sighup(
+        cert.clone(),
+        Box::new(move || {
+            let state = on_hangup.clone();
+            Box::pin(async move { state.reload_denylist().await })
+        }),
+    )?;
     // Under systemd (Type=notify, NotifyAccess=all) this process becomes
     // the service's main process, also when it took over by `--upgrade`
     // from a process systemd started.

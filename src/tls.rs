@@ -144,12 +144,17 @@ impl ResolvesServerCert for ReloadableCert {
     }
 }
 
+/// Work a SIGHUP does besides the certificate (runs on the SIGHUP thread's runtime).
+pub type SighupHook =
+    Box<dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Send + Sync>;
+
 /// Reloads `cert` on every SIGHUP, on a thread of its own, for the life of
 /// the process. The handler is installed before this returns, so a SIGHUP
 /// right after start-up reloads instead of killing the process (SIGHUP's
 /// default action).
-/// Without TLS a SIGHUP is logged and ignored.
-pub fn reload_on_sighup(cert: Option<Arc<ReloadableCert>>) -> Result<(), String> {
+/// Without TLS the certificate part is skipped. `also` runs after it on
+/// every SIGHUP (the denylist reload).
+pub fn reload_on_sighup(cert: Option<Arc<ReloadableCert>>, also: SighupHook) -> Result<(), String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -162,18 +167,20 @@ pub fn reload_on_sighup(cert: Option<Arc<ReloadableCert>>) -> Result<(), String>
         .spawn(move || {
             runtime.block_on(async move {
                 while hangups.recv().await.is_some() {
-                    let Some(cert) = &cert else {
-                        log::info!("SIGHUP: no server.tls, nothing to reload");
-                        continue;
-                    };
-                    match cert.reload() {
-                        Ok(()) => log::info!(
-                            "SIGHUP: TLS certificate reloaded from {} and {}",
-                            cert.cert.display(),
-                            cert.key.display()
-                        ),
-                        Err(e) => log::error!("SIGHUP: keeping the current TLS certificate: {e}"),
+                    match &cert {
+                        None => log::info!("SIGHUP: no server.tls, no certificate to reload"),
+                        Some(cert) => match cert.reload() {
+                            Ok(()) => log::info!(
+                                "SIGHUP: TLS certificate reloaded from {} and {}",
+                                cert.cert.display(),
+                                cert.key.display()
+                            ),
+                            Err(e) => {
+                                log::error!("SIGHUP: keeping the current TLS certificate: {e}")
+                            }
+                        },
                     }
+                    also().await;
                 }
             })
         })

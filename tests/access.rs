@@ -336,6 +336,9 @@ fn bytes_per_second_paces_responses_without_refusing_them() {
 #[test]
 fn egress_budget_stops_misses_within_one_window_and_still_serves_hits() {
     let beam = MockBeam::start();
+    // Beam's CDN holds the piece: budgets are reserved window by window
+    // (with a budget set, a cold piece gets no warm-up).
+    beam.set_always_warm();
     // 128 KiB padded windows: 130,048 raw bytes each.
     let window = 130_048u64;
     let budget = 600 * 1024u64;

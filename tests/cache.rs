@@ -59,6 +59,8 @@ fn start(beam: &MockBeam, cache: &str, disk: &str, upstream: &str) -> EdgeProces
 #[test]
 fn second_read_is_a_memory_hit_with_no_upstream_request() {
     let beam = MockBeam::start();
+    // Beam's CDN holds every piece: this test is about the cache.
+    beam.set_always_warm();
     let edge = start(&beam, &format!("{SMALL_WINDOWS}  prefetch: 0\n"), "", "");
     let (cid, data) = piece(&beam, 5 * W + 100, 1);
     let path = format!("/piece/{cid}");
@@ -108,6 +110,8 @@ fn second_read_is_a_memory_hit_with_no_upstream_request() {
 #[test]
 fn disk_tier_serves_when_memory_is_too_small_and_survives_kill_9() {
     let beam = MockBeam::start();
+    // Beam's CDN holds every piece: this test is about the cache.
+    beam.set_always_warm();
     // Memory holds one window; the piece has eight.
     let cache = "  window: 128KiB\n  memory: 128KiB\n  prefetch: 0\n";
     let (cid, data) = piece(&beam, 8 * W - 7, 2);
@@ -222,6 +226,8 @@ fn find_window_file(dir: &std::path::Path, cid: &str, index: u64) -> Option<std:
 #[test]
 fn eviction_keeps_both_tiers_within_budget() {
     let beam = MockBeam::start();
+    // Beam's CDN holds every piece: this test is about the cache.
+    beam.set_always_warm();
     // Disk: room for two windows (plus headers); memory: one.
     let edge = start(
         &beam,
@@ -244,6 +250,8 @@ fn eviction_keeps_both_tiers_within_budget() {
 #[test]
 fn concurrent_cold_requests_cause_one_upstream_fetch() {
     let beam = MockBeam::start();
+    // Beam's CDN holds every piece: this test is about the cache.
+    beam.set_always_warm();
     let edge = start(&beam, &format!("{SMALL_WINDOWS}  prefetch: 0\n"), "", "");
     let (cid, data) = piece(&beam, 4 * W, 4);
     // The upstream holds its answers until all 20 readers are waiting.
@@ -288,6 +296,8 @@ fn concurrent_cold_requests_cause_one_upstream_fetch() {
 #[test]
 fn sequential_readers_get_read_ahead() {
     let beam = MockBeam::start();
+    // Beam's CDN holds every piece: this test is about the cache.
+    beam.set_always_warm();
     let edge = start(
         &beam,
         "  window: 128KiB\n  memory: 64MiB\n  prefetch: 4\n",
@@ -336,6 +346,8 @@ fn sequential_readers_get_read_ahead() {
 #[test]
 fn a_client_that_leaves_stops_the_upstream_download() {
     let beam = MockBeam::start();
+    // Beam's CDN holds every piece: this test is about the cache.
+    beam.set_always_warm();
     let edge = start(
         &beam,
         "  window: 128KiB\n  memory: 64MiB\n  prefetch: 2\n  run_windows: 8\n",
@@ -376,9 +388,9 @@ fn a_client_that_leaves_stops_the_upstream_download() {
 #[test]
 fn beam_whole_body_for_a_deep_range_falls_back_to_a_provider() {
     let beam = MockBeam::start();
-    let provider = MockBeam::start();
+    let provider = MockBeam::start_provider();
     let providers = format!(
-        "  providers: [\"http://{}\"]\n  max_skip: 1MiB\n",
+        "  providers: [\"http://{}\"]\n  max_skip: 1MiB\n  beam_warm: false\n",
         provider.addr
     );
     let edge = start(
@@ -442,8 +454,11 @@ fn deep_range_without_a_provider_is_a_clear_502() {
         &beam,
         &format!("{SMALL_WINDOWS}  prefetch: 0\n"),
         "",
-        "  max_skip: 1MiB\n",
+        // Without a warm-up (tests/beam_cold.rs has those), a deep range
+        // answered with the whole piece is never read up to.
+        "  max_skip: 1MiB\n  beam_warm: false\n",
     );
+    beam.set_always_warm();
     let (cid, data) = piece(&beam, 100 * W, 8);
     // Window 0 is cached first, so only the deep read meets the fault.
     let (s, _, _) = get(&edge, &format!("/piece/{cid}"), &[("Range", "bytes=0-9")]);
@@ -475,7 +490,9 @@ fn deep_range_without_a_provider_is_a_clear_502() {
 #[test]
 fn beam_failure_falls_back_to_a_provider() {
     let beam = MockBeam::start();
-    let provider = MockBeam::start();
+    // Beam's CDN holds every piece: this test is about the cache.
+    beam.set_always_warm();
+    let provider = MockBeam::start_provider();
     let providers = format!(
         "  providers: [\"http://{}/\"]\n  retries: 0\n",
         provider.addr
@@ -507,6 +524,8 @@ fn beam_failure_falls_back_to_a_provider() {
 #[test]
 fn admin_endpoints_purge_warm_and_report() {
     let beam = MockBeam::start();
+    // Beam's CDN holds every piece: this test is about the cache.
+    beam.set_always_warm();
     let token = "a-long-admin-token-for-tests";
     let edge = EdgeProcess::start_opts(EdgeOptions {
         upstream: beam_upstream(&beam, ""),
@@ -602,6 +621,8 @@ fn admin_endpoints_purge_warm_and_report() {
 #[test]
 fn a_purge_during_a_fill_leaves_no_window_behind() {
     let beam = MockBeam::start();
+    // Beam's CDN holds every piece: this test is about the cache.
+    beam.set_always_warm();
     let edge = start(
         &beam,
         "  window: 128KiB\n  memory: 64MiB\n  prefetch: 0\n  run_windows: 8\n",

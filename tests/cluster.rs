@@ -216,6 +216,8 @@ fn window_count() -> u64 {
 #[test]
 fn one_cache_across_three_replicas() {
     let beam = MockBeam::start();
+    // Beam's CDN holds every piece: the subject is how replicas share windows.
+    beam.set_always_warm();
     let (cid, data) = piece(&beam, 11);
     let root = tempfile::tempdir().unwrap();
     let ms = members(3, root.path());
@@ -284,6 +286,8 @@ fn one_cache_across_three_replicas() {
 #[test]
 fn a_killed_replica_costs_no_errors_and_comes_back_warm() {
     let beam = MockBeam::start();
+    // Beam's CDN holds every piece: the subject is how replicas share windows.
+    beam.set_always_warm();
     let (cid, data) = piece(&beam, 12);
     let root = tempfile::tempdir().unwrap();
     let ms = members(3, root.path());
@@ -336,6 +340,8 @@ fn a_killed_replica_costs_no_errors_and_comes_back_warm() {
 #[test]
 fn a_stalled_owner_is_timed_out_and_skipped() {
     let beam = MockBeam::start();
+    // Beam's CDN holds every piece: the subject is how replicas share windows.
+    beam.set_always_warm();
     let (cid, data) = piece(&beam, 16);
     let root = tempfile::tempdir().unwrap();
     let ms = members(3, root.path());
@@ -371,6 +377,8 @@ fn a_stalled_owner_is_timed_out_and_skipped() {
 #[test]
 fn disagreeing_replicas_make_one_hop() {
     let beam = MockBeam::start();
+    // Beam's CDN holds every piece: the subject is how replicas share windows.
+    beam.set_always_warm();
     let (cid, data) = piece(&beam, 13);
     let root = tempfile::tempdir().unwrap();
     let ms = members(2, root.path());
@@ -418,6 +426,8 @@ fn disagreeing_replicas_make_one_hop() {
 #[test]
 fn a_hammered_window_becomes_a_memory_hit_on_a_non_owner() {
     let beam = MockBeam::start();
+    // Beam's CDN holds every piece: the subject is how replicas share windows.
+    beam.set_always_warm();
     let (cid, data) = piece(&beam, 14);
     let root = tempfile::tempdir().unwrap();
     let ms = members(3, root.path());
@@ -497,6 +507,8 @@ fn dnsmasq(ms: &[Member]) -> Dnsmasq {
 #[test]
 fn membership_from_dns_srv() {
     let beam = MockBeam::start();
+    // Beam's CDN holds every piece: the subject is how replicas share windows.
+    beam.set_always_warm();
     let (cid, data) = piece(&beam, 15);
     let root = tempfile::tempdir().unwrap();
     let ms = members(3, root.path());

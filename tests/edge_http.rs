@@ -374,6 +374,8 @@ fn bad_cids_and_unknown_routes_never_reach_the_upstream() {
 #[test]
 fn a_v1_cid_learns_its_size_from_the_upstream() {
     let beam = MockBeam::start();
+    // Beam's CDN holds the piece (tests/beam_cold.rs covers a cold one).
+    beam.set_always_warm();
     let edge = EdgeProcess::with_beam(&beam, "");
     let data = mp4_like(30_000, 5);
     let v1 = commp_of(&data).unwrap().to_v1().to_string();
@@ -394,7 +396,10 @@ fn a_v1_cid_learns_its_size_from_the_upstream() {
 #[test]
 fn upstream_status_codes_are_mapped_honestly() {
     let beam = MockBeam::start();
-    let edge = EdgeProcess::with_beam(&beam, "");
+    // Beam's CDN holds the piece (tests/beam_cold.rs covers a cold one).
+    beam.set_always_warm();
+    // Each status is asked afresh: no refusal is remembered.
+    let edge = EdgeProcess::with_beam(&beam, "  refusal_ttl: 0s\n");
     let (cid, _) = piece(&beam, 5_000, 6);
     let path = format!("/piece/{cid}");
 
@@ -596,7 +601,8 @@ fn lying_upstreams_never_produce_wrong_bytes() {
 #[test]
 fn a_whole_body_200_for_a_range_is_cut_to_the_range() {
     let beam = MockBeam::start();
-    let edge = EdgeProcess::with_beam(&beam, "");
+    // Without Beam warm-ups (tests/beam_cold.rs has those) such a body is cut.
+    let edge = EdgeProcess::with_beam(&beam, "  beam_warm: false\n");
     let size = 48 << 20;
     let (cid, data) = piece(&beam, size, 9);
     beam.set_fault(Fault::FullBodyForRange);
@@ -639,6 +645,8 @@ fn without_a_payer_piece_requests_say_what_is_missing() {
 #[test]
 fn metrics_listener_serves_prometheus_text() {
     let beam = MockBeam::start();
+    // Beam's CDN holds the piece (tests/beam_cold.rs covers a cold one).
+    beam.set_always_warm();
     let edge = EdgeProcess::with_beam(&beam, "");
     let (cid, _) = piece(&beam, 4_000, 10);
     let (s, _, _) = get(&edge, &format!("/piece/{cid}"), &[("Range", "bytes=0-999")]);

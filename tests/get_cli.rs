@@ -190,6 +190,8 @@ fn straight_from_beam_by_payer_and_from_a_provider_url() {
 #[test]
 fn an_interrupted_download_resumes_from_its_part_file() {
     let beam = MockBeam::start();
+    // Served as a storage provider serves /piece: ranges from the first request.
+    beam.set_always_warm();
     let (cid, data) = piece(&beam, 9_000_000, 5);
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("resumed.bin");

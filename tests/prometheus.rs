@@ -293,6 +293,12 @@ fn traffic(beam: &MockBeam, edge: &EdgeProcess, auth: &str, round: u64) {
     beam.add_piece(&quota_cid, quota);
     let (s, _, _) = raw_get(edge.public, &format!("/piece/{quota_cid}"), &[]).unwrap();
     assert_eq!(s, 402);
+    // Beam fails (503): the storage provider is asked instead (a 402 is a
+    // refusal and never falls back).
+    beam.set_fault(Fault::Status(503));
+    let failing = commp_of(&mp4_like(1000, 550 + round)).unwrap().to_string();
+    let (s, _, _) = raw_get(edge.public, &format!("/piece/{failing}"), &[]).unwrap();
+    assert_eq!(s, 502);
     beam.set_fault(Fault::None);
     // An upload through the admin listener, played back from the cache.
     let upload = mp4_like(450_000, 600 + round);
@@ -332,6 +338,8 @@ async fn every_dashboard_query_answers_from_a_real_prometheus() {
 
 fn scrape_and_query(curio: &MockCurio, rpc_url: &str) {
     let beam = MockBeam::start();
+    // Beam's CDN holds every piece: each fault below meets a ranged read.
+    beam.set_always_warm();
     let token = "an-admin-token-for-prometheus";
     let edge = EdgeProcess::start_opts(EdgeOptions {
         upstream: beam_upstream(&beam, "  retries: 0\n"),

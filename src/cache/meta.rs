@@ -38,6 +38,12 @@ impl PieceMetaStore {
         map.get(cid).copied().unwrap_or_default()
     }
 
+    /// Every piece with an entry.
+    pub fn cids(&self) -> Vec<String> {
+        let map = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        map.keys().cloned().collect()
+    }
+
     /// Records facts about `cid`; `None` fields leave what was known.
     pub fn update(&self, cid: &str, size: Option<u64>, content_type: Option<&'static str>) {
         let mut map = self.entries.lock().unwrap_or_else(|p| p.into_inner());

@@ -13,10 +13,14 @@
 //! nothing it has left is wanted: a client that goes away does not leave a
 //! 4 GB download running. Transient upstream failures are retried, resuming
 //! at the first missing byte. Beam's whole-piece 200 to a ranged request is
-//! used only when the range starts within `max_skip` of byte 0 (and the
-//! windows it carries before the range are cached too); otherwise it is
-//! dropped at once and the range is asked of a storage provider, then of
-//! Beam once more. A reader moving forward triggers read-ahead of the next
+//! the one warm-up of that piece (`warmup`): it runs to completion so Beam's
+//! CDN fills, its windows fill this cache as they stream past, readers near
+//! it join it, and deep ranges go to the storage providers meanwhile.
+//! Without a warm-up (off, too large, one failed) such a body is used only
+//! when the range starts within `max_skip` of byte 0 (and the windows it
+//! carries before the range are cached too); otherwise it is dropped at
+//! once and the range is asked of a storage provider, then of Beam once
+//! more. A reader moving forward triggers read-ahead of the next
 //! `prefetch` windows, bounded process-wide.
 //!
 //! Nothing here knows about HTTP sessions: `edge` turns chunks into
@@ -27,7 +31,8 @@
 //! tiers' composition; `reader` (where each slice comes from), `plan`
 //! (registering runs of fills, read-ahead), `run` (one upstream request per
 //! run, retries), `providers` (which upstream answers, provider fallback),
-//! `beam_prefix` (windows before the range in a whole-piece 200), `store`
+//! `beam_prefix` (windows before the range in a whole-piece 200), `warmup`
+//! (Beam's one whole-body response per cold piece), `store`
 //! (completing a fill: check, readers, tiers), `peers` (cluster mode: a
 //! run opened from the window's owner; peer windows kept in memory only).
 
@@ -47,6 +52,7 @@ mod providers;
 mod reader;
 mod run;
 mod store;
+mod warmup;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -114,6 +120,13 @@ pub struct CacheSettings {
     pub beam_retry_delay: Duration,
     /// Layer builds and the `verify.mode` policy.
     pub verify: build::VerifySettings,
+    /// Warm Beam with its first whole-piece answer to a piece (`upstream.beam_warm`).
+    pub beam_warm: bool,
+    /// Largest padded piece size warmed that way (`upstream.beam_warm_max`).
+    pub beam_warm_max: u64,
+    /// Serve from the storage providers when Beam's egress quota is used up
+    /// (`upstream.on_quota_exhausted: providers`).
+    pub quota_fallback: bool,
     /// Per-payer budgets of upstream bytes: every window read from an
     /// upstream is reserved first (`None`: no budget).
     pub egress: Option<Arc<crate::access::budget::EgressBudget>>,
@@ -258,6 +271,8 @@ struct Inner {
     builds: Builds,
     /// Cluster mode: where windows this replica does not own come from.
     cluster: Option<Arc<Cluster>>,
+    /// Beam warm-ups running, by (Beam base URL, PieceCID).
+    warmups: warmup::Warmups,
 }
 
 /// The window cache. Cheap to clone.
@@ -316,6 +331,7 @@ impl WindowCache {
             settings,
             prefetched_unread: Mutex::new(HashSet::new()),
             cluster,
+            warmups: warmup::Warmups::default(),
         };
         let cache = WindowCache {
             inner: Arc::new(inner),
@@ -346,6 +362,18 @@ impl WindowCache {
             self.inner.layer_arrived(&piece, added);
         }
         Ok(())
+    }
+
+    /// A piece's size from the storage providers' `HEAD` (static ones,
+    /// then the chain-resolved holders): for a v1 CID while Beam is cold.
+    pub async fn provider_size(&self, cid: &str) -> Option<u64> {
+        let s = &self.inner.settings;
+        let usable = s.pool.usable(&s.providers);
+        if let Some(size) = self.inner.upstream.provider_size(&usable, cid).await {
+            return Some(size);
+        }
+        let resolved = s.pool.resolved(cid, &usable).await;
+        self.inner.upstream.provider_size(&resolved, cid).await
     }
 
     /// True when fetched windows are checked (`cache.check_windows` on and
@@ -548,6 +576,19 @@ impl WindowCache {
             disk,
             filling,
         }
+    }
+
+    /// Pieces the disk tier holds windows of, and pieces being filled (the
+    /// memory tier keeps no per-piece index).
+    pub fn known_pieces(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .inner
+            .disk
+            .as_ref()
+            .map(|d| d.pieces())
+            .unwrap_or_default();
+        out.extend(self.inner.lock_fills().keys().map(|k| k.cid.to_string()));
+        out
     }
 
     /// Drops every window of `cid` from both tiers; returns the windows removed.

@@ -32,7 +32,7 @@ impl Inner {
     /// next member in hash order is asked, finally Beam: a peer's death
     /// never reaches the client.
     pub(super) async fn open_source(
-        &self,
+        self: &Arc<Self>,
         piece: &Piece,
         range: ByteRange,
         local_only: bool,
@@ -52,11 +52,9 @@ impl Inner {
                         return Ok((body, false, holder));
                     }
                     // The piece itself is refused: Beam would say the same.
-                    Err(
-                        e @ (UpstreamError::NotFound
-                        | UpstreamError::PaymentRequired
-                        | UpstreamError::Forbidden),
-                    ) => return Err(e),
+                    Err(e @ (UpstreamError::NotFound | UpstreamError::Refused { .. })) => {
+                        return Err(e)
+                    }
                     Err(e) => {
                         log::warn!("peer {} failed for {}: {e}", peer.name, piece.cid);
                         cluster.peer_failed(&peer);

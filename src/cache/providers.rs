@@ -1,9 +1,12 @@
-//! Which upstream answers a run: Beam first; a whole-piece answer to a
-//! range starting past `max_skip` is dropped at once and the range asked of
-//! each storage provider in turn (the static ones, then the chain-resolved
-//! holders, minus those backing off after a 429: `crate::upstream::resolve`),
-//! then of Beam once more after a delay; a Beam error also falls back to the
-//! providers.
+//! Which upstream answers a run: Beam first. A whole-piece answer (Beam is
+//! cold) starts the piece's warm-up (`warmup`); the run then reads from it
+//! when its range is near the head, else asks each storage provider in turn
+//! (the static ones, then the chain-resolved holders, minus those backing
+//! off after a 429: `crate::upstream::resolve`). Without a warm-up such an
+//! answer to a range past `max_skip` is dropped at once for the providers,
+//! then Beam once more after a delay. A Beam error falls back to the
+//! providers, except a refusal (Bad Bits, sanctioned, no CDN; an exhausted
+//! quota unless `upstream.on_quota_exhausted: providers`).
 //!
 //! What it is not: the request and retry loop of a run (`run`) or the
 //! upstream HTTP client (`crate::upstream`).
@@ -13,13 +16,16 @@ use std::sync::Arc;
 use super::{Inner, Piece};
 use crate::http::range::ByteRange;
 use crate::metrics;
-use crate::upstream::{Origin, UpstreamBody, UpstreamError};
+use crate::upstream::{Origin, Refusal, UpstreamBody, UpstreamError};
 
 impl Inner {
     /// Opens `range` from the best upstream. Returns the body and whether it
     /// starts at byte 0 (a whole-piece answer used as is).
+    /// [`UpstreamError::Warming`] means the piece's Beam warm-up runs (maybe
+    /// started here) and no provider served the range: the caller hands its
+    /// fills to the warm-up.
     pub(super) async fn open_upstream(
-        &self,
+        self: &Arc<Self>,
         piece: &Piece,
         range: ByteRange,
     ) -> Result<(UpstreamBody, bool, Arc<str>), UpstreamError> {
@@ -30,49 +36,99 @@ impl Inner {
                 return Ok((b, false, p));
             }
         }
-        let (b, z) = self.open_upstream_inner(piece, range).await?;
-        Ok((b.0, z, b.1.unwrap_or(beam)))
+        let ((b, holder), z) = self.open_upstream_inner(piece, range).await?;
+        Ok((b, z, holder.unwrap_or(beam)))
     }
 
+    /// [`Inner::open_upstream`] without the distrust rule: the body, the
+    /// provider that sent it (`None`: Beam) and whether it starts at byte 0.
     async fn open_upstream_inner(
-        &self,
+        self: &Arc<Self>,
         piece: &Piece,
         range: ByteRange,
     ) -> Result<((UpstreamBody, Option<Arc<str>>), bool), UpstreamError> {
+        // The first request for a piece whose state at Beam is unknown goes
+        // alone (the head and the tail of a first play start at once): the
+        // others wait for its answer, so a cold piece gets one whole-body
+        // answer and a refusal one request.
+        let _first = self.first_contact(piece).await;
         let beam = self
             .upstream
             .fetch_from(piece.beam_origin(), &piece.cid, range, Some(piece.size))
             .await;
         match beam {
             Ok(body) if !body.whole_piece() => Ok(((body, None), false)),
-            Ok(mut body) if range.start <= self.settings.max_skip => {
-                body.rewind_to_zero();
-                Ok(((body, None), true))
-            }
-            Ok(body) => {
-                // A deep range answered with the whole piece: never read up to it.
-                drop(body);
-                if let Some((b, p)) = self.try_providers(piece, range, "full_body").await {
-                    return Ok(((b, Some(p)), false));
-                }
-                metrics::FALLBACKS
-                    .with_label_values(&["full_body", "beam_retry"])
-                    .inc();
-                tokio::time::sleep(self.settings.beam_retry_delay).await;
-                match self.upstream.fetch_from(piece.beam_origin(), &piece.cid, range, Some(piece.size)).await {
-                    Ok(b) if !b.whole_piece() => Ok(((b, None), false)),
-                    Ok(_) => Err(UpstreamError::BadResponse(format!(
-                        "Beam answered a range starting at byte {} with the whole piece and no storage provider \
-                         could serve it (set upstream.providers or upstream.resolve_providers)",
-                        range.start
-                    ))),
-                    Err(e) => Err(e),
-                }
-            }
+            Ok(body) => match self.start_warmup(piece, body) {
+                None if range.start <= self.settings.max_skip => Err(UpstreamError::Warming),
+                None => self.providers_while_warming(piece, range).await,
+                Some(body) => self.cold_body(piece, range, body).await,
+            },
+            Err(UpstreamError::Warming) => self.providers_while_warming(piece, range).await,
+            Err(e) if !self.may_fall_back(&e) => Err(e),
             Err(e) => match self.try_providers(piece, range, "error").await {
                 Some((b, p)) => Ok(((b, Some(p)), false)),
                 None => Err(e),
             },
+        }
+    }
+
+    /// A Beam error the storage providers may answer instead: not a refusal
+    /// (Bad Bits, sanctioned payer, no CDN), except an exhausted quota with
+    /// `upstream.on_quota_exhausted: providers`.
+    fn may_fall_back(&self, e: &UpstreamError) -> bool {
+        match e.refusal() {
+            None => true,
+            Some(Refusal::QuotaExhausted) => self.settings.quota_fallback,
+            Some(_) => false,
+        }
+    }
+
+    /// A range the running warm-up will not reach soon: a storage provider's.
+    async fn providers_while_warming(
+        &self,
+        piece: &Piece,
+        range: ByteRange,
+    ) -> Result<((UpstreamBody, Option<Arc<str>>), bool), UpstreamError> {
+        match self.try_providers(piece, range, "warming").await {
+            Some((b, p)) => Ok(((b, Some(p)), false)),
+            None => Err(UpstreamError::Warming),
+        }
+    }
+
+    /// Beam's whole-piece answer with no warm-up (off, too large, one
+    /// failed or running): used from byte 0 near the head, else dropped at
+    /// once for the providers, then Beam once more.
+    async fn cold_body(
+        &self,
+        piece: &Piece,
+        range: ByteRange,
+        mut body: UpstreamBody,
+    ) -> Result<((UpstreamBody, Option<Arc<str>>), bool), UpstreamError> {
+        if range.start <= self.settings.max_skip {
+            body.rewind_to_zero();
+            return Ok(((body, None), true));
+        }
+        // A deep range answered with the whole piece: never read up to it.
+        drop(body);
+        if let Some((b, p)) = self.try_providers(piece, range, "full_body").await {
+            return Ok(((b, Some(p)), false));
+        }
+        metrics::FALLBACKS
+            .with_label_values(&["full_body", "beam_retry"])
+            .inc();
+        tokio::time::sleep(self.settings.beam_retry_delay).await;
+        match self
+            .upstream
+            .fetch_from(piece.beam_origin(), &piece.cid, range, Some(piece.size))
+            .await
+        {
+            Ok(b) if !b.whole_piece() => Ok(((b, None), false)),
+            Ok(_) => Err(UpstreamError::BadResponse(format!(
+                "Beam answered a range starting at byte {} with the whole piece and no storage provider \
+                 could serve it (set upstream.providers or upstream.resolve_providers)",
+                range.start
+            ))),
+            Err(e) => Err(e),
         }
     }
 

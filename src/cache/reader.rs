@@ -59,15 +59,16 @@ pub struct RangeReader {
 
 /// True for an upstream answer that may hold only for the payer whose request
 /// started the fill (Beam's 402: no CDN data set of *that* payer holds the
-/// piece; 403: that payer is blocked). A reader of another payer that joined
-/// such a fill asks again as itself, so a request naming a wrong payer cannot
-/// fail the readers of a right one.
+/// piece, or its quota is used up; 403: that payer is blocked). A reader of
+/// another payer that joined such a fill asks again as itself, so a request
+/// naming a wrong payer cannot fail the readers of a right one.
 fn refused_to_another_payer(e: &CacheError) -> bool {
+    use crate::upstream::Refusal;
     matches!(
         e,
-        CacheError::Upstream(
-            crate::upstream::UpstreamError::PaymentRequired
-                | crate::upstream::UpstreamError::Forbidden
+        CacheError::Upstream(e) if matches!(
+            e.refusal(),
+            Some(Refusal::NoCdn | Refusal::QuotaExhausted | Refusal::Sanctioned)
         )
     )
 }

@@ -3,6 +3,9 @@
 //! from the first missing byte, stopped at a window boundary once nothing
 //! left is wanted.
 //!
+//! A run whose windows Beam's warm-up stream will reach soon hands them to
+//! it (`warmup`) instead of asking anyone.
+//!
 //! What it is not: the choice of upstream (`providers`), the caching of the
 //! windows before a range carried by a whole-piece body (`beam_prefix`), or
 //! what happens to a finished window (`store`).
@@ -74,6 +77,11 @@ impl Inner {
                 self.abandon(&fills[cur..], CacheError::Cancelled);
                 return;
             };
+            // Beam is warming this piece and its stream will be here soon:
+            // read from it rather than from anywhere else.
+            if self.adopt(piece, &fills[cur..], false) {
+                return;
+            }
             let start = first.start + fills[cur].received();
             let range = ByteRange::new(start, last.end);
             let result = self.open_source(piece, range, local_only).await;
@@ -95,6 +103,25 @@ impl Inner {
                     self.builds
                         .note_holder(fills[cur..].iter().map(|f| f.key.clone()), &holder);
                     (body, from_zero, holder)
+                }
+                Err(UpstreamError::Warming) => {
+                    // No provider serves the range: the warm-up will, unless
+                    // its stream has passed these windows; then Beam is asked
+                    // once it ends (warm by then).
+                    if self.adopt(piece, &fills[cur..], true) {
+                        return;
+                    }
+                    self.warmup_ended(piece).await;
+                    failures += 1;
+                    if failures > self.settings.retries + 2 {
+                        self.abandon(&fills[cur..], CacheError::Upstream(UpstreamError::Warming));
+                        return;
+                    }
+                    if !self.warming(piece) {
+                        continue;
+                    }
+                    backoff(failures).await;
+                    continue;
                 }
                 Err(e) => {
                     if e.is_transient() && failures < self.settings.retries {

@@ -172,6 +172,8 @@ impl Cluster {
             beam_base_url: None,
             connect_timeout: k.peer_timeout.0,
             read_timeout: k.peer_timeout.0,
+            // Peers are not Beam: nothing is remembered about their answers.
+            refusal_ttl: std::time::Duration::ZERO,
         })?;
         let window_raw = config.window_raw_bytes().max(1);
         let hot_limit =

@@ -25,11 +25,26 @@ pub struct AccessConfig {
     pub limits: ClientLimitsConfig,
     /// Per-payer budgets of upstream miss bytes.
     pub egress_budget: EgressBudgetConfig,
+    /// Files in the Bad Bits format (`//<hex sha256 of "<cid>/">` per
+    /// line) listing pieces never served (451), read again on SIGHUP.
+    pub denylist: Vec<std::path::PathBuf>,
 }
 
 /// The checks of `access.*` with a fixed key path, in order (the checks of
 /// list entries, whose paths carry an index, are [`check_lists`]).
-pub(super) const CHECKS: &[super::validate::Check] = &[];
+pub(super) const CHECKS: &[super::validate::Check] = &[check_denylist];
+
+fn check_denylist(c: &Config) -> Result<(), (&'static str, String)> {
+    for f in &c.access.denylist {
+        if let Err(e) = std::fs::File::open(f) {
+            return Err((
+                "access.denylist",
+                format!("cannot read {}: {e}", f.display()),
+            ));
+        }
+    }
+    Ok(())
+}
 
 /// Shortest secret of a signing key, in bytes: HMAC-SHA256 gains nothing
 /// past 32 and a shorter one is guessable offline from any signed link.

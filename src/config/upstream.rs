@@ -113,6 +113,31 @@ pub struct UpstreamConfig {
     pub resolve_ttl: HumanDuration,
     /// How long a provider that answered 429 is skipped.
     pub provider_backoff: HumanDuration,
+    /// When Beam answers a range with the whole piece (the piece is cold in
+    /// its CDN), let that one response run to completion, filling this
+    /// cache as it streams, so Beam warms; other reads of the piece go to
+    /// the warm-up or to storage providers meanwhile, never to Beam.
+    pub beam_warm: bool,
+    /// Largest piece (padded size) warmed that way; larger pieces' cold
+    /// answers are used near byte 0 and dropped for deep ranges.
+    pub beam_warm_max: ByteSize,
+    /// What a Beam 402 "egress quota exhausted" leads to: `refuse` (answer
+    /// 402) or `providers` (serve from the storage providers, which then
+    /// carry the egress that Beam would have billed).
+    pub on_quota_exhausted: OnQuotaExhausted,
+    /// How long a Beam refusal (Bad Bits, sanctioned, no CDN, quota) of a
+    /// payer's piece is answered again without asking Beam.
+    pub refusal_ttl: HumanDuration,
+}
+
+/// `upstream.on_quota_exhausted`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnQuotaExhausted {
+    /// Answer Beam's 402 to the client.
+    Refuse,
+    /// Serve the piece from the storage providers instead.
+    Providers,
 }
 
 impl Default for UpstreamConfig {
@@ -131,6 +156,10 @@ impl Default for UpstreamConfig {
             rpc_url: None,
             resolve_ttl: HumanDuration(Duration::from_secs(600)),
             provider_backoff: HumanDuration(Duration::from_secs(10)),
+            beam_warm: true,
+            beam_warm_max: ByteSize(1 << 30),
+            on_quota_exhausted: OnQuotaExhausted::Refuse,
+            refusal_ttl: HumanDuration(Duration::from_secs(30)),
         }
     }
 }
@@ -142,6 +171,7 @@ pub(super) const CHECKS: &[super::validate::Check] = &[
     check_payers,
     check_upstream_urls,
     check_timeouts,
+    check_beam_warm,
 ];
 
 fn check_provider_resolution(c: &Config) -> Result<(), (&'static str, String)> {
@@ -227,6 +257,23 @@ fn check_upstream_urls(c: &Config) -> Result<(), (&'static str, String)> {
     check_http_url(&probe).map_err(|r| ("upstream.beam_url", r))?;
     for p in &c.upstream.providers {
         check_http_url(p).map_err(|r| ("upstream.providers", r))?;
+    }
+    Ok(())
+}
+
+fn check_beam_warm(c: &Config) -> Result<(), (&'static str, String)> {
+    let max = c.upstream.beam_warm_max.0;
+    if max == 0 || max > 64 << 30 {
+        return Err((
+            "upstream.beam_warm_max",
+            format!("must be between 1 byte and 64GiB (the largest Filecoin piece is 1GiB padded), got {max}"),
+        ));
+    }
+    if c.upstream.refusal_ttl.0 > Duration::from_secs(3600) {
+        return Err((
+            "upstream.refusal_ttl",
+            "must be at most 1h: a payer who tops up or is cleared must not wait longer".into(),
+        ));
     }
     Ok(())
 }

@@ -101,11 +101,14 @@ pub(super) async fn fetch_range_once(
             }
         }
         200 => {
-            // A whole body is fine only when it is what was asked for.
-            let whole = start == 0 && size == Some(want) && resp.content_length() == Some(want);
+            // A whole body is fine when it is what was asked for (a cold
+            // Beam streams it chunked, without Content-Length).
+            let whole =
+                start == 0 && size == Some(want) && resp.content_length().is_none_or(|l| l == want);
             if !whole {
+                warm_cold_source(url, resp).await;
                 return Err(Attempt::Retry(
-                    "the source ignored the Range and sent the whole piece (a cold Beam cache does)"
+                    "the source ignored the Range and sent the whole piece (a cold Beam cache does): it was read to the end once, so Beam warms and answers ranges"
                         .into(),
                 ));
             }
@@ -136,6 +139,33 @@ pub(super) async fn fetch_range_once(
         )));
     }
     Ok(buf.freeze())
+}
+
+/// A whole-piece answer to a range: Beam while the piece is cold in its CDN,
+/// which it fills only when a response completes. One worker per URL reads
+/// that body to the end (discarding it: memory stays flat), so the retries
+/// get 206s; the others drop theirs and wait for it, instead of each
+/// costing the payer a whole piece.
+async fn warm_cold_source(url: &str, resp: reqwest::Response) {
+    type Locks = std::collections::HashMap<String, std::sync::Arc<tokio::sync::Mutex<()>>>;
+    static WARMING: std::sync::LazyLock<std::sync::Mutex<Locks>> =
+        std::sync::LazyLock::new(Default::default);
+    let lock = WARMING
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .entry(url.to_string())
+        .or_default()
+        .clone();
+    match lock.clone().try_lock_owned() {
+        Ok(_drainer) => {
+            let mut body = resp.bytes_stream();
+            while let Some(Ok(_)) = body.next().await {}
+        }
+        Err(_) => {
+            drop(resp);
+            drop(lock.lock().await);
+        }
+    }
 }
 
 /// [`fetch_range_once`] with retries; bytes of a failed attempt are taken

@@ -16,6 +16,7 @@
 //! aborts the connection (never a clean end of a short body), via
 //! [`ProxyHttp::fail_to_proxy`] which writes nothing once a header is out.
 
+pub mod denylist;
 pub mod limits;
 pub mod piece;
 pub mod player;
@@ -69,6 +70,8 @@ pub struct EdgeState {
     pub payer_routes: route::PayerRoutes,
     /// Cluster mode: the members and window ownership (`None` when off).
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// Pieces never served (`access.denylist`).
+    pub denylist: denylist::Denylist,
     /// Signed URLs, client limits and egress budgets.
     pub access: Arc<Access>,
 }
@@ -80,6 +83,7 @@ impl EdgeState {
             beam_base_url: config.beam_base_url(),
             connect_timeout: config.upstream.connect_timeout.0,
             read_timeout: config.upstream.read_timeout.0,
+            refusal_ttl: config.upstream.refusal_ttl.0,
         })?;
         let providers = provider_pool(config)?;
         let cluster = crate::cluster::Cluster::from_config(config)?;
@@ -106,6 +110,14 @@ impl EdgeState {
                 Some(crate::http::sniff::intern_content_type(&rec.content_type)),
             );
         }
+        let (denylist, report) = denylist::Denylist::load(&config.access.denylist)?;
+        if !denylist.is_off() {
+            log::info!(
+                "access.denylist: {} entries ({} lines skipped)",
+                report.entries,
+                report.skipped
+            );
+        }
         let payer_routes = route::PayerRoutes::new(config);
         // Ready while some request can reach Beam: the configured payer's
         // /piece, or /beam/<payer>/… for the payers upstream.payers allows.
@@ -130,12 +142,53 @@ impl EdgeState {
             not_ready_reason,
             payer_routes,
             cluster,
+            denylist,
             access,
         })
     }
 }
 
 impl EdgeState {
+    /// Reads `access.denylist` again (on SIGHUP) and purges the windows of
+    /// newly listed pieces this process knows of (the disk tier's pieces,
+    /// the pieces whose size or type it learnt, fills in flight). On an
+    /// error the current list stays.
+    pub async fn reload_denylist(&self) {
+        if self.denylist.is_off() {
+            return;
+        }
+        let (report, added) = match self.denylist.reload() {
+            Ok(r) => r,
+            Err(e) => {
+                log::error!("SIGHUP: keeping the current denylist: {e}");
+                return;
+            }
+        };
+        let mut purged = 0;
+        if !added.is_empty() {
+            let mut known = self.cache.known_pieces();
+            known.extend(self.meta.cids());
+            known.sort_unstable();
+            known.dedup();
+            for cid in known {
+                let newly = added.contains(&denylist::entry_of(&cid))
+                    || crate::piece::PieceCid::parse(&cid)
+                        .is_ok_and(|c| added.contains(&denylist::entry_of(&c.to_v1().to_string())));
+                if newly {
+                    let size = self.meta.get(&cid).size;
+                    purged += self.cache.purge(&cid, size).await;
+                    self.manifests.remove(&cid);
+                }
+            }
+        }
+        log::info!(
+            "SIGHUP: access.denylist reloaded: {} entries ({} new, {} lines skipped), {purged} cached windows purged",
+            report.entries,
+            added.len(),
+            report.skipped
+        );
+    }
+
     /// Records what was learnt about a piece, in memory and beside its windows.
     pub fn learn(&self, cid: &str, size: u64, content_type: &'static str) {
         self.meta.update(cid, Some(size), Some(content_type));
@@ -212,6 +265,10 @@ pub fn cache_settings(config: &Config, pool: ProviderPool) -> CacheSettings {
             build_delay: config.verify.build_delay.0,
             holder_backoff: config.upstream.provider_backoff.0,
         },
+        beam_warm: config.upstream.beam_warm,
+        beam_warm_max: config.upstream.beam_warm_max.0,
+        quota_fallback: config.upstream.on_quota_exhausted
+            == crate::config::OnQuotaExhausted::Providers,
         egress: None,
     }
 }
@@ -263,6 +320,14 @@ impl ManifestStore {
             .unwrap_or_else(|p| p.into_inner())
             .get(cid)
             .cloned()
+    }
+
+    /// Forgets a manifest.
+    pub fn remove(&self, cid: &str) {
+        self.map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(cid);
     }
 
     /// Remembers a manifest.

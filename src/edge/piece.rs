@@ -115,6 +115,9 @@ async fn respond_cache_error(
         "piece read failed for {}: {e}",
         session.req_header().uri.path()
     );
+    if let CacheError::Upstream(u) = e {
+        count_refusal(u);
+    }
     respond_error(session, ctx, e.client_status(), &e.to_string()).await
 }
 
@@ -127,7 +130,24 @@ async fn respond_upstream_error(
         "upstream error for {}: {e}",
         session.req_header().uri.path()
     );
+    count_refusal(e);
     respond_error(session, ctx, e.client_status(), &e.to_string()).await
+}
+
+/// Answers a piece `access.denylist` lists: 451, before any upstream I/O.
+async fn respond_denied(session: &mut Session, ctx: &mut RequestCtx, cid: &str) -> Result<()> {
+    let e = UpstreamError::refused(crate::upstream::Refusal::Denylist);
+    count_refusal(&e);
+    respond_error(session, ctx, e.client_status(), &format!("{cid}: {e}")).await
+}
+
+/// Counts a refused request by reason (`beam_edge_refusals_total`). The
+/// answer itself is `no-store` like every error ([`respond_error`]), so no
+/// cache keeps a refusal that a payer's top-up may lift.
+fn count_refusal(e: &UpstreamError) {
+    if let Some(reason) = e.refusal() {
+        metrics::REFUSALS.with_label_values(&[reason.label()]).inc();
+    }
 }
 
 /// What a request reads: one piece, or an asset whose bytes span pieces.
@@ -279,6 +299,11 @@ async fn prologue(
             return Ok(None);
         }
     };
+    if state.denylist.denies(&cid) {
+        return respond_denied(session, ctx, &cid.to_string())
+            .await
+            .map(|()| None);
+    }
     let etag = piece_etag(&cid.to_string());
     if !not_modified_check(session, ctx, &etag).await? {
         return Ok(None);
@@ -352,6 +377,18 @@ async fn serve_piece(
                     content_type = Some(ct);
                     size
                 }
+                // Beam is cold (a chunked whole-piece answer carries no size)
+                // or failed: a storage provider's HEAD gives the size.
+                Err(e) if e.refusal().is_none() => {
+                    match state.cache.provider_size(&cid_str).await {
+                        Some(size) => {
+                            log::info!("size of {cid_str} from a storage provider: {size} ({e})");
+                            state.meta.update(&cid_str, Some(size), None);
+                            size
+                        }
+                        None => return respond_upstream_error(session, ctx, &e).await,
+                    }
+                }
                 Err(e) => return respond_upstream_error(session, ctx, &e).await,
             }
         }
@@ -387,6 +424,13 @@ async fn serve_asset(
         Ok(m) => m,
         Err((status, reason)) => return respond_error(session, ctx, status, &reason).await,
     };
+    if let Some(p) = manifest
+        .pieces
+        .iter()
+        .find(|p| state.denylist.denies_text(&p.cid))
+    {
+        return respond_denied(session, ctx, &p.cid).await;
+    }
     let pieces = manifest
         .pieces
         .iter()
@@ -595,6 +639,10 @@ async fn serve_resource(
         let cell = state.sniffs.cell(&sniff_key);
         let result = cell
             .get_or_init(|| async {
+                // Learnt by another request since this one looked.
+                if let Some(ct) = state.meta.get(&piece.cid).content_type {
+                    return Ok(ct);
+                }
                 let head_range = ByteRange::new(0, (SNIFF_LEN as u64).min(size) - 1);
                 if from_byte_zero {
                     // A player's first read: its next is the index, which
@@ -678,7 +726,27 @@ async fn serve_resource(
             None => Ok(None),
         }
     };
-    let (sniffed, opened) = tokio::join!(sniff, open_first);
+    // A probe of the head beside a deep first read would be a second Beam
+    // request for a piece Beam may be cold for (a second whole-piece
+    // answer): unless Beam is known warm, the sniff waits for the first
+    // read, which has learnt Beam's state (a warm-up's stream then serves
+    // the head).
+    let beam_warm = match &resource.target {
+        Target::Piece(p) => {
+            let origin = p.beam_origin();
+            state
+                .upstream
+                .beam_base(&origin)
+                .is_some_and(|base| state.upstream.beam_state().is_warm(base, &p.cid))
+        }
+        Target::Asset(..) => true,
+    };
+    let (sniffed, opened) = if in_window_zero || beam_warm {
+        tokio::join!(sniff, open_first)
+    } else {
+        let opened = open_first.await;
+        (sniff.await, opened)
+    };
     let mut first: Option<(ResourceReader, Option<(Bytes, Source)>)> = match opened {
         Ok(f) => f,
         Err(e) => return respond_cache_error(session, ctx, &e).await,

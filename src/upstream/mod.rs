@@ -14,10 +14,17 @@
 //!   so a range never costs more than the bytes up to its end;
 //! - a body that ends early is [`UpstreamError::ShortBody`].
 //!
-//! Non-2xx answers become [`UpstreamError`]s that say what Beam meant (404
-//! unknown or not yet indexed, 402 no CDN data set or quota, 403 refused),
-//! and timeouts and connection failures are told apart, so `edge` can answer
-//! 404/402/403/504/502 honestly. Nothing here knows about the client side.
+//! Non-2xx answers become [`UpstreamError`]s that say what Beam meant: 404
+//! unknown or not yet indexed; a [`Refusal`] read from Beam's status *and*
+//! body text (the Bad Bits 404, the sanctioned-wallet 403, the no-CDN and
+//! quota 402s of filbeam/worker), which [`beam_state`] remembers per payer
+//! and piece so it is answered again without asking. Timeouts and
+//! connection failures are told apart, so `edge` can answer
+//! 404/402/403/451/504/502 honestly. Nothing here knows about the client side.
+//!
+//! Beam's cold answers are remembered too ([`beam_state`]): while the one
+//! warm-up of a piece runs, a Beam request for it fails at once with
+//! [`UpstreamError::Warming`] instead of going out.
 //!
 //! Requests never carry the client's `Authorization` or `Cookie` (they are
 //! built from scratch), and ask for `Accept-Encoding: identity` so offsets
@@ -31,7 +38,77 @@ use http::header;
 use crate::http::range::ByteRange;
 use crate::metrics;
 
+pub mod beam_state;
 pub mod resolve;
+
+use beam_state::{BeamPiece, BeamState};
+
+/// Why Beam (or this edge's own denylist) refuses a piece. A refusal is
+/// never a reason to ask a storage provider instead (except an exhausted
+/// quota with `upstream.on_quota_exhausted: providers`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Refusal {
+    /// Beam's 404 "flagged by the Bad Bits Denylist", or a 451.
+    BadBits,
+    /// Beam's 403: the payer's wallet is sanctioned.
+    Sanctioned,
+    /// Beam's 402: no FWSS data set of this payer holds the piece, or its
+    /// `withCDN` is off.
+    NoCdn,
+    /// Beam's 402: the data set's CDN or cache-miss egress quota is used up.
+    QuotaExhausted,
+    /// `access.denylist` lists the piece.
+    Denylist,
+}
+
+impl Refusal {
+    /// Every reason, for the metric's start-up zeros.
+    pub const ALL: [Refusal; 5] = [
+        Refusal::BadBits,
+        Refusal::Sanctioned,
+        Refusal::NoCdn,
+        Refusal::QuotaExhausted,
+        Refusal::Denylist,
+    ];
+
+    /// The `reason` label of `beam_edge_refusals_total`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Refusal::BadBits => "bad_bits",
+            Refusal::Sanctioned => "sanctioned",
+            Refusal::NoCdn => "no_cdn",
+            Refusal::QuotaExhausted => "quota_exhausted",
+            Refusal::Denylist => "denylist",
+        }
+    }
+
+    /// The status the client gets: 451 for a denylisted piece (RFC 7725:
+    /// the piece exists but is withheld, which a 404 would hide and a
+    /// player would retry as a fresh upload), 403 and 402 as Beam answers.
+    pub fn status(self) -> u16 {
+        match self {
+            Refusal::BadBits | Refusal::Denylist => 451,
+            Refusal::Sanctioned => 403,
+            Refusal::NoCdn | Refusal::QuotaExhausted => 402,
+        }
+    }
+
+    /// Reads Beam's refusal from a non-2xx status and its body text
+    /// (filbeam/worker `piece-retriever`); `None` for answers that are not
+    /// refusals (an unknown piece's 404, 5xx).
+    pub fn from_beam(status: u16, body: &str) -> Option<Refusal> {
+        match status {
+            404 if body.contains("Bad Bits") => Some(Refusal::BadBits),
+            451 => Some(Refusal::BadBits),
+            403 => Some(Refusal::Sanctioned),
+            402 if body.contains("egress quota exhausted") => Some(Refusal::QuotaExhausted),
+            // "no Filecoin Warm Storage Service deal for payer", "withCDN=false",
+            // and any 402 whose text is unknown: the payer does not pay for CDN.
+            402 => Some(Refusal::NoCdn),
+            _ => None,
+        }
+    }
+}
 
 /// Which upstream a request went to (a metric label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,12 +143,20 @@ pub enum UpstreamError {
         "piece not found upstream (unknown, or not yet indexed by Beam after a recent upload)"
     )]
     NotFound,
-    /// 402: no CDN data set for this payer and piece, or egress quota exhausted.
-    #[error("upstream requires payment: no CDN-enabled data set of this payer holds the piece, or the egress quota is exhausted")]
-    PaymentRequired,
-    /// 403: the upstream refuses to serve this payer or piece.
-    #[error("upstream refused the request (403: payer or piece is blocked)")]
-    Forbidden,
+    /// Beam refused the piece for this payer (or the local denylist did);
+    /// `detail` is Beam's own text, trimmed.
+    #[error("{}", refusal_text(*reason, detail))]
+    Refused {
+        /// Why.
+        reason: Refusal,
+        /// Beam's body text (at most 300 characters), or empty.
+        detail: String,
+    },
+    /// The piece's one Beam warm-up is running: Beam gets no other request
+    /// for it until that ends (the caller reads from the warm-up or a
+    /// storage provider).
+    #[error("Beam is warming this piece: its first whole-piece response is still streaming")]
+    Warming,
     /// Another non-2xx status.
     #[error("upstream answered {0}")]
     Status(u16),
@@ -85,6 +170,10 @@ pub enum UpstreamError {
     /// The response was not what was asked for.
     #[error("upstream sent a bad response: {0}")]
     BadResponse(String),
+    /// A whole-piece 200 without `Content-Length` (Beam while cold streams
+    /// chunked) for a piece whose size the CID does not carry (v1).
+    #[error("the upstream sent the whole piece without a Content-Length (Beam while the piece is cold in its CDN), and a v1 PieceCID does not carry the size: no storage provider gave it either (set upstream.providers or upstream.resolve_providers), retry once Beam is warm")]
+    SizeUnknown,
     /// The body ended before the promised bytes arrived.
     #[error("upstream body ended early: expected {expected} bytes, got {got}")]
     ShortBody {
@@ -95,7 +184,42 @@ pub enum UpstreamError {
     },
 }
 
+fn refusal_text(reason: Refusal, detail: &str) -> String {
+    let what = match reason {
+        Refusal::BadBits => {
+            "the piece is flagged by the Bad Bits denylist (https://badbits.dwebops.pub)"
+        }
+        Refusal::Sanctioned => "Beam refused this payer's wallet (403: sanctioned)",
+        Refusal::NoCdn => "no CDN-enabled FWSS data set of this payer holds the piece (Beam's 402)",
+        Refusal::QuotaExhausted => {
+            "the payer's Beam egress quota is exhausted (Beam's 402): top it up"
+        }
+        Refusal::Denylist => "the piece is on this edge's denylist (access.denylist)",
+    };
+    if detail.is_empty() {
+        what.to_string()
+    } else {
+        format!("{what}; Beam said: {detail}")
+    }
+}
+
 impl UpstreamError {
+    /// A refusal with no upstream text.
+    pub fn refused(reason: Refusal) -> UpstreamError {
+        UpstreamError::Refused {
+            reason,
+            detail: String::new(),
+        }
+    }
+
+    /// The refusal, if this is one.
+    pub fn refusal(&self) -> Option<Refusal> {
+        match self {
+            UpstreamError::Refused { reason, .. } => Some(*reason),
+            _ => None,
+        }
+    }
+
     /// True for failures worth retrying on the same upstream (timeouts,
     /// broken connections, short bodies, 5xx); false for answers that would
     /// be the same again (404, 402, 403, a malformed response).
@@ -114,11 +238,12 @@ impl UpstreamError {
         match self {
             UpstreamError::NotConfigured(_) => 503,
             UpstreamError::NotFound => 404,
-            UpstreamError::PaymentRequired => 402,
-            UpstreamError::Forbidden => 403,
+            UpstreamError::Refused { reason, .. } => reason.status(),
+            UpstreamError::Warming => 503,
             UpstreamError::Timeout(_) => 504,
             UpstreamError::Status(_)
             | UpstreamError::Connect(_)
+            | UpstreamError::SizeUnknown
             | UpstreamError::BadResponse(_)
             | UpstreamError::ShortBody { .. } => 502,
         }
@@ -129,12 +254,18 @@ impl UpstreamError {
         match self {
             UpstreamError::NotConfigured(_) => "not_configured",
             UpstreamError::NotFound => "not_found",
-            UpstreamError::PaymentRequired => "payment_required",
-            UpstreamError::Forbidden => "forbidden",
+            // The labels these answers had before refusals were read from
+            // Beam's text (beam_edge_refusals_total has the reason).
+            UpstreamError::Refused { reason, .. } => match reason {
+                Refusal::NoCdn | Refusal::QuotaExhausted => "payment_required",
+                Refusal::Sanctioned => "forbidden",
+                Refusal::BadBits | Refusal::Denylist => "not_found",
+            },
+            UpstreamError::Warming => "warming",
             UpstreamError::Status(_) => "error_status",
             UpstreamError::Timeout(_) => "timeout",
             UpstreamError::Connect(_) => "connect_error",
-            UpstreamError::BadResponse(_) => "bad_response",
+            UpstreamError::BadResponse(_) | UpstreamError::SizeUnknown => "bad_response",
             UpstreamError::ShortBody { .. } => "short_body",
         }
     }
@@ -167,6 +298,8 @@ pub struct UpstreamSettings {
     pub connect_timeout: Duration,
     /// Header / body read timeout.
     pub read_timeout: Duration,
+    /// How long a Beam refusal is answered again without asking.
+    pub refusal_ttl: Duration,
 }
 
 /// A client for the Beam CDN.
@@ -174,6 +307,7 @@ pub struct UpstreamSettings {
 pub struct Upstream {
     client: reqwest::Client,
     settings: UpstreamSettings,
+    beam: BeamState,
 }
 
 /// Where a piece request goes.
@@ -225,7 +359,65 @@ impl Upstream {
             .redirect(reqwest::redirect::Policy::limited(3))
             .build()
             .map_err(|e| format!("cannot build the upstream HTTP client: {e}"))?;
-        Ok(Upstream { client, settings })
+        let beam = BeamState::new(settings.refusal_ttl);
+        Ok(Upstream {
+            client,
+            settings,
+            beam,
+        })
+    }
+
+    /// What is known about pieces at Beam, per payer.
+    pub fn beam_state(&self) -> &BeamState {
+        &self.beam
+    }
+
+    /// The Beam base URL (the payer's host) `origin` reads, `None` for
+    /// storage providers and peers, or when no payer is configured.
+    pub fn beam_base<'a>(&'a self, origin: &Origin<'a>) -> Option<&'a str> {
+        match origin {
+            Origin::Beam => self.settings.beam_base_url.as_deref(),
+            Origin::BeamAt(base) => Some(base.trim_end_matches('/')),
+            Origin::Provider(_) | Origin::Peer(_) => None,
+        }
+    }
+
+    /// The answer Beam gets no request for: a refusal remembered for this
+    /// payer and piece, or [`UpstreamError::Warming`] while its warm-up runs.
+    fn remembered(&self, origin: &Origin<'_>, cid: &str) -> Option<UpstreamError> {
+        let base = self.beam_base(origin)?;
+        match self.beam.get(base, cid) {
+            BeamPiece::Refused(e) => Some(e),
+            BeamPiece::Warming => Some(UpstreamError::Warming),
+            _ => None,
+        }
+    }
+
+    /// The piece's size from a storage provider's `HEAD /piece/<cid>`
+    /// `Content-Length` (how a v1 CID's size is learnt while Beam is cold and
+    /// streams without one): the first provider of `providers` that answers
+    /// 2xx with a length.
+    pub async fn provider_size(&self, providers: &[String], cid: &str) -> Option<u64> {
+        for p in providers {
+            let url = format!("{}/piece/{cid}", p.trim_end_matches('/'));
+            let resp = self
+                .client
+                .head(&url)
+                .header(header::ACCEPT_ENCODING, "identity")
+                .send()
+                .await;
+            match resp {
+                Ok(r) if r.status().is_success() => {
+                    if let Some(len) = content_length(r.headers()) {
+                        return Some(len);
+                    }
+                    log::warn!("provider {p}: HEAD {cid} has no Content-Length");
+                }
+                Ok(r) => log::info!("provider {p}: HEAD {cid} answered {}", r.status()),
+                Err(e) => log::info!("provider {p}: HEAD {cid} failed: {e}"),
+            }
+        }
+        None
     }
 
     /// The URL of a piece on Beam.
@@ -258,6 +450,9 @@ impl Upstream {
         range: ByteRange,
         known_size: Option<u64>,
     ) -> Result<UpstreamBody, UpstreamError> {
+        if let Some(e) = self.remembered(&origin, cid) {
+            return Err(e);
+        }
         let kind = origin.kind();
         let result = self
             .fetch_inner(origin, cid, range, known_size, false)
@@ -297,6 +492,9 @@ impl Upstream {
             Some(size) => want.min(size) - 1,
             None => want - 1,
         };
+        if let Some(e) = self.remembered(&origin, cid) {
+            return Err(e);
+        }
         let kind = origin.kind();
         let result = self
             .fetch_inner(origin, cid, ByteRange::new(0, end), known_size, true)
@@ -333,6 +531,7 @@ impl Upstream {
             Origin::Provider(base) => format!("{}/piece/{cid}", base.trim_end_matches('/')),
             Origin::Peer(addr) => format!("http://{addr}/piece/{cid}"),
         };
+        let beam_base = self.beam_base(&origin).map(str::to_string);
         let started = Instant::now();
         let mut request = self.client.get(&url);
         if kind == UpstreamKind::Peer {
@@ -407,15 +606,20 @@ impl Upstream {
                 metrics::UPSTREAM_REQUESTS
                     .with_label_values(&[kind.label(), "ok"])
                     .inc();
+                if let Some(base) = &beam_base {
+                    self.beam.warm(base, cid);
+                }
                 Ok(UpstreamBody::new(resp, kind, 0, got.len(), total, false))
             }
             200 => {
-                // The upstream ignored Range and sends the whole piece.
-                let len = content_length(headers).or(known_size).ok_or_else(|| {
-                    UpstreamError::BadResponse(
-                        "200 without a Content-Length for a piece of unknown size".into(),
-                    )
-                })?;
+                // The upstream ignored Range and sends the whole piece (Beam
+                // while the piece is cold in its CDN: chunked, no length).
+                if let Some(base) = &beam_base {
+                    self.beam.cold(base, cid);
+                }
+                let len = content_length(headers)
+                    .or(known_size)
+                    .ok_or(UpstreamError::SizeUnknown)?;
                 if let (Some(size), Some(cl)) = (known_size, content_length(headers)) {
                     if cl != size {
                         return Err(UpstreamError::BadResponse(format!(
@@ -447,15 +651,44 @@ impl Upstream {
                     true,
                 ))
             }
-            404 => Err(UpstreamError::NotFound),
-            402 => Err(UpstreamError::PaymentRequired),
-            403 => Err(UpstreamError::Forbidden),
+            402..=404 | 451 => {
+                // Beam's reason is in its text/plain body (a few hundred bytes).
+                let text = read_short_text(resp).await;
+                match Refusal::from_beam(status, &text) {
+                    Some(reason) => {
+                        let e = UpstreamError::Refused {
+                            reason,
+                            detail: text,
+                        };
+                        if let Some(base) = &beam_base {
+                            self.beam.refused(base, cid, &e);
+                        }
+                        Err(e)
+                    }
+                    None if status == 404 => Err(UpstreamError::NotFound),
+                    None => Err(UpstreamError::Status(status)),
+                }
+            }
             416 => Err(UpstreamError::BadResponse(format!(
                 "416 for bytes {range}: the upstream disagrees about the piece size"
             ))),
             other => Err(UpstreamError::Status(other)),
         }
     }
+}
+
+/// The first 300 characters of an error body, on one line (at most 4 KiB read).
+async fn read_short_text(mut resp: reqwest::Response) -> String {
+    let mut buf = Vec::new();
+    while buf.len() < 4096 {
+        match resp.chunk().await {
+            Ok(Some(c)) => buf.extend_from_slice(&c),
+            _ => break,
+        }
+    }
+    let text = String::from_utf8_lossy(&buf);
+    let one_line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    one_line.chars().take(300).collect()
 }
 
 fn content_length(headers: &http::HeaderMap) -> Option<u64> {
@@ -529,6 +762,17 @@ impl UpstreamBody {
         }
     }
 
+    /// For a whole-piece response: deliver the whole piece, from byte 0 to
+    /// its end, whatever range was asked (Beam's warm-up reads it all).
+    pub fn deliver_whole_piece(&mut self) {
+        if self.whole {
+            let delivered = self.expected - self.remaining;
+            self.skip = 0;
+            self.expected = self.total;
+            self.remaining = self.total - delivered;
+        }
+    }
+
     /// Which kind of upstream sends this body.
     pub fn kind(&self) -> UpstreamKind {
         self.kind
@@ -544,6 +788,21 @@ impl UpstreamBody {
     pub async fn next_chunk(&mut self) -> Result<Option<Bytes>, UpstreamError> {
         loop {
             if self.remaining == 0 {
+                if self.expected == self.total {
+                    // The whole piece was delivered: read the body's end (a
+                    // chunked body's last chunk), so the upstream sees a
+                    // completed response (Beam fills its CDN only then) and
+                    // the connection can be reused.
+                    if let Some(mut resp) = self.resp.take() {
+                        if let Ok(Some(extra)) = resp.chunk().await {
+                            log::warn!(
+                                "upstream sent {} bytes past the piece's {}: dropped",
+                                extra.len(),
+                                self.total
+                            );
+                        }
+                    }
+                }
                 // Dropping an unfinished response closes its connection, which
                 // is what stops a whole-piece 200 from being read any further.
                 self.resp = None;
@@ -609,10 +868,41 @@ mod tests {
     }
 
     #[test]
+    fn every_refusal_reason_is_exported_from_start_up() {
+        let labels: Vec<&str> = Refusal::ALL.iter().map(|r| r.label()).collect();
+        assert_eq!(labels, crate::metrics::REFUSAL_REASONS);
+    }
+
+    #[test]
+    fn refusals_are_read_from_beams_texts() {
+        // The texts of filbeam/worker piece-retriever (lib/store.js, bin/piece-retriever.js).
+        let cases = [
+            (404, "The requested CID was flagged by the Bad Bits Denylist at https://badbits.dwebops.pub", Some(Refusal::BadBits)),
+            (404, "Piece_cid 'bafk' does not exist or may not have been indexed yet.", None),
+            (403, "Wallet '0xaa' is sanctioned and cannot retrieve piece_cid 'bafk'.", Some(Refusal::Sanctioned)),
+            (402, "There is no Filecoin Warm Storage Service deal for payer '0xaa' and piece_cid 'bafk'.", Some(Refusal::NoCdn)),
+            (402, "The Filecoin Warm Storage Service deal for payer '0xaa' and piece_cid 'bafk' has withCDN=false.", Some(Refusal::NoCdn)),
+            (402, "CDN egress quota exhausted for payer '0xaa' and data set '1'. Please top up your CDN egress quota.", Some(Refusal::QuotaExhausted)),
+            (402, "Cache miss egress quota exhausted for payer '0xaa' and data set '1'. Please top up your cache miss egress quota.", Some(Refusal::QuotaExhausted)),
+            (500, "Service provider lookup failed", None),
+        ];
+        for (status, text, want) in cases {
+            assert_eq!(Refusal::from_beam(status, text), want, "{status} {text}");
+        }
+    }
+
+    #[test]
     fn errors_map_to_honest_statuses() {
         assert_eq!(UpstreamError::NotFound.client_status(), 404);
-        assert_eq!(UpstreamError::PaymentRequired.client_status(), 402);
-        assert_eq!(UpstreamError::Forbidden.client_status(), 403);
+        assert_eq!(UpstreamError::refused(Refusal::NoCdn).client_status(), 402);
+        assert_eq!(
+            UpstreamError::refused(Refusal::Sanctioned).client_status(),
+            403
+        );
+        assert_eq!(
+            UpstreamError::refused(Refusal::BadBits).client_status(),
+            451
+        );
         assert_eq!(UpstreamError::Timeout("x".into()).client_status(), 504);
         assert_eq!(UpstreamError::Connect("x".into()).client_status(), 502);
         assert_eq!(UpstreamError::Status(500).client_status(), 502);

@@ -1,5 +1,11 @@
-//! Test harness: a mock Beam that speaks real HTTP/1.1 over loopback (with
-//! real Range semantics and switchable faults), and a runner for the real
+//! Test harness: a mock Beam that speaks real HTTP/1.1 over loopback and
+//! behaves as the real FilBeam piece-retriever worker does (filbeam/worker
+//! e92089f, and `filecoin.md` "Learnt against the real systems"): while a
+//! piece is cold it answers every request with 200 and the whole piece,
+//! chunked, without Content-Length, pulling the whole piece from its
+//! provider each time; it warms only once such a response completed, and
+//! then answers ranges with 206. Its refusals carry the worker's statuses,
+//! order and texts. Faults are switchable. Also a runner for the real
 //! `beam-edge` binary.
 #![allow(dead_code, clippy::manual_div_ceil)]
 
@@ -24,8 +30,12 @@ pub enum Fault {
     Delay(Duration),
     /// Answer this status with a short body.
     Status(u16),
-    /// Ignore Range: 200 with the whole piece (Beam's cold-cache answer).
+    /// Ignore Range: 200 with the whole piece and a Content-Length (a server
+    /// that ignores Range; Beam's own cold answer is the default, chunked).
     FullBodyForRange,
+    /// Beam's cold answer (chunked whole piece) that stops half way and
+    /// closes the connection, every time.
+    FullBodyForRangeCut,
     /// A 206 whose Content-Range is shifted by one byte.
     WrongContentRange,
     /// Promise the full length, send half, then close.
@@ -46,9 +56,36 @@ pub struct Logged {
     pub headers: HashMap<String, String>,
 }
 
+/// Why the mock refuses a piece, with the real worker's status and text.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Refuse {
+    /// 404 "flagged by the Bad Bits Denylist".
+    BadBits,
+    /// 403 "Wallet … is sanctioned".
+    Sanctioned,
+    /// 402 "… has withCDN=false."
+    NoCdn,
+    /// 402 "CDN egress quota exhausted …".
+    Quota,
+}
+
 #[derive(Default)]
 struct MockState {
     pieces: Mutex<HashMap<String, Arc<Vec<u8>>>>,
+    /// Pieces in the CDN cache (the real cache is keyed by the provider's
+    /// URL, so a piece warmed through one payer is warm for every payer).
+    warm: Mutex<std::collections::HashSet<String>>,
+    /// Answer as a CDN that holds every piece (the behaviour before the
+    /// real worker was measured); off by default.
+    always_warm: AtomicBool,
+    /// Refusals by CID.
+    refusals: Mutex<HashMap<String, Refuse>>,
+    /// Bytes the worker pulled from the storage provider (cold answers).
+    provider_bytes: AtomicU64,
+    /// Whole-piece cold answers written to the end.
+    completed_cold: AtomicU64,
+    /// Whole-piece cold answers started.
+    cold_answers: AtomicU64,
     fault: Mutex<Option<Fault>>,
     log: Mutex<Vec<Logged>>,
     body_bytes_sent: AtomicU64,
@@ -156,12 +193,69 @@ impl MockBeam {
         }
     }
 
+    /// A mock storage provider (Curio's `/piece/<cid>`): a correct RFC 7233
+    /// server from the first request, serving `/<anything>/<cid>`.
+    pub fn start_provider() -> MockBeam {
+        let m = MockBeam::start();
+        m.set_always_warm();
+        m
+    }
+
+    /// A piece Beam knows and that is cold in its CDN (as after an upload).
     pub fn add_piece(&self, cid: &str, data: Vec<u8>) {
         self.state
             .pieces
             .lock()
             .unwrap()
             .insert(cid.to_string(), Arc::new(data));
+    }
+
+    /// A piece Beam knows and already holds in its CDN (played before).
+    pub fn add_warm_piece(&self, cid: &str, data: Vec<u8>) {
+        self.add_piece(cid, data);
+        self.state.warm.lock().unwrap().insert(cid.to_string());
+    }
+
+    /// Every piece, present and future, is warm: for tests whose subject is
+    /// not Beam's cold behaviour (ranges answered 206 from the first request).
+    pub fn set_always_warm(&self) {
+        self.state.always_warm.store(true, Ordering::SeqCst);
+    }
+
+    /// True once the piece is in the mock CDN's cache.
+    pub fn is_warm(&self, cid: &str) -> bool {
+        self.state.warm.lock().unwrap().contains(cid)
+    }
+
+    /// Refuses `cid` as the real worker does for `why`.
+    pub fn refuse(&self, cid: &str, why: Refuse) {
+        self.state
+            .refusals
+            .lock()
+            .unwrap()
+            .insert(cid.to_string(), why);
+    }
+
+    /// Bytes the worker pulled from the storage provider for cold answers
+    /// since the last `clear_log` (it pulls the whole piece per request and
+    /// stops when the client goes away).
+    pub fn provider_bytes(&self) -> u64 {
+        self.state.provider_bytes.load(Ordering::SeqCst)
+    }
+
+    /// Cold whole-piece answers started since the last `clear_log`.
+    pub fn cold_answers(&self) -> u64 {
+        self.state.cold_answers.load(Ordering::SeqCst)
+    }
+
+    /// Cold whole-piece answers written to the end since the last `clear_log`.
+    pub fn completed_cold(&self) -> u64 {
+        self.state.completed_cold.load(Ordering::SeqCst)
+    }
+
+    /// Piece requests received since the last `clear_log` (GET and HEAD).
+    pub fn piece_requests(&self) -> usize {
+        self.state.log.lock().unwrap().len()
     }
 
     /// Adds a piece that only `payers` have CDN data sets for: a request whose
@@ -197,6 +291,9 @@ impl MockBeam {
     pub fn clear_log(&self) {
         self.state.log.lock().unwrap().clear();
         self.state.body_bytes_sent.store(0, Ordering::SeqCst);
+        self.state.provider_bytes.store(0, Ordering::SeqCst);
+        self.state.completed_cold.store(0, Ordering::SeqCst);
+        self.state.cold_answers.store(0, Ordering::SeqCst);
     }
 
     /// Body bytes the mock managed to write since the last `clear_log`.
@@ -274,6 +371,32 @@ async fn write_body(sock: &mut TcpStream, st: &MockState, data: &[u8]) -> std::i
     Ok(())
 }
 
+/// Writes `data` as a chunked body (64 KiB chunks, then the last chunk),
+/// counting what is written as pulled from the provider too.
+async fn write_chunked(sock: &mut TcpStream, st: &MockState, data: &[u8]) -> std::io::Result<()> {
+    let pause = match *st.fault.lock().unwrap() {
+        Some(Fault::Throttle(d)) => Some(d),
+        _ => None,
+    };
+    for chunk in data.chunks(64 * 1024) {
+        // The worker streams the provider's bytes through: a chunk is pulled
+        // before it is written, whether or not the client still reads.
+        st.provider_bytes
+            .fetch_add(chunk.len() as u64, Ordering::SeqCst);
+        sock.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+            .await?;
+        sock.write_all(chunk).await?;
+        sock.write_all(b"\r\n").await?;
+        st.body_bytes_sent
+            .fetch_add(chunk.len() as u64, Ordering::SeqCst);
+        if let Some(d) = pause {
+            tokio::time::sleep(d).await;
+        }
+    }
+    sock.write_all(b"0\r\n\r\n").await?;
+    sock.flush().await
+}
+
 /// One request being answered ([`MockState::answering`]), until dropped:
 /// at the end of its loop turn, or when an error (a cut connection) ends
 /// the connection's task.
@@ -330,30 +453,84 @@ async fn serve_conn(mut sock: TcpStream, st: Arc<MockState>) -> std::io::Result<
         }
         let cid = path.rsplit('/').next().unwrap_or_default().to_string();
         let billed = payer_of(&path);
-        let refused = st.payers.lock().unwrap().get(&cid).is_some_and(|allowed| {
+        let payer = billed.clone().unwrap_or_default();
+        // The worker's order: unknown piece, payer without a CDN data set,
+        // sanctioned wallet, quota, Bad Bits (lib/store.js, bin/piece-retriever.js).
+        let data = st.pieces.lock().unwrap().get(&cid).cloned();
+        let no_cdn_for_payer = st.payers.lock().unwrap().get(&cid).is_some_and(|allowed| {
             !allowed
                 .iter()
                 .any(|p| Some(p.as_str()) == billed.as_deref())
         });
-        if refused {
-            let body = "no CDN data set of this payer holds the piece\n";
+        let refusal = st.refusals.lock().unwrap().get(&cid).copied();
+        let refused = match (&data, refusal) {
+            (None, _) => Some((
+                404,
+                format!("Piece_cid '{cid}' does not exist or may not have been indexed yet."),
+            )),
+            _ if no_cdn_for_payer => Some((
+                402,
+                format!("There is no Filecoin Warm Storage Service deal for payer '{payer}' and piece_cid '{cid}'."),
+            )),
+            (_, Some(Refuse::NoCdn)) => Some((
+                402,
+                format!("The Filecoin Warm Storage Service deal for payer '{payer}' and piece_cid '{cid}' has withCDN=false."),
+            )),
+            (_, Some(Refuse::Sanctioned)) => Some((
+                403,
+                format!("Wallet '{payer}' is sanctioned and cannot retrieve piece_cid '{cid}'."),
+            )),
+            (_, Some(Refuse::Quota)) => Some((
+                402,
+                format!("CDN egress quota exhausted for payer '{payer}' and data set '1'. Please top up your CDN egress quota."),
+            )),
+            (_, Some(Refuse::BadBits)) => Some((
+                404,
+                "The requested CID was flagged by the Bad Bits Denylist at https://badbits.dwebops.pub".to_string(),
+            )),
+            (Some(_), None) => None,
+        };
+        if let Some((code, body)) = refused {
             let resp = format!(
-                "HTTP/1.1 402 Payment Required\r\nContent-Length: {}\r\n\r\n{body}",
+                "HTTP/1.1 {code} Refused\r\nContent-Type: text/plain;charset=UTF-8\r\nContent-Length: {}\r\n\r\n{body}",
                 body.len()
             );
             sock.write_all(resp.as_bytes()).await?;
             continue;
         }
-        let data = st.pieces.lock().unwrap().get(&cid).cloned();
-        let Some(data) = data else {
-            let body = "piece not found\n";
-            let resp = format!(
-                "HTTP/1.1 404 Not Found\r\nContent-Length: {}\r\n\r\n{body}",
-                body.len()
-            );
+        let Some(data) = data else { continue };
+        let warm = st.always_warm.load(Ordering::SeqCst) || st.warm.lock().unwrap().contains(&cid);
+        if fault == Fault::FullBodyForRangeCut {
+            let resp = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Type: application/octet-stream\r\n\r\n";
             sock.write_all(resp.as_bytes()).await?;
+            let half = &data[..data.len() / 2];
+            for chunk in half.chunks(64 * 1024) {
+                st.provider_bytes
+                    .fetch_add(chunk.len() as u64, Ordering::SeqCst);
+                sock.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+                    .await?;
+                sock.write_all(chunk).await?;
+                sock.write_all(b"\r\n").await?;
+                st.body_bytes_sent
+                    .fetch_add(chunk.len() as u64, Ordering::SeqCst);
+            }
+            sock.flush().await?;
+            return Ok(());
+        }
+        if !warm && matches!(fault, Fault::None | Fault::Delay(_) | Fault::Throttle(_)) {
+            // Cold: the whole piece, pulled from the provider as it streams,
+            // chunked with no length; the CDN keeps it only if it completes.
+            let resp = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Type: application/octet-stream\r\nCache-Control: public, max-age=31536000\r\nX-Data-Set-ID: 1\r\n\r\n";
+            sock.write_all(resp.as_bytes()).await?;
+            if method == "HEAD" {
+                continue;
+            }
+            st.cold_answers.fetch_add(1, Ordering::SeqCst);
+            write_chunked(&mut sock, &st, &data).await?;
+            st.warm.lock().unwrap().insert(cid.clone());
+            st.completed_cold.fetch_add(1, Ordering::SeqCst);
             continue;
-        };
+        }
         let size = data.len() as u64;
         let range = headers.get("range").and_then(|r| parse_range(r, size));
         match (range, &fault) {
@@ -430,12 +607,24 @@ pub fn beam_upstream_timing(beam: &MockBeam, read_timeout: &str, extra_upstream:
 }
 
 /// A free loopback port (bound and released).
+/// A port free on loopback now, never one this test process was handed
+/// before: the kernel may give a just-released port again, and two
+/// listeners of one test (a peer port picked early, an admin port picked
+/// later) must not collide.
 pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let port = StdListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// A running `beam-edge serve` process; killed on drop.
@@ -453,8 +642,14 @@ pub struct EdgeProcess {
 /// A payer address for tests.
 pub const PAYER: &str = "0x00000000000000000000000000000000000000aa";
 
+/// The binary under test: this build's, or `BEAM_EDGE_BIN` (how a figure
+/// compares an older build on the same mocks, e.g. `tests/beam_cold.rs`).
 pub fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_beam-edge")
+    static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        std::env::var("BEAM_EDGE_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_beam-edge").to_string())
+    })
 }
 
 /// What to put in a test config besides listeners.

@@ -528,6 +528,11 @@ impl DiskTier {
         held
     }
 
+    /// Every piece with a window here.
+    pub fn pieces(&self) -> Vec<String> {
+        self.lock().pieces.keys().map(|c| c.to_string()).collect()
+    }
+
     /// Indexes of the windows of `cid` held, ascending.
     pub fn windows_of(&self, cid: &str) -> Vec<u64> {
         let mut out: Vec<u64> = self

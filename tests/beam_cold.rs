@@ -1,0 +1,479 @@
+//! Beam as the real FilBeam worker behaves (issue #22), through the real
+//! binary on loopback: a cold piece is warmed by exactly one whole-body
+//! response, Beam's refusals are final (no provider fallback), remembered
+//! and `no-store`, `access.denylist` answers 451 before any upstream I/O and
+//! is reloaded on SIGHUP, and a v1 piece's size comes from the providers'
+//! HEAD while Beam is cold. Costs are read from the mock Beam's own byte
+//! and request counters.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use beam_edge::piece::commp::commp_of;
+use common::*;
+
+/// Window of 128 KiB padded = 130,048 raw bytes.
+const W: usize = 130_048;
+const SMALL_WINDOWS: &str = "  window: 128KiB\n  memory: 64MiB\n";
+
+fn get(edge: &EdgeProcess, path: &str, headers: &[(&str, &str)]) -> Response {
+    raw_get(edge.public, path, headers)
+        .unwrap_or_else(|e| panic!("GET {path}: {e}\n{}", edge.log()))
+}
+
+fn metric(edge: &EdgeProcess, name: &str) -> f64 {
+    metric_value(&edge.metrics_text(), name)
+}
+
+/// Waits until `f` holds; the deadline only matters when the test fails.
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+fn start(beam: &MockBeam, cache: &str, upstream: &str, extra: &str) -> EdgeProcess {
+    EdgeProcess::start_opts(EdgeOptions {
+        upstream: beam_upstream(beam, upstream),
+        cache: cache.to_string(),
+        extra: extra.to_string(),
+        ..Default::default()
+    })
+}
+
+fn warmups(edge: &EdgeProcess, outcome: &str) -> f64 {
+    metric(
+        edge,
+        &format!("beam_edge_beam_warmups_total{{outcome=\"{outcome}\"}}"),
+    )
+}
+
+/// A player's cold play: the first bytes, then the whole piece.
+fn play(edge: &EdgeProcess, cid: &str, data: &[u8]) {
+    let path = format!("/piece/{cid}");
+    let (s, _, body) = get(edge, &path, &[("Range", "bytes=0-99")]);
+    assert_eq!((s, body.as_slice()), (206, &data[..100]));
+    let (s, _, body) = get(edge, &path, &[]);
+    assert_eq!(s, 200);
+    assert!(body == data, "the whole piece, byte for byte");
+}
+
+#[test]
+fn a_cold_full_play_costs_beam_one_piece_and_leaves_it_warm() {
+    let beam = MockBeam::start();
+    let edge = start(&beam, SMALL_WINDOWS, "", "");
+    let size = 60 * W + 123;
+    let data = mp4_like(size, 1);
+    let cid = commp_of(&data).unwrap().to_string();
+    beam.add_piece(&cid, data.clone());
+
+    play(&edge, &cid, &data);
+    wait_for("the warm-up to complete", || {
+        warmups(&edge, "completed") == 1.0
+    });
+    // One whole-body response, read to the end: Beam's CDN holds the piece.
+    // (A window whose run was planned as the stream passed it is asked
+    // again after the warm-up: a 206 of a warm Beam.)
+    assert_eq!(beam.cold_answers(), 1, "{:?}", beam.requests());
+    assert_eq!(beam.completed_cold(), 1);
+    assert!(beam.is_warm(&cid));
+    let sent = beam.body_bytes_sent();
+    assert!(
+        sent as f64 <= 1.05 * size as f64,
+        "Beam sent {sent} bytes for a {size}-byte piece"
+    );
+    assert_eq!(warmups(&edge, "started"), 1.0);
+    assert_eq!(warmups(&edge, "failed"), 0.0);
+
+    // Another edge (cold cache) now gets ranges as 206s of their own size.
+    beam.clear_log();
+    let other = start(&beam, &format!("{SMALL_WINDOWS}  prefetch: 0\n"), "", "");
+    let at = 40 * W + 5;
+    let (s, _, body) = get(
+        &other,
+        &format!("/piece/{cid}"),
+        &[("Range", &format!("bytes={at}-{}", at + 99))],
+    );
+    assert_eq!((s, body.as_slice()), (206, &data[at..at + 100]));
+    assert_eq!(beam.completed_cold(), 0);
+    assert!(
+        beam.body_bytes_sent() <= 2 * W as u64,
+        "a warm Beam sent {} bytes for one window",
+        beam.body_bytes_sent()
+    );
+    assert_eq!(warmups(&other, "started"), 0.0);
+}
+
+#[test]
+fn a_cold_deep_seek_is_served_by_the_provider_while_beam_warms_once() {
+    let beam = MockBeam::start();
+    let provider = MockBeam::start();
+    provider.set_always_warm();
+    let upstream = format!("  providers: [\"http://{}\"]\n", provider.addr);
+    let edge = start(&beam, SMALL_WINDOWS, &upstream, "");
+    let size = 80 * W;
+    let data = mp4_like(size, 2);
+    let cid = commp_of(&data).unwrap().to_string();
+    beam.add_piece(&cid, data.clone());
+    provider.add_piece(&cid, data.clone());
+
+    let at = 70 * W + 3;
+    let (s, _, body) = get(
+        &edge,
+        &format!("/piece/{cid}"),
+        &[("Range", &format!("bytes={at}-{}", at + 999))],
+    );
+    assert_eq!((s, body.as_slice()), (206, &data[at..at + 1000]));
+    assert!(
+        !provider.requests().is_empty(),
+        "the deep range came from the provider"
+    );
+    wait_for("the warm-up to complete", || {
+        warmups(&edge, "completed") == 1.0
+    });
+    assert_eq!(beam.cold_answers(), 1, "{:?}", beam.requests());
+    assert_eq!(beam.completed_cold(), 1);
+    assert!(beam.body_bytes_sent() as f64 <= 1.05 * size as f64);
+    assert!(beam.is_warm(&cid));
+    // The stream filled this cache too: the head is a hit now.
+    beam.clear_log();
+    let (s, h, _) = get(&edge, &format!("/piece/{cid}"), &[("Range", "bytes=0-9")]);
+    assert_eq!((s, h["x-cache"].as_str()), (206, "HIT"));
+    assert_eq!(beam.piece_requests(), 0);
+}
+
+#[test]
+fn a_warm_up_that_breaks_is_not_retried_and_readers_still_get_their_bytes() {
+    let beam = MockBeam::start();
+    let edge = start(&beam, &format!("{SMALL_WINDOWS}  prefetch: 0\n"), "", "");
+    let size = 20 * W;
+    let data = mp4_like(size, 3);
+    let cid = commp_of(&data).unwrap().to_string();
+    beam.add_piece(&cid, data.clone());
+    // Whole-piece answers that stop half way: no warm-up can complete.
+    beam.set_fault(Fault::FullBodyForRangeCut);
+    let (s, _, body) = get(&edge, &format!("/piece/{cid}"), &[("Range", "bytes=0-99")]);
+    assert_eq!((s, body.as_slice()), (206, &data[..100]));
+    wait_for("the warm-up to fail", || warmups(&edge, "failed") == 1.0);
+    beam.set_fault(Fault::None);
+    beam.set_always_warm();
+    // A later read is served (Beam answers 206 now) and no second warm-up starts.
+    let at = 15 * W;
+    let (s, _, body) = get(
+        &edge,
+        &format!("/piece/{cid}"),
+        &[("Range", &format!("bytes={at}-{}", at + 9))],
+    );
+    assert_eq!((s, body.as_slice()), (206, &data[at..at + 10]));
+    assert_eq!(warmups(&edge, "started"), 1.0);
+}
+
+fn refusal_count(edge: &EdgeProcess, reason: &str) -> f64 {
+    metric(
+        edge,
+        &format!("beam_edge_refusals_total{{reason=\"{reason}\"}}"),
+    )
+}
+
+#[test]
+fn beams_refusals_are_final_remembered_and_not_stored() {
+    let beam = MockBeam::start();
+    let provider = MockBeam::start();
+    provider.set_always_warm();
+    let upstream = format!(
+        "  providers: [\"http://{}\"]\n  refusal_ttl: 10m\n",
+        provider.addr
+    );
+    let edge = start(&beam, SMALL_WINDOWS, &upstream, "");
+    // Every reason is exported from the start.
+    for reason in [
+        "bad_bits",
+        "sanctioned",
+        "no_cdn",
+        "quota_exhausted",
+        "denylist",
+    ] {
+        assert_eq!(refusal_count(&edge, reason), 0.0, "{reason}");
+    }
+    let cases = [
+        (Refuse::BadBits, 451, "bad_bits", "Bad Bits"),
+        (Refuse::Sanctioned, 403, "sanctioned", "sanctioned"),
+        (Refuse::NoCdn, 402, "no_cdn", "withCDN=false"),
+        (Refuse::Quota, 402, "quota_exhausted", "quota exhausted"),
+    ];
+    for (i, (why, status, reason, text)) in cases.into_iter().enumerate() {
+        let data = mp4_like(10 * W, 10 + i as u64);
+        let cid = commp_of(&data).unwrap().to_string();
+        beam.add_piece(&cid, data.clone());
+        provider.add_piece(&cid, data);
+        beam.refuse(&cid, why);
+        beam.clear_log();
+        provider.clear_log();
+        // A player's refused play: a probe, then the ranges it retries.
+        for r in ["bytes=0-99", "bytes=0-", "bytes=1000000-", "bytes=0-"] {
+            let (s, h, body) = get(&edge, &format!("/piece/{cid}"), &[("Range", r)]);
+            let body = String::from_utf8_lossy(&body);
+            assert_eq!(s, status, "{reason} {r}: {body}");
+            assert_eq!(h["cache-control"], "no-store", "{reason}");
+            assert!(body.contains(text), "{reason}: {body}");
+        }
+        assert_eq!(beam.piece_requests(), 1, "{reason}: remembered");
+        assert!(
+            provider.requests().is_empty(),
+            "{reason}: no fallback to the provider"
+        );
+        assert_eq!(refusal_count(&edge, reason), 4.0, "{reason}");
+    }
+}
+
+#[test]
+fn an_exhausted_quota_falls_back_only_when_configured() {
+    let beam = MockBeam::start();
+    let provider = MockBeam::start();
+    provider.set_always_warm();
+    let upstream = format!(
+        "  providers: [\"http://{}\"]\n  on_quota_exhausted: providers\n",
+        provider.addr
+    );
+    let edge = start(&beam, SMALL_WINDOWS, &upstream, "");
+    let data = mp4_like(4 * W, 20);
+    let cid = commp_of(&data).unwrap().to_string();
+    beam.add_piece(&cid, data.clone());
+    provider.add_piece(&cid, data.clone());
+    beam.refuse(&cid, Refuse::Quota);
+    let (s, _, body) = get(&edge, &format!("/piece/{cid}"), &[("Range", "bytes=10-19")]);
+    assert_eq!((s, body.as_slice()), (206, &data[10..20]));
+    assert!(!provider.requests().is_empty());
+    // A sanctioned payer never falls back, whatever the quota setting.
+    let data2 = mp4_like(4 * W, 21);
+    let cid2 = commp_of(&data2).unwrap().to_string();
+    beam.add_piece(&cid2, data2.clone());
+    provider.add_piece(&cid2, data2);
+    beam.refuse(&cid2, Refuse::Sanctioned);
+    provider.clear_log();
+    let (s, _, _) = get(
+        &edge,
+        &format!("/piece/{cid2}"),
+        &[("Range", "bytes=10-19")],
+    );
+    assert_eq!(s, 403);
+    assert!(provider.requests().is_empty());
+}
+
+fn bad_bits_line(cid: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(format!("{cid}/").as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("//{hex}\n")
+}
+
+#[test]
+fn the_denylist_refuses_before_any_upstream_io_and_reloads_on_sighup() {
+    let beam = MockBeam::start();
+    beam.set_always_warm();
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("badbits.deny");
+    let listed_data = mp4_like(3 * W, 30);
+    let listed = commp_of(&listed_data).unwrap().to_string();
+    beam.add_piece(&listed, listed_data);
+    // Listed by its v1 form: the v2 request is refused all the same.
+    let v1 = commp_of(&mp4_like(3 * W, 30)).unwrap().to_v1().to_string();
+    std::fs::write(&list, format!("# local list\n{}", bad_bits_line(&v1))).unwrap();
+    let edge = start(
+        &beam,
+        SMALL_WINDOWS,
+        "",
+        &format!("access:\n  denylist: [\"{}\"]\n", list.display()),
+    );
+    let (s, h, body) = get(&edge, &format!("/piece/{listed}"), &[]);
+    assert_eq!(s, 451, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(h["cache-control"], "no-store");
+    let (s, _, _) = get(&edge, &format!("/beam/{PAYER}/{listed}"), &[]);
+    assert_eq!(s, 451);
+    assert_eq!(beam.piece_requests(), 0, "no upstream I/O");
+
+    // A piece played and cached, then listed: SIGHUP refuses and purges it.
+    let data = mp4_like(3 * W, 31);
+    let cid = commp_of(&data).unwrap().to_string();
+    beam.add_piece(&cid, data.clone());
+    let (s, _, body) = get(&edge, &format!("/piece/{cid}"), &[]);
+    assert_eq!((s, body == data), (200, true));
+    let asset = publish_asset(&beam, &mp4_like(2 * W, 32), W, "video/mp4");
+    let (s, _, _) = get(&edge, &format!("/asset/{asset}"), &[]);
+    assert_eq!(s, 200);
+    let manifest_piece = {
+        let (_, _, m) = get(&edge, &format!("/piece/{asset}"), &[]);
+        let m = String::from_utf8_lossy(&m).to_string();
+        m.split("\"cid\":\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    std::fs::write(
+        &list,
+        format!(
+            "{}{}{}",
+            bad_bits_line(&v1),
+            bad_bits_line(&cid),
+            bad_bits_line(&manifest_piece)
+        ),
+    )
+    .unwrap();
+    let pid = edge.child.id().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    wait_for("the reload", || {
+        edge.log().contains("access.denylist reloaded: 3 entries")
+    });
+    beam.clear_log();
+    let (s, _, _) = get(&edge, &format!("/piece/{cid}"), &[("Range", "bytes=0-9")]);
+    assert_eq!(s, 451);
+    let (s, _, _) = get(&edge, &format!("/asset/{asset}"), &[]);
+    assert_eq!(s, 451, "an asset with a listed piece");
+    assert_eq!(beam.piece_requests(), 0);
+    let (s, _, status) = raw_get(edge.admin, &format!("/admin/cache/{cid}"), &[]).unwrap();
+    assert_eq!(s, 200);
+    let status: serde_json::Value = serde_json::from_slice(&status).unwrap();
+    assert_eq!(status["memory"], serde_json::json!([]), "purged: {status}");
+    assert_eq!(status["disk"], serde_json::json!([]), "purged: {status}");
+    assert_eq!(refusal_count(&edge, "denylist"), 4.0);
+}
+
+#[test]
+fn a_v1_piece_size_comes_from_the_providers_head_while_beam_is_cold() {
+    let beam = MockBeam::start();
+    let provider = MockBeam::start();
+    provider.set_always_warm();
+    let upstream = format!("  providers: [\"http://{}\"]\n", provider.addr);
+    let edge = start(&beam, SMALL_WINDOWS, &upstream, "");
+    let data = mp4_like(6 * W + 11, 40);
+    let v1 = commp_of(&data).unwrap().to_v1().to_string();
+    beam.add_piece(&v1, data.clone());
+    provider.add_piece(&v1, data.clone());
+    let (s, h, body) = get(
+        &edge,
+        &format!("/piece/{v1}"),
+        &[("Range", "bytes=100-199")],
+    );
+    assert_eq!((s, body.as_slice()), (206, &data[100..200]), "{h:?}");
+    assert_eq!(
+        h["content-range"],
+        format!("bytes 100-199/{}", data.len()),
+        "the size the provider's HEAD gave"
+    );
+    assert!(provider.requests().iter().any(|r| r.method == "HEAD"));
+}
+
+/// Waits until the mock's byte counter stops moving (a benchmark, not a test).
+fn settled(beam: &MockBeam) {
+    let mut last = u64::MAX;
+    loop {
+        let now = beam.body_bytes_sent() + beam.provider_bytes();
+        if now == last {
+            return;
+        }
+        last = now;
+        std::thread::sleep(Duration::from_millis(1500));
+    }
+}
+
+/// The figures of docs/src/performance.md ("Beam while cold"): what a cold
+/// play, a cold deep seek, the issue's three reads and a refused play cost
+/// Beam and the provider, with the default config (1 MiB windows). Run
+/// `BEAM_EDGE_BIN=<an older beam-edge> cargo test --locked --test beam_cold
+/// figures -- --ignored --nocapture` for the "before" column.
+#[test]
+#[ignore]
+fn figures() {
+    let size = 45_000_000;
+    let mib = |b: u64| b as f64 / 1_048_576.0;
+    println!(
+        "| scenario | Beam requests | Beam bytes (MiB) | provider bytes (MiB) | Beam / piece |"
+    );
+    println!("|---|---|---|---|---|");
+    let scenarios: [(&str, &[&str]); 3] = [
+        (
+            "cold play: bytes=0-99, then the whole piece",
+            &["bytes=0-99", ""],
+        ),
+        ("cold deep seek: 1 MB at 80%", &["bytes=36000000-36999999"]),
+        (
+            "the issue's read: 100 bytes, a deep range, the whole piece",
+            &["bytes=0-99", "bytes=30000000-30999999", ""],
+        ),
+    ];
+    for (i, (name, reads)) in scenarios.iter().enumerate() {
+        let beam = MockBeam::start();
+        let provider = MockBeam::start_provider();
+        let upstream = format!("  providers: [\"http://{}\"]\n", provider.addr);
+        let edge = EdgeProcess::start_opts(EdgeOptions {
+            upstream: beam_upstream(&beam, &upstream),
+            ..Default::default()
+        });
+        let data = mp4_like(size, 100 + i as u64);
+        let cid = commp_of(&data).unwrap().to_string();
+        beam.add_piece(&cid, data.clone());
+        provider.add_piece(&cid, data.clone());
+        for r in reads.iter() {
+            let headers: Vec<(&str, &str)> = if r.is_empty() {
+                vec![]
+            } else {
+                vec![("Range", *r)]
+            };
+            let (s, _, _) = get(&edge, &format!("/piece/{cid}"), &headers);
+            assert!(s == 200 || s == 206, "{s}");
+        }
+        settled(&beam);
+        let beam_bytes = beam.body_bytes_sent();
+        let provider_bytes = beam.provider_bytes() + provider.body_bytes_sent();
+        println!(
+            "| {name} | {} | {:.1} | {:.1} | {:.2}x |",
+            beam.piece_requests(),
+            mib(beam_bytes),
+            mib(provider_bytes),
+            beam_bytes as f64 / size as f64
+        );
+    }
+    // A refused play: the player's probe, its retries and a seek.
+    let beam = MockBeam::start();
+    let provider = MockBeam::start_provider();
+    let upstream = format!("  providers: [\"http://{}\"]\n", provider.addr);
+    let edge = EdgeProcess::start_opts(EdgeOptions {
+        upstream: beam_upstream(&beam, &upstream),
+        ..Default::default()
+    });
+    let data = mp4_like(size, 200);
+    let cid = commp_of(&data).unwrap().to_string();
+    beam.add_piece(&cid, data.clone());
+    provider.add_piece(&cid, data);
+    beam.refuse(&cid, Refuse::Sanctioned);
+    let mut statuses = Vec::new();
+    for r in [
+        "bytes=0-99",
+        "bytes=0-",
+        "bytes=0-",
+        "bytes=30000000-",
+        "bytes=0-",
+    ] {
+        let (s, _, _) = get(&edge, &format!("/piece/{cid}"), &[("Range", r)]);
+        statuses.push(s);
+    }
+    println!(
+        "| refused play (403, 5 player requests, answered {statuses:?}) | {} | 0 | {:.1} (provider asked {} times) | - |",
+        beam.piece_requests(),
+        mib(provider.body_bytes_sent()),
+        provider.requests().len()
+    );
+}
