@@ -422,7 +422,11 @@ fn graceful_upgrade_finishes_streams_and_keeps_the_disk_index_whole() {
     // Small windows so that pieces span many windows; a small memory tier so
     // that reads after the upgrade come from disk.
     const W: usize = 130_048;
+    // Beam is warm for every piece here: a cold Beam's warm-up would cache
+    // the whole slow piece at loopback speed before the upgrade starts, and
+    // the old process would have nothing left to write while it drains.
     let beam = MockBeam::start();
+    beam.set_always_warm();
     let (slow_cid, slow_data) = piece(&beam, 80 * W, 11);
     let mut others = Vec::new();
     for seed in 0..3 {
