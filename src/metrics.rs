@@ -486,11 +486,6 @@ pub fn init() {
             WINDOW_FILLS.with_label_values(&[kind, outcome]);
         }
     }
-    for reason in ["full_body", "error"] {
-        for target in ["provider", "beam_retry"] {
-            FALLBACKS.with_label_values(&[reason, target]);
-        }
-    }
     for cache in ["HIT", "MISS", "PARTIAL"] {
         SEEK_TTFB.with_label_values(&[cache]);
     }
@@ -572,11 +567,6 @@ pub fn init() {
     }
     for kind in ["tail", "index"] {
         INDEX_PREFETCH.with_label_values(&[kind]);
-    }
-    for kind in ["demand", "prefetch"] {
-        for outcome in ["ok", "cancelled", "failed"] {
-            WINDOW_FILLS.with_label_values(&[kind, outcome]);
-        }
     }
 }
 
