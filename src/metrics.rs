@@ -353,13 +353,15 @@ pub static PROVIDER_RESOLUTIONS: Lazy<IntCounterVec> = Lazy::new(|| {
     )
 });
 
-/// Storage-provider 429 answers (Curio past 256 concurrent retrievals),
-/// each of which puts the provider in backoff for `upstream.provider_backoff`.
+/// Storage providers put in backoff for `upstream.provider_backoff`: a 429
+/// (Curio past 256 concurrent retrievals), a failed GET (5xx, a timeout, a
+/// broken connection, a response that is not the range asked for) or
+/// wrong bytes.
 pub static PROVIDER_BACKOFFS: Lazy<IntCounter> = Lazy::new(|| {
     #[allow(clippy::expect_used)]
     register_int_counter!(
         "beam_edge_provider_backoffs_total",
-        "Storage-provider 429 answers that made beam-edge skip the provider for a while."
+        "Storage providers skipped for upstream.provider_backoff after a 429, a failed GET or wrong bytes."
     )
     .expect("metric registers")
 });
