@@ -330,6 +330,7 @@ impl AdminApp {
             "memory": stats.memory,
             "disk": stats.disk,
             "fills_in_flight": stats.fills_in_flight,
+            "layers": stats.layers,
             "served_bytes": {"memory": mem, "disk": disk, "upstream": up, "peer": peer},
             "hit_ratio": {"memory": ratio(mem), "disk": ratio(disk), "total": ratio(mem + disk)},
         })
