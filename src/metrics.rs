@@ -301,6 +301,15 @@ pub static BEAM_WARMUPS: Lazy<IntCounterVec> = Lazy::new(|| {
     )
 });
 
+/// Windows a reader wanted ahead of a running Beam warm-up and handed to it,
+/// to be filled as its stream passes, instead of asking anyone again.
+pub static BEAM_WARMUP_ADOPTED: Lazy<IntCounter> = Lazy::new(|| {
+    counter(
+        "beam_edge_beam_warmup_adopted_windows_total",
+        "Windows readers handed to a running Beam warm-up, filled as its stream passes.",
+    )
+});
+
 /// Every `reason` of [`REFUSALS`] (`crate::upstream::Refusal::label`; a
 /// unit test there keeps the two equal).
 pub const REFUSAL_REASONS: [&str; 5] = [
@@ -489,6 +498,7 @@ pub fn init() {
         ACCESS_REFUSALS.with_label_values(&[reason]);
     }
     Lazy::force(&PACED_WRITES);
+    Lazy::force(&BEAM_WARMUP_ADOPTED);
     for outcome in ["ok", "failed"] {
         PEER_FETCHES.with_label_values(&[outcome]);
     }
