@@ -353,13 +353,15 @@ pub static PROVIDER_RESOLUTIONS: Lazy<IntCounterVec> = Lazy::new(|| {
     )
 });
 
-/// Storage-provider 429 answers (Curio past 256 concurrent retrievals),
-/// each of which puts the provider in backoff for `upstream.provider_backoff`.
+/// Storage providers put in backoff for `upstream.provider_backoff`: a 429
+/// (Curio past 256 concurrent retrievals), a failed GET (5xx, a timeout, a
+/// broken connection, a response that is not the range asked for) or
+/// wrong bytes.
 pub static PROVIDER_BACKOFFS: Lazy<IntCounter> = Lazy::new(|| {
     #[allow(clippy::expect_used)]
     register_int_counter!(
         "beam_edge_provider_backoffs_total",
-        "Storage-provider 429 answers that made beam-edge skip the provider for a while."
+        "Storage providers skipped for upstream.provider_backoff after a 429, a failed GET or wrong bytes."
     )
     .expect("metric registers")
 });
@@ -486,11 +488,6 @@ pub fn init() {
             WINDOW_FILLS.with_label_values(&[kind, outcome]);
         }
     }
-    for reason in ["full_body", "error"] {
-        for target in ["provider", "beam_retry"] {
-            FALLBACKS.with_label_values(&[reason, target]);
-        }
-    }
     for cache in ["HIT", "MISS", "PARTIAL"] {
         SEEK_TTFB.with_label_values(&[cache]);
     }
@@ -572,11 +569,6 @@ pub fn init() {
     }
     for kind in ["tail", "index"] {
         INDEX_PREFETCH.with_label_values(&[kind]);
-    }
-    for kind in ["demand", "prefetch"] {
-        for outcome in ["ok", "cancelled", "failed"] {
-            WINDOW_FILLS.with_label_values(&[kind, outcome]);
-        }
     }
 }
 
