@@ -113,7 +113,14 @@ fn a_cold_full_play_costs_beam_one_piece_and_leaves_it_warm() {
 #[test]
 fn a_reader_ahead_of_the_warm_up_is_served_by_its_stream_before_it_ends() {
     let beam = MockBeam::start();
-    let edge = start(&beam, SMALL_WINDOWS, "", "");
+    // No read-ahead and no tail guess: the first request alone starts the
+    // warm-up, and the seek below is the only reader ahead of the stream.
+    let edge = start(
+        &beam,
+        &format!("{SMALL_WINDOWS}  prefetch: 0\n  tail_guess: false\n"),
+        "",
+        "",
+    );
     let data = mp4_like(40 * W, 3);
     let cid = commp_of(&data).unwrap().to_string();
     beam.add_piece(&cid, data.clone());
