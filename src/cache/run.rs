@@ -3,54 +3,73 @@
 //! from the first missing byte, stopped at a window boundary once nothing
 //! left is wanted.
 //!
+//! Each window takes its room in the in-flight budget before its first byte
+//! (see `inflight`), and a finished window is let go at once: the run holds
+//! only the window it is filling. While the budget is under pressure, a run
+//! does not fill a window until a reader has reached the one before it, so
+//! a slow client pins at most two windows (the one it reads and the next);
+//! the upstream connection simply waits meanwhile.
+//!
 //! What it is not: the choice of upstream (`providers`), the caching of the
 //! windows before a range carried by a whole-piece body (`beam_prefix`), or
 //! what happens to a finished window (`store`).
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use bytes::BytesMut;
 
 use super::fill::{CacheError, Fill};
+use super::inflight::Admission;
 use super::{Inner, Piece};
 use crate::http::range::ByteRange;
+use crate::metrics;
 use crate::upstream::UpstreamError;
 
 impl Inner {
     /// Downloads `fills` (consecutive windows) with as few upstream requests
-    /// as the upstream allows.
+    /// as the upstream allows; the first window is admitted to the in-flight
+    /// budget as `admission`, the others as `Continue` (read-ahead stays
+    /// read-ahead). Finished windows are dropped from `fills` as the run
+    /// passes them.
     pub(super) async fn run_fill(
         self: &Arc<Self>,
         piece: &Piece,
-        fills: &[Arc<Fill>],
+        mut fills: Vec<Arc<Fill>>,
+        admission: Admission,
         local_only: bool,
     ) {
         let g = self.geometry;
-        let mut cur = 0usize;
+        let check = fills.first().and_then(|f| f.check.clone());
         let mut failures = 0u32;
+        let mut how = admission;
+        // The window before the head of `fills`, once the run passed it.
+        let mut before: Option<Weak<Fill>> = None;
         loop {
-            if cur == fills.len() {
+            if fills.is_empty() {
                 return;
             }
-            if !fills[cur..].iter().any(|f| f.is_wanted()) {
-                self.abandon(&fills[cur..], CacheError::Cancelled);
+            if !fills.iter().any(|f| f.is_wanted()) {
+                self.abandon(&fills, CacheError::Cancelled);
+                return;
+            }
+            if !self.admit(&fills, before.as_ref(), how).await {
                 return;
             }
             let (Some(first), Some(last)) = (
-                g.span(fills[cur].key.index, piece.size),
+                g.span(fills[0].key.index, piece.size),
                 g.span(fills[fills.len() - 1].key.index, piece.size),
             ) else {
-                self.abandon(&fills[cur..], CacheError::Cancelled);
+                self.abandon(&fills, CacheError::Cancelled);
                 return;
             };
-            let start = first.start + fills[cur].received();
+            let start = first.start + fills[0].received();
             let range = ByteRange::new(start, last.end);
             let result = self.open_source(piece, range, local_only).await;
             let (mut body, from_zero) = match result {
                 Ok(b) => {
                     let from_peer = b.0.kind() == crate::upstream::UpstreamKind::Peer;
-                    for f in &fills[cur..] {
+                    for f in &fills {
                         f.set_from_peer(from_peer);
                     }
                     b
@@ -61,7 +80,7 @@ impl Inner {
                         backoff(failures).await;
                         continue;
                     }
-                    self.abandon(&fills[cur..], CacheError::Upstream(e));
+                    self.abandon(&fills, CacheError::Upstream(e));
                     return;
                 }
             };
@@ -69,17 +88,16 @@ impl Inner {
             // the run as they pass, and drop what this run already has.
             let mut offset = if from_zero { 0 } else { start };
             let mut prefix = BytesMut::new();
-            loop {
+            'body: loop {
                 match body.next_chunk().await {
                     Ok(Some(mut chunk)) => {
                         if offset < start {
                             let skip = usize::try_from((start - offset).min(chunk.len() as u64))
                                 .unwrap_or(0);
                             let head = chunk.split_to(skip);
-                            let check = fills[0].check.as_ref();
                             self.cache_prefix(
                                 piece,
-                                check,
+                                check.as_ref(),
                                 offset,
                                 &head,
                                 first.start,
@@ -92,32 +110,45 @@ impl Inner {
                         }
                         offset += chunk.len() as u64;
                         while !chunk.is_empty() {
-                            let f = &fills[cur];
+                            let f = &fills[0];
                             let need = usize::try_from(f.len - f.received()).unwrap_or(usize::MAX);
                             f.push(chunk.split_to(need.min(chunk.len())));
                             if f.received() == f.len {
-                                self.finish_window(f).await;
-                                cur += 1;
-                                if cur == fills.len() {
+                                let done = fills.remove(0);
+                                self.finish_window(&done).await;
+                                before = Some(Arc::downgrade(&done));
+                                drop(done);
+                                if fills.is_empty() {
                                     return;
                                 }
-                                if !fills[cur..].iter().any(|f| f.is_wanted()) {
-                                    self.abandon(&fills[cur..], CacheError::Cancelled);
+                                if !fills.iter().any(|f| f.is_wanted()) {
+                                    self.abandon(&fills, CacheError::Cancelled);
                                     return;
+                                }
+                                if how == Admission::New {
+                                    how = Admission::Continue;
+                                }
+                                if !self.admit_now(&fills, before.as_ref(), how) {
+                                    // No room, or a slow reader to wait for:
+                                    // close this request rather than hold an
+                                    // idle connection and its read buffer
+                                    // (some 400 KiB each) while waiting; the
+                                    // run asks again from the next window.
+                                    break 'body;
                                 }
                             }
                         }
                     }
                     Ok(None) => {
                         // The body ended exactly where asked; anything left is short.
-                        if cur < fills.len() {
+                        if !fills.is_empty() {
                             failures += 1;
                             if failures > self.settings.retries {
                                 let e = UpstreamError::ShortBody {
                                     expected: range.len(),
                                     got: offset - start,
                                 };
-                                self.abandon(&fills[cur..], CacheError::Upstream(e));
+                                self.abandon(&fills, CacheError::Upstream(e));
                                 return;
                             }
                         }
@@ -126,7 +157,7 @@ impl Inner {
                     Err(e) => {
                         failures += 1;
                         if !e.is_transient() || failures > self.settings.retries {
-                            self.abandon(&fills[cur..], CacheError::Upstream(e));
+                            self.abandon(&fills, CacheError::Upstream(e));
                             return;
                         }
                         log::info!("retrying {} from byte {} after: {e}", piece.cid, offset);
@@ -138,6 +169,111 @@ impl Inner {
         }
     }
 }
+
+impl Inner {
+    /// Gives the head of `fills` its room in the in-flight budget (once),
+    /// first waiting, under pressure, for a reader to reach the window
+    /// `before` it. `false`: the run is over (nobody wants it, or no room),
+    /// and its fills were abandoned.
+    async fn admit(
+        &self,
+        fills: &[Arc<Fill>],
+        before: Option<&Weak<Fill>>,
+        how: Admission,
+    ) -> bool {
+        let Some(head) = fills.first() else {
+            return false;
+        };
+        if head.is_charged() {
+            return true;
+        }
+        if let Some(before) = before {
+            if !self.wait_for_reader(fills, before).await {
+                self.abandon(fills, CacheError::Cancelled);
+                return false;
+            }
+        }
+        match self.inflight.reserve(head.len, how).await {
+            Ok(r) => {
+                head.charge(r);
+                true
+            }
+            Err(_) if how == Admission::ReadAhead => {
+                let n = fills.len() as u64;
+                metrics::INFLIGHT_EVENTS
+                    .with_label_values(&["readahead_skipped"])
+                    .inc_by(n);
+                metrics::PREFETCH.with_label_values(&["skipped"]).inc_by(n);
+                self.abandon(fills, CacheError::Cancelled);
+                false
+            }
+            Err(_) => {
+                self.abandon(fills, CacheError::Busy);
+                false
+            }
+        }
+    }
+
+    /// [`Inner::admit`] without waiting: `true` when the head holds its room.
+    fn admit_now(&self, fills: &[Arc<Fill>], before: Option<&Weak<Fill>>, how: Admission) -> bool {
+        let Some(head) = fills.first() else {
+            return false;
+        };
+        if head.is_charged() {
+            return true;
+        }
+        let reader_behind = self.inflight.under_pressure()
+            && before
+                .and_then(Weak::upgrade)
+                .is_some_and(|prev| !prev.is_reached());
+        if reader_behind {
+            return false;
+        }
+        match self.inflight.try_now(head.len, how) {
+            Some(r) => {
+                head.charge(r);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// While the budget is under pressure, waits until a reader reached the
+    /// window `before` the run's head (or nobody holds it any more: its
+    /// readers moved on). `false`: nothing the run has left is wanted.
+    async fn wait_for_reader(&self, fills: &[Arc<Fill>], before: &Weak<Fill>) -> bool {
+        let mut paused = false;
+        loop {
+            if !self.inflight.under_pressure() {
+                return true;
+            }
+            let Some(prev) = before.upgrade() else {
+                return true;
+            };
+            let stirred = prev.stirred().notified();
+            tokio::pin!(stirred);
+            stirred.as_mut().enable();
+            if prev.is_reached() {
+                return true;
+            }
+            if !fills.iter().any(|f| f.is_wanted()) {
+                return false;
+            }
+            if !paused {
+                paused = true;
+                metrics::INFLIGHT_EVENTS
+                    .with_label_values(&["paused"])
+                    .inc();
+            }
+            // Woken by the reader reaching the window or leaving; the
+            // timeout notices pressure easing and read-ahead owners leaving.
+            let _ = tokio::time::timeout(PAUSE_RECHECK, stirred).await;
+        }
+    }
+}
+
+/// How often a paused run looks again without being woken.
+const PAUSE_RECHECK: Duration = Duration::from_millis(250);
 
 async fn backoff(attempt: u32) {
     let ms = 100u64 << (2 * attempt.saturating_sub(1)).min(8);
