@@ -14,6 +14,18 @@ use beam_edge::config::{Config, Overrides};
 #[cfg(not(target_env = "msvc"))]
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+// jemalloc's options, read before main: a background thread purges freed
+// pages, dirty pages go back to the OS after about a second and skip the
+// "muzzy" (MADV_FREE) stage, whose pages still count as resident. Without
+// this, RSS stayed near the burst's peak for tens of seconds after a burst
+// of cold readers (docs/src/performance.md). `_RJEM_MALLOC_CONF` in the
+// environment still overrides each option.
+#[cfg(not(target_env = "msvc"))]
+#[export_name = "_rjem_malloc_conf"]
+#[allow(non_upper_case_globals)]
+pub static malloc_conf: &[u8; 60] =
+    b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
 #[derive(Parser)]
 #[command(
     name = "beam-edge",
