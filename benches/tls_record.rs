@@ -7,7 +7,7 @@
 //! the syscalls, which plain HTTP pays too, are not part of it.
 //!
 //! `cargo bench --bench tls_record`. `benches/tls.sh` measures the whole
-//! path; the README sets the two side by side.
+//! path; docs/src/performance.md sets the two side by side.
 
 use std::hint::black_box;
 

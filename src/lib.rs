@@ -13,6 +13,7 @@ pub mod download;
 pub mod edge;
 pub mod http;
 pub mod manifest;
+pub mod media;
 pub mod metrics;
 pub mod piece;
 pub mod progress;

@@ -10,7 +10,7 @@ use beam_edge::config::{Config, Overrides};
 // jemalloc returns freed window buffers to the OS far better than glibc's
 // malloc, whose dynamic mmap threshold moves 1 MiB buffers onto fragmented
 // heaps: measured peak RSS streaming a 1.6 GB piece with a 256 MiB memory
-// tier, see the README's performance section.
+// tier, see docs/src/performance.md.
 #[cfg(not(target_env = "msvc"))]
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;

@@ -169,6 +169,17 @@ pub static PREFETCH: Lazy<IntCounterVec> = Lazy::new(|| {
     )
 });
 
+/// Container-index prefetches started: `tail` (a cold piece's last window,
+/// fetched with its first) and `index` (an MP4 `moov` or WebM `Cues` the
+/// head points at, outside the last window).
+pub static INDEX_PREFETCH: Lazy<IntCounterVec> = Lazy::new(|| {
+    counter_vec(
+        "beam_edge_index_prefetch_total",
+        "Container-index prefetches started, by kind (tail, index).",
+        &["kind"],
+    )
+});
+
 /// Windows evicted, by tier.
 pub static EVICTIONS: Lazy<IntCounterVec> = Lazy::new(|| {
     counter_vec(
@@ -402,6 +413,14 @@ pub fn init() {
     Lazy::force(&INFLIGHT_BUDGET_BYTES);
     for event in ["readahead_skipped", "paused", "queued", "rejected"] {
         INFLIGHT_EVENTS.with_label_values(&[event]);
+    }
+    for kind in ["tail", "index"] {
+        INDEX_PREFETCH.with_label_values(&[kind]);
+    }
+    for kind in ["demand", "prefetch"] {
+        for outcome in ["ok", "cancelled", "failed"] {
+            WINDOW_FILLS.with_label_values(&[kind, outcome]);
+        }
     }
 }
 

@@ -97,6 +97,11 @@ pub struct CacheSettings {
     pub run_windows: u64,
     /// Check fetched windows against the PieceCID where it can be done.
     pub check_windows: bool,
+    /// Most bytes of a container index fetched beside a cold head (0: off).
+    pub index_prefetch: u64,
+    /// Fetch a cold piece's last window with its first (see
+    /// [`WindowCache::prefetch_tail`]).
+    pub tail_guess: bool,
     /// Largest range start at which Beam's whole-piece 200 is used.
     pub max_skip: u64,
     /// Retries of a failed fetch.
@@ -497,6 +502,47 @@ impl WindowCache {
                 }
             }
         });
+    }
+
+    /// The last window of a cold piece, fetched beside its first on a
+    /// player's first read (`cache.tail_guess`): ffmpeg's default MP4 and
+    /// WebM keep their index there, and a browser asks for it right after
+    /// the head. A piece of one window, or with the guess off, costs nothing.
+    pub fn prefetch_tail(&self, piece: &Piece) {
+        let s = &self.inner.settings;
+        let last = self.inner.geometry.count(piece.size).saturating_sub(1);
+        if !s.tail_guess || last == 0 {
+            return;
+        }
+        if let Some(span) = self.inner.geometry.span(last, piece.size) {
+            let len = span.len().min(s.index_prefetch);
+            metrics::INDEX_PREFETCH.with_label_values(&["tail"]).inc();
+            self.warm(piece, ByteRange::new(span.end + 1 - len, span.end));
+        }
+    }
+
+    /// A container index the head of `piece` points at (see
+    /// [`crate::media::index_of`]), fetched in the background up to
+    /// `cache.index_prefetch` bytes, less what [`WindowCache::prefetch_tail`]
+    /// already asked for.
+    pub fn prefetch_index(&self, piece: &Piece, index: ByteRange) {
+        let s = &self.inner.settings;
+        if s.index_prefetch == 0 || index.end >= piece.size {
+            return;
+        }
+        let mut end = index
+            .end
+            .min(index.start.saturating_add(s.index_prefetch - 1));
+        let last = self.inner.geometry.count(piece.size).saturating_sub(1);
+        if s.tail_guess && last > 0 {
+            let tail_start = last * self.inner.geometry.raw;
+            if index.start >= tail_start {
+                return;
+            }
+            end = end.min(tail_start - 1);
+        }
+        metrics::INDEX_PREFETCH.with_label_values(&["index"]).inc();
+        self.warm(piece, ByteRange::new(index.start, end));
     }
 
     /// Puts every window of piece `cid` (`size` bytes, read from `file` at

@@ -38,6 +38,14 @@ pub struct CacheConfig {
     /// Hash fetched windows and compare them with the PieceCID (or the
     /// piece's layer) before they are served whole or cached.
     pub check_windows: bool,
+    /// Most bytes of a container index (an MP4 `moov` after its media data,
+    /// a WebM's `Cues`) fetched beside a cold piece's head, so the player's
+    /// jump to it is a hit; 0 turns index prefetch off.
+    pub index_prefetch: ByteSize,
+    /// On the first read of a cold piece from byte 0, also fetch its last
+    /// window at once (where ffmpeg puts a tail `moov` or `Cues`), before the
+    /// head has said whether the piece is media. Needs `index_prefetch`.
+    pub tail_guess: bool,
     /// Disk tier.
     pub disk: DiskConfig,
 }
@@ -63,6 +71,8 @@ impl Default for CacheConfig {
             prefetch_concurrency: 16,
             run_windows: 8,
             check_windows: true,
+            index_prefetch: ByteSize(16 << 20),
+            tail_guess: true,
             disk: DiskConfig::default(),
         }
     }
@@ -107,6 +117,12 @@ fn check_cache(c: &Config) -> Result<(), (&'static str, String)> {
                 "must be a power of two from 128KiB to 64MiB, got {}",
                 c.cache.window
             ),
+        ));
+    }
+    if c.cache.index_prefetch.0 > 1 << 30 {
+        return Err((
+            "cache.index_prefetch",
+            format!("must be 0 (off) to 1GiB, got {}", c.cache.index_prefetch),
         ));
     }
     if c.cache.memory.0 < w {

@@ -194,6 +194,8 @@ pub fn cache_settings(config: &Config, pool: ProviderPool) -> CacheSettings {
         prefetch_concurrency: c.prefetch_concurrency,
         run_windows: c.run_windows,
         check_windows: c.check_windows,
+        index_prefetch: c.index_prefetch.0,
+        tail_guess: c.tail_guess && c.index_prefetch.0 > 0,
         max_skip: config.upstream.max_skip.0,
         retries: config.upstream.retries,
         providers: static_providers(config),

@@ -545,6 +545,7 @@ async fn serve_resource(
     let in_window_zero = ranges
         .first()
         .is_some_and(|r| r.start < state.cache.geometry().raw && !is_head);
+    let from_byte_zero = in_window_zero && ranges.first().is_some_and(|r| r.start == 0);
     let sniff = async {
         let Some(piece) = &sniff_piece else {
             return Ok(None);
@@ -559,6 +560,11 @@ async fn serve_resource(
         let result = cell
             .get_or_init(|| async {
                 let head_range = ByteRange::new(0, (SNIFF_LEN as u64).min(size) - 1);
+                if from_byte_zero {
+                    // A player's first read: its next is the index, which
+                    // ffmpeg puts in the last window.
+                    state.cache.prefetch_tail(piece);
+                }
                 let head = if in_window_zero {
                     read_all(state, piece, head_range).await?
                 } else {
@@ -586,6 +592,10 @@ async fn serve_resource(
                 };
                 let ct = sniff_content_type(&head);
                 state.learn(&piece.cid, size, ct);
+                if let crate::media::IndexPlace::Beyond(index) = crate::media::index_of(&head, size)
+                {
+                    state.cache.prefetch_index(piece, index);
+                }
                 Ok(ct)
             })
             .await

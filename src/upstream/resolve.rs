@@ -511,13 +511,18 @@ impl ProviderPool {
     /// `static_providers` without duplicates and without providers backing
     /// off: what to try first.
     pub fn usable(&self, static_providers: &[String]) -> Vec<String> {
+        self.usable_at(static_providers, Instant::now())
+    }
+
+    /// [`ProviderPool::usable`] at the instant `now`.
+    fn usable_at(&self, static_providers: &[String], now: Instant) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
         for p in static_providers {
             if !out.contains(p) {
                 out.push(p.clone());
             }
         }
-        self.drop_busy(out)
+        self.drop_busy(out, now)
     }
 
     /// The chain-resolved holders of `cid` not in `tried` and not backing
@@ -535,11 +540,11 @@ impl ProviderPool {
             .into_iter()
             .filter(|p| !tried.iter().any(|t| same(t, p)))
             .collect();
-        self.drop_busy(holders)
+        self.drop_busy(holders, Instant::now())
     }
 
-    fn drop_busy(&self, mut providers: Vec<String>) -> Vec<String> {
-        let now = Instant::now();
+    /// `providers` without those still backing off at `now`.
+    fn drop_busy(&self, mut providers: Vec<String>, now: Instant) -> Vec<String> {
         let mut busy = lock(&self.busy);
         busy.retain(|_, until| *until > now);
         providers.retain(|p| !busy.contains_key(p));
@@ -548,12 +553,17 @@ impl ProviderPool {
 
     /// Skips `provider` for the backoff period (it answered 429).
     pub fn mark_busy(&self, provider: &str) {
+        self.mark_busy_at(provider, Instant::now());
+    }
+
+    /// [`ProviderPool::mark_busy`] for a 429 received at `now`.
+    fn mark_busy_at(&self, provider: &str, now: Instant) {
         log::warn!(
             "provider {provider} answered 429 (busy): skipped for {}",
             humantime::format_duration(self.backoff)
         );
         metrics::PROVIDER_BACKOFFS.inc();
-        lock(&self.busy).insert(provider.to_string(), Instant::now() + self.backoff);
+        lock(&self.busy).insert(provider.to_string(), now + self.backoff);
     }
 
     /// For the admin API.
@@ -588,11 +598,34 @@ mod tests {
         assert_eq!(pool.status(&statics, "cid").backing_off, vec!["http://a"]);
     }
 
+    /// The clock is passed in, so the backoff is checked at chosen instants
+    /// instead of by sleeping through it.
     #[test]
-    fn a_backoff_ends() {
-        let pool = ProviderPool::new(None, Duration::ZERO);
-        let statics = vec!["http://a".to_string()];
-        pool.mark_busy("http://a");
-        assert_eq!(pool.usable(&statics), statics);
+    fn a_busy_provider_is_skipped_for_its_whole_backoff_and_no_longer() {
+        let backoff = Duration::from_secs(30);
+        let pool = ProviderPool::new(None, backoff);
+        let statics = vec!["http://a".to_string(), "http://b".to_string()];
+        let t0 = Instant::now();
+        pool.mark_busy_at("http://a", t0);
+        for after in [
+            Duration::ZERO,
+            Duration::from_secs(1),
+            backoff - Duration::from_millis(1),
+        ] {
+            assert_eq!(
+                pool.usable_at(&statics, t0 + after),
+                vec!["http://b"],
+                "{after:?} after the 429"
+            );
+        }
+        assert_eq!(pool.usable_at(&statics, t0 + backoff), statics);
+        // A second 429 starts a new backoff from its own instant.
+        let t1 = t0 + backoff + Duration::from_secs(5);
+        pool.mark_busy_at("http://a", t1);
+        assert_eq!(
+            pool.usable_at(&statics, t1 + backoff - Duration::from_millis(1)),
+            vec!["http://b"]
+        );
+        assert_eq!(pool.usable_at(&statics, t1 + backoff), statics);
     }
 }

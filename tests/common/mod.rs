@@ -75,6 +75,8 @@ struct MockState {
     fault: Mutex<Option<Fault>>,
     log: Mutex<Vec<Logged>>,
     body_bytes_sent: AtomicU64,
+    /// Requests logged whose answer is not finished (or cut) yet.
+    answering: AtomicU64,
     /// While set, requests are logged but not answered.
     held: AtomicBool,
     /// Generated pieces by CID: their size (bytes from [`generated_bytes`]).
@@ -237,6 +239,24 @@ impl MockBeam {
         self.state.body_bytes_sent.load(Ordering::SeqCst)
     }
 
+    /// Waits until every request the mock has logged is answered, or its
+    /// answer cut (the client closed the connection): from then on
+    /// [`MockBeam::body_bytes_sent`] is final, so a check that the proxy
+    /// stopped reading early means something. The deadline only matters
+    /// when a test fails (a proxy that neither reads nor closes).
+    pub fn wait_answers_done(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.state.answering.load(Ordering::SeqCst) > 0 {
+            assert!(
+                Instant::now() < deadline,
+                "the mock Beam is still answering after 30 s ({} body bytes sent, {} requests logged)",
+                self.body_bytes_sent(),
+                self.requests().len()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// The beam_url template that points at this mock.
     pub fn url_template(&self) -> String {
         format!("http://{}/{{payer}}", self.addr)
@@ -357,6 +377,24 @@ async fn serve_generated(
     Ok(())
 }
 
+/// One request being answered ([`MockState::answering`]), until dropped:
+/// at the end of its loop turn, or when an error (a cut connection) ends
+/// the connection's task.
+struct Answering<'a>(&'a MockState);
+
+impl<'a> Answering<'a> {
+    fn start(st: &'a MockState) -> Answering<'a> {
+        st.answering.fetch_add(1, Ordering::SeqCst);
+        Answering(st)
+    }
+}
+
+impl Drop for Answering<'_> {
+    fn drop(&mut self) {
+        self.0.answering.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 async fn serve_conn(mut sock: TcpStream, st: Arc<MockState>) -> std::io::Result<()> {
     let mut buf = Vec::new();
     loop {
@@ -368,6 +406,9 @@ async fn serve_conn(mut sock: TcpStream, st: Arc<MockState>) -> std::io::Result<
         else {
             return Ok(());
         };
+        // Counted before the request is visible in the log, so a test that
+        // saw the request never sees the mock idle before its answer ends.
+        let _answering = Answering::start(&st);
         st.log.lock().unwrap().push(Logged {
             method: method.clone(),
             path: path.clone(),
@@ -695,13 +736,37 @@ impl Drop for EdgeProcess {
     }
 }
 
-/// Value of a metric sample line (`name{labels} value`) in Prometheus text, 0 when absent.
+/// Value of a metric sample line (`name{labels} value`) in Prometheus text.
+///
+/// A series that is not in the text is an error (this panics, naming it and
+/// the series of that metric that are there): reading it as 0 would let a
+/// `== 0.0` or a `before == after` check pass after a metric or a label was
+/// renamed. Series a test reads before their first event must be created at
+/// start-up (`metrics::init`).
 pub fn metric_value(text: &str, name_and_labels: &str) -> f64 {
-    text.lines()
-        .find(|l| l.starts_with(name_and_labels) && l[name_and_labels.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
+    try_metric_value(text, name_and_labels).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// [`metric_value`], with a missing or unreadable series as an `Err` that
+/// says which, and which series of that metric there are.
+pub fn try_metric_value(text: &str, name_and_labels: &str) -> Result<f64, String> {
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(name_and_labels) && l[name_and_labels.len()..].starts_with(' '));
+    let Some(line) = line else {
+        let family = name_and_labels.split('{').next().unwrap_or_default();
+        let present: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.starts_with('#') && l.starts_with(family))
+            .collect();
+        return Err(format!(
+            "metric series {name_and_labels} is not exported; series of {family}: {present:#?}"
+        ));
+    };
+    let value = line.rsplit(' ').next().unwrap_or_default();
+    value.parse().map_err(|e| {
+        format!("metric series {name_and_labels}: value {value:?} is not a number: {e}")
+    })
 }
 
 /// Status, headers (lowercase names) and body of a response.

@@ -1,0 +1,170 @@
+//! Container-aware prefetch through the real binary: a player's first read of
+//! a cold MP4 whose `moov` sits after its media data (ffmpeg's default)
+//! makes the edge fetch the index beside the head, so the player's jump to
+//! it is a hit that costs Beam nothing more. With the prefetch off, the same
+//! jump is a miss: the prefetch, not luck, made the hit.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use beam_edge::piece::commp::commp_of;
+use common::*;
+
+/// Window of 128 KiB padded = 130,048 raw bytes.
+const W: usize = 130_048;
+
+/// ftyp (32 bytes), mdat (`media` bytes of payload), then a moov of
+/// `moov` bytes: the layout of ffmpeg's output without `+faststart`.
+fn tail_moov_mp4(media: usize, moov: usize) -> Vec<u8> {
+    let mut f = Vec::with_capacity(32 + 8 + media + moov);
+    f.extend_from_slice(&32u32.to_be_bytes());
+    f.extend_from_slice(b"ftypisom");
+    f.extend_from_slice(&[0; 20]);
+    f.extend_from_slice(&((8 + media) as u32).to_be_bytes());
+    f.extend_from_slice(b"mdat");
+    f.extend((0..media).map(|i| (i * 7 % 251) as u8));
+    f.extend_from_slice(&(moov as u32).to_be_bytes());
+    f.extend_from_slice(b"moov");
+    f.extend((0..moov - 8).map(|i| (i * 13 % 241) as u8));
+    f
+}
+
+fn wait_for(what: &str, edge: &EdgeProcess, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("timed out waiting for {what}\n{}", edge.log());
+}
+
+fn start(beam: &MockBeam, cache_extra: &str) -> EdgeProcess {
+    EdgeProcess::start_opts(EdgeOptions {
+        upstream: beam_upstream(beam, ""),
+        cache: format!("  window: 128KiB\n  memory: 64MiB\n  prefetch: 0\n{cache_extra}"),
+        ..Default::default()
+    })
+}
+
+/// Reads the head like a browser, then the moov; returns the moov read's
+/// X-Cache and the Beam requests it caused.
+fn play(edge: &EdgeProcess, beam: &MockBeam, cid: &str, data: &[u8], moov_at: usize) -> String {
+    let path = format!("/piece/{cid}");
+    let (s, _, body) = raw_get(edge.public, &path, &[("Range", "bytes=0-1023")]).unwrap();
+    assert_eq!((s, body.as_slice()), (206, &data[..1024]));
+    // The index windows are fetched in the background; wait for them
+    // (window 0 plus the windows the moov spans, all in memory).
+    let moov_windows = (data.len() - 1) / W - moov_at / W + 1;
+    let want = 1.0 + moov_windows as f64;
+    wait_for("the head and the index windows in memory", edge, || {
+        metric_value(
+            &edge.metrics_text(),
+            "beam_edge_cache_entries{tier=\"memory\"}",
+        ) >= want
+    });
+    beam.clear_log();
+    let range = format!("bytes={moov_at}-{}", data.len() - 1);
+    let (s, h, body) = raw_get(edge.public, &path, &[("Range", &range)]).unwrap();
+    assert_eq!((s, body.as_slice()), (206, &data[moov_at..]));
+    h["x-cache"].clone()
+}
+
+#[test]
+fn the_moov_a_player_jumps_to_is_fetched_beside_the_head() {
+    let beam = MockBeam::start();
+    let edge = start(&beam, "");
+    // A moov spanning the last three windows: the tail guess fetches the
+    // last, the index prefetch the two before it.
+    let data = tail_moov_mp4(6 * W, 2 * W + 500);
+    let moov_at = 32 + 8 + 6 * W;
+    let cid = commp_of(&data).unwrap().to_string();
+    beam.add_piece(&cid, data.clone());
+
+    let x_cache = play(&edge, &beam, &cid, &data, moov_at);
+    assert_eq!(x_cache, "HIT", "{}", edge.log());
+    assert!(beam.requests().is_empty(), "{:?}", beam.requests());
+    let m = edge.metrics_text();
+    assert_eq!(
+        metric_value(&m, "beam_edge_index_prefetch_total{kind=\"tail\"}"),
+        1.0
+    );
+    assert_eq!(
+        metric_value(&m, "beam_edge_index_prefetch_total{kind=\"index\"}"),
+        1.0
+    );
+}
+
+#[test]
+fn without_the_prefetch_the_jump_is_a_miss() {
+    let beam = MockBeam::start();
+    let edge = start(&beam, "  index_prefetch: 0\n");
+    let data = tail_moov_mp4(6 * W, 2 * W + 500);
+    let moov_at = 32 + 8 + 6 * W;
+    let cid = commp_of(&data).unwrap().to_string();
+    beam.add_piece(&cid, data.clone());
+
+    let path = format!("/piece/{cid}");
+    let (s, _, _) = raw_get(edge.public, &path, &[("Range", "bytes=0-1023")]).unwrap();
+    assert_eq!(s, 206);
+    let range = format!("bytes={moov_at}-{}", data.len() - 1);
+    let (s, h, body) = raw_get(edge.public, &path, &[("Range", &range)]).unwrap();
+    assert_eq!((s, body.as_slice()), (206, &data[moov_at..]));
+    assert_eq!(h["x-cache"], "MISS");
+    let m = edge.metrics_text();
+    assert_eq!(
+        metric_value(&m, "beam_edge_index_prefetch_total{kind=\"tail\"}"),
+        0.0
+    );
+    assert_eq!(
+        metric_value(&m, "beam_edge_index_prefetch_total{kind=\"index\"}"),
+        0.0
+    );
+}
+
+#[test]
+fn a_piece_that_is_not_media_costs_at_most_its_last_window() {
+    let beam = MockBeam::start();
+    let edge = start(&beam, "");
+    let data = mp4_like(8 * W, 3)
+        .into_iter()
+        .map(|b| b ^ 0x5a)
+        .collect::<Vec<u8>>();
+    let cid = commp_of(&data).unwrap().to_string();
+    beam.add_piece(&cid, data.clone());
+    let path = format!("/piece/{cid}");
+    let (s, _, body) = raw_get(edge.public, &path, &[("Range", "bytes=0-1023")]).unwrap();
+    assert_eq!((s, body.as_slice()), (206, &data[..1024]));
+    wait_for("the tail guess", &edge, || {
+        metric_value(
+            &edge.metrics_text(),
+            "beam_edge_cache_entries{tier=\"memory\"}",
+        ) >= 2.0
+    });
+    let m = edge.metrics_text();
+    assert_eq!(
+        metric_value(&m, "beam_edge_index_prefetch_total{kind=\"tail\"}"),
+        1.0
+    );
+    assert_eq!(
+        metric_value(&m, "beam_edge_index_prefetch_total{kind=\"index\"}"),
+        0.0
+    );
+    // Beam was asked for window 0 and the last window, nothing else.
+    let last = 8 * W / W - 1;
+    let mut ranges: Vec<String> = beam
+        .requests()
+        .iter()
+        .map(|r| r.headers["range"].clone())
+        .collect();
+    ranges.sort();
+    assert_eq!(
+        ranges,
+        vec![
+            format!("bytes=0-{}", W - 1),
+            format!("bytes={}-{}", last * W, 8 * W - 1)
+        ]
+    );
+}
