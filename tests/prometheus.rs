@@ -398,6 +398,9 @@ fn scrape_and_query(curio: &MockCurio, rpc_url: &str) {
         "beam_edge_coalesced_waiters_total",
         "beam_edge_cache_evictions_total",
         "beam_edge_window_lookups_total",
+        // Zero whenever no window is being fetched, and without a full budget.
+        "beam_edge_inflight_bytes",
+        "beam_edge_inflight_events_total",
     ];
     let read_admin = || {
         let (s, _, body) =
