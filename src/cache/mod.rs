@@ -39,6 +39,7 @@
 pub mod build;
 pub mod disk;
 pub mod fill;
+pub mod inflight;
 pub mod layers;
 pub mod memory;
 pub mod meta;
@@ -69,6 +70,7 @@ use build::{Builds, CheckKind, LayerWait};
 use disk::{DiskTier, PieceMetaRecord};
 pub use fill::CacheError;
 use fill::Fill;
+use inflight::InflightBudget;
 use layers::{LayerSource, LayerStatus, Layers};
 use memory::MemoryTier;
 pub use reader::RangeReader;
@@ -90,6 +92,11 @@ pub struct CacheSettings {
     pub window_padded: u64,
     /// Memory tier budget in bytes.
     pub memory_budget: u64,
+    /// In-flight budget in bytes (`cache.inflight`): window bytes held
+    /// outside the memory tier's budget.
+    pub inflight_budget: u64,
+    /// Most new requests waiting for in-flight room at once (`cache.inflight_queue`).
+    pub inflight_queue: usize,
     /// Disk tier directory and budget; `None` turns the tier off.
     pub disk: Option<(std::path::PathBuf, u64)>,
     /// Windows read ahead of a forward-moving reader.
@@ -257,6 +264,8 @@ struct Inner {
     upstream: Upstream,
     settings: CacheSettings,
     prefetch_slots: Arc<Semaphore>,
+    /// Room for window bytes outside the memory tier (see [`inflight`]).
+    inflight: Arc<InflightBudget>,
     /// Disk writes in flight (see [`DISK_WRITES`]).
     disk_slots: Arc<Semaphore>,
     /// Disk reads in flight (see [`DISK_READS_PER_CORE`]).
@@ -324,6 +333,7 @@ impl WindowCache {
             fills: Mutex::new(HashMap::new()),
             upstream,
             prefetch_slots: Arc::new(Semaphore::new(settings.prefetch_concurrency.max(1))),
+            inflight: InflightBudget::new(settings.inflight_budget, settings.inflight_queue),
             disk_slots: Arc::new(Semaphore::new(DISK_WRITES)),
             disk_reads: Arc::new(Semaphore::new(DISK_READS_PER_CORE * cores)),
             check_slots: Arc::new(Semaphore::new(cores)),
