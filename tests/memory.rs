@@ -208,6 +208,16 @@ fn past_the_queue_a_new_request_gets_503_with_retry_after() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+    // With `inflight_queue: 0` nobody waits: the refusal came at once, not
+    // after a wait in the queue.
+    assert_eq!(
+        metric_value(
+            &edge.metrics_text(),
+            "beam_edge_inflight_events_total{event=\"queued\"}"
+        ),
+        0.0,
+        "a request queued past inflight_queue: 0"
+    );
     beam.release();
     let got: Vec<Got> = rt.block_on(async {
         let mut out = Vec::new();
@@ -224,4 +234,75 @@ fn past_the_queue_a_new_request_gets_503_with_retry_after() {
         4,
         "the four admitted get their exact bytes"
     );
+}
+
+/// Waits (up to 30 s) until `metric` reads at least `at_least`.
+fn wait_metric(edge: &EdgeProcess, metric: &str, at_least: f64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while metric_value(&edge.metrics_text(), metric) < at_least {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{metric} never reached {at_least}:\n{}",
+            edge.metrics_text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn under_pressure_a_players_tail_guess_is_read_ahead_and_goes_first() {
+    let size = 64 * MIB;
+    let beam = MockBeam::start();
+    let (a, b) = (generated_cid(size, 11), generated_cid(size, 12));
+    beam.add_generated_piece(&a, size);
+    beam.add_generated_piece(&b, size);
+    // Room for 4 windows.
+    let edge = EdgeProcess::start_opts(EdgeOptions {
+        upstream: beam_upstream(&beam, ""),
+        cache: "  inflight: 4MiB\n".into(),
+        disk: "    size: 0\n".into(),
+        ..Default::default()
+    });
+    let public = edge.public;
+    beam.hold();
+    let rt = client_runtime();
+    // Three readers inside three windows of A take three quarters of the budget.
+    let mut tasks: Vec<_> = (0..3u64)
+        .map(|i| {
+            let a = a.clone();
+            rt.spawn(async move {
+                slow_get(public, &a, (3 + 2 * i) * MIB + 1000, 4096, 1_000_000_000).await
+            })
+        })
+        .collect();
+    wait_metric(&edge, "beam_edge_inflight_bytes", 3.0 * 1_000_000.0);
+    // A player's first read of B (from byte 0): its first window still has
+    // room, but its guess of the last window is read-ahead and is skipped.
+    let b2 = b.clone();
+    tasks.push(rt.spawn(async move { slow_get(public, &b2, 0, 4096, 1_000_000_000).await }));
+    wait_metric(
+        &edge,
+        "beam_edge_inflight_events_total{event=\"readahead_skipped\"}",
+        1.0,
+    );
+    let m = edge.metrics_text();
+    assert_eq!(
+        metric_value(&m, "beam_edge_index_prefetch_total{kind=\"tail\"}"),
+        0.0,
+        "no tail guess under pressure:\n{m}"
+    );
+    assert_eq!(
+        metric_value(&m, "beam_edge_inflight_events_total{event=\"queued\"}"),
+        0.0,
+        "a guess never waits in the queue of new requests:\n{m}"
+    );
+    beam.release();
+    let got: Vec<Got> = rt.block_on(async {
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await.unwrap());
+        }
+        out
+    });
+    assert!(got.iter().all(|g| g.exact), "every reader gets its bytes");
 }

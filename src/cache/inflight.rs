@@ -10,6 +10,9 @@
 //!
 //! - read-ahead never waits: it is refused once half the budget is taken
 //!   ([`Admission::ReadAhead`]), so demand always has room to grow into;
+//!   the container-aware guesses (the tail window, the index a head points
+//!   at) are read-ahead too, while an operator's warm-up waits like a
+//!   response under way;
 //! - the next window of a response already under way waits its turn
 //!   ([`Admission::Continue`]): it holds nothing while it waits, and the
 //!   windows ahead of it are freed as their clients read them;

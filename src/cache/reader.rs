@@ -50,6 +50,10 @@ pub struct RangeReader {
     /// [`CacheError::Busy`] when the in-flight budget and its queue are full;
     /// a response under way waits instead.
     pub(super) refusable: bool,
+    /// How this reader's runs ask for in-flight room when not as a client's
+    /// request (`New`, then `Continue`): a background guess
+    /// ([`super::WindowCache::prefetch_tail`]) is read-ahead.
+    pub(super) admission: Option<Admission>,
     /// The interest in the window the last chunk handed out came from, kept
     /// until the next call (the caller has written that chunk by then): the
     /// chunk pins its window's buffer, so the window's in-flight room stays
@@ -101,6 +105,7 @@ impl RangeReader {
             completed: false,
             restarts: 0,
             refusable: true,
+            admission: None,
             held: None,
             joined: HashSet::new(),
             local_only: crate::cluster::serving_peer(),
@@ -300,6 +305,11 @@ impl RangeReader {
 
     fn retry_slice(&mut self, slice: WindowSlice) -> Result<(), CacheError> {
         self.interests.remove(&slice.index);
+        // A guess (read-ahead admission) is not asked again: refused room
+        // once, it would be refused again.
+        if self.admission == Some(Admission::ReadAhead) {
+            return Err(CacheError::Cancelled);
+        }
         self.restarts += 1;
         if self.restarts > 8 {
             return Err(CacheError::Cancelled);
@@ -478,10 +488,10 @@ impl RangeReader {
         };
         let reader = fill.reader();
         let next = run.last().map(|f| f.key.index + 1);
-        let admission = if self.refusable {
-            Admission::New
-        } else {
-            Admission::Continue
+        let admission = match self.admission {
+            Some(a) => a,
+            None if self.refusable => Admission::New,
+            None => Admission::Continue,
         };
         inner.start_run(&self.piece, run, None, admission, self.local_only);
         // Cluster mode: windows after this run belong to other owners; ask
