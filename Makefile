@@ -41,7 +41,7 @@ serve: deps
 
 # Every test: unit, integration (real binary on loopback against mock upstreams).
 test: test-deps
-	$(CARGO) test --locked
+	$(CARGO) test --locked --no-fail-fast
 
 # The hostile-input harness (tests/fuzz.rs) for longer: FUZZ_CASES cases per
 # parser (the disk tier gets a twentieth), a fresh seed each run, and a

@@ -156,6 +156,12 @@ impl AdminApp {
             Ok(report) => (201, json!(report)),
             Err(e) => (publish_status(e), json!({"error": e.to_string()})),
         };
+        // The layers were computed as the file streamed: kept whether or not
+        // the cache is warmed with the bytes (they are 32 bytes per window).
+        if let Ok(report) = &result {
+            let (cache, report) = (self.state.cache.clone(), report.clone());
+            let _ = tokio::task::spawn_blocking(move || keep_upload_layers(&cache, &report)).await;
+        }
         if let Some((path, file)) = spool {
             let file = file.lock().unwrap_or_else(|p| p.into_inner()).take();
             let cache = self.state.cache.clone();
@@ -324,6 +330,7 @@ impl AdminApp {
             "memory": stats.memory,
             "disk": stats.disk,
             "fills_in_flight": stats.fills_in_flight,
+            "layers": stats.layers,
             "served_bytes": {"memory": mem, "disk": disk, "upstream": up, "peer": peer},
             "hit_ratio": {"memory": ratio(mem), "disk": ratio(disk), "total": ratio(mem + disk)},
         })
@@ -392,15 +399,10 @@ impl AdminApp {
     }
 }
 
-/// Cuts a spooled upload into windows of its pieces, and its manifest too.
-fn warm_with_upload(
-    cache: &crate::cache::WindowCache,
-    file: &std::fs::File,
-    report: &PublishReport,
-) {
-    // The layer of each piece, computed as it was uploaded: from now on
-    // `/piece/<cid>` of it is checked from the first byte, on every replica
-    // that reads this disk, even after its windows are evicted.
+/// Keeps the layer of each uploaded piece, computed as it was uploaded:
+/// from now on `/piece/<cid>` of it is checked from the first byte, on
+/// every replica that reads this disk, even after its windows are evicted.
+fn keep_upload_layers(cache: &crate::cache::WindowCache, report: &PublishReport) {
     for mp in &report.manifest.pieces {
         let layer = PieceCid::parse(&mp.cid)
             .map_err(|e| e.to_string())
@@ -423,6 +425,14 @@ fn warm_with_upload(
             log::warn!("uploaded piece {}: its layer was not kept: {e}", mp.cid);
         }
     }
+}
+
+/// Cuts a spooled upload into windows of its pieces, and its manifest too.
+fn warm_with_upload(
+    cache: &crate::cache::WindowCache,
+    file: &std::fs::File,
+    report: &PublishReport,
+) {
     let mut offset = 0;
     for p in &report.pieces {
         if let Err(e) = cache.warm_from_file(&p.cid, p.size, &report.content_type, file, offset) {

@@ -336,6 +336,15 @@ pub static BEAM_WARMUPS: Lazy<IntCounterVec> = Lazy::new(|| {
     )
 });
 
+/// Windows a reader wanted ahead of a running Beam warm-up and handed to it,
+/// to be filled as its stream passes, instead of asking anyone again.
+pub static BEAM_WARMUP_ADOPTED: Lazy<IntCounter> = Lazy::new(|| {
+    counter(
+        "beam_edge_beam_warmup_adopted_windows_total",
+        "Windows readers handed to a running Beam warm-up, filled as its stream passes.",
+    )
+});
+
 /// Every `reason` of [`REFUSALS`] (`crate::upstream::Refusal::label`; a
 /// unit test there keeps the two equal).
 pub const REFUSAL_REASONS: [&str; 5] = [
@@ -379,13 +388,15 @@ pub static PROVIDER_RESOLUTIONS: Lazy<IntCounterVec> = Lazy::new(|| {
     )
 });
 
-/// Storage-provider 429 answers (Curio past 256 concurrent retrievals),
-/// each of which puts the provider in backoff for `upstream.provider_backoff`.
+/// Storage providers put in backoff for `upstream.provider_backoff`: a 429
+/// (Curio past 256 concurrent retrievals), a failed GET (5xx, a timeout, a
+/// broken connection, a response that is not the range asked for) or
+/// wrong bytes.
 pub static PROVIDER_BACKOFFS: Lazy<IntCounter> = Lazy::new(|| {
     #[allow(clippy::expect_used)]
     register_int_counter!(
         "beam_edge_provider_backoffs_total",
-        "Storage-provider 429 answers that made beam-edge skip the provider for a while."
+        "Storage providers skipped for upstream.provider_backoff after a 429, a failed GET or wrong bytes."
     )
     .expect("metric registers")
 });
@@ -512,11 +523,6 @@ pub fn init() {
             WINDOW_FILLS.with_label_values(&[kind, outcome]);
         }
     }
-    for reason in ["full_body", "error"] {
-        for target in ["provider", "beam_retry"] {
-            FALLBACKS.with_label_values(&[reason, target]);
-        }
-    }
     for cache in ["HIT", "MISS", "PARTIAL"] {
         SEEK_TTFB.with_label_values(&[cache]);
     }
@@ -524,6 +530,7 @@ pub fn init() {
         ACCESS_REFUSALS.with_label_values(&[reason]);
     }
     Lazy::force(&PACED_WRITES);
+    Lazy::force(&BEAM_WARMUP_ADOPTED);
     for outcome in ["ok", "failed"] {
         PEER_FETCHES.with_label_values(&[outcome]);
     }
@@ -602,11 +609,6 @@ pub fn init() {
     }
     for kind in ["tail", "index"] {
         INDEX_PREFETCH.with_label_values(&[kind]);
-    }
-    for kind in ["demand", "prefetch"] {
-        for outcome in ["ok", "cancelled", "failed"] {
-            WINDOW_FILLS.with_label_values(&[kind, outcome]);
-        }
     }
 }
 

@@ -341,7 +341,12 @@ fn egress_budget_stops_misses_within_one_window_and_still_serves_hits() {
     beam.set_always_warm();
     // 128 KiB padded windows: 130,048 raw bytes each.
     let window = 130_048u64;
-    let budget = 600 * 1024u64;
+    let size = 2_000_000u64;
+    // Spent to the byte: four windows and the piece's short last one (the
+    // first read from byte 0 prefetches the tail, where a container's index
+    // sits). So the request-time check (used >= limit), not only a window's
+    // reservation, refuses misses, and must still let hits through.
+    let budget = 4 * window + size % window;
     let edge = EdgeProcess::start_opts(EdgeOptions {
         upstream: beam_upstream(&beam, "  retries: 0\n"),
         // No read-ahead: the demand run alone asks the upstream, so what
@@ -350,7 +355,7 @@ fn egress_budget_stops_misses_within_one_window_and_still_serves_hits() {
         extra: format!("access:\n  egress_budget:\n    per_hour: {budget}\n"),
         ..Default::default()
     });
-    let (cid, data) = piece(&beam, 2_000_000, 5);
+    let (cid, data) = piece(&beam, size as usize, 5);
     let path = format!("/piece/{cid}");
     // The first window (and the content type) first, so that the whole
     // read below is one run from window 1 on.
@@ -384,6 +389,41 @@ fn egress_budget_stops_misses_within_one_window_and_still_serves_hits() {
     assert!(String::from_utf8_lossy(&body).contains("per_hour"));
     assert!(beam.requests().is_empty(), "{:?}", beam.requests());
     assert!(refusals(&edge, "egress_budget_hour") >= 1.0);
+}
+
+#[test]
+fn an_asset_whose_manifest_is_over_the_budget_gets_429_with_retry_after() {
+    let beam = MockBeam::start();
+    beam.set_always_warm();
+    // The budget is one default window (1 MiB padded: 1,040,384 raw bytes).
+    let window = 1_040_384usize;
+    let edge = EdgeProcess::start_opts(EdgeOptions {
+        upstream: beam_upstream(&beam, "  retries: 0\n"),
+        cache: "  prefetch: 0\n".into(),
+        extra: format!("access:\n  egress_budget:\n    per_hour: {window}\n"),
+        ..Default::default()
+    });
+    let (cid, data) = piece(&beam, window, 9);
+    let id = publish_asset(&beam, &mp4_like(300_000, 10), 200_000, "video/mp4");
+    // One read spends the whole budget.
+    let (s, _, body) = raw_get(edge.public, &format!("/piece/{cid}"), &[]).unwrap();
+    assert_eq!(s, 200);
+    assert!(body == data);
+    // The asset's manifest is not cached: reading it is a miss like any
+    // other, refused before any upstream request, with a time to come back.
+    beam.clear_log();
+    let (s, h, body) = raw_get(edge.public, &format!("/asset/{id}"), &[]).unwrap();
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(s, 429, "{body}");
+    let retry: u64 = h
+        .get("retry-after")
+        .unwrap_or_else(|| panic!("no Retry-After: {h:?}"))
+        .parse()
+        .unwrap();
+    assert!((1..=3600).contains(&retry), "{h:?}");
+    assert!(body.contains("per_hour"), "{body}");
+    assert!(beam.requests().is_empty(), "{:?}", beam.requests());
+    assert_eq!(refusals(&edge, "egress_budget_hour"), 1.0);
 }
 
 #[test]

@@ -111,6 +111,51 @@ fn a_cold_full_play_costs_beam_one_piece_and_leaves_it_warm() {
 }
 
 #[test]
+fn a_reader_ahead_of_the_warm_up_is_served_by_its_stream_before_it_ends() {
+    let beam = MockBeam::start();
+    let edge = start(&beam, SMALL_WINDOWS, "", "");
+    let data = mp4_like(40 * W, 3);
+    let cid = commp_of(&data).unwrap().to_string();
+    beam.add_piece(&cid, data.clone());
+    let path = format!("/piece/{cid}");
+    // Beam's cold answer streams its first two 64 KiB chunks (window 0)
+    // and waits there.
+    beam.gate_cold_at(2 * 65_536);
+    let (s, _, body) = get(&edge, &path, &[("Range", "bytes=0-99")]);
+    assert_eq!((s, body.as_slice()), (206, &data[..100]));
+    // A seek 10 windows ahead, within upstream.max_skip of the stream: its
+    // window is handed to the warm-up rather than asked of anyone.
+    let at = 10 * W + 7;
+    let reader = {
+        let (addr, path) = (edge.public, path.clone());
+        std::thread::spawn(move || {
+            raw_get(
+                addr,
+                &path,
+                &[("Range", &format!("bytes={at}-{}", at + 99))],
+            )
+        })
+    };
+    wait_for("the seek's window to be handed to the warm-up", || {
+        metric(&edge, "beam_edge_beam_warmup_adopted_windows_total") >= 1.0
+    });
+    // The stream moves past that window (to 40 chunks, ~20 windows) and
+    // waits again, well before the piece's end.
+    beam.gate_cold_at(40 * 65_536);
+    let (s, _, body) = reader.join().unwrap().unwrap();
+    assert_eq!((s, body.as_slice()), (206, &data[at..at + 100]));
+    // Served by the one cold answer while it was still paused: no second
+    // request, no completed warm-up.
+    assert_eq!(beam.completed_cold(), 0);
+    assert_eq!(beam.piece_requests(), 1, "{:?}", beam.requests());
+    beam.open_cold_gate();
+    wait_for("the warm-up to complete", || {
+        warmups(&edge, "completed") == 1.0
+    });
+    assert_eq!(beam.piece_requests(), 1, "{:?}", beam.requests());
+}
+
+#[test]
 fn a_cold_deep_seek_is_served_by_the_provider_while_beam_warms_once() {
     let beam = MockBeam::start();
     let provider = MockBeam::start();

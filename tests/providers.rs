@@ -309,6 +309,80 @@ fn a_busy_provider_is_skipped_and_the_next_one_serves() {
 }
 
 #[test]
+fn a_holder_that_fails_its_gets_is_backed_off_and_the_next_holder_serves() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let data = mp4_like(200_000, 93);
+    let cid = cid_of(&data);
+    let beam = MockBeam::start();
+    beam.set_fault(Fault::Status(404));
+    // Two holders on the chain. The broken one answers its HEAD probe 200
+    // (first) and every GET 503; the good one answers its probe only once
+    // the broken one's GET has failed, so the request must wait for it.
+    let broken = MockSp::start();
+    broken.add_piece(&cid, data.clone());
+    broken.set_get_status(503);
+    let good = MockSp::start();
+    good.add_piece(&cid, data.clone());
+    good.hold_heads();
+    let rpc = mock_chain(
+        &rt,
+        vec![
+            MockDataSet {
+                id: 1,
+                provider_id: 1,
+                service_url: broken.url(),
+                pdp_end_epoch: 0,
+            },
+            MockDataSet {
+                id: 2,
+                provider_id: 2,
+                service_url: good.url(),
+                pdp_end_epoch: 0,
+            },
+        ],
+    );
+    let edge = EdgeProcess::start(&beam_upstream(
+        &beam,
+        &format!(
+            "  resolve_providers: true\n  rpc_url: \"{}\"\n  provider_backoff: 10m\n  retries: 0\n",
+            rpc.url()
+        ),
+    ));
+    let first = {
+        let (addr, path) = (edge.public, format!("/piece/{cid}"));
+        std::thread::spawn(move || raw_get(addr, &path, &[]).unwrap())
+    };
+    let deadline = Instant::now() + DEADLINE;
+    while broken.count("GET") == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the broken holder was never asked"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    good.release_heads();
+    let (status, _, body) = first.join().unwrap();
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert!(body == data, "bytes differ from the piece");
+    assert_eq!(broken.count("GET"), 1);
+    assert!(good.count("GET") >= 1);
+    let m = edge.metrics_text();
+    assert_eq!(metric_value(&m, "beam_edge_provider_backoffs_total"), 1.0);
+    let status = admin_piece(&edge, &cid);
+    assert_eq!(
+        status["providers"]["backing_off"],
+        serde_json::json!([broken.url()]),
+        "{status}"
+    );
+    // Later reads ask the good holder only.
+    purge(&edge, &cid);
+    let (status, _, body) = get_piece(&edge, &cid);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert!(body == data);
+    assert_eq!(broken.count("GET"), 1);
+}
+
+#[test]
 fn a_compressed_provider_answer_is_never_served_as_bytes() {
     let data = mp4_like(200_000, 93);
     let cid = cid_of(&data);

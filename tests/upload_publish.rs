@@ -410,6 +410,88 @@ async fn an_upload_through_the_admin_listener_plays_back_from_asset() {
     result.await.unwrap();
 }
 
+/// Without `upload.warm_cache` (or with no disk tier) the bytes are not
+/// cached, but each piece's layer still is: a later read of a multi-window
+/// piece from the upstream is checked against it from the first byte.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_uploaded_piece_keeps_its_layer_without_warming_the_cache() {
+    let curio = MockCurio::start();
+    let rpc = chain(curio.url(), true).await;
+    let token = "an-admin-token-for-uploads";
+    let upload_yaml = format!(
+        "upload:\n  rpc_url: \"{}\"\n  provider_id: 7\n  copies: 1\n  provider_url: \"{}\"\n  piece_size: 400000\n  max_size: 1MiB\n  warm_cache: false\n",
+        rpc.url(),
+        curio.url()
+    );
+    let data = common::mp4_like(450_000, 44);
+    let auth = format!("Bearer {token}");
+    let result = tokio::task::spawn_blocking(move || {
+        let _curio = curio;
+        let beam = common::MockBeam::start();
+        let edge = common::EdgeProcess::start_opts(common::EdgeOptions {
+            upstream: common::beam_upstream(&beam, "  retries: 0\n"),
+            cache: "  window: 128KiB\n".into(),
+            admin_token: Some(token.into()),
+            extra: upload_yaml,
+            env: vec![("BEAM_EDGE_PRIVATE_KEY".into(), KEY.into())],
+            ..Default::default()
+        });
+        let (s, body) = post(
+            edge.admin,
+            "/admin/uploads",
+            &[("Authorization", &auth), ("Content-Type", "video/mp4")],
+            &data,
+        );
+        assert_eq!(s, 201, "{}\n{}", String::from_utf8_lossy(&body), edge.log());
+        let report: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        // The first piece: 400,000 bytes, four 128 KiB windows.
+        let cid = report["pieces"][0]["cid"].as_str().unwrap().to_string();
+        let (s, _, b) = common::raw_get(
+            edge.admin,
+            &format!("/admin/cache/{cid}"),
+            &[("Authorization", &auth)],
+        )
+        .unwrap();
+        assert_eq!(s, 200);
+        let status: serde_json::Value = serde_json::from_slice(&b).unwrap();
+        assert_eq!(status["windows"], 4, "{status}");
+        assert_eq!(
+            status["disk"],
+            serde_json::json!([]),
+            "not warmed: {status}"
+        );
+        assert_eq!(
+            status["memory"],
+            serde_json::json!([]),
+            "not warmed: {status}"
+        );
+        assert_eq!(status["layer"]["source"], "upload", "{status}");
+        assert_eq!(status["checked_by"], "layer", "{status}");
+        // Beam now has the piece, one byte wrong: the window is checked
+        // against the layer, and the wrong byte never reaches the client
+        // (an error status, or the response cut before its last byte).
+        let mut wrong = data[..400_000].to_vec();
+        wrong[300_000] ^= 1;
+        beam.add_warm_piece(&cid, wrong);
+        if let Ok((s, _, body)) = common::raw_get(
+            edge.public,
+            &format!("/piece/{cid}"),
+            &[("Range", "bytes=299990-300009")],
+        ) {
+            assert!(
+                s >= 500 || body == data[299_990..300_010],
+                "wrong bytes relayed: {s}"
+            );
+        }
+        let m = edge.metrics_text();
+        assert_eq!(
+            common::metric_value(&m, "beam_edge_window_checks_total{result=\"mismatch\"}"),
+            1.0
+        );
+    });
+    result.await.unwrap();
+}
+
 // ---- two copies ----
 
 const CALIB: u64 = 314_159;

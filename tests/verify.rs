@@ -123,6 +123,14 @@ fn strict_serves_only_true_bytes(bad_data: impl FnOnce(&[u8]) -> Vec<u8>, fault:
     assert_eq!(st["layer"]["swept"], true);
     assert_eq!(st["served_as"], "layer");
     assert!(!r.good.requests().is_empty(), "the honest provider served");
+    // The layer store's footprint: one piece's roots, in memory and on disk.
+    let (status, _, body) = raw_get(r.edge.admin, "/admin/cache", &[]).unwrap();
+    assert_eq!(status, 200);
+    let stats: Value = serde_json::from_slice(&body).unwrap();
+    let windows = st["layer"]["windows"].as_u64().unwrap();
+    assert_eq!(stats["layers"]["pieces_in_memory"], 1, "{stats}");
+    assert_eq!(stats["layers"]["memory_bytes"], 32 * windows, "{stats}");
+    assert_eq!(stats["layers"]["files"], 1, "{stats}");
 }
 
 #[test]

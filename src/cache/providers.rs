@@ -143,12 +143,20 @@ impl Inner {
     ) -> Option<(UpstreamBody, Arc<str>)> {
         let pool = &self.settings.pool;
         let mut tried: Vec<String> = Vec::new();
-        for chain in [false, true] {
-            let candidates = if chain {
-                pool.resolved(&piece.cid, &tried).await
-            } else {
+        // The static providers, then the chain's holders as they answer
+        // their probes: each round asks the holders not tried yet, and waits
+        // for the next to answer only when all those tried have failed.
+        let mut round = 0;
+        loop {
+            let candidates = if round == 0 {
                 pool.usable(&self.settings.providers)
+            } else {
+                pool.resolved(&piece.cid, &tried).await
             };
+            round += 1;
+            if round > 1 && candidates.is_empty() {
+                return None;
+            }
             for p in candidates {
                 metrics::FALLBACKS
                     .with_label_values(&[reason, "provider"])
@@ -163,11 +171,18 @@ impl Inner {
                     }
                     Ok(_) => log::warn!("provider {p} ignored Range for {}", piece.cid),
                     Err(UpstreamError::Status(429)) => pool.mark_busy(&p),
-                    Err(e) => log::warn!("provider {p} failed for {}: {e}", piece.cid),
+                    // It does not hold this piece: no fault of the provider.
+                    Err(e @ (UpstreamError::NotFound | UpstreamError::Status(404 | 410))) => {
+                        log::info!("provider {p} does not serve {}: {e}", piece.cid)
+                    }
+                    // A provider that fails a GET (5xx, a timeout, a broken
+                    // connection, a response not the range asked for) is
+                    // skipped for a while, as after a 429: the next window
+                    // asks the other holders first.
+                    Err(e) => pool.back_off(&p, &format!("failed a GET of {}: {e}", piece.cid)),
                 }
                 tried.push(p);
             }
         }
-        None
     }
 }

@@ -189,6 +189,7 @@ impl Inner {
         for f in fills {
             st.adopted.insert(f.key.index, f.clone());
         }
+        metrics::BEAM_WARMUP_ADOPTED.inc_by(fills.len() as u64);
         true
     }
 

@@ -111,7 +111,8 @@ pub struct UpstreamConfig {
     /// How long a resolution (the chain's provider list, a piece's holders)
     /// is used before it is refreshed in the background.
     pub resolve_ttl: HumanDuration,
-    /// How long a provider that answered 429 is skipped.
+    /// How long a provider that answered 429, failed a GET or sent wrong
+    /// bytes is skipped.
     pub provider_backoff: HumanDuration,
     /// When Beam answers a range with the whole piece (the piece is cold in
     /// its CDN), let that one response run to completion, filling this

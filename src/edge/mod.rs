@@ -275,9 +275,9 @@ pub fn cache_settings(config: &Config, pool: ProviderPool) -> CacheSettings {
     }
 }
 
-/// The outcome of sniffing a piece's content type: the type, or the status
-/// and reason to answer with.
-pub type SniffResult = std::result::Result<&'static str, (u16, String)>;
+/// The outcome of sniffing a piece's content type: the type, or what to
+/// answer the client with.
+pub type SniffResult = std::result::Result<&'static str, piece::SelfReadError>;
 
 /// Single-flight content-type sniffs: concurrent requests for a piece whose
 /// type is unknown share one read of its first bytes.

@@ -98,6 +98,43 @@ async fn respond_error(
     respond_text(session, ctx, status, &extra, &format!("{reason}\n")).await
 }
 
+/// Why a read the edge makes for itself (an asset's manifest, a piece's
+/// first bytes for its content type) failed, as the client is answered.
+#[derive(Debug, Clone)]
+pub enum SelfReadError {
+    /// Answered with this status and reason.
+    Status(u16, String),
+    /// The payer's egress budget is spent: 429 with `Retry-After`, counted
+    /// as a refusal like any other miss over the budget.
+    Budget(crate::access::budget::BudgetRefusal),
+}
+
+impl From<(u16, String)> for SelfReadError {
+    fn from((status, reason): (u16, String)) -> Self {
+        SelfReadError::Status(status, reason)
+    }
+}
+
+impl From<CacheError> for SelfReadError {
+    fn from(e: CacheError) -> Self {
+        match e {
+            CacheError::Budget(refusal) => SelfReadError::Budget(refusal),
+            e => SelfReadError::Status(e.client_status(), e.to_string()),
+        }
+    }
+}
+
+async fn respond_self_read_error(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    e: &SelfReadError,
+) -> Result<()> {
+    match e {
+        SelfReadError::Status(status, reason) => respond_error(session, ctx, *status, reason).await,
+        SelfReadError::Budget(refusal) => respond_budget(session, ctx, refusal).await,
+    }
+}
+
 /// 429 for a payer whose egress budget is spent, with `Retry-After`.
 async fn respond_budget(
     session: &mut Session,
@@ -447,7 +484,7 @@ async fn serve_asset(
     };
     let manifest = match load_manifest(state, &cid, &beam_url).await {
         Ok(m) => m,
-        Err((status, reason)) => return respond_error(session, ctx, status, &reason).await,
+        Err(e) => return respond_self_read_error(session, ctx, &e).await,
     };
     if let Some(p) = manifest
         .pieces
@@ -485,19 +522,20 @@ async fn load_manifest(
     state: &EdgeState,
     cid: &PieceCid,
     beam_url: &Option<Arc<str>>,
-) -> std::result::Result<Arc<Manifest>, (u16, String)> {
+) -> std::result::Result<Arc<Manifest>, SelfReadError> {
     let cid_str = cid.to_string();
     if let Some(m) = state.manifests.get(&cid_str) {
         return Ok(m);
     }
     let Some(size) = cid.payload_size() else {
-        return Err((400, "an asset id is a v2 PieceCID (bafkzcib…)".into()));
+        return Err((400, "an asset id is a v2 PieceCID (bafkzcib…)".to_string()).into());
     };
     if size > MAX_MANIFEST_BYTES {
         return Err((
             404,
             format!("no asset {cid_str}: the piece is {size} bytes, too large for a manifest"),
-        ));
+        )
+            .into());
     }
     let piece = Piece {
         cid: Arc::from(cid_str.as_str()),
@@ -511,7 +549,8 @@ async fn load_manifest(
         return Err((
             404,
             format!("no asset {cid_str}: the piece is not an asset manifest"),
-        ));
+        )
+            .into());
     }
     let bytes = read_all(state, &piece, ByteRange::new(0, size.max(1) - 1)).await?;
     // The manifest says which bytes the asset is, so it is checked whole
@@ -565,9 +604,9 @@ async fn load_manifest(
             // Windows of a manifest larger than one window were cached
             // unchecked: drop them, so the next request fetches again.
             state.cache.purge(&cid_str, Some(size)).await;
-            return Err((502, reason));
+            return Err((502, reason).into());
         }
-        Err(e) => return Err(e),
+        Err(e) => return Err(e.into()),
     };
     let manifest = Arc::new(manifest);
     state.manifests.insert(&cid_str, manifest.clone());
@@ -579,7 +618,7 @@ async fn read_all(
     state: &EdgeState,
     piece: &Piece,
     range: ByteRange,
-) -> std::result::Result<Vec<u8>, (u16, String)> {
+) -> std::result::Result<Vec<u8>, SelfReadError> {
     let mut bytes = Vec::with_capacity(usize::try_from(range.len()).unwrap_or(0));
     if piece.size == 0 {
         return Ok(bytes);
@@ -589,7 +628,7 @@ async fn read_all(
         match reader.next_chunk().await {
             Ok(Some((c, _))) => bytes.extend_from_slice(&c),
             Ok(None) => return Ok(bytes),
-            Err(e) => return Err((e.client_status(), e.to_string())),
+            Err(e) => return Err(e.into()),
         }
     }
 }
@@ -782,7 +821,7 @@ async fn serve_resource(
             .content_type
             .clone()
             .unwrap_or_else(|| crate::http::sniff::OCTET_STREAM.to_string()),
-        Err((status, reason)) => return respond_error(session, ctx, status, &reason).await,
+        Err(e) => return respond_self_read_error(session, ctx, &e).await,
     };
     let upstream_wait = if x_cache == "HIT" {
         Duration::ZERO

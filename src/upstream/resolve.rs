@@ -165,6 +165,11 @@ pub struct ResolutionStatus {
     pub chain_error: Option<String>,
 }
 
+/// Two service URLs name the same provider (a trailing `/` aside).
+fn same_url(a: &str, b: &str) -> bool {
+    a.trim_end_matches('/') == b.trim_end_matches('/')
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -242,6 +247,14 @@ impl ChainResolver {
     /// (or for every probe to fail). Never fails: an empty list means no
     /// provider is known to hold the piece.
     pub async fn holders(&self, cid: &str) -> Vec<String> {
+        self.holders_besides(cid, &[]).await
+    }
+
+    /// [`ChainResolver::holders`], but while the first resolution of `cid`
+    /// is still probing, waits for a holder not in `skip` (or for the end):
+    /// a caller that tried the first holders to answer, and saw them fail,
+    /// hears of the next one as soon as it answers its probe.
+    pub async fn holders_besides(&self, cid: &str, skip: &[String]) -> Vec<String> {
         let now = Instant::now();
         {
             let mut pieces = lock(&self.inner.pieces);
@@ -271,7 +284,8 @@ impl ChainResolver {
                 }
             }
         };
-        let holders = match rx.wait_for(|s| s.done || !s.holders.is_empty()).await {
+        let new = |h: &String| !skip.iter().any(|s| same_url(s, h));
+        let holders = match rx.wait_for(|s| s.done || s.holders.iter().any(new)).await {
             Ok(state) => state.holders.clone(),
             // The task ended without a word (it panicked): nothing is known.
             Err(_) => Vec::new(),
@@ -575,14 +589,25 @@ impl ProviderPool {
         let Some(r) = &self.resolver else {
             return Vec::new();
         };
-        let same = |a: &str, b: &str| a.trim_end_matches('/') == b.trim_end_matches('/');
+        // Those backing off are not waited for either.
+        let mut skip = tried.to_vec();
+        skip.extend(self.backing_off(Instant::now()));
         let holders: Vec<String> = r
-            .holders(cid)
+            .holders_besides(cid, &skip)
             .await
             .into_iter()
-            .filter(|p| !tried.iter().any(|t| same(t, p)))
+            .filter(|p| !tried.iter().any(|t| same_url(t, p)))
             .collect();
         self.drop_busy(holders, Instant::now())
+    }
+
+    /// Providers backing off at `now`.
+    fn backing_off(&self, now: Instant) -> Vec<String> {
+        lock(&self.busy)
+            .iter()
+            .filter(|(_, until)| **until > now)
+            .map(|(p, _)| p.clone())
+            .collect()
     }
 
     /// `providers` without those still backing off at `now`.
@@ -608,13 +633,14 @@ impl ProviderPool {
         lock(&self.busy).insert(provider.to_string(), now + self.backoff);
     }
 
-    /// Skips `provider` for the backoff period because it sent wrong bytes
-    /// (`why`), so other holders are asked first.
+    /// Skips `provider` for the backoff period because it failed (`why`:
+    /// a failed GET, wrong bytes), so other holders are asked first.
     pub fn back_off(&self, provider: &str, why: &str) {
         log::warn!(
             "provider {provider} {why}: skipped for {}",
             humantime::format_duration(self.backoff)
         );
+        metrics::PROVIDER_BACKOFFS.inc();
         lock(&self.busy).insert(provider.to_string(), Instant::now() + self.backoff);
     }
 

@@ -118,6 +118,9 @@ struct MockState {
     held: AtomicBool,
     /// Generated pieces by CID: their size (bytes from [`generated_bytes`]).
     generated: Mutex<HashMap<String, u64>>,
+    /// While not 0, a cold (whole-piece) answer stops before the first
+    /// chunk that would take its body past this many bytes, and waits.
+    cold_gate: AtomicU64,
     /// Pieces only some payers have CDN data sets for (lowercase 0x
     /// addresses): others get Beam's 402. Pieces not listed serve anyone.
     payers: Mutex<HashMap<String, Vec<String>>>,
@@ -315,6 +318,18 @@ impl MockBeam {
         self.state.held.store(false, Ordering::SeqCst);
     }
 
+    /// Cold whole-piece answers stream their first `bytes` (rounded down to
+    /// the 64 KiB chunks they are written in) and then wait, until a larger
+    /// gate or [`MockBeam::open_cold_gate`].
+    pub fn gate_cold_at(&self, bytes: u64) {
+        self.state.cold_gate.store(bytes.max(1), Ordering::SeqCst);
+    }
+
+    /// Cold answers stream to the end again.
+    pub fn open_cold_gate(&self) {
+        self.state.cold_gate.store(0, Ordering::SeqCst);
+    }
+
     pub fn set_fault(&self, f: Fault) {
         *self.state.fault.lock().unwrap() = Some(f);
     }
@@ -481,7 +496,16 @@ async fn write_chunked(sock: &mut TcpStream, st: &MockState, data: &[u8]) -> std
         Some(Fault::Throttle(d)) => Some(d),
         _ => None,
     };
+    let mut written = 0u64;
     for chunk in data.chunks(64 * 1024) {
+        written += chunk.len() as u64;
+        loop {
+            let gate = st.cold_gate.load(Ordering::SeqCst);
+            if gate == 0 || written <= gate {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         // The worker streams the provider's bytes through: a chunk is pulled
         // before it is written, whether or not the client still reads.
         st.provider_bytes

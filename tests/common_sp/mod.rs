@@ -38,6 +38,11 @@ struct SpState {
     /// GETs still to answer 429 (`u32::MAX`: all of them).
     busy_gets: AtomicU32,
     compress: AtomicBool,
+    /// When not 0, every GET of a known piece answers this status (a HEAD
+    /// still answers 200: a provider whose retrieval path is broken).
+    get_status: AtomicU32,
+    /// While set, HEAD requests are logged but not answered.
+    hold_heads: AtomicBool,
     log: Mutex<Vec<SpRequest>>,
 }
 
@@ -75,6 +80,23 @@ impl MockSp {
     /// Answers every GET with 429 (HEAD still answers: the probe found it idle).
     pub fn set_busy(&self) {
         self.state.busy_gets.store(u32::MAX, Ordering::SeqCst);
+    }
+
+    /// Every GET of a known piece answers `status` with a short body; HEAD
+    /// still answers 200 with the piece's headers.
+    pub fn set_get_status(&self, status: u16) {
+        self.state
+            .get_status
+            .store(u32::from(status), Ordering::SeqCst);
+    }
+
+    /// HEAD requests wait (logged) until [`MockSp::release_heads`].
+    pub fn hold_heads(&self) {
+        self.state.hold_heads.store(true, Ordering::SeqCst);
+    }
+
+    pub fn release_heads(&self) {
+        self.state.hold_heads.store(false, Ordering::SeqCst);
     }
 
     /// Compresses every answer with a body.
@@ -127,6 +149,9 @@ async fn serve_conn(mut sock: TcpStream, st: Arc<SpState>) -> std::io::Result<()
             .and_then(|rest| rest.split('/').next())
             .unwrap_or_default()
             .to_string();
+        while method == "HEAD" && st.hold_heads.load(Ordering::SeqCst) {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
         let data = st.pieces.lock().unwrap().get(&cid).cloned();
         let Some(data) = data else {
             let body = "piece not found\n";
@@ -152,6 +177,16 @@ async fn serve_conn(mut sock: TcpStream, st: Arc<SpState>) -> std::io::Result<()
             let body = "Too Many Requests\n";
             let resp = format!(
                 "HTTP/1.1 429 Too Many Requests\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            sock.write_all(resp.as_bytes()).await?;
+            continue;
+        }
+        let get_status = st.get_status.load(Ordering::SeqCst);
+        if method == "GET" && get_status != 0 {
+            let body = "retrieval failed\n";
+            let resp = format!(
+                "HTTP/1.1 {get_status} Failed\r\nContent-Length: {}\r\n\r\n{body}",
                 body.len()
             );
             sock.write_all(resp.as_bytes()).await?;
