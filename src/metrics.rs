@@ -139,12 +139,15 @@ pub static SERVED_CHECK_BYTES: Lazy<IntCounterVec> = Lazy::new(|| {
     )
 });
 
-/// Layer builds (the piece read whole and hashed) and sweeps (cached windows
-/// hashed against a layer that arrived), by outcome (`ok`, `failed`).
+/// Layer jobs by `job` and `outcome` (`ok`, `failed`): builds (the piece
+/// read whole and hashed), sweeps (cached windows hashed against a layer
+/// that arrived) and, in cluster mode, `peer`: a layer asked of another
+/// replica before building (`failed`: none held one that hashes to the
+/// PieceCID).
 pub static LAYER_JOBS: Lazy<IntCounterVec> = Lazy::new(|| {
     counter_vec(
         "beam_edge_layer_jobs_total",
-        "Layer builds and sweeps, by job (build, sweep) and outcome (ok, failed).",
+        "Layer builds, sweeps and layers asked of cluster peers, by job (build, sweep, peer) and outcome (ok, failed).",
         &["job", "outcome"],
     )
 });
@@ -579,7 +582,7 @@ pub fn init() {
     for check in ["cid", "layer", "unchecked"] {
         SERVED_CHECK_BYTES.with_label_values(&[check]);
     }
-    for job in ["build", "sweep"] {
+    for job in ["build", "sweep", "peer"] {
         for outcome in ["ok", "failed"] {
             LAYER_JOBS.with_label_values(&[job, outcome]);
         }

@@ -74,8 +74,19 @@ fn all_peers(ms: &[Member]) -> String {
 
 /// Starts replica `m` with `membership` (the `peers:` or `dns_srv:` lines).
 fn start(beam: &MockBeam, m: &Member, self_name: &str, membership: &str) -> EdgeProcess {
+    start_with(beam, m, self_name, membership, "")
+}
+
+/// [`start`] with more top-level YAML (`extra`).
+fn start_with(
+    beam: &MockBeam,
+    m: &Member,
+    self_name: &str,
+    membership: &str,
+    extra: &str,
+) -> EdgeProcess {
     let cluster = format!(
-        "cluster:\n  enabled: true\n  self: {self_name}\n  peer_listen: \"{}\"\n  refresh: 1s\n  peer_timeout: 5s\n  fail_for: 3s\n  hot_after: 3\n  hot_share: 50\n{membership}",
+        "cluster:\n  enabled: true\n  self: {self_name}\n  peer_listen: \"{}\"\n  refresh: 1s\n  peer_timeout: 5s\n  fail_for: 3s\n  hot_after: 3\n  hot_share: 50\n{membership}{extra}",
         m.peer_addr()
     );
     EdgeProcess::start_opts(EdgeOptions {
@@ -283,6 +294,84 @@ fn one_cache_across_three_replicas() {
 /// Clause 4: a replica killed with SIGKILL costs no client an error; after
 /// its restart with the same name and directory it serves its share from
 /// its disk, with zero Beam bytes.
+fn admin_piece(p: &EdgeProcess, cid: &str) -> serde_json::Value {
+    let (status, _, body) = raw_get(p.admin, &format!("/admin/cache/{cid}"), &[]).unwrap();
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    serde_json::from_slice(&body).unwrap()
+}
+
+fn wait_layer(p: &EdgeProcess, cid: &str) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let v = admin_piece(p, cid);
+        if v["layer"]["swept"] == true {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "no layer: {v}\n{}", p.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_replica_takes_a_peers_layer_checked_instead_of_reading_the_piece() {
+    let beam = MockBeam::start();
+    beam.set_always_warm();
+    let (cid, data) = piece(&beam, 31);
+    let root = tempfile::tempdir().unwrap();
+    let ms = members(2, root.path());
+    let peers = all_peers(&ms);
+    // Layers are built at once (no delay), so that a replica that did not
+    // get one from its peer would read the whole piece at once too.
+    let verify = "verify:\n  build_delay: 0s\n";
+    let ps: Vec<EdgeProcess> = ms
+        .iter()
+        .map(|m| start_with(&beam, m, &m.name, &peers, verify))
+        .collect();
+    for p in &ps {
+        wait_members(p, 2);
+    }
+    // Replica 0 reads the piece whole and builds its layer.
+    assert!(read_all(&ps[0], &cid) == data, "bytes differ");
+    assert_eq!(wait_layer(&ps[0], &cid)["layer"]["source"], "built");
+    // The peer listener hands it out: window size and 32 bytes per window.
+    let (status, h, body) = raw_get(
+        format!("{}", ms[0].peer_addr()).parse().unwrap(),
+        &format!("/layer/{cid}"),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(h["x-beam-edge-layer-window"], "131072");
+    assert_eq!(body.len() as u64, 32 * window_count());
+    // Replica 1 reads one range: it asks replica 0 for the layer, checks
+    // it against the PieceCID, and never reads the piece whole.
+    beam.clear_log();
+    let (_, got) = read_range(&ps[1], &cid, 5 * W + 3, 5 * W + 99);
+    assert!(got == data[5 * W + 3..=5 * W + 99]);
+    let v = wait_layer(&ps[1], &cid);
+    assert_eq!(v["layer"]["source"], "peer", "{v}");
+    assert_eq!(v["checked_by"], "layer", "{v}");
+    assert_eq!(
+        metric(
+            &ps[1],
+            "beam_edge_layer_jobs_total{job=\"peer\",outcome=\"ok\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &ps[1],
+            "beam_edge_layer_jobs_total{job=\"build\",outcome=\"ok\"}"
+        ),
+        0.0
+    );
+    let (_, beam_bytes) = beam_windows(&beam, &cid);
+    assert!(
+        beam_bytes <= 2 * W as u64,
+        "Beam sent {beam_bytes} bytes after the layer existed: the piece was read again"
+    );
+}
+
 #[test]
 fn a_killed_replica_costs_no_errors_and_comes_back_warm() {
     let beam = MockBeam::start();

@@ -319,16 +319,25 @@ impl Inner {
             Job::Sweep(_) => "sweep",
         };
         handle.spawn(async move {
+            let mut job_name = job_name;
             let outcome = match job {
-                Job::Build => {
-                    if inner.settings.verify.mode == VerifyMode::Background {
-                        tokio::time::sleep(inner.settings.verify.build_delay).await;
+                Job::Build => match inner.layer_from_peers(&piece).await {
+                    // Another replica's layer, checked: no read at all, only
+                    // a sweep of what is cached here.
+                    Some(nodes) => {
+                        job_name = "sweep";
+                        inner.sweep(&piece, &nodes, &hashed).await
                     }
-                    let permit = inner.builds.slots.clone().acquire_owned().await.ok();
-                    let o = inner.build(&piece, &hashed).await;
-                    drop(permit);
-                    o
-                }
+                    None => {
+                        if inner.settings.verify.mode == VerifyMode::Background {
+                            tokio::time::sleep(inner.settings.verify.build_delay).await;
+                        }
+                        let permit = inner.builds.slots.clone().acquire_owned().await.ok();
+                        let o = inner.build(&piece, &hashed).await;
+                        drop(permit);
+                        o
+                    }
+                },
                 Job::Sweep(nodes) => inner.sweep(&piece, &nodes, &hashed).await,
             };
             let kind = match &outcome {
@@ -345,6 +354,53 @@ impl Inner {
             let _ = tx.send(Some(outcome));
         });
         LayerWait::Pending(rx)
+    }
+
+    /// Cluster mode: the layer of `piece` from another replica (up to three
+    /// asked, in the piece's hash order), once it hashes to the PieceCID.
+    /// A replica whose layer does not is skipped for `cluster.fail_for`.
+    async fn layer_from_peers(self: &Arc<Self>, piece: &Piece) -> Option<Arc<[Node]>> {
+        let cluster = self.cluster.as_ref()?;
+        let cid = PieceCid::parse(&piece.cid).ok()?;
+        for peer in cluster.layer_peers(&piece.cid, 3) {
+            let (window, body) = match cluster.fetch_layer(&peer, &piece.cid).await {
+                Ok(Some(layer)) => layer,
+                Ok(None) => continue,
+                Err(e) => {
+                    log::info!("{}: asking {} for its layer: {e}", piece.cid, peer.name);
+                    continue;
+                }
+            };
+            let nodes: Vec<Node> = body
+                .chunks_exact(32)
+                .filter_map(|c| <Node>::try_from(c).ok())
+                .collect();
+            let (inner, cid) = (self.clone(), cid.clone());
+            let added = tokio::task::spawn_blocking(move || {
+                inner.layers.add(&cid, window, &nodes, LayerSource::Peer)
+            })
+            .await;
+            match added {
+                Ok(Ok(_)) => {
+                    log::info!("{}: layer from {}, checked", piece.cid, peer.name);
+                    metrics::LAYER_JOBS.with_label_values(&["peer", "ok"]).inc();
+                    return self.layers.nodes_of(&piece.cid).map(|(n, _)| n);
+                }
+                Ok(Err(e)) => {
+                    log::warn!(
+                        "{}: {} sent a layer that is not the piece's ({e}): skipped for cluster.fail_for",
+                        piece.cid,
+                        peer.name
+                    );
+                    cluster.peer_failed(&peer);
+                }
+                Err(e) => log::warn!("{}: checking a peer's layer: {e}", piece.cid),
+            }
+        }
+        metrics::LAYER_JOBS
+            .with_label_values(&["peer", "failed"])
+            .inc();
+        None
     }
 
     /// Reads `piece` whole and hashes each window; see the module docs.

@@ -374,6 +374,15 @@ impl WindowCache {
         Ok(())
     }
 
+    /// The layer held for `cid`, as another replica asks for it: the window
+    /// size (padded bytes) and the roots, 32 bytes each. May read the
+    /// layer's file (small): call it off the async threads.
+    pub fn layer_of(&self, cid: &str) -> Option<(u64, Bytes)> {
+        let (nodes, _) = self.inner.layers.nodes_of(cid)?;
+        let bytes: Vec<u8> = nodes.iter().flatten().copied().collect();
+        Some((self.inner.settings.window_padded, Bytes::from(bytes)))
+    }
+
     /// A piece's size from the storage providers' `HEAD` (static ones,
     /// then the chain-resolved holders): for a v1 CID while Beam is cold.
     pub async fn provider_size(&self, cid: &str) -> Option<u64> {

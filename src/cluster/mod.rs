@@ -247,6 +247,40 @@ impl Cluster {
         self.route_key(window_key_bytes(cid, index).as_bytes())
     }
 
+    /// The other members to ask for a piece's layer: ready and not marked
+    /// failed, in hash order of the piece (so every replica asks the same
+    /// one first), at most `n`.
+    pub fn layer_peers(&self, cid: &str, n: usize) -> Vec<PeerRef> {
+        let backends = self.balancer.backends();
+        let mut peers: Vec<(u64, PeerRef)> = backends
+            .get_backend()
+            .iter()
+            .filter_map(|b| {
+                let name = name_of(b);
+                let pingora::protocols::l4::socket::SocketAddr::Inet(addr) = b.addr else {
+                    return None;
+                };
+                (*name != *self.me && backends.ready(b) && !self.is_failed(&addr)).then(|| {
+                    (
+                        hrw::score(&name, format!("layer/{cid}").as_bytes()),
+                        PeerRef { name, addr },
+                    )
+                })
+            })
+            .collect();
+        peers.sort_by(|a, b| b.0.cmp(&a.0));
+        peers.into_iter().take(n).map(|(_, p)| p).collect()
+    }
+
+    /// The layer of `cid` held by `peer`: see [`Upstream::peer_layer`].
+    pub async fn fetch_layer(
+        &self,
+        peer: &PeerRef,
+        cid: &str,
+    ) -> Result<Option<(u64, bytes::Bytes)>, UpstreamError> {
+        self.client.peer_layer(peer.addr, cid).await
+    }
+
     /// Marks `peer` failed for `cluster.fail_for`: routes skip it meanwhile.
     pub fn peer_failed(&self, peer: &PeerRef) {
         log::warn!(

@@ -451,6 +451,44 @@ pub(crate) async fn respond_text(
     Ok(())
 }
 
+/// `GET /layer/<cid>` on the peer listener: the piece's layer for another
+/// replica (which checks it against the PieceCID before using it), or 404.
+async fn respond_layer(
+    state: &EdgeState,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    cid: &str,
+) -> Result<()> {
+    let cid = match crate::piece::PieceCid::parse(cid) {
+        Ok(c) => c.to_string(),
+        Err(e) => {
+            return respond_text(session, ctx, 400, &[], &format!("invalid PieceCID: {e}\n")).await
+        }
+    };
+    let cache = state.cache.clone();
+    let key = cid.clone();
+    let layer = tokio::task::spawn_blocking(move || cache.layer_of(&key))
+        .await
+        .ok()
+        .flatten();
+    let Some((window, roots)) = layer else {
+        return respond_text(session, ctx, 404, &[], &format!("no layer of {cid} here\n")).await;
+    };
+    let mut h = ResponseHeader::build(200, Some(4))?;
+    h.insert_header("Content-Type", "application/octet-stream")?;
+    h.insert_header("Content-Length", roots.len().to_string())?;
+    h.insert_header(crate::upstream::LAYER_WINDOW_HEADER, window.to_string())?;
+    h.insert_header("Cache-Control", "no-store")?;
+    let is_head = session.req_header().method == http::Method::HEAD;
+    session.write_response_header(Box::new(h), is_head).await?;
+    ctx.header_written(200);
+    if !is_head {
+        ctx.body_bytes += roots.len() as u64;
+        session.write_response_body(Some(roots), true).await?;
+    }
+    Ok(())
+}
+
 /// Writes one embedded player file. Revalidated on each load (`no-cache`)
 /// with a weak ETag of the build version, so an upgrade is picked up at once.
 async fn respond_asset(
@@ -572,6 +610,9 @@ impl ProxyHttp for EdgeService {
         } else if let Some(asset) = player::asset(&path).filter(|_| get_or_head) {
             ctx.route = RouteLabel::Player;
             respond_asset(session, ctx, &asset).await?;
+        } else if let Some(cid) = path.strip_prefix("/layer/").filter(|_| self.peer_listener) {
+            ctx.route = RouteLabel::Other;
+            respond_layer(&self.state, session, ctx, cid).await?;
         } else if path == "/healthz" && get_or_head {
             ctx.route = RouteLabel::Health;
             respond_text(

@@ -331,6 +331,14 @@ pub enum Origin<'a> {
 /// when replicas disagree about membership).
 pub const PEER_HEADER: &str = "x-beam-edge-peer";
 
+/// On a peer's `GET /layer/<cid>` answer: the window size, in padded bytes,
+/// that the roots in the body are for.
+pub const LAYER_WINDOW_HEADER: &str = "x-beam-edge-layer-window";
+
+/// Largest layer taken from a peer: the roots of a 64 GiB piece at 512 KiB
+/// windows, far above any piece the FOC stack stores.
+const MAX_PEER_LAYER_BYTES: u64 = 4 << 20;
+
 impl Origin<'_> {
     fn kind(&self) -> UpstreamKind {
         match self {
@@ -463,6 +471,53 @@ impl Upstream {
                 .inc();
         }
         result
+    }
+
+    /// The layer of piece `cid` held by the replica whose peer listener is
+    /// `addr` (`GET /layer/<cid>`): the window size it is for, in padded
+    /// bytes, and the roots, 32 bytes each. `Ok(None)` when that replica
+    /// holds none. The caller checks the roots against the PieceCID: a
+    /// peer's layer is trusted no more than any other.
+    pub async fn peer_layer(
+        &self,
+        addr: std::net::SocketAddr,
+        cid: &str,
+    ) -> Result<Option<(u64, Bytes)>, UpstreamError> {
+        let resp = self
+            .client
+            .get(format!("http://{addr}/layer/{cid}"))
+            .header(PEER_HEADER, "1")
+            .header(header::ACCEPT_ENCODING, "identity")
+            .send()
+            .await
+            .map_err(|e| UpstreamError::from_reqwest(&e))?;
+        match resp.status().as_u16() {
+            200 => {}
+            404 => return Ok(None),
+            s => return Err(UpstreamError::Status(s)),
+        }
+        let window = resp
+            .headers()
+            .get(LAYER_WINDOW_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .ok_or_else(|| {
+                UpstreamError::BadResponse(format!("a layer without {LAYER_WINDOW_HEADER}"))
+            })?;
+        if content_length(resp.headers()).is_some_and(|n| n > MAX_PEER_LAYER_BYTES) {
+            return Err(UpstreamError::BadResponse("a layer over 4 MiB".into()));
+        }
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| UpstreamError::from_reqwest(&e))?;
+        if body.len() as u64 > MAX_PEER_LAYER_BYTES || body.len() % 32 != 0 {
+            return Err(UpstreamError::BadResponse(format!(
+                "a layer of {} bytes is not whole 32-byte roots",
+                body.len()
+            )));
+        }
+        Ok(Some((window, body)))
     }
 
     /// Reads the first `want` bytes of piece `cid` (fewer when the piece is
