@@ -372,6 +372,97 @@ fn a_replica_takes_a_peers_layer_checked_instead_of_reading_the_piece() {
     );
 }
 
+/// A cluster member that is not beam-edge: ready (`/readyz` 200), it
+/// answers `GET /layer/<cid>` with `windows` roots of its own making (a
+/// liar, or a replica with a damaged store) and everything else 503.
+/// Counts the layer requests it answered.
+fn lying_peer(ip: &str, windows: u64) -> (String, std::sync::Arc<std::sync::atomic::AtomicU32>) {
+    use std::io::{BufRead, BufReader, Write};
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let listener = std::net::TcpListener::bind((ip, 0)).unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let asked = std::sync::Arc::new(AtomicU32::new(0));
+    let count = asked.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            let mut line = String::new();
+            if reader.read_line(&mut line).is_err() {
+                continue;
+            }
+            loop {
+                let mut h = String::new();
+                if reader.read_line(&mut h).map_or(true, |n| n == 0) || h == "\r\n" {
+                    break;
+                }
+            }
+            let path = line.split(' ').nth(1).unwrap_or("").to_string();
+            let mut out = conn;
+            let _ = if path == "/readyz" {
+                out.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n",
+                )
+            } else if path.starts_with("/layer/") {
+                count.fetch_add(1, Ordering::SeqCst);
+                let body = vec![0x5au8; 32 * windows as usize];
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nX-Beam-Edge-Layer-Window: 131072\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                out.write_all(head.as_bytes())
+                    .and_then(|_| out.write_all(&body))
+            } else {
+                out.write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            };
+        }
+    });
+    (addr, asked)
+}
+
+#[test]
+fn a_peers_layer_that_does_not_hash_to_the_piece_is_refused() {
+    let beam = MockBeam::start();
+    beam.set_always_warm();
+    let (cid, data) = piece(&beam, 32);
+    let root = tempfile::tempdir().unwrap();
+    let ms = members(1, root.path());
+    let (liar_addr, asked) = lying_peer("127.0.0.5", window_count());
+    // The liar is the only other member: it is asked first.
+    let peers = static_peers(&[
+        (ms[0].name.clone(), ms[0].peer_addr()),
+        ("liar".to_string(), liar_addr),
+    ]);
+    let edge = start_with(
+        &beam,
+        &ms[0],
+        &ms[0].name,
+        &peers,
+        "verify:\n  build_delay: 0s\n",
+    );
+    wait_members(&edge, 2);
+    let (_, got) = read_range(&edge, &cid, 100, 199);
+    assert!(got == data[100..200]);
+    // The liar's layer was asked for and refused; the replica built its own.
+    let v = wait_layer(&edge, &cid);
+    assert_eq!(v["layer"]["source"], "built", "{v}");
+    assert!(asked.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+    assert_eq!(
+        metric(
+            &edge,
+            "beam_edge_layer_jobs_total{job=\"peer\",outcome=\"ok\"}"
+        ),
+        0.0
+    );
+    assert!(
+        edge.log()
+            .contains("liar sent a layer that is not the piece's"),
+        "{}",
+        edge.log()
+    );
+    // Every byte read through it is the piece's.
+    assert!(read_all(&edge, &cid) == data);
+}
+
 #[test]
 fn a_killed_replica_costs_no_errors_and_comes_back_warm() {
     let beam = MockBeam::start();

@@ -656,6 +656,7 @@ const ROUTES: &[Route] = &[
         "/piece/{cid}",
     ),
     r(Listener::Peer, "GET", "/readyz", "/readyz"),
+    r(Listener::Peer, "GET", "/layer/<PieceCID>", "/layer/{cid}"),
     r(Listener::Metrics, "GET", "/metrics", "/metrics"),
     r(Listener::Admin, "GET", "/", "/"),
     r(Listener::Admin, "GET", "/index.html", "/index.html"),

@@ -321,23 +321,31 @@ impl Inner {
         handle.spawn(async move {
             let mut job_name = job_name;
             let outcome = match job {
-                Job::Build => match inner.layer_from_peers(&piece).await {
-                    // Another replica's layer, checked: no read at all, only
-                    // a sweep of what is cached here.
-                    Some(nodes) => {
-                        job_name = "sweep";
-                        inner.sweep(&piece, &nodes, &hashed).await
-                    }
-                    None => {
-                        if inner.settings.verify.mode == VerifyMode::Background {
-                            tokio::time::sleep(inner.settings.verify.build_delay).await;
+                Job::Build => {
+                    // Another replica's layer, checked, costs no read at all,
+                    // only a sweep of what is cached here. Asked again after
+                    // the build delay: a peer may have built it meanwhile.
+                    let delay = inner.settings.verify.build_delay;
+                    let mut layer = inner.layer_from_peers(&piece).await;
+                    if layer.is_none() && inner.settings.verify.mode == VerifyMode::Background {
+                        tokio::time::sleep(delay).await;
+                        if !delay.is_zero() {
+                            layer = inner.layer_from_peers(&piece).await;
                         }
-                        let permit = inner.builds.slots.clone().acquire_owned().await.ok();
-                        let o = inner.build(&piece, &hashed).await;
-                        drop(permit);
-                        o
                     }
-                },
+                    match layer {
+                        Some(nodes) => {
+                            job_name = "sweep";
+                            inner.sweep(&piece, &nodes, &hashed).await
+                        }
+                        None => {
+                            let permit = inner.builds.slots.clone().acquire_owned().await.ok();
+                            let o = inner.build(&piece, &hashed).await;
+                            drop(permit);
+                            o
+                        }
+                    }
+                }
                 Job::Sweep(nodes) => inner.sweep(&piece, &nodes, &hashed).await,
             };
             let kind = match &outcome {
