@@ -268,7 +268,7 @@ impl Cluster {
                 })
             })
             .collect();
-        peers.sort_by(|a, b| b.0.cmp(&a.0));
+        peers.sort_by_key(|p| std::cmp::Reverse(p.0));
         peers.into_iter().take(n).map(|(_, p)| p).collect()
     }
 
