@@ -335,7 +335,7 @@ fn a_replica_takes_a_peers_layer_checked_instead_of_reading_the_piece() {
     assert_eq!(wait_layer(&ps[0], &cid)["layer"]["source"], "built");
     // The peer listener hands it out: window size and 32 bytes per window.
     let (status, h, body) = raw_get(
-        ms[0].peer_addr().to_string().parse().unwrap(),
+        ms[0].peer_addr().parse().unwrap(),
         &format!("/layer/{cid}"),
         &[],
     )

@@ -492,6 +492,62 @@ async fn an_uploaded_piece_keeps_its_layer_without_warming_the_cache() {
     result.await.unwrap();
 }
 
+/// `beam-edge upload` with a running edge's config writes each piece's
+/// layer into that edge's disk tier, where the edge finds it on the next
+/// read: the uploaded piece is checked from its first byte.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_upload_command_leaves_its_layers_to_the_edge_of_its_config() {
+    let curio = MockCurio::start();
+    let rpc = chain(curio.url(), true).await;
+    let upload_yaml = format!(
+        "upload:\n  rpc_url: \"{}\"\n  provider_id: 7\n  copies: 1\n  provider_url: \"{}\"\n  piece_size: 400000\n",
+        rpc.url(),
+        curio.url()
+    );
+    let data = common::mp4_like(450_000, 45);
+    let result = tokio::task::spawn_blocking(move || {
+        let _curio = curio;
+        let beam = common::MockBeam::start();
+        let edge = common::EdgeProcess::start_opts(common::EdgeOptions {
+            upstream: common::beam_upstream(&beam, "  retries: 0\n"),
+            cache: "  window: 128KiB\n".into(),
+            extra: upload_yaml,
+            ..Default::default()
+        });
+        let file = edge.dir.path().join("clip.mp4");
+        std::fs::write(&file, &data).unwrap();
+        let out = std::process::Command::new(common::bin())
+            .arg("upload")
+            .arg(&file)
+            .arg("--config")
+            .arg(edge.dir.path().join("beam-edge.yaml"))
+            .env("BEAM_EDGE_PRIVATE_KEY", KEY)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // Two pieces; the first (400,000 bytes) spans four windows.
+        assert!(stdout.contains("layers     2 in "), "{stdout}");
+        let cid = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("piece 0    "))
+            .and_then(|l| l.split_whitespace().next())
+            .unwrap()
+            .to_string();
+        let (s, _, b) = common::raw_get(edge.admin, &format!("/admin/cache/{cid}"), &[]).unwrap();
+        assert_eq!(s, 200);
+        let status: serde_json::Value = serde_json::from_slice(&b).unwrap();
+        assert_eq!(status["checked_by"], "layer", "{status}");
+        assert_eq!(status["layer"]["source"], "upload", "{status}");
+        assert_eq!(status["layer"]["windows"], 4, "{status}");
+    });
+    result.await.unwrap();
+}
+
 // ---- two copies ----
 
 const CALIB: u64 = 314_159;
@@ -939,6 +995,9 @@ async fn the_upload_command_reports_every_copy() {
     for json in [true, false] {
         let mut cmd = std::process::Command::new(common::bin());
         cmd.arg("upload").arg(&file).arg("--config").arg(&config);
+        // The default disk tier (./beam-edge-cache) is relative: keep it
+        // out of the repository.
+        cmd.current_dir(dir.path());
         if json {
             cmd.arg("--json");
         }

@@ -135,6 +135,10 @@ pub(super) struct Builds {
 struct Running {
     done: watch::Receiver<Option<LayerOutcome>>,
     hashed: Arc<AtomicU64>,
+    /// A build only: a window it had already hashed was stored again,
+    /// unchecked (evicted and fetched anew meanwhile), so the build's end
+    /// sweeps the cached windows rather than vouching for them.
+    restored: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Progress of a build, for the admin API.
@@ -202,6 +206,24 @@ impl Builds {
         }
         b.1 += n;
         true
+    }
+
+    /// Window `key` was stored without a check: if a build of its piece
+    /// already hashed that index (windows are hashed in order), the copy
+    /// stored now is not the one hashed.
+    pub(super) fn stored_unchecked(&self, key: &WindowKey) {
+        if let Some(r) = self.lock_running().get(&key.cid) {
+            if key.index < r.hashed.load(Ordering::Relaxed) {
+                r.restored.store(true, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// True when [`Builds::stored_unchecked`] saw such a window for `cid`.
+    fn restored_during_build(&self, cid: &str) -> bool {
+        self.lock_running()
+            .get(cid)
+            .is_some_and(|r| r.restored.load(Ordering::Relaxed))
     }
 
     pub(super) fn progress(&self, cid: &str) -> Option<BuildProgress> {
@@ -299,6 +321,7 @@ impl Inner {
         };
         let (tx, rx) = watch::channel(None);
         let hashed = Arc::new(AtomicU64::new(0));
+        let restored = Arc::new(std::sync::atomic::AtomicBool::new(false));
         {
             let mut running = self.builds.lock_running();
             if let Some(r) = running.get(&piece.cid) {
@@ -309,6 +332,7 @@ impl Inner {
                 Running {
                     done: rx.clone(),
                     hashed: hashed.clone(),
+                    restored: restored.clone(),
                 },
             );
         }
@@ -415,6 +439,12 @@ impl Inner {
     async fn build(self: &Arc<Self>, piece: &Piece, hashed: &AtomicU64) -> LayerOutcome {
         match self.layer_through_cache(piece, hashed).await {
             Ok(nodes) if self.take_layer(piece, &nodes).is_some() => {
+                if self.builds.restored_during_build(&piece.cid) {
+                    // A window was fetched again after it was hashed: hash
+                    // what is cached now against the layer.
+                    let layer: Arc<[Node]> = nodes.into();
+                    return self.sweep(piece, &layer, hashed).await;
+                }
                 // Every cached window was just hashed into the layer.
                 self.layers.mark_swept(&piece.cid);
                 return LayerOutcome::Ready;
@@ -687,4 +717,35 @@ impl Inner {
 enum Job {
     Build,
     Sweep(Arc<[Node]>),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_window_stored_again_after_the_build_hashed_it_makes_the_build_sweep() {
+        let builds = Builds::new(1);
+        let cid: Arc<str> = Arc::from("bafkzcibe-some-piece");
+        let (_tx, rx) = watch::channel(None);
+        let hashed = Arc::new(AtomicU64::new(5));
+        builds.lock_running().insert(
+            cid.clone(),
+            Running {
+                done: rx,
+                hashed: hashed.clone(),
+                restored: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            },
+        );
+        // Windows not hashed yet (5 and on) will be hashed as stored now.
+        builds.stored_unchecked(&WindowKey::new(cid.clone(), 5));
+        builds.stored_unchecked(&WindowKey::new(cid.clone(), 9));
+        assert!(!builds.restored_during_build(&cid));
+        // Another piece's window says nothing about this build.
+        builds.stored_unchecked(&WindowKey::new(Arc::from("other"), 0));
+        assert!(!builds.restored_during_build(&cid));
+        // Window 2 was hashed already: the copy stored now was not.
+        builds.stored_unchecked(&WindowKey::new(cid.clone(), 2));
+        assert!(builds.restored_during_build(&cid));
+    }
 }

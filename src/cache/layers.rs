@@ -127,7 +127,14 @@ struct LayerMap {
     seq: u64,
     /// Pieces with a layer file (read back on demand).
     on_disk: HashSet<Arc<str>>,
+    /// Pieces looked for on disk lately and not found: a layer file written
+    /// by another process (`beam-edge upload`) is found within
+    /// [`REPROBE_AFTER`] of being written, without a stat per lookup.
+    probed: HashMap<Arc<str>, std::time::Instant>,
 }
+
+/// How long "no layer file" is believed for a piece.
+const REPROBE_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Layers of pieces, converted to the cache's window size.
 pub struct Layers {
@@ -177,6 +184,20 @@ impl Layers {
             dir: Some(dir.to_path_buf()),
             temp_seq: AtomicU64::new(0),
             inner: Mutex::new(map),
+        })
+    }
+
+    /// A store that only writes layer files under `dir` (created when
+    /// missing), for another process than the edge (`beam-edge upload`):
+    /// it neither lists nor tidies the directory, which a running edge
+    /// may be writing to. The edge finds the files when it next needs them.
+    pub fn writer(window_padded: u64, dir: &Path) -> io::Result<Layers> {
+        fs::create_dir_all(dir)?;
+        Ok(Layers {
+            window_padded,
+            dir: Some(dir.to_path_buf()),
+            temp_seq: AtomicU64::new(0),
+            inner: Mutex::new(LayerMap::default()),
         })
     }
 
@@ -255,11 +276,11 @@ impl Layers {
     /// from memory or, failing that, its layer file (checked again).
     pub fn nodes_of(&self, cid: &str) -> Option<(Arc<[Node]>, bool)> {
         {
-            let map = self.lock();
+            let mut map = self.lock();
             if let Some(e) = map.by_cid.get(cid) {
                 return Some((e.nodes.clone(), e.swept));
             }
-            if !map.on_disk.contains(cid) {
+            if !map.on_disk.contains(cid) && !self.appeared_on_disk(&mut map, cid) {
                 return None;
             }
         }
@@ -359,6 +380,34 @@ impl Layers {
         }
         let shard = format!("{:02x}", crc32fast::hash(cid.as_bytes()) & 0xff);
         Some(self.dir.as_ref()?.join(shard).join(cid))
+    }
+
+    /// True when a layer file of `cid` that this store did not list has
+    /// appeared (written by `beam-edge upload`); looked for at most once per
+    /// [`REPROBE_AFTER`] per piece.
+    fn appeared_on_disk(&self, map: &mut LayerMap, cid: &str) -> bool {
+        let Some(path) = self.file_path(cid) else {
+            return false;
+        };
+        let now = std::time::Instant::now();
+        if map
+            .probed
+            .get(cid)
+            .is_some_and(|at| now.duration_since(*at) < REPROBE_AFTER)
+        {
+            return false;
+        }
+        if map.probed.len() >= 100_000 {
+            map.probed.clear();
+        }
+        if path.is_file() {
+            map.probed.remove(cid);
+            map.on_disk.insert(Arc::from(cid));
+            true
+        } else {
+            map.probed.insert(Arc::from(cid), now);
+            false
+        }
     }
 
     fn write_file(&self, cid: &str, entry: &Entry) -> io::Result<()> {

@@ -88,8 +88,9 @@ impl Inner {
         }
     }
 
-    /// Checks a fill's window against the piece (when it can be checked).
-    async fn check(&self, fill: &Fill, whole: &Bytes) -> bool {
+    /// Checks a fill's window against the piece (when it can be checked):
+    /// `None` when it cannot be (no layer yet), else whether it passed.
+    async fn check(&self, fill: &Fill, whole: &Bytes) -> Option<bool> {
         // A fill that started before the piece's layer arrived is checked
         // against it now, before it is stored.
         let late = match &fill.check {
@@ -100,9 +101,7 @@ impl Inner {
                 .map(|(nodes, _)| verify::PieceCheck::Layer(nodes)),
             None => None,
         };
-        let Some(check) = fill.check.as_ref().or(late.as_ref()) else {
-            return true;
-        };
+        let check = fill.check.as_ref().or(late.as_ref())?;
         let (c, bytes, window, index) = (
             check.clone(),
             whole.clone(),
@@ -119,7 +118,7 @@ impl Inner {
                 "fetched bytes do not hash to the PieceCID; not cached",
             );
         }
-        verdict.is_ok()
+        Some(verdict.is_ok())
     }
 
     /// Completes a window whose bytes are all in. A checked window is hashed
@@ -153,7 +152,13 @@ impl Inner {
     /// nothing was finished or stored.
     async fn complete(self: &Arc<Self>, fill: &Arc<Fill>) -> bool {
         let whole = fill.assemble();
-        if !self.check(fill, &whole).await {
+        let verdict = self.check(fill, &whole).await;
+        if verdict.is_none() {
+            // Stored unchecked: a layer build of the piece that already
+            // hashed this window (another copy of it) must not vouch for it.
+            self.builds.stored_unchecked(&fill.key);
+        }
+        if verdict == Some(false) {
             if fill.check.is_none() {
                 // Checked late (the layer arrived mid-fill): its readers got
                 // the bytes unchecked; it fails them now and is not stored.

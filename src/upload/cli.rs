@@ -54,6 +54,53 @@ fn type_from_name(name: &str) -> Option<String> {
     Some(t.to_string())
 }
 
+/// Writes the layer of each uploaded piece (computed as it streamed) into
+/// the disk tier of the config's edge (`cache.disk.path`), where that edge
+/// finds it when the piece is next read: `/piece/<cid>` of an uploaded
+/// piece is checked from the first byte. Returns what was done, for the
+/// report; a failure is a warning, never a failed upload.
+fn keep_layers(cfg: &Config, report: &crate::upload::publish::PublishReport) -> Option<String> {
+    use crate::cache::layers::{LayerSource, Layers};
+    // Only into a disk tier an edge has made: an upload from a laptop with
+    // the default config creates no cache directory.
+    if cfg.cache.disk.size.0 == 0 || !cfg.cache.disk.path.is_dir() {
+        return None;
+    }
+    let dir = cfg.cache.disk.path.join("layers");
+    let layers = match Layers::writer(cfg.cache.window.0, &dir) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!(
+                "warning: the pieces' layers were not kept in {}: {e}",
+                dir.display()
+            );
+            return None;
+        }
+    };
+    let mut kept = 0;
+    for p in &report.manifest.pieces {
+        let added = crate::piece::PieceCid::parse(&p.cid)
+            .map_err(|e| e.to_string())
+            .and_then(|cid| {
+                let nodes = crate::manifest::decode_layer(&p.layer)
+                    .ok_or("the layer is not hex-encoded 32-byte roots")?;
+                if nodes.is_empty() {
+                    return Ok(false);
+                }
+                layers
+                    .add(&cid, report.manifest.window, &nodes, LayerSource::Upload)
+                    .map(|_| true)
+                    .map_err(|e| e.to_string())
+            });
+        match added {
+            Ok(true) => kept += 1,
+            Ok(false) => {}
+            Err(e) => eprintln!("warning: the layer of piece {} was not kept: {e}", p.cid),
+        }
+    }
+    (kept > 0).then(|| format!("{kept} in {}", dir.display()))
+}
+
 /// Runs `beam-edge upload`.
 pub fn upload_command(cfg: &Config, file: &Path, json: bool) -> Result<(), String> {
     let provider_id = cfg.upload.provider_id.ok_or(
@@ -116,6 +163,7 @@ pub fn upload_command(cfg: &Config, file: &Path, json: bool) -> Result<(), Strin
         let report = report
             .map_err(|e| e.to_string())?
             .with_beam_links(&links_cfg);
+        let kept = keep_layers(cfg, &report);
         // A missing extra copy is a warning, not a failure: the primary
         // provider holds the file, the exit code stays 0.
         if !report.complete {
@@ -144,6 +192,9 @@ pub fn upload_command(cfg: &Config, file: &Path, json: bool) -> Result<(), Strin
             println!("size       {} bytes, {}", report.size, report.content_type);
             for (i, p) in report.pieces.iter().enumerate() {
                 println!("piece {i:<4} {}  {} bytes", p.cid, p.size);
+            }
+            if let Some(kept) = &kept {
+                println!("layers     {kept} (each piece checked from its first byte)");
             }
             println!(
                 "data set   {}{}",
