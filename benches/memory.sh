@@ -15,6 +15,8 @@
 #   benches/memory.sh                 N = 10 100 500
 #   benches/memory.sh 10 100          chosen N
 #   MEMORY=64MiB INFLIGHT=128MiB RATE=4000000 LEN=9000000 benches/memory.sh
+#   INFLIGHT=off BIN=old/beam-edge benches/memory.sh 10   a build from before
+#                                     the budget (no cache.inflight key)
 #   BIN=target/debug/beam-edge UPSTREAM_BIN=target/debug/examples/bench_upstream \
 #     benches/memory.sh               a debug build (say so when quoting it)
 #
@@ -42,7 +44,12 @@ if [ $# -eq 0 ]; then set -- 10 100 500; fi
 PAYER=0x00000000000000000000000000000000000000aa
 
 mib() { python3 -c "import re,sys; s=sys.argv[1]; n,u=re.fullmatch(r'(\d+)(MiB|GiB)',s).groups(); print(int(n)*(1024 if u=='GiB' else 1))" "$1"; }
-BOUND=$(( $(mib "$MEMORY") + $(mib "$INFLIGHT") + 96 ))
+# INFLIGHT=off: no cache.inflight line (a build from before the budget).
+if [ "$INFLIGHT" = off ]; then
+  INFLIGHT_LINE="" ; BOUND=$(( $(mib "$MEMORY") + 256 + 96 ))
+else
+  INFLIGHT_LINE="  inflight: $INFLIGHT" ; BOUND=$(( $(mib "$MEMORY") + $(mib "$INFLIGHT") + 96 ))
+fi
 
 # The piece: SIZE pseudo-random bytes (AES-CTR of zeros), named by its CID.
 mkdir -p "$WORK/pieces"
@@ -126,7 +133,7 @@ upstream:
   payer: "$PAYER"
 cache:
   memory: $MEMORY
-  inflight: $INFLIGHT
+$INFLIGHT_LINE
   disk:
     size: 0
 admin:
