@@ -26,7 +26,6 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 
 use super::fill::Fill;
-use super::inflight::Admission;
 use super::{Inner, Piece};
 use crate::metrics;
 use crate::upstream::beam_state::WarmupGuard;
@@ -327,17 +326,11 @@ impl Inner {
         let mut group: Vec<Arc<Fill>> = Vec::new();
         for f in leftovers {
             if group.last().is_some_and(|l| l.key.index + 1 != f.key.index) {
-                self.start_run(
-                    piece,
-                    std::mem::take(&mut group),
-                    None,
-                    Admission::Continue,
-                    false,
-                );
+                self.start_run(piece, std::mem::take(&mut group), None, false);
             }
             group.push(f);
         }
-        self.start_run(piece, group, None, Admission::Continue, false);
+        self.start_run(piece, group, None, false);
         w.ended.send_replace(true);
     }
 }
