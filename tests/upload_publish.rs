@@ -288,16 +288,21 @@ fn post_expecting_continue(
     (statuses, out)
 }
 
+/// The `upload:` section of a one-copy edge at `curio`, on `rpc`'s chain.
+fn one_copy_upload_yaml(rpc: &MockRpc, curio: &MockCurio, piece_size: u64, extra: &str) -> String {
+    format!(
+        "upload:\n  rpc_url: \"{}\"\n  provider_id: 7\n  copies: 1\n  provider_url: \"{}\"\n  piece_size: {piece_size}\n{extra}",
+        rpc.url(),
+        curio.url()
+    )
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_upload_through_the_admin_listener_plays_back_from_asset() {
     let curio = MockCurio::start();
     let rpc = chain(curio.url(), true).await;
     let token = "an-admin-token-for-uploads";
-    let upload_yaml = format!(
-        "upload:\n  rpc_url: \"{}\"\n  provider_id: 7\n  copies: 1\n  provider_url: \"{}\"\n  piece_size: 200000\n  max_size: 1MiB\n",
-        rpc.url(),
-        curio.url()
-    );
+    let upload_yaml = one_copy_upload_yaml(&rpc, &curio, 200_000, "  max_size: 1MiB\n");
     let data = common::mp4_like(450_000, 43);
     let auth = format!("Bearer {token}");
     let result = tokio::task::spawn_blocking(move || {
@@ -418,10 +423,11 @@ async fn an_uploaded_piece_keeps_its_layer_without_warming_the_cache() {
     let curio = MockCurio::start();
     let rpc = chain(curio.url(), true).await;
     let token = "an-admin-token-for-uploads";
-    let upload_yaml = format!(
-        "upload:\n  rpc_url: \"{}\"\n  provider_id: 7\n  copies: 1\n  provider_url: \"{}\"\n  piece_size: 400000\n  max_size: 1MiB\n  warm_cache: false\n",
-        rpc.url(),
-        curio.url()
+    let upload_yaml = one_copy_upload_yaml(
+        &rpc,
+        &curio,
+        400_000,
+        "  max_size: 1MiB\n  warm_cache: false\n",
     );
     let data = common::mp4_like(450_000, 44);
     let auth = format!("Bearer {token}");
@@ -499,11 +505,7 @@ async fn an_uploaded_piece_keeps_its_layer_without_warming_the_cache() {
 async fn the_upload_command_leaves_its_layers_to_the_edge_of_its_config() {
     let curio = MockCurio::start();
     let rpc = chain(curio.url(), true).await;
-    let upload_yaml = format!(
-        "upload:\n  rpc_url: \"{}\"\n  provider_id: 7\n  copies: 1\n  provider_url: \"{}\"\n  piece_size: 400000\n",
-        rpc.url(),
-        curio.url()
-    );
+    let upload_yaml = one_copy_upload_yaml(&rpc, &curio, 400_000, "");
     let data = common::mp4_like(450_000, 45);
     let result = tokio::task::spawn_blocking(move || {
         let _curio = curio;
