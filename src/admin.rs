@@ -404,23 +404,17 @@ impl AdminApp {
 /// every replica that reads this disk, even after its windows are evicted.
 fn keep_upload_layers(cache: &crate::cache::WindowCache, report: &PublishReport) {
     for mp in &report.manifest.pieces {
-        let layer = PieceCid::parse(&mp.cid)
-            .map_err(|e| e.to_string())
-            .and_then(|c| {
-                let nodes = crate::manifest::decode_layer(&mp.layer)
-                    .ok_or_else(|| "the layer is not hex-encoded 32-byte roots".to_string())?;
-                if nodes.is_empty() {
-                    return Ok(());
-                }
-                cache
-                    .add_layer(
-                        &c,
-                        report.manifest.window,
-                        &nodes,
-                        crate::cache::layers::LayerSource::Upload,
-                    )
-                    .map_err(|e| e.to_string())
-            });
+        let layer = mp.layer_nodes().and_then(|layer| match layer {
+            Some((c, nodes)) => cache
+                .add_layer(
+                    &c,
+                    report.manifest.window,
+                    &nodes,
+                    crate::cache::layers::LayerSource::Upload,
+                )
+                .map_err(|e| e.to_string()),
+            None => Ok(()),
+        });
         if let Err(e) = layer {
             log::warn!("uploaded piece {}: its layer was not kept: {e}", mp.cid);
         }

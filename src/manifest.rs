@@ -43,6 +43,21 @@ pub struct ManifestPiece {
     pub layer: String,
 }
 
+impl ManifestPiece {
+    /// The piece's CID and window roots, to check its windows with: `None`
+    /// when the manifest carries no layer for it (a one-window piece);
+    /// `Err` for a CID or layer that does not parse.
+    pub fn layer_nodes(&self) -> Result<Option<(PieceCid, Vec<Node>)>, String> {
+        if self.layer.is_empty() {
+            return Ok(None);
+        }
+        let cid = PieceCid::parse(&self.cid).map_err(|e| e.to_string())?;
+        let nodes =
+            decode_layer(&self.layer).ok_or("the layer is not hex-encoded 32-byte roots")?;
+        Ok(Some((cid, nodes)))
+    }
+}
+
 /// An asset manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

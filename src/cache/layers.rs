@@ -194,10 +194,8 @@ impl Layers {
     pub fn writer(window_padded: u64, dir: &Path) -> io::Result<Layers> {
         fs::create_dir_all(dir)?;
         Ok(Layers {
-            window_padded,
             dir: Some(dir.to_path_buf()),
-            temp_seq: AtomicU64::new(0),
-            inner: Mutex::new(LayerMap::default()),
+            ..Layers::new(window_padded)
         })
     }
 

@@ -146,17 +146,8 @@ impl Inner {
         // The static providers, then the chain's holders as they answer
         // their probes: each round asks the holders not tried yet, and waits
         // for the next to answer only when all those tried have failed.
-        let mut round = 0;
+        let mut candidates = pool.usable(&self.settings.providers);
         loop {
-            let candidates = if round == 0 {
-                pool.usable(&self.settings.providers)
-            } else {
-                pool.resolved(&piece.cid, &tried).await
-            };
-            round += 1;
-            if round > 1 && candidates.is_empty() {
-                return None;
-            }
             for p in candidates {
                 metrics::FALLBACKS
                     .with_label_values(&[reason, "provider"])
@@ -182,6 +173,10 @@ impl Inner {
                     Err(e) => pool.back_off(&p, &format!("failed a GET of {}: {e}", piece.cid)),
                 }
                 tried.push(p);
+            }
+            candidates = pool.resolved(&piece.cid, &tried).await;
+            if candidates.is_empty() {
+                return None;
             }
         }
     }

@@ -431,8 +431,29 @@ pub(crate) async fn respond_text(
     body: &str,
 ) -> Result<()> {
     let body = Bytes::copy_from_slice(body.as_bytes());
+    respond_body(
+        session,
+        ctx,
+        status,
+        "text/plain; charset=utf-8",
+        extra,
+        body,
+    )
+    .await
+}
+
+/// Writes a whole response: `body` (nothing for a HEAD) of `content_type`
+/// with `extra` headers.
+async fn respond_body(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    status: u16,
+    content_type: &str,
+    extra: &[(&'static str, String)],
+    body: Bytes,
+) -> Result<()> {
     let mut h = ResponseHeader::build(status, Some(4 + extra.len()))?;
-    h.insert_header("Content-Type", "text/plain; charset=utf-8")?;
+    h.insert_header("Content-Type", content_type)?;
     h.insert_header("Content-Length", body.len().to_string())?;
     for (k, v) in extra {
         h.insert_header(*k, v.as_str())?;
@@ -472,19 +493,11 @@ async fn respond_layer(
     let Some((window, roots)) = layer else {
         return respond_text(session, ctx, 404, &[], &format!("no layer of {cid} here\n")).await;
     };
-    let mut h = ResponseHeader::build(200, Some(4))?;
-    h.insert_header("Content-Type", "application/octet-stream")?;
-    h.insert_header("Content-Length", roots.len().to_string())?;
-    h.insert_header(crate::upstream::LAYER_WINDOW_HEADER, window.to_string())?;
-    h.insert_header("Cache-Control", "no-store")?;
-    let is_head = session.req_header().method == http::Method::HEAD;
-    session.write_response_header(Box::new(h), is_head).await?;
-    ctx.header_written(200);
-    if !is_head {
-        ctx.body_bytes += roots.len() as u64;
-        session.write_response_body(Some(roots), true).await?;
-    }
-    Ok(())
+    let extra = [
+        (crate::upstream::LAYER_WINDOW_HEADER, window.to_string()),
+        ("Cache-Control", "no-store".to_string()),
+    ];
+    respond_body(session, ctx, 200, "application/octet-stream", &extra, roots).await
 }
 
 /// Writes one embedded player file. Revalidated on each load (`no-cache`)

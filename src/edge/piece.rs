@@ -44,7 +44,7 @@ use crate::http::range::{
     ParsedRange, RangePlan,
 };
 use crate::http::sniff::{sniff_content_type, SNIFF_LEN};
-use crate::manifest::{decode_layer, Manifest, FORMAT as MANIFEST_FORMAT, MAX_MANIFEST_BYTES};
+use crate::manifest::{Manifest, FORMAT as MANIFEST_FORMAT, MAX_MANIFEST_BYTES};
 use crate::metrics;
 use crate::piece::PieceCid;
 use crate::upstream::UpstreamError;
@@ -547,21 +547,18 @@ async fn load_manifest(
             Manifest::parse(&bytes).map_err(|e| (404, format!("no asset {id}: {e}")))?;
         // From now on each fetched window of the asset's pieces is checked
         // against its layer (the layer itself is checked against the CID).
-        for p in manifest.pieces.iter().filter(|p| check && !p.layer.is_empty()) {
-            let added = PieceCid::parse(&p.cid)
-                .map_err(|e| e.to_string())
-                .and_then(|c| {
-                    let nodes = decode_layer(&p.layer)
-                        .ok_or("the layer is not hex-encoded 32-byte roots")?;
-                    cache
-                        .add_layer(
-                            &c,
-                            manifest.window,
-                            &nodes,
-                            crate::cache::layers::LayerSource::Manifest,
-                        )
-                        .map_err(|e| e.to_string())
-                });
+        for p in manifest.pieces.iter().filter(|_| check) {
+            let added = p.layer_nodes().and_then(|layer| match layer {
+                Some((c, nodes)) => cache
+                    .add_layer(
+                        &c,
+                        manifest.window,
+                        &nodes,
+                        crate::cache::layers::LayerSource::Manifest,
+                    )
+                    .map_err(|e| e.to_string()),
+                None => Ok(()),
+            });
             if let Err(e) = added {
                 log::warn!(
                     "asset {id}: piece {}: {e}; its windows are checked only by length",

@@ -79,19 +79,13 @@ fn keep_layers(cfg: &Config, report: &crate::upload::publish::PublishReport) -> 
     };
     let mut kept = 0;
     for p in &report.manifest.pieces {
-        let added = crate::piece::PieceCid::parse(&p.cid)
-            .map_err(|e| e.to_string())
-            .and_then(|cid| {
-                let nodes = crate::manifest::decode_layer(&p.layer)
-                    .ok_or("the layer is not hex-encoded 32-byte roots")?;
-                if nodes.is_empty() {
-                    return Ok(false);
-                }
-                layers
-                    .add(&cid, report.manifest.window, &nodes, LayerSource::Upload)
-                    .map(|_| true)
-                    .map_err(|e| e.to_string())
-            });
+        let added = p.layer_nodes().and_then(|layer| match layer {
+            Some((cid, nodes)) => layers
+                .add(&cid, report.manifest.window, &nodes, LayerSource::Upload)
+                .map(|_| true)
+                .map_err(|e| e.to_string()),
+            None => Ok(false),
+        });
         match added {
             Ok(true) => kept += 1,
             Ok(false) => {}
