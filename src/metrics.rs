@@ -11,7 +11,8 @@ use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 use pingora_prometheus::prometheus::{
     self, register_histogram_vec, register_int_counter, register_int_counter_vec,
-    register_int_gauge_vec, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec,
+    register_int_gauge, register_int_gauge_vec, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec,
 };
 use pingora_prometheus::PrometheusHttpApp;
 
@@ -267,6 +268,40 @@ pub static CACHE_BUDGET_BYTES: Lazy<IntGaugeVec> = Lazy::new(|| {
         &["tier"]
     )
     .expect("metric registers")
+});
+
+/// Window bytes reserved in the in-flight budget (`cache.inflight`): fills
+/// being assembled, read-ahead, windows waiting for slow clients or for the
+/// disk tier.
+pub static INFLIGHT_BYTES: Lazy<IntGauge> = Lazy::new(|| {
+    #[allow(clippy::expect_used)]
+    register_int_gauge!(
+        "beam_edge_inflight_bytes",
+        "Window bytes held outside the memory tier's budget (fills, read-ahead, slow clients, disk writes)."
+    )
+    .expect("metric registers")
+});
+
+/// The in-flight budget in bytes (`cache.inflight`, set at start).
+pub static INFLIGHT_BUDGET_BYTES: Lazy<IntGauge> = Lazy::new(|| {
+    #[allow(clippy::expect_used)]
+    register_int_gauge!(
+        "beam_edge_inflight_budget_bytes",
+        "The in-flight budget in bytes (cache.inflight)."
+    )
+    .expect("metric registers")
+});
+
+/// What the in-flight budget did: `readahead_skipped` (read-ahead windows
+/// not fetched for want of room), `paused` (a run waited for its slow
+/// reader), `queued` (a new request waited for room), `rejected` (a new
+/// request answered 503: the queue was full or the wait too long).
+pub static INFLIGHT_EVENTS: Lazy<IntCounterVec> = Lazy::new(|| {
+    counter_vec(
+        "beam_edge_inflight_events_total",
+        "In-flight budget events (readahead_skipped, paused, queued, rejected).",
+        &["event"],
+    )
 });
 
 /// Publishes the tiers' budgets (`disk`: `None` when the tier is off, and
@@ -569,6 +604,11 @@ pub fn init() {
     }
     for reason in REFUSAL_REASONS {
         REFUSALS.with_label_values(&[reason]);
+    }
+    Lazy::force(&INFLIGHT_BYTES);
+    Lazy::force(&INFLIGHT_BUDGET_BYTES);
+    for event in ["readahead_skipped", "paused", "queued", "rejected"] {
+        INFLIGHT_EVENTS.with_label_values(&[event]);
     }
     for kind in ["tail", "index"] {
         INDEX_PREFETCH.with_label_values(&[kind]);

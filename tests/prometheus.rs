@@ -417,6 +417,9 @@ fn scrape_and_query(curio: &MockCurio, rpc_url: &str) {
         // checks that refusals and pacing are counted).
         "beam_edge_access_refusals_total",
         "beam_edge_paced_writes_total",
+        // Zero whenever no window is being fetched, and without a full budget.
+        "beam_edge_inflight_bytes",
+        "beam_edge_inflight_events_total",
     ];
     let read_admin = || {
         let (s, _, body) =

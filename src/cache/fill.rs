@@ -15,8 +15,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use bytes::{Bytes, BytesMut};
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
+use super::inflight::Reservation;
 use super::verify::PieceCheck;
 use super::window::WindowKey;
 use crate::upstream::UpstreamError;
@@ -37,6 +38,10 @@ pub enum CacheError {
     /// The payer's egress budget (`access.egress_budget`) is spent.
     #[error("{0}")]
     Budget(crate::access::budget::BudgetRefusal),
+    /// The in-flight budget (`cache.inflight`) and its queue are full: the
+    /// client is asked to come back later (503 with `Retry-After`).
+    #[error("busy: the in-flight budget is full, retry shortly")]
+    Busy,
 }
 
 impl CacheError {
@@ -47,6 +52,7 @@ impl CacheError {
             CacheError::Cancelled => 503,
             CacheError::Mismatch(_) => 502,
             CacheError::Budget(_) => 429,
+            CacheError::Busy => 503,
         }
     }
 }
@@ -86,6 +92,12 @@ pub struct Fill {
     /// Set when the bytes come from another replica (cluster mode): served
     /// as `peer`, and not stored on this replica's disk.
     from_peer: AtomicBool,
+    /// The fill's room in the in-flight budget, held while the fill lives.
+    inflight: Mutex<Option<Reservation>>,
+    /// Set once a reader opened this window (see [`Fill::mark_reached`]).
+    reached: AtomicBool,
+    /// Woken when a reader reaches this window or withdraws its interest.
+    stirred: Notify,
 }
 
 impl Fill {
@@ -124,6 +136,9 @@ impl Fill {
             owners: Mutex::new(Vec::new()),
             purged: AtomicBool::new(false),
             from_peer: AtomicBool::new(false),
+            inflight: Mutex::new(None),
+            reached: AtomicBool::new(false),
+            stirred: Notify::new(),
         })
     }
 
@@ -135,6 +150,37 @@ impl Fill {
     /// True when the bytes come from another replica.
     pub fn is_from_peer(&self) -> bool {
         self.from_peer.load(Ordering::SeqCst)
+    }
+
+    /// Holds `r` (the window's room in the in-flight budget) until the fill is dropped.
+    pub fn charge(&self, r: Reservation) {
+        *self.inflight.lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
+    }
+
+    /// True once the fill holds its room in the in-flight budget.
+    pub fn is_charged(&self) -> bool {
+        self.inflight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
+    }
+
+    /// Records that a reader opened this window: a run paused ahead of a
+    /// slow reader may fetch the next one.
+    pub fn mark_reached(&self) {
+        if !self.reached.swap(true, Ordering::SeqCst) {
+            self.stirred.notify_waiters();
+        }
+    }
+
+    /// True once a reader opened this window.
+    pub fn is_reached(&self) -> bool {
+        self.reached.load(Ordering::SeqCst)
+    }
+
+    /// Woken by [`Fill::mark_reached`] and by a withdrawn [`Interest`].
+    pub fn stirred(&self) -> &Notify {
+        &self.stirred
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, FillState> {
@@ -263,6 +309,7 @@ impl Interest {
 impl Drop for Interest {
     fn drop(&mut self) {
         self.fill.interest.fetch_sub(1, Ordering::SeqCst);
+        self.fill.stirred.notify_waiters();
     }
 }
 

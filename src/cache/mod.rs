@@ -39,6 +39,7 @@
 pub mod build;
 pub mod disk;
 pub mod fill;
+pub mod inflight;
 pub mod layers;
 pub mod memory;
 pub mod meta;
@@ -69,6 +70,7 @@ use build::{Builds, CheckKind, LayerWait};
 use disk::{DiskTier, PieceMetaRecord};
 pub use fill::CacheError;
 use fill::Fill;
+use inflight::{Admission, InflightBudget};
 use layers::{LayerSource, LayerStatus, Layers};
 use memory::MemoryTier;
 pub use reader::RangeReader;
@@ -90,6 +92,11 @@ pub struct CacheSettings {
     pub window_padded: u64,
     /// Memory tier budget in bytes.
     pub memory_budget: u64,
+    /// In-flight budget in bytes (`cache.inflight`): window bytes held
+    /// outside the memory tier's budget.
+    pub inflight_budget: u64,
+    /// Most new requests waiting for in-flight room at once (`cache.inflight_queue`).
+    pub inflight_queue: usize,
     /// Disk tier directory and budget; `None` turns the tier off.
     pub disk: Option<(std::path::PathBuf, u64)>,
     /// Windows read ahead of a forward-moving reader.
@@ -257,6 +264,8 @@ struct Inner {
     upstream: Upstream,
     settings: CacheSettings,
     prefetch_slots: Arc<Semaphore>,
+    /// Room for window bytes outside the memory tier (see [`inflight`]).
+    inflight: Arc<InflightBudget>,
     /// Disk writes in flight (see [`DISK_WRITES`]).
     disk_slots: Arc<Semaphore>,
     /// Disk reads in flight (see [`DISK_READS_PER_CORE`]).
@@ -324,6 +333,7 @@ impl WindowCache {
             fills: Mutex::new(HashMap::new()),
             upstream,
             prefetch_slots: Arc::new(Semaphore::new(settings.prefetch_concurrency.max(1))),
+            inflight: InflightBudget::new(settings.inflight_budget, settings.inflight_queue),
             disk_slots: Arc::new(Semaphore::new(DISK_WRITES)),
             disk_reads: Arc::new(Semaphore::new(DISK_READS_PER_CORE * cores)),
             check_slots: Arc::new(Semaphore::new(cores)),
@@ -632,14 +642,29 @@ impl WindowCache {
     }
 
     /// Fills `range` of `piece` in the background (admin warm-up); the fill
-    /// runs to the end even though no client waits.
+    /// runs to the end even though no client waits. An operator asked for
+    /// it: it waits for in-flight room rather than being refused.
     pub fn warm(&self, piece: &Piece, range: ByteRange) {
+        self.warm_as(piece, range, Admission::Continue);
+    }
+
+    /// [`WindowCache::warm`] whose runs ask for in-flight room as `how`.
+    fn warm_as(&self, piece: &Piece, range: ByteRange, how: Admission) {
         let mut reader = self.reader(piece, range);
+        reader.admission = Some(how);
         tokio::spawn(async move {
             loop {
                 match reader.next_chunk().await {
                     Ok(Some(_)) => {}
                     Ok(None) => break,
+                    // A guess refused room: read-ahead is the first to go.
+                    Err(CacheError::Cancelled) if how == Admission::ReadAhead => {
+                        log::debug!(
+                            "guessed read of {} skipped: no in-flight room",
+                            reader.piece.cid
+                        );
+                        break;
+                    }
                     Err(e) => {
                         log::warn!("warming {} failed: {e}", reader.piece.cid);
                         break;
@@ -649,6 +674,18 @@ impl WindowCache {
         });
     }
 
+    /// True (and counted as read-ahead skipped) when the in-flight budget is
+    /// past half full: guesses are not started then.
+    fn skip_guess(&self) -> bool {
+        if !self.inner.inflight.under_pressure() {
+            return false;
+        }
+        metrics::INFLIGHT_EVENTS
+            .with_label_values(&["readahead_skipped"])
+            .inc();
+        true
+    }
+
     /// The last window of a cold piece, fetched beside its first on a
     /// player's first read (`cache.tail_guess`): ffmpeg's default MP4 and
     /// WebM keep their index there, and a browser asks for it right after
@@ -656,13 +693,17 @@ impl WindowCache {
     pub fn prefetch_tail(&self, piece: &Piece) {
         let s = &self.inner.settings;
         let last = self.inner.geometry.count(piece.size).saturating_sub(1);
-        if !s.tail_guess || last == 0 {
+        if !s.tail_guess || last == 0 || self.skip_guess() {
             return;
         }
         if let Some(span) = self.inner.geometry.span(last, piece.size) {
             let len = span.len().min(s.index_prefetch);
             metrics::INDEX_PREFETCH.with_label_values(&["tail"]).inc();
-            self.warm(piece, ByteRange::new(span.end + 1 - len, span.end));
+            self.warm_as(
+                piece,
+                ByteRange::new(span.end + 1 - len, span.end),
+                Admission::ReadAhead,
+            );
         }
     }
 
@@ -686,8 +727,15 @@ impl WindowCache {
             }
             end = end.min(tail_start - 1);
         }
+        if self.skip_guess() {
+            return;
+        }
         metrics::INDEX_PREFETCH.with_label_values(&["index"]).inc();
-        self.warm(piece, ByteRange::new(index.start, end));
+        self.warm_as(
+            piece,
+            ByteRange::new(index.start, end),
+            Admission::ReadAhead,
+        );
     }
 
     /// Puts every window of piece `cid` (`size` bytes, read from `file` at

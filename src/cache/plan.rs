@@ -11,6 +11,7 @@ use std::sync::Arc;
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::fill::Fill;
+use super::inflight::Admission;
 use super::window::WindowKey;
 use super::{Inner, Piece};
 use crate::metrics;
@@ -74,6 +75,7 @@ impl Inner {
         piece: &Piece,
         run: Vec<Arc<Fill>>,
         permit: Option<OwnedSemaphorePermit>,
+        admission: Admission,
         local_only: bool,
     ) {
         if run.is_empty() {
@@ -82,7 +84,7 @@ impl Inner {
         let inner = self.clone();
         let piece = piece.clone();
         tokio::spawn(async move {
-            inner.run_fill(&piece, &run, local_only).await;
+            inner.run_fill(&piece, run, admission, local_only).await;
             drop(permit);
         });
     }
@@ -96,6 +98,17 @@ impl Inner {
         let last = self.geometry.count(piece.size).saturating_sub(1);
         let mut i = index + 1;
         let end = (index + n).min(last);
+        if i <= end && self.inflight.under_pressure() {
+            // Read-ahead is the first to go when the in-flight budget fills.
+            let skipped = end - i + 1;
+            metrics::PREFETCH
+                .with_label_values(&["skipped"])
+                .inc_by(skipped);
+            metrics::INFLIGHT_EVENTS
+                .with_label_values(&["readahead_skipped"])
+                .inc_by(skipped);
+            return;
+        }
         while i <= end {
             let key = WindowKey::new(piece.cid.clone(), i);
             let in_flight = self.lock_fills().get(&key).cloned();
@@ -136,7 +149,7 @@ impl Inner {
             metrics::PREFETCH
                 .with_label_values(&["issued"])
                 .inc_by(run.len() as u64);
-            self.start_run(piece, run, Some(permit), false);
+            self.start_run(piece, run, Some(permit), Admission::ReadAhead, false);
         }
     }
 

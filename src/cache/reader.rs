@@ -13,6 +13,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::fill::{CacheError, Fill, FillReader, Interest};
+use super::inflight::Admission;
 use super::peers::fill_source;
 use super::window::{WindowKey, WindowSlice};
 use super::{Inner, Piece, Source};
@@ -45,6 +46,19 @@ pub struct RangeReader {
     pub(super) interests: HashMap<u64, Interest>,
     pub(super) completed: bool,
     pub(super) restarts: u32,
+    /// True until the first chunk: a new request may still be refused with
+    /// [`CacheError::Busy`] when the in-flight budget and its queue are full;
+    /// a response under way waits instead.
+    pub(super) refusable: bool,
+    /// How this reader's runs ask for in-flight room when not as a client's
+    /// request (`New`, then `Continue`): a background guess
+    /// ([`super::WindowCache::prefetch_tail`]) is read-ahead.
+    pub(super) admission: Option<Admission>,
+    /// The interest in the window the last chunk handed out came from, kept
+    /// until the next call (the caller has written that chunk by then): the
+    /// chunk pins its window's buffer, so the window's in-flight room stays
+    /// taken while a slow client drains it.
+    pub(super) held: Option<Interest>,
     /// Windows this reader reads from a fill started for another payer: see
     /// [`refused_to_another_payer`].
     pub(super) joined: HashSet<u64>,
@@ -90,14 +104,32 @@ impl RangeReader {
             interests: HashMap::new(),
             completed: false,
             restarts: 0,
+            refusable: true,
+            admission: None,
+            held: None,
             joined: HashSet::new(),
             local_only: crate::cluster::serving_peer(),
             hold_unchecked,
         }
     }
 
+    /// Marks this reader as part of a response already under way (a later
+    /// part or segment): it waits for in-flight room instead of being refused.
+    pub fn set_mid_response(&mut self) {
+        self.refusable = false;
+    }
+
     /// The next chunk of the range and where it came from; `Ok(None)` at the end.
     pub async fn next_chunk(&mut self) -> Result<Option<(Bytes, Source)>, CacheError> {
+        self.held = None;
+        let next = self.next_slice_chunk().await;
+        if matches!(next, Ok(Some(_))) {
+            self.refusable = false;
+        }
+        next
+    }
+
+    async fn next_slice_chunk(&mut self) -> Result<Option<(Bytes, Source)>, CacheError> {
         loop {
             match self.current.take() {
                 Some(Current::Ready(bytes, source)) => return Ok(Some((bytes, source))),
@@ -109,7 +141,7 @@ impl RangeReader {
                     match reader.next().await {
                         Ok(Some(_)) => {}
                         Ok(None) => {
-                            self.interests.remove(&slice.index);
+                            self.held = self.interests.remove(&slice.index);
                             return Ok(Some((byte, fill_source(&reader))));
                         }
                         // Part of the slice is out already: it cannot be
@@ -163,7 +195,7 @@ impl RangeReader {
                                 slice,
                             });
                         } else {
-                            self.interests.remove(&slice.index);
+                            self.held = self.interests.remove(&slice.index);
                         }
                         if a < b {
                             let part = chunk.slice(
@@ -178,6 +210,11 @@ impl RangeReader {
                     // window again, unless part of the slice is out already
                     // (serving it again from its start would repeat bytes).
                     Ok(None) | Err(CacheError::Cancelled) if pos <= slice.from => {
+                        self.retry_slice(slice)?;
+                    }
+                    // A joined fill of a new request was refused room; a
+                    // response under way asks again and waits its turn.
+                    Err(CacheError::Busy) if pos <= slice.from && !self.refusable => {
                         self.retry_slice(slice)?;
                     }
                     Ok(None) => return Err(CacheError::Cancelled),
@@ -200,7 +237,14 @@ impl RangeReader {
                         self.completed = true;
                         return Ok(None);
                     };
-                    self.current = Some(self.open(slice).await);
+                    let current = self.open(slice).await;
+                    if matches!(current, Current::Ready(..)) {
+                        // Served whole from a tier: this reader's interest
+                        // in the window's fill (its own run's) ends with
+                        // this chunk.
+                        self.held = self.interests.remove(&slice.index);
+                    }
+                    self.current = Some(current);
                 }
             }
         }
@@ -226,10 +270,16 @@ impl RangeReader {
                     self.retry_slice(slice)?;
                     return Ok(None);
                 }
+                // A joined fill of a new request was refused room; a
+                // response under way asks again and waits its turn.
+                Err(CacheError::Busy) if !self.refusable => {
+                    self.retry_slice(slice)?;
+                    return Ok(None);
+                }
                 Err(e) => return Err(e),
             }
         }
-        self.interests.remove(&slice.index);
+        self.held = self.interests.remove(&slice.index);
         let whole = buf.freeze();
         let Some(check) = self.inner.check_for(&self.piece) else {
             // Strict readers start only once the layer is held.
@@ -255,6 +305,11 @@ impl RangeReader {
 
     fn retry_slice(&mut self, slice: WindowSlice) -> Result<(), CacheError> {
         self.interests.remove(&slice.index);
+        // A guess (read-ahead admission) is not asked again: refused room
+        // once, it would be refused again.
+        if self.admission == Some(Admission::ReadAhead) {
+            return Err(CacheError::Cancelled);
+        }
         self.restarts += 1;
         if self.restarts > 8 {
             return Err(CacheError::Cancelled);
@@ -268,6 +323,14 @@ impl RangeReader {
     /// read-ahead of the windows after it.
     async fn open(&mut self, slice: WindowSlice) -> Current {
         let current = self.locate(slice).await;
+        // A run paused ahead of this reader may fetch the next window now.
+        if let Some(i) = self.interests.get(&slice.index) {
+            i.fill().mark_reached();
+        }
+        let key = WindowKey::new(self.piece.cid.clone(), slice.index);
+        if let Some(f) = self.inner.lock_fills().get(&key) {
+            f.mark_reached();
+        }
         if slice.reaches_end() && !self.local_only {
             self.inner
                 .prefetch_after(&self.piece, slice.index, &self.token);
@@ -286,7 +349,7 @@ impl RangeReader {
         }
         let run = self.plan_demand_run(from, last_needed, false);
         self.inner
-            .start_run(&self.piece, run, None, self.local_only);
+            .start_run(&self.piece, run, None, Admission::Continue, self.local_only);
     }
 
     /// Plans a demand run over windows `from..=last` (the first even if it
@@ -425,7 +488,12 @@ impl RangeReader {
         };
         let reader = fill.reader();
         let next = run.last().map(|f| f.key.index + 1);
-        inner.start_run(&self.piece, run, None, self.local_only);
+        let admission = match self.admission {
+            Some(a) => a,
+            None if self.refusable => Admission::New,
+            None => Admission::Continue,
+        };
+        inner.start_run(&self.piece, run, None, admission, self.local_only);
         // Cluster mode: windows after this run belong to other owners; ask
         // them at once, so that owners work concurrently while the reader
         // streams in order.

@@ -6,33 +6,50 @@
 //! A run whose windows Beam's warm-up stream will reach soon hands them to
 //! it (`warmup`) instead of asking anyone.
 //!
+//! Each window takes its room in the in-flight budget before its first byte
+//! (see `inflight`), and a finished window is let go at once: the run holds
+//! only the window it is filling. While the budget is under pressure, a run
+//! does not fill a window until a reader has reached the one before it, so
+//! a slow client pins at most two windows (the one it reads and the next);
+//! meanwhile the run closes its upstream request rather than idle on it, and
+//! asks again from that window once the reader is there.
+//!
 //! What it is not: the choice of upstream (`providers`), the caching of the
 //! windows before a range carried by a whole-piece body (`beam_prefix`), or
 //! what happens to a finished window (`store`).
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use bytes::BytesMut;
 
 use super::fill::{CacheError, Fill};
+use super::inflight::Admission;
 use super::{Inner, Piece};
 use crate::access::budget::Reservation;
 use crate::http::range::ByteRange;
+use crate::metrics;
 use crate::upstream::UpstreamError;
 
 impl Inner {
     /// Downloads `fills` (consecutive windows) with as few upstream requests
-    /// as the upstream allows.
+    /// as the upstream allows; the first window is admitted to the in-flight
+    /// budget as `admission`, the others as `Continue` (read-ahead stays
+    /// read-ahead). Finished windows are dropped from the front of `fills`
+    /// as the run passes them, so the run keeps no finished window alive.
     pub(super) async fn run_fill(
         self: &Arc<Self>,
         piece: &Piece,
-        fills: &[Arc<Fill>],
+        mut fills: Vec<Arc<Fill>>,
+        admission: Admission,
         local_only: bool,
     ) {
         let g = self.geometry;
-        let mut cur = 0usize;
+        let check = fills.first().and_then(|f| f.check.clone());
         let mut failures = 0u32;
+        let mut how = admission;
+        // The window before the head of `fills`, once the run passed it.
+        let mut before: Option<Weak<Fill>> = None;
         // The payer's egress budget: the windows a request asks the
         // upstream for are reserved first, and the request asks for no more
         // than could be reserved, so no upstream ever sends bytes past the
@@ -43,53 +60,60 @@ impl Inner {
             .clone()
             .map(|b| Reservation::new(b, piece.beam_url.clone()));
         loop {
-            if cur == fills.len() {
+            if fills.is_empty() {
                 return;
             }
-            if !fills[cur..].iter().any(|f| f.is_wanted()) {
-                self.abandon(&fills[cur..], CacheError::Cancelled);
+            if !fills.iter().any(|f| f.is_wanted()) {
+                self.abandon(&fills, CacheError::Cancelled);
                 return;
             }
-            // This request's windows: fills[cur..end].
-            let mut end = fills.len();
+            // Beam is warming this piece and its stream will be here soon:
+            // read from it rather than from anywhere else (the warm-up
+            // streams anyway: no in-flight room is taken for it).
+            if self.adopt(piece, &fills, false) {
+                return;
+            }
+            // Room in the in-flight budget before the first byte (and,
+            // under pressure, a reader at the window before): waiting here
+            // holds no egress reservation and no upstream connection.
+            if !self.admit(&fills, before.as_ref(), how).await {
+                return;
+            }
+            // This request's windows: fills[..ask].
+            let mut ask = fills.len();
             if let Some(r) = budget.as_mut() {
                 r.release();
-                end = cur;
+                ask = 0;
                 let mut refused = None;
-                for f in &fills[cur..] {
+                for f in &fills {
                     match r.take(f.len - f.received()) {
-                        Ok(()) => end += 1,
+                        Ok(()) => ask += 1,
                         Err(e) => {
                             refused = Some(e);
                             break;
                         }
                     }
                 }
-                if let (true, Some(e)) = (end == cur, refused) {
-                    self.abandon(&fills[cur..], CacheError::Budget(e));
+                if let (0, Some(e)) = (ask, refused) {
+                    self.abandon(&fills, CacheError::Budget(e));
                     return;
                 }
             }
             let (Some(first), Some(last)) = (
-                g.span(fills[cur].key.index, piece.size),
-                g.span(fills[end - 1].key.index, piece.size),
+                g.span(fills[0].key.index, piece.size),
+                g.span(fills[ask - 1].key.index, piece.size),
             ) else {
-                self.abandon(&fills[cur..], CacheError::Cancelled);
+                self.abandon(&fills, CacheError::Cancelled);
                 return;
             };
-            // Beam is warming this piece and its stream will be here soon:
-            // read from it rather than from anywhere else.
-            if self.adopt(piece, &fills[cur..], false) {
-                return;
-            }
-            let start = first.start + fills[cur].received();
+            let start = first.start + fills[0].received();
             let range = ByteRange::new(start, last.end);
             let result = self.open_source(piece, range, local_only).await;
             let mut charging = true;
             let (mut body, from_zero, holder) = match result {
                 Ok((body, from_zero, holder)) => {
                     let from_peer = body.kind() == crate::upstream::UpstreamKind::Peer;
-                    for f in &fills[cur..] {
+                    for f in &fills {
                         f.set_from_peer(from_peer);
                     }
                     // A peer's bytes cost the payer nothing here: the
@@ -101,20 +125,20 @@ impl Inner {
                     // Who sent which window, for backing off a holder whose
                     // window turns out wrong.
                     self.builds
-                        .note_holder(fills[cur..].iter().map(|f| f.key.clone()), &holder);
+                        .note_holder(fills.iter().map(|f| f.key.clone()), &holder);
                     (body, from_zero, holder)
                 }
                 Err(UpstreamError::Warming) => {
                     // No provider serves the range: the warm-up will, unless
                     // its stream has passed these windows; then Beam is asked
                     // once it ends (warm by then).
-                    if self.adopt(piece, &fills[cur..], true) {
+                    if self.adopt(piece, &fills, true) {
                         return;
                     }
                     self.warmup_ended(piece).await;
                     failures += 1;
                     if failures > self.settings.retries + 2 {
-                        self.abandon(&fills[cur..], CacheError::Upstream(UpstreamError::Warming));
+                        self.abandon(&fills, CacheError::Upstream(UpstreamError::Warming));
                         return;
                     }
                     if !self.warming(piece) {
@@ -129,7 +153,7 @@ impl Inner {
                         backoff(failures).await;
                         continue;
                     }
-                    self.abandon(&fills[cur..], CacheError::Upstream(e));
+                    self.abandon(&fills, CacheError::Upstream(e));
                     return;
                 }
             };
@@ -137,7 +161,7 @@ impl Inner {
             // the run as they pass, and drop what this run already has.
             let mut offset = if from_zero { 0 } else { start };
             let mut prefix = BytesMut::new();
-            loop {
+            'body: loop {
                 match body.next_chunk().await {
                     Ok(Some(mut chunk)) => {
                         if offset < start {
@@ -147,10 +171,9 @@ impl Inner {
                             if let Some(r) = budget.as_mut().filter(|_| charging) {
                                 r.charge_unplanned(head.len() as u64);
                             }
-                            let check = fills[0].check.as_ref();
                             self.cache_prefix(
                                 piece,
-                                check,
+                                check.as_ref(),
                                 offset,
                                 &head,
                                 first.start,
@@ -163,7 +186,7 @@ impl Inner {
                         }
                         offset += chunk.len() as u64;
                         while !chunk.is_empty() {
-                            let f = &fills[cur];
+                            let f = &fills[0];
                             let need = usize::try_from(f.len - f.received()).unwrap_or(usize::MAX);
                             let part = chunk.split_to(need.min(chunk.len()));
                             if let Some(r) = budget.as_mut().filter(|_| charging) {
@@ -171,14 +194,30 @@ impl Inner {
                             }
                             f.push(part);
                             if f.received() == f.len {
-                                self.finish_window(f).await;
-                                cur += 1;
-                                if cur == fills.len() {
+                                let done = fills.remove(0);
+                                ask = ask.saturating_sub(1);
+                                self.finish_window(&done).await;
+                                before = Some(Arc::downgrade(&done));
+                                drop(done);
+                                if fills.is_empty() {
                                     return;
                                 }
-                                if !fills[cur..].iter().any(|f| f.is_wanted()) {
-                                    self.abandon(&fills[cur..], CacheError::Cancelled);
+                                if !fills.iter().any(|f| f.is_wanted()) {
+                                    self.abandon(&fills, CacheError::Cancelled);
                                     return;
+                                }
+                                if how == Admission::New {
+                                    how = Admission::Continue;
+                                }
+                                if !self.admit_now(&fills, before.as_ref(), how) {
+                                    // No room, or a slow reader to wait for:
+                                    // close this request rather than hold an
+                                    // idle connection and its read buffer
+                                    // (some 400 KiB each) while waiting; the
+                                    // run asks again from the next window
+                                    // (an egress reservation gives back what
+                                    // was not read).
+                                    break 'body;
                                 }
                             }
                         }
@@ -186,8 +225,8 @@ impl Inner {
                     Ok(None) => {
                         // The body ended exactly where asked; anything left
                         // of this request's windows is short (windows past
-                        // `end` were not asked for: the budget is asked again).
-                        if cur < end {
+                        // `ask` were not asked for: the budget is asked again).
+                        if ask > 0 {
                             self.cut_short(piece, &holder);
                             failures += 1;
                             if failures > self.settings.retries {
@@ -195,7 +234,7 @@ impl Inner {
                                     expected: range.len(),
                                     got: offset - start,
                                 };
-                                self.abandon(&fills[cur..], CacheError::Upstream(e));
+                                self.abandon(&fills, CacheError::Upstream(e));
                                 return;
                             }
                         }
@@ -206,7 +245,7 @@ impl Inner {
                         self.cut_short(piece, &holder);
                         failures += 1;
                         if !e.is_transient() || failures > self.settings.retries {
-                            self.abandon(&fills[cur..], CacheError::Upstream(e));
+                            self.abandon(&fills, CacheError::Upstream(e));
                             return;
                         }
                         log::info!("retrying {} from byte {} after: {e}", piece.cid, offset);
@@ -230,6 +269,111 @@ impl Inner {
         }
     }
 }
+
+impl Inner {
+    /// Gives the head of `fills` its room in the in-flight budget (once),
+    /// first waiting, under pressure, for a reader to reach the window
+    /// `before` it. `false`: the run is over (nobody wants it, or no room),
+    /// and its fills were abandoned.
+    async fn admit(
+        &self,
+        fills: &[Arc<Fill>],
+        before: Option<&Weak<Fill>>,
+        how: Admission,
+    ) -> bool {
+        let Some(head) = fills.first() else {
+            return false;
+        };
+        if head.is_charged() {
+            return true;
+        }
+        if let Some(before) = before {
+            if !self.wait_for_reader(fills, before).await {
+                self.abandon(fills, CacheError::Cancelled);
+                return false;
+            }
+        }
+        match self.inflight.reserve(head.len, how).await {
+            Ok(r) => {
+                head.charge(r);
+                true
+            }
+            Err(_) if how == Admission::ReadAhead => {
+                let n = fills.len() as u64;
+                metrics::INFLIGHT_EVENTS
+                    .with_label_values(&["readahead_skipped"])
+                    .inc_by(n);
+                metrics::PREFETCH.with_label_values(&["skipped"]).inc_by(n);
+                self.abandon(fills, CacheError::Cancelled);
+                false
+            }
+            Err(_) => {
+                self.abandon(fills, CacheError::Busy);
+                false
+            }
+        }
+    }
+
+    /// [`Inner::admit`] without waiting: `true` when the head holds its room.
+    fn admit_now(&self, fills: &[Arc<Fill>], before: Option<&Weak<Fill>>, how: Admission) -> bool {
+        let Some(head) = fills.first() else {
+            return false;
+        };
+        if head.is_charged() {
+            return true;
+        }
+        let reader_behind = self.inflight.under_pressure()
+            && before
+                .and_then(Weak::upgrade)
+                .is_some_and(|prev| !prev.is_reached());
+        if reader_behind {
+            return false;
+        }
+        match self.inflight.try_now(head.len, how) {
+            Some(r) => {
+                head.charge(r);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// While the budget is under pressure, waits until a reader reached the
+    /// window `before` the run's head (or nobody holds it any more: its
+    /// readers moved on). `false`: nothing the run has left is wanted.
+    async fn wait_for_reader(&self, fills: &[Arc<Fill>], before: &Weak<Fill>) -> bool {
+        let mut paused = false;
+        loop {
+            if !self.inflight.under_pressure() {
+                return true;
+            }
+            let Some(prev) = before.upgrade() else {
+                return true;
+            };
+            let stirred = prev.stirred().notified();
+            tokio::pin!(stirred);
+            stirred.as_mut().enable();
+            if prev.is_reached() {
+                return true;
+            }
+            if !fills.iter().any(|f| f.is_wanted()) {
+                return false;
+            }
+            if !paused {
+                paused = true;
+                metrics::INFLIGHT_EVENTS
+                    .with_label_values(&["paused"])
+                    .inc();
+            }
+            // Woken by the reader reaching the window or leaving; the
+            // timeout notices pressure easing and read-ahead owners leaving.
+            let _ = tokio::time::timeout(PAUSE_RECHECK, stirred).await;
+        }
+    }
+}
+
+/// How often a paused run looks again without being woken.
+const PAUSE_RECHECK: Duration = Duration::from_millis(250);
 
 async fn backoff(attempt: u32) {
     let ms = 100u64 << (2 * attempt.saturating_sub(1)).min(8);

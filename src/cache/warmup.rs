@@ -26,6 +26,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 
 use super::fill::Fill;
+use super::inflight::Admission;
 use super::{Inner, Piece};
 use crate::metrics;
 use crate::upstream::beam_state::WarmupGuard;
@@ -326,11 +327,17 @@ impl Inner {
         let mut group: Vec<Arc<Fill>> = Vec::new();
         for f in leftovers {
             if group.last().is_some_and(|l| l.key.index + 1 != f.key.index) {
-                self.start_run(piece, std::mem::take(&mut group), None, false);
+                self.start_run(
+                    piece,
+                    std::mem::take(&mut group),
+                    None,
+                    Admission::Continue,
+                    false,
+                );
             }
             group.push(f);
         }
-        self.start_run(piece, group, None, false);
+        self.start_run(piece, group, None, Admission::Continue, false);
         w.ended.send_replace(true);
     }
 }

@@ -21,6 +21,14 @@ pub struct CacheConfig {
     pub window: ByteSize,
     /// Memory tier budget.
     pub memory: ByteSize,
+    /// In-flight budget: window bytes held beside the memory tier (windows
+    /// being fetched, read-ahead, windows waiting for slow clients or for the
+    /// disk tier), process-wide. Size a pod's memory limit as
+    /// `memory + inflight + 128MiB`. At least 4 windows.
+    pub inflight: ByteSize,
+    /// Most new requests waiting for in-flight room at once; past it (or
+    /// after 30 s in the queue) a request gets 503 with `Retry-After`.
+    pub inflight_queue: usize,
     /// Windows read ahead of a forward-moving reader (0: no read-ahead).
     pub prefetch: u64,
     /// Most read-ahead fills running at once, process-wide.
@@ -57,6 +65,8 @@ impl Default for CacheConfig {
         CacheConfig {
             window: ByteSize(1 << 20),
             memory: ByteSize(256 << 20),
+            inflight: ByteSize(256 << 20),
+            inflight_queue: 1024,
             prefetch: 4,
             prefetch_concurrency: 16,
             run_windows: 8,
@@ -122,6 +132,21 @@ fn check_cache(c: &Config) -> Result<(), (&'static str, String)> {
                 "must hold at least one window ({}), got {}",
                 c.cache.window, c.cache.memory
             ),
+        ));
+    }
+    if c.cache.inflight.0 < 4 * w {
+        return Err((
+            "cache.inflight",
+            format!(
+                "must hold at least 4 windows (4 x {}), got {}",
+                c.cache.window, c.cache.inflight
+            ),
+        ));
+    }
+    if c.cache.inflight_queue > 1_000_000 {
+        return Err((
+            "cache.inflight_queue",
+            format!("must be 0 to 1000000, got {}", c.cache.inflight_queue),
         ));
     }
     if c.cache.disk.size.0 != 0 && c.cache.disk.size.0 < w {

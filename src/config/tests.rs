@@ -145,6 +145,15 @@ fn errors_name_the_key_path() {
     let e = with("size: 10GiB", "size: lots").unwrap_err();
     assert_eq!(e.path, "cache.disk.size");
 
+    // The in-flight budget holds at least 4 windows; its queue is bounded.
+    let e = with("inflight: 256MiB", "inflight: 3MiB").unwrap_err();
+    assert_eq!(e.path, "cache.inflight");
+    assert!(e.reason.contains("at least 4 windows"), "{e}");
+    let e = with("inflight_queue: 1024", "inflight_queue: 2000000").unwrap_err();
+    assert_eq!(e.path, "cache.inflight_queue");
+    let e = with("inflight_queue: 1024", "inflight_queue: -1").unwrap_err();
+    assert_eq!(e.path, "cache.inflight_queue");
+
     let e = with("listen: \"127.0.0.1:8080\"", "listen: \"localhost\"").unwrap_err();
     assert_eq!(e.path, "server.listen");
 

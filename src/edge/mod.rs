@@ -243,6 +243,8 @@ pub fn cache_settings(config: &Config, pool: ProviderPool) -> CacheSettings {
     CacheSettings {
         window_padded: c.window.0,
         memory_budget: c.memory.0,
+        inflight_budget: c.inflight.0,
+        inflight_queue: c.inflight_queue,
         disk: (c.disk.size.0 > 0).then(|| (c.disk.path.clone(), c.disk.size.0)),
         prefetch: c.prefetch,
         prefetch_concurrency: c.prefetch_concurrency,

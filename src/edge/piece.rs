@@ -87,6 +87,14 @@ async fn respond_error(
 ) -> Result<()> {
     let mut extra = cors_headers();
     extra.push(("Cache-Control", "no-store".into()));
+    if status == 503 {
+        // Busy (the in-flight budget and its queue are full) or a fill
+        // cancelled under us: both pass within seconds.
+        extra.push((
+            "Retry-After",
+            crate::cache::inflight::RETRY_AFTER_SECS.to_string(),
+        ));
+    }
     respond_text(session, ctx, status, &extra, &format!("{reason}\n")).await
 }
 
@@ -232,6 +240,7 @@ impl Resource {
             cache: state.cache.clone(),
             segments: self.segments(range),
             current: None,
+            mid_response: false,
         }
     }
 
@@ -267,21 +276,37 @@ pub(crate) struct ResourceReader {
     cache: WindowCache,
     segments: VecDeque<(Piece, ByteRange)>,
     current: Option<RangeReader>,
+    /// Set once a byte of the response is out (or its header): from then
+    /// on a full in-flight budget makes reads wait, never fail with 503.
+    mid_response: bool,
 }
 
 impl ResourceReader {
+    /// This reader belongs to a response whose header is out.
+    fn mid_response(mut self) -> Self {
+        self.mid_response = true;
+        self
+    }
+
     async fn next_chunk(&mut self) -> std::result::Result<Option<(Bytes, Source)>, CacheError> {
         loop {
             if let Some(r) = self.current.as_mut() {
                 match r.next_chunk().await? {
-                    Some(c) => return Ok(Some(c)),
+                    Some(c) => {
+                        self.mid_response = true;
+                        return Ok(Some(c));
+                    }
                     None => self.current = None,
                 }
             }
             let Some((piece, range)) = self.segments.pop_front() else {
                 return Ok(None);
             };
-            self.current = Some(self.cache.reader(&piece, range));
+            let mut reader = self.cache.reader(&piece, range);
+            if self.mid_response {
+                reader.set_mid_response();
+            }
+            self.current = Some(reader);
         }
     }
 }
@@ -871,7 +896,7 @@ async fn serve_resource(
                 let (reader, chunk) = if i == 0 {
                     take_first(&mut first, state, &resource, *r)
                 } else {
-                    (resource.reader(state, *r), None)
+                    (resource.reader(state, *r).mid_response(), None)
                 };
                 stream_part(session, ctx, reader, chunk).await?;
             }
@@ -915,7 +940,7 @@ fn take_first(
 ) -> (ResourceReader, Option<(Bytes, Source)>) {
     first
         .take()
-        .unwrap_or_else(|| (resource.reader(state, r), None))
+        .unwrap_or_else(|| (resource.reader(state, r).mid_response(), None))
 }
 
 /// The payer's budget refusal, when `access.egress_budget` is set and spent.

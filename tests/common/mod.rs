@@ -46,6 +46,29 @@ pub enum Fault {
     Throttle(Duration),
     /// Correct headers and lengths, but the last byte of each body flipped.
     Corrupt,
+    /// A WAN-like Beam: wait `delay` before each response header, then send
+    /// each body at most `bytes_per_sec` (per connection).
+    Wan { delay: Duration, bytes_per_sec: u64 },
+}
+
+/// The bytes `offset..offset + len` of a generated piece (see
+/// [`MockBeam::add_generated_piece`]): each 8-byte word is a hash of its
+/// index, so any range is cheap to make and to check, and distinct regions
+/// differ.
+pub fn generated_bytes(offset: u64, len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len + 16);
+    let mut word = offset / 8;
+    let skip = (offset % 8) as usize;
+    while out.len() < len + skip {
+        let mut z = word.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        out.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
+        word += 1;
+    }
+    out.drain(..skip);
+    out.truncate(len);
+    out
 }
 
 /// One request the mock received.
@@ -93,6 +116,8 @@ struct MockState {
     answering: AtomicU64,
     /// While set, requests are logged but not answered.
     held: AtomicBool,
+    /// Generated pieces by CID: their size (bytes from [`generated_bytes`]).
+    generated: Mutex<HashMap<String, u64>>,
     /// While not 0, a cold (whole-piece) answer stops before the first
     /// chunk that would take its body past this many bytes, and waits.
     cold_gate: AtomicU64,
@@ -261,6 +286,16 @@ impl MockBeam {
         self.state.log.lock().unwrap().len()
     }
 
+    /// Adds a piece of `size` bytes made on the fly by [`generated_bytes`]
+    /// (a 1.5 GB piece without 1.5 GB of memory).
+    pub fn add_generated_piece(&self, cid: &str, size: u64) {
+        self.state
+            .generated
+            .lock()
+            .unwrap()
+            .insert(cid.to_string(), size);
+    }
+
     /// Adds a piece that only `payers` have CDN data sets for: a request whose
     /// payer (the path segment before the CID, as the `{payer}` of
     /// [`MockBeam::url_template`] puts it; Beam reads it from the host name)
@@ -371,17 +406,85 @@ fn parse_range(v: &str, size: u64) -> Option<(u64, u64)> {
 }
 
 async fn write_body(sock: &mut TcpStream, st: &MockState, data: &[u8]) -> std::io::Result<()> {
-    let pause = match *st.fault.lock().unwrap() {
-        Some(Fault::Throttle(d)) => Some(d),
-        _ => None,
-    };
+    let fault = st.fault.lock().unwrap().clone();
+    let mut pace = Pace::new(&fault);
     for chunk in data.chunks(64 * 1024) {
         sock.write_all(chunk).await?;
         st.body_bytes_sent
             .fetch_add(chunk.len() as u64, Ordering::SeqCst);
-        if let Some(d) = pause {
-            tokio::time::sleep(d).await;
+        pace.after(chunk.len(), &fault).await;
+    }
+    Ok(())
+}
+
+/// Paces a body as the fault asks (`Throttle`, `Wan`).
+struct Pace {
+    start: Instant,
+    sent: u64,
+}
+
+impl Pace {
+    fn new(_fault: &Option<Fault>) -> Pace {
+        Pace {
+            start: Instant::now(),
+            sent: 0,
         }
+    }
+
+    async fn after(&mut self, n: usize, fault: &Option<Fault>) {
+        self.sent += n as u64;
+        match fault {
+            Some(Fault::Throttle(d)) => tokio::time::sleep(*d).await,
+            Some(Fault::Wan { bytes_per_sec, .. }) if *bytes_per_sec > 0 => {
+                let due =
+                    self.start + Duration::from_secs_f64(self.sent as f64 / *bytes_per_sec as f64);
+                tokio::time::sleep_until(due.into()).await;
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Answers a request for a generated piece of `size` bytes.
+async fn serve_generated(
+    sock: &mut TcpStream,
+    st: &MockState,
+    method: &str,
+    range: Option<(u64, u64)>,
+    size: u64,
+) -> std::io::Result<()> {
+    let (a, b, head) = match range {
+        Some((a, b)) if a < size => (
+            a,
+            b,
+            format!(
+                "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {a}-{b}/{size}\r\nContent-Length: {}\r\nContent-Type: application/octet-stream\r\n\r\n",
+                b - a + 1
+            ),
+        ),
+        Some(_) => {
+            let resp = format!("HTTP/1.1 416 Range Not Satisfiable\r\nContent-Range: bytes */{size}\r\nContent-Length: 0\r\n\r\n");
+            return sock.write_all(resp.as_bytes()).await;
+        }
+        None => (
+            0,
+            size - 1,
+            format!("HTTP/1.1 200 OK\r\nContent-Length: {size}\r\nContent-Type: application/octet-stream\r\n\r\n"),
+        ),
+    };
+    sock.write_all(head.as_bytes()).await?;
+    if method == "HEAD" {
+        return Ok(());
+    }
+    let fault = st.fault.lock().unwrap().clone();
+    let mut pace = Pace::new(&fault);
+    let mut at = a;
+    while at <= b {
+        let n = (b - at + 1).min(64 * 1024) as usize;
+        sock.write_all(&generated_bytes(at, n)).await?;
+        st.body_bytes_sent.fetch_add(n as u64, Ordering::SeqCst);
+        at += n as u64;
+        pace.after(n, &fault).await;
     }
     Ok(())
 }
@@ -463,7 +566,7 @@ async fn serve_conn(mut sock: TcpStream, st: Arc<MockState>) -> std::io::Result<
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let fault = st.fault.lock().unwrap().clone().unwrap_or(Fault::None);
-        if let Fault::Delay(d) = fault {
+        if let Fault::Delay(d) | Fault::Wan { delay: d, .. } = fault {
             tokio::time::sleep(d).await;
         }
         if let Fault::Status(code) = fault {
@@ -478,6 +581,14 @@ async fn serve_conn(mut sock: TcpStream, st: Arc<MockState>) -> std::io::Result<
         let cid = path.rsplit('/').next().unwrap_or_default().to_string();
         let billed = payer_of(&path);
         let payer = billed.clone().unwrap_or_default();
+        // A generated piece (tests/memory.rs: 1.5 GB made on the fly) is
+        // warm in the mock's CDN: ranges are answered 206 at once.
+        let generated = st.generated.lock().unwrap().get(&cid).copied();
+        if let Some(size) = generated {
+            let range = headers.get("range").and_then(|r| parse_range(r, size));
+            serve_generated(&mut sock, &st, &method, range, size).await?;
+            continue;
+        }
         // The worker's order: unknown piece, payer without a CDN data set,
         // sanctioned wallet, quota, Bad Bits (lib/store.js, bin/piece-retriever.js).
         let data = st.pieces.lock().unwrap().get(&cid).cloned();
@@ -558,9 +669,14 @@ async fn serve_conn(mut sock: TcpStream, st: Arc<MockState>) -> std::io::Result<
         let size = data.len() as u64;
         let range = headers.get("range").and_then(|r| parse_range(r, size));
         match (range, &fault) {
-            (Some((a, b)), Fault::None | Fault::Delay(_) | Fault::Throttle(_) | Fault::Corrupt)
-                if a < size =>
-            {
+            (
+                Some((a, b)),
+                Fault::None
+                | Fault::Delay(_)
+                | Fault::Throttle(_)
+                | Fault::Corrupt
+                | Fault::Wan { .. },
+            ) if a < size => {
                 let resp = format!(
                     "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {a}-{b}/{size}\r\nContent-Length: {}\r\nContent-Type: application/octet-stream\r\n\r\n",
                     b - a + 1
