@@ -7,7 +7,7 @@
 # answer, UP_RATE per connection). Prints the machine and a Markdown table:
 #
 #   N | peak RSS (VmHWM) | RSS 5 s after | memory + inflight + 96 MiB |
-#   throughput | 503s | queued | bytes exact | wall
+#   throughput | upstream ÷ served | 503s | queued | bytes exact | wall
 #
 # "RSS 5 s after" is VmRSS 5 s after the last reader finished. Every body is
 # hashed and compared with the piece file's bytes.
@@ -115,13 +115,14 @@ async def main():
 asyncio.run(main())
 EOF
 
+upstream_bytes() { curl -s "http://127.0.0.1:$UP_PORT/__stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["body_bytes"])'; }
 status_kib() { awk -v k="$2:" '$1==k {print int($2/1024)}' "/proc/$1/status"; }
 
 echo "# benches/memory.sh: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -m), load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "# $BIN; cache.memory $MEMORY, cache.inflight $INFLIGHT, disk tier off; readers at $RATE B/s, $LEN bytes each of a $SIZE-byte piece; upstream $LATENCY + $UP_RATE per connection"
 echo
-echo "| N | peak RSS (VmHWM) | RSS 5 s after | memory + inflight + 96 MiB | throughput | 503s | queued | bytes exact | wall |"
-echo "|---|---|---|---|---|---|---|---|---|"
+echo "| N | peak RSS (VmHWM) | RSS 5 s after | memory + inflight + 96 MiB | throughput | upstream ÷ served | 503s | queued | bytes exact | wall |"
+echo "|---|---|---|---|---|---|---|---|---|---|"
 for n in "$@"; do
   port=$(free_port); mport=$(free_port); admin=$(free_port)
   cat >"$WORK/edge-$n.yaml" <<EOF
@@ -145,7 +146,9 @@ EOF
   edge=$!
   PIDS+=($edge)
   wait_http "http://127.0.0.1:$port/healthz"
+  up0=$(upstream_bytes)
   read -r busy bad nbytes wall < <(python3 "$WORK/readers.py" "$port" "$CID" "$PIECE" "$n" "$RATE" "$LEN" "$SIZE")
+  up1=$(upstream_bytes)
   peak=$(status_kib "$edge" VmHWM)
   sleep 5
   after=$(status_kib "$edge" VmRSS)
@@ -153,6 +156,7 @@ EOF
   served=$(( n - busy ))
   tput=$(python3 -c "print(f'{$nbytes / $wall / 1e6:.1f} MB/s')")
   exact="$(( served - bad ))/$served"
-  echo "| $n | $peak MiB | $after MiB | $BOUND MiB | $tput | $busy | $queued | $exact | ${wall} s |"
+  ratio=$(python3 -c "print(f'{($up1 - $up0) / max($nbytes, 1):.3f}×')")
+  echo "| $n | $peak MiB | $after MiB | $BOUND MiB | $tput | $ratio | $busy | $queued | $exact | ${wall} s |"
   kill "$edge"; wait "$edge" 2>/dev/null || true
 done

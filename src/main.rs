@@ -15,18 +15,20 @@ use beam_edge::config::{Config, Overrides};
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-// jemalloc's options, read before main: a background thread purges freed
-// pages, dirty pages go back to the OS after about a second and skip the
-// "muzzy" (MADV_FREE) stage, whose pages still count as resident. Without
-// this, RSS stayed near a burst's peak long after a burst of cold readers
-// (measured with 200 slow readers: 129 MiB 5 s after the burst with
-// jemalloc's defaults, 82 MiB with these). `_RJEM_MALLOC_CONF` in the
-// environment still overrides each option.
+// jemalloc's options, read before main: freed pages go back to the OS at
+// once (dirty_decay_ms:0) and skip the "muzzy" (MADV_FREE) stage, whose
+// pages still count as resident; a background thread does the purging.
+// Without this, RSS stayed near a burst's peak long after a burst of cold
+// readers (200 slow readers: 129 MiB 5 s after the burst with jemalloc's
+// defaults, 82 MiB with a 1 s decay), and under a burst the pages of freed
+// windows waiting to decay topped the in-flight budget (1,000 slow readers,
+// benches/memory.sh, release: peak 282-303 MiB with a 1 s or 0.2 s decay,
+// 259-263 MiB with none, under a bound of 288 MiB). `_RJEM_MALLOC_CONF` in
+// the environment still overrides each option.
 #[cfg(not(target_env = "msvc"))]
 #[export_name = "_rjem_malloc_conf"]
 #[allow(non_upper_case_globals)]
-pub static malloc_conf: &[u8; 60] =
-    b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
+pub static malloc_conf: &[u8; 57] = b"background_thread:true,dirty_decay_ms:0,muzzy_decay_ms:0\0";
 #[derive(Parser)]
 #[command(
     name = "beam-edge",

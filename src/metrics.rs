@@ -299,7 +299,7 @@ pub static INFLIGHT_BUDGET_BYTES: Lazy<IntGauge> = Lazy::new(|| {
 pub static INFLIGHT_EVENTS: Lazy<IntCounterVec> = Lazy::new(|| {
     counter_vec(
         "beam_edge_inflight_events_total",
-        "In-flight budget events (readahead_skipped, paused, queued, rejected).",
+        "In-flight budget events (readahead_skipped, paused, queued, rejected, idle_released).",
         &["event"],
     )
 });
@@ -607,7 +607,13 @@ pub fn init() {
     }
     Lazy::force(&INFLIGHT_BYTES);
     Lazy::force(&INFLIGHT_BUDGET_BYTES);
-    for event in ["readahead_skipped", "paused", "queued", "rejected"] {
+    for event in [
+        "readahead_skipped",
+        "paused",
+        "queued",
+        "rejected",
+        "idle_released",
+    ] {
         INFLIGHT_EVENTS.with_label_values(&[event]);
     }
     for kind in ["tail", "index"] {

@@ -170,6 +170,76 @@ fn two_hundred_slow_cold_readers_stay_within_memory_plus_inflight() {
     );
 }
 
+/// Readers whose ranges overlap, each behind another: a window one reader
+/// is streaming is wanted by the readers behind it too, and while the
+/// budget is full those readers wait for room for *their* current window.
+/// A finished window nobody streams must give its room back (its bytes are
+/// in the memory tier or fetched again), or every unit of room ends up in
+/// windows held for readers that are waiting for room: a deadlock (1,000
+/// slow readers of benches/memory.sh hung on exactly that).
+#[test]
+fn overlapping_slow_readers_never_deadlock_on_a_full_budget() {
+    const N: u64 = 60;
+    let size = 256 * MIB;
+    let beam = MockBeam::start();
+    beam.set_fault(Fault::Wan {
+        delay: Duration::from_millis(20),
+        bytes_per_sec: 40_000_000,
+    });
+    let cid = generated_cid(size, 13);
+    beam.add_generated_piece(&cid, size);
+    // Room for 8 windows; a memory tier of 4.
+    let edge = EdgeProcess::start_opts(EdgeOptions {
+        upstream: beam_upstream(&beam, ""),
+        cache: "  memory: 4MiB\n  inflight: 8MiB\n".into(),
+        disk: "    size: 0\n".into(),
+        ..Default::default()
+    });
+    let public = edge.public;
+    let rt = client_runtime();
+    // Each reader: 5 MiB from 1 MiB after the one before, at 8 MB/s.
+    let got = rt.block_on(async {
+        let tasks: Vec<_> = (0..N)
+            .map(|i| {
+                let cid = cid.clone();
+                tokio::spawn(async move {
+                    slow_get(public, &cid, 1_000_000 + i * MIB, 5 * MIB, 8_000_000).await
+                })
+            })
+            .collect();
+        tokio::time::timeout(Duration::from_secs(60), async {
+            let mut out = Vec::new();
+            for t in tasks {
+                out.push(t.await.unwrap());
+            }
+            out
+        })
+        .await
+    });
+    let m = edge.metrics_text();
+    let Ok(got) = got else {
+        panic!(
+            "{N} overlapping readers did not finish in 60 s (deadlocked): in flight {} of {} bytes\n{}",
+            metric_value(&m, "beam_edge_inflight_bytes"),
+            metric_value(&m, "beam_edge_inflight_budget_bytes"),
+            edge.log()
+        );
+    };
+    let statuses: Vec<u16> = got.iter().map(|g| g.status).collect();
+    assert!(
+        got.iter().all(|g| g.exact),
+        "every reader gets its exact bytes; statuses {statuses:?}\n{m}\n{}",
+        edge.log()
+    );
+    assert!(
+        metric_value(
+            &m,
+            "beam_edge_inflight_events_total{event=\"idle_released\"}"
+        ) > 0.0,
+        "finished windows nobody streamed gave their room back:\n{m}"
+    );
+}
+
 #[test]
 fn past_the_queue_a_new_request_gets_503_with_retry_after() {
     let size = 64 * MIB;

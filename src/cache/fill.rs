@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, Weak};
 use bytes::{Bytes, BytesMut};
 use tokio::sync::{watch, Notify};
 
-use super::inflight::Reservation;
+use super::inflight::{Idle, Reservation};
 use super::verify::PieceCheck;
 use super::window::WindowKey;
 use crate::upstream::UpstreamError;
@@ -96,8 +96,17 @@ pub struct Fill {
     inflight: Mutex<Option<Reservation>>,
     /// Set once a reader opened this window (see [`Fill::mark_reached`]).
     reached: AtomicBool,
-    /// Woken when a reader reaches this window or withdraws its interest.
+    /// Woken when a reader reaches this window, withdraws its interest, or
+    /// the window gets its in-flight room.
     stirred: Notify,
+    /// This fill, for the budget's list of idle windows.
+    me: Weak<Fill>,
+    /// Readers streaming this fill now ([`FillReader`]s alive).
+    readers: AtomicUsize,
+    /// Set once a finished window nobody was reading gave its in-flight
+    /// room and its bytes back (see [`Fill::release_if_idle`]); its bytes
+    /// are in the memory tier, or fetched again.
+    released: AtomicBool,
 }
 
 impl Fill {
@@ -124,7 +133,8 @@ impl Fill {
         check: Option<PieceCheck>,
         beam_url: Option<std::sync::Arc<str>>,
     ) -> Arc<Fill> {
-        Arc::new(Fill {
+        Arc::new_cyclic(|me| Fill {
+            me: me.clone(),
             key,
             len,
             prefetch,
@@ -139,6 +149,8 @@ impl Fill {
             inflight: Mutex::new(None),
             reached: AtomicBool::new(false),
             stirred: Notify::new(),
+            readers: AtomicUsize::new(0),
+            released: AtomicBool::new(false),
         })
     }
 
@@ -153,8 +165,10 @@ impl Fill {
     }
 
     /// Holds `r` (the window's room in the in-flight budget) until the fill is dropped.
-    pub fn charge(&self, r: Reservation) {
+    pub fn charge(self: &Arc<Self>, r: Reservation) {
         *self.inflight.lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
+        // A run waiting to fill the next window may go on (see `run`).
+        self.stirred.notify_waiters();
     }
 
     /// True once the fill holds its room in the in-flight budget.
@@ -178,9 +192,65 @@ impl Fill {
         self.reached.load(Ordering::SeqCst)
     }
 
-    /// Woken by [`Fill::mark_reached`] and by a withdrawn [`Interest`].
+    /// Woken by [`Fill::mark_reached`], a withdrawn [`Interest`] and [`Fill::charge`].
     pub fn stirred(&self) -> &Notify {
         &self.stirred
+    }
+
+    /// True once the finished window gave its room and bytes back: a reader
+    /// that reaches it reads the tiers, or fetches it again.
+    pub fn is_released(&self) -> bool {
+        self.released.load(Ordering::SeqCst)
+    }
+
+    /// A finished window that no reader is streaming holds in-flight room
+    /// for bytes nobody is sending: readers that want it later are behind,
+    /// and may themselves be waiting for room. While the budget is under
+    /// pressure it gives the room back at once, with its bytes (the memory
+    /// tier keeps its own copy); otherwise it is listed with the budget,
+    /// which takes it back the same way once room runs short. `true`: released.
+    pub fn release_if_idle(&self) -> bool {
+        let budget = {
+            let held = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+            match held.as_ref() {
+                Some(r) => r.budget().clone(),
+                None => return false,
+            }
+        };
+        if !budget.under_pressure() {
+            if self.is_idle() {
+                budget.note_idle(self.me.clone() as Weak<dyn Idle>);
+            }
+            return false;
+        }
+        self.release()
+    }
+
+    /// Gives the room and the bytes back if the window is finished and
+    /// nobody streams it (checked under the state lock, which
+    /// [`Fill::reader`] takes too).
+    fn release(&self) -> bool {
+        let room = {
+            let mut st = self.lock();
+            if st.whole.is_none() || self.readers.load(Ordering::SeqCst) > 0 {
+                return false;
+            }
+            st.whole = None;
+            self.released.store(true, Ordering::SeqCst);
+            self.inflight
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take()
+        };
+        drop(room);
+        crate::metrics::INFLIGHT_EVENTS
+            .with_label_values(&["idle_released"])
+            .inc();
+        true
+    }
+
+    fn is_idle(&self) -> bool {
+        self.lock().whole.is_some() && self.readers.load(Ordering::SeqCst) == 0
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, FillState> {
@@ -231,6 +301,9 @@ impl Fill {
             st.outcome = Some(Ok(()));
         }
         self.bump();
+        if self.readers.load(Ordering::SeqCst) == 0 {
+            self.release_if_idle();
+        }
     }
 
     /// Ends the fill with an error; readers see it after the chunks they have not read yet.
@@ -285,12 +358,22 @@ impl Fill {
 
     /// A reader of this fill's bytes, from the first chunk.
     pub fn reader(self: &Arc<Self>) -> FillReader {
+        {
+            let _st = self.lock();
+            self.readers.fetch_add(1, Ordering::SeqCst);
+        }
         FillReader {
             fill: self.clone(),
             next: 0,
             offset: 0,
             rx: self.progress.subscribe(),
         }
+    }
+}
+
+impl Idle for Fill {
+    fn release(&self) -> bool {
+        Fill::release(self)
     }
 }
 
@@ -310,6 +393,14 @@ impl Drop for Interest {
     fn drop(&mut self) {
         self.fill.interest.fetch_sub(1, Ordering::SeqCst);
         self.fill.stirred.notify_waiters();
+    }
+}
+
+impl Drop for FillReader {
+    fn drop(&mut self) {
+        if self.fill.readers.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.fill.release_if_idle();
+        }
     }
 }
 
@@ -355,6 +446,11 @@ impl FillReader {
                     self.next += 1;
                     self.offset += c.len() as u64;
                     return Ok(Some(c.clone()));
+                }
+                if self.fill.is_released() {
+                    // Gave its bytes back before this reader came: read
+                    // the window again (the tiers or a new fill).
+                    return Err(CacheError::Cancelled);
                 }
                 if let Some(outcome) = &st.outcome {
                     return outcome.clone().map(|()| None);

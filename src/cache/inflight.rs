@@ -58,9 +58,18 @@ pub enum Admission {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Refused;
 
+/// A finished window that nobody streams: its room can be taken back.
+pub trait Idle: Send + Sync {
+    /// Gives the room (and the bytes) back if still idle; `true`: done.
+    fn release(&self) -> bool;
+}
+
 /// The process-wide in-flight budget.
 pub struct InflightBudget {
     limit: u64,
+    /// Finished windows nobody streams, listed while there was room; taken
+    /// back once the budget comes under pressure.
+    idle: std::sync::Mutex<Vec<std::sync::Weak<dyn Idle>>>,
     units: Arc<Semaphore>,
     used: AtomicU64,
     queued: AtomicUsize,
@@ -78,6 +87,13 @@ impl Drop for Reservation {
     fn drop(&mut self) {
         let now = self.budget.used.fetch_sub(self.bytes, Ordering::SeqCst) - self.bytes;
         metrics::INFLIGHT_BYTES.set(i64::try_from(now).unwrap_or(i64::MAX));
+    }
+}
+
+impl Reservation {
+    /// The budget these bytes are reserved in.
+    pub fn budget(&self) -> &Arc<InflightBudget> {
+        &self.budget
     }
 }
 
@@ -103,6 +119,7 @@ impl InflightBudget {
         metrics::INFLIGHT_BUDGET_BYTES.set(i64::try_from(limit).unwrap_or(i64::MAX));
         Arc::new(InflightBudget {
             limit,
+            idle: std::sync::Mutex::new(Vec::new()),
             units: Arc::new(Semaphore::new(units.min(Semaphore::MAX_PERMITS))),
             used: AtomicU64::new(0),
             queued: AtomicUsize::new(0),
@@ -138,10 +155,33 @@ impl InflightBudget {
     fn granted(self: &Arc<Self>, bytes: u64, permit: OwnedSemaphorePermit) -> Reservation {
         let now = self.used.fetch_add(bytes, Ordering::SeqCst) + bytes;
         metrics::INFLIGHT_BYTES.set(i64::try_from(now).unwrap_or(i64::MAX));
-        Reservation {
+        let r = Reservation {
             budget: self.clone(),
             bytes,
             _permit: permit,
+        };
+        if self.under_pressure() {
+            self.take_idle_back();
+        }
+        r
+    }
+
+    /// Lists a finished window nobody streams (see [`Idle`]).
+    pub fn note_idle(&self, w: std::sync::Weak<dyn Idle>) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() >= 64 && idle.len().is_power_of_two() {
+            idle.retain(|w| w.strong_count() > 0);
+        }
+        idle.push(w);
+    }
+
+    /// Takes back the room of every listed idle window (under pressure).
+    fn take_idle_back(&self) {
+        let idle = std::mem::take(&mut *self.idle.lock().unwrap_or_else(|p| p.into_inner()));
+        for w in idle {
+            if let Some(f) = w.upgrade() {
+                f.release();
+            }
         }
     }
 
@@ -182,6 +222,10 @@ impl InflightBudget {
                 if let Some(r) = self.try_reserve(bytes) {
                     return Ok(r);
                 }
+                self.take_idle_back();
+                if let Some(r) = self.try_reserve(bytes) {
+                    return Ok(r);
+                }
                 let permit = self
                     .units
                     .clone()
@@ -191,6 +235,10 @@ impl InflightBudget {
                 Ok(self.granted(bytes, permit))
             }
             Admission::New => {
+                if let Some(r) = self.try_reserve(bytes) {
+                    return Ok(r);
+                }
+                self.take_idle_back();
                 if let Some(r) = self.try_reserve(bytes) {
                     return Ok(r);
                 }

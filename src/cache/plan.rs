@@ -49,7 +49,9 @@ impl Inner {
             }
             let key = WindowKey::new(piece.cid.clone(), i);
             let forced = force_first && i == first;
-            if map.contains_key(&key) || (!forced && self.is_cached(&key)) {
+            // (A released fill gave its bytes back: it is replaced.)
+            let in_flight = map.get(&key).is_some_and(|f| !f.is_released());
+            if in_flight || (!forced && self.is_cached(&key)) {
                 break;
             }
             let len = self.geometry.len_of(i, piece.size);

@@ -59,6 +59,9 @@ pub struct RangeReader {
     /// chunk pins its window's buffer, so the window's in-flight room stays
     /// taken while a slow client drains it.
     pub(super) held: Option<Interest>,
+    /// The stream of that window, kept as long: a window being streamed
+    /// keeps its room (see [`Fill::release_if_idle`]).
+    pub(super) held_reader: Option<FillReader>,
     /// Windows this reader reads from a fill started for another payer: see
     /// [`refused_to_another_payer`].
     pub(super) joined: HashSet<u64>,
@@ -107,6 +110,7 @@ impl RangeReader {
             refusable: true,
             admission: None,
             held: None,
+            held_reader: None,
             joined: HashSet::new(),
             local_only: crate::cluster::serving_peer(),
             hold_unchecked,
@@ -122,6 +126,7 @@ impl RangeReader {
     /// The next chunk of the range and where it came from; `Ok(None)` at the end.
     pub async fn next_chunk(&mut self) -> Result<Option<(Bytes, Source)>, CacheError> {
         self.held = None;
+        self.held_reader = None;
         let next = self.next_slice_chunk().await;
         if matches!(next, Ok(Some(_))) {
             self.refusable = false;
@@ -142,7 +147,9 @@ impl RangeReader {
                         Ok(Some(_)) => {}
                         Ok(None) => {
                             self.held = self.interests.remove(&slice.index);
-                            return Ok(Some((byte, fill_source(&reader))));
+                            let source = fill_source(&reader);
+                            self.held_reader = Some(reader);
+                            return Ok(Some((byte, source)));
                         }
                         // Part of the slice is out already: it cannot be
                         // served again from the start.
@@ -196,6 +203,7 @@ impl RangeReader {
                             });
                         } else {
                             self.held = self.interests.remove(&slice.index);
+                            self.held_reader = Some(reader);
                         }
                         if a < b {
                             let part = chunk.slice(
@@ -417,14 +425,23 @@ impl RangeReader {
             .inc();
         // A window of this reader's own run: read it from the fill it holds,
         // even if the tiers have already evicted it.
+        // (Unless it gave its bytes back, nobody streaming it: then the
+        // memory tier had it, or it is fetched again.)
         if let Some(fill) = self.interests.get(&slice.index).map(|i| i.fill().clone()) {
-            return Current::Filling {
-                reader: fill.reader(),
-                pos: 0,
-                slice,
-            };
+            if !fill.is_released() {
+                return Current::Filling {
+                    reader: fill.reader(),
+                    pos: 0,
+                    slice,
+                };
+            }
+            self.interests.remove(&slice.index);
         }
-        let joined = inner.lock_fills().get(&key).cloned();
+        let joined = inner
+            .lock_fills()
+            .get(&key)
+            .filter(|f| !f.is_released())
+            .cloned();
         if let Some(fill) = joined {
             return self.join(fill, slice);
         }
@@ -474,7 +491,12 @@ impl RangeReader {
         let run = self.plan_demand_run(slice.index, last_needed, true);
         let fill = match run.first() {
             Some(f) => f.clone(),
-            None => match inner.lock_fills().get(&key).cloned() {
+            None => match inner
+                .lock_fills()
+                .get(&key)
+                .filter(|f| !f.is_released())
+                .cloned()
+            {
                 // Someone registered it between our look and the plan: join theirs.
                 Some(f) => return self.join(f, slice),
                 None => {

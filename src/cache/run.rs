@@ -272,9 +272,9 @@ impl Inner {
 
 impl Inner {
     /// Gives the head of `fills` its room in the in-flight budget (once),
-    /// first waiting, under pressure, for a reader to reach the window
-    /// `before` it. `false`: the run is over (nobody wants it, or no room),
-    /// and its fills were abandoned.
+    /// first waiting, under pressure, until a reader can drain it (see
+    /// [`Inner::may_take_room`]). `false`: the run is over (nobody wants
+    /// it, or no room), and its fills were abandoned.
     async fn admit(
         &self,
         fills: &[Arc<Fill>],
@@ -287,11 +287,10 @@ impl Inner {
         if head.is_charged() {
             return true;
         }
-        if let Some(before) = before {
-            if !self.wait_for_reader(fills, before).await {
-                self.abandon(fills, CacheError::Cancelled);
-                return false;
-            }
+        // Read-ahead is refused under pressure anyway: it never waits.
+        if how != Admission::ReadAhead && !self.wait_for_reader(fills, before).await {
+            self.abandon(fills, CacheError::Cancelled);
+            return false;
         }
         match self.inflight.reserve(head.len, how).await {
             Ok(r) => {
@@ -322,11 +321,7 @@ impl Inner {
         if head.is_charged() {
             return true;
         }
-        let reader_behind = self.inflight.under_pressure()
-            && before
-                .and_then(Weak::upgrade)
-                .is_some_and(|prev| !prev.is_reached());
-        if reader_behind {
+        if !self.may_take_room(head, before) {
             return false;
         }
         match self.inflight.try_now(head.len, how) {
@@ -338,22 +333,52 @@ impl Inner {
         }
     }
 
-    /// While the budget is under pressure, waits until a reader reached the
-    /// window `before` the run's head (or nobody holds it any more: its
-    /// readers moved on). `false`: nothing the run has left is wanted.
-    async fn wait_for_reader(&self, fills: &[Arc<Fill>], before: &Weak<Fill>) -> bool {
+    /// The window before `head`: the run's own previous one, or the one in
+    /// flight (another run's).
+    fn window_before(&self, head: &Fill, before: Option<&Weak<Fill>>) -> Option<Arc<Fill>> {
+        if let Some(prev) = before.and_then(Weak::upgrade) {
+            return Some(prev);
+        }
+        let index = head.key.index.checked_sub(1)?;
+        let key = super::window::WindowKey::new(head.key.cid.clone(), index);
+        self.lock_fills().get(&key).cloned()
+    }
+
+    /// Whether `head` may take in-flight room now. Always while the budget
+    /// is not under pressure; under pressure only when a reader will drain
+    /// it without waiting for room of its own: a reader is at `head`, or at
+    /// the window before it and that window has its bytes or its room. So
+    /// every window that holds room under pressure is one its reader
+    /// drains at its client's pace, and room always comes back: runs never
+    /// hold room for windows ahead of a reader that itself waits for room
+    /// (1,000 slow readers deadlocked on exactly that before).
+    fn may_take_room(&self, head: &Fill, before: Option<&Weak<Fill>>) -> bool {
+        if !self.inflight.under_pressure() || head.is_reached() {
+            return true;
+        }
+        self.window_before(head, before)
+            .is_some_and(|prev| prev.is_reached() && (prev.is_charged() || prev.is_done()))
+    }
+
+    /// While [`Inner::may_take_room`] says no, waits for a reader to reach
+    /// the run's head or the window before it (or for the pressure to
+    /// ease). `false`: nothing the run has left is wanted.
+    async fn wait_for_reader(&self, fills: &[Arc<Fill>], before: Option<&Weak<Fill>>) -> bool {
+        let Some(head) = fills.first() else {
+            return false;
+        };
         let mut paused = false;
         loop {
-            if !self.inflight.under_pressure() {
-                return true;
+            let prev = self.window_before(head, before);
+            let at_head = head.stirred().notified();
+            tokio::pin!(at_head);
+            at_head.as_mut().enable();
+            let at_prev = prev.as_ref().map(|p| p.stirred().notified());
+            let mut at_prev = std::pin::pin!(at_prev);
+            if let Some(n) = at_prev.as_mut().as_pin_mut() {
+                n.enable();
             }
-            let Some(prev) = before.upgrade() else {
-                return true;
-            };
-            let stirred = prev.stirred().notified();
-            tokio::pin!(stirred);
-            stirred.as_mut().enable();
-            if prev.is_reached() {
+            if self.may_take_room(head, before) {
                 return true;
             }
             if !fills.iter().any(|f| f.is_wanted()) {
@@ -365,9 +390,22 @@ impl Inner {
                     .with_label_values(&["paused"])
                     .inc();
             }
-            // Woken by the reader reaching the window or leaving; the
-            // timeout notices pressure easing and read-ahead owners leaving.
-            let _ = tokio::time::timeout(PAUSE_RECHECK, stirred).await;
+            // Woken by a reader reaching either window, the window before
+            // getting its room, or an interest withdrawn; the timeout
+            // notices pressure easing and read-ahead owners leaving.
+            let prev_stirred = async {
+                match at_prev.as_mut().as_pin_mut() {
+                    Some(n) => n.await,
+                    None => std::future::pending().await,
+                }
+            };
+            let _ = tokio::time::timeout(PAUSE_RECHECK, async {
+                tokio::select! {
+                    () = at_head.as_mut() => {}
+                    () = prev_stirred => {}
+                }
+            })
+            .await;
         }
     }
 }

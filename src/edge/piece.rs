@@ -288,6 +288,12 @@ impl ResourceReader {
         self
     }
 
+    /// This reader has nothing left to read (its part is out whole).
+    fn finished(mut self) -> Self {
+        self.segments.clear();
+        self
+    }
+
     async fn next_chunk(&mut self) -> std::result::Result<Option<(Bytes, Source)>, CacheError> {
         loop {
             if let Some(r) = self.current.as_mut() {
@@ -776,13 +782,22 @@ async fn serve_resource(
     ctx.checked = Some(checked.label());
 
     // Open the first part before writing anything, so that upstream
-    // failures are answered with their own status.
+    // failures are answered with their own status. A request that then
+    // waits for the sniff (another request's read of the head, which may
+    // itself wait for in-flight room) lets its reader go meanwhile and
+    // keeps only the first chunk: waiting on another request never holds
+    // room (60 overlapping slow readers deadlocked on exactly that).
+    let sniff_known = sniff_piece
+        .as_ref()
+        .is_none_or(|p| state.meta.get(&p.cid).content_type.is_some());
+    let sniff_done = std::sync::atomic::AtomicBool::new(sniff_known);
     let open_first = async {
         match ranges.first().copied().filter(|_| !is_head) {
             Some(r0) => {
                 let mut reader = resource.reader(state, r0);
                 let chunk = reader.next_chunk().await?;
-                Ok(Some((reader, chunk)))
+                let keep = chunk.is_none() || sniff_done.load(std::sync::atomic::Ordering::SeqCst);
+                Ok(Some((keep.then_some(reader), chunk)))
             }
             None => Ok(None),
         }
@@ -802,13 +817,18 @@ async fn serve_resource(
         }
         Target::Asset(..) => true,
     };
+    let sniff = async {
+        let sniffed = sniff.await;
+        sniff_done.store(true, std::sync::atomic::Ordering::SeqCst);
+        sniffed
+    };
     let (sniffed, opened) = if in_window_zero || beam_warm {
         tokio::join!(sniff, open_first)
     } else {
         let opened = open_first.await;
         (sniff.await, opened)
     };
-    let mut first: Option<(ResourceReader, Option<(Bytes, Source)>)> = match opened {
+    let mut first: Option<FirstPart> = match opened {
         Ok(f) => f,
         Err(e) => return respond_cache_error(session, ctx, &e).await,
     };
@@ -932,15 +952,33 @@ fn range_plan(state: &EdgeState, session: &Session, etag: &str, size: u64) -> Ra
     }
 }
 
+/// The first part's reader (`None`: let go while the request waited for
+/// the sniff) and its first chunk.
+type FirstPart = (Option<ResourceReader>, Option<(Bytes, Source)>);
+
+/// The reader of part `r` and the chunk already read from it: the one
+/// opened before the header, or one opened now (after the chunk, if any).
 fn take_first(
-    first: &mut Option<(ResourceReader, Option<(Bytes, Source)>)>,
+    first: &mut Option<FirstPart>,
     state: &EdgeState,
     resource: &Resource,
     r: ByteRange,
 ) -> (ResourceReader, Option<(Bytes, Source)>) {
-    first
-        .take()
-        .unwrap_or_else(|| (resource.reader(state, r).mid_response(), None))
+    match first.take() {
+        Some((Some(reader), chunk)) => (reader, chunk),
+        Some((None, Some((chunk, source)))) => {
+            let rest = ByteRange::new(r.start + chunk.len() as u64, r.end);
+            let reader = if rest.start > r.end {
+                resource
+                    .reader(state, ByteRange::new(r.end, r.end))
+                    .finished()
+            } else {
+                resource.reader(state, rest).mid_response()
+            };
+            (reader, Some((chunk, source)))
+        }
+        _ => (resource.reader(state, r).mid_response(), None),
+    }
 }
 
 /// The payer's budget refusal, when `access.egress_budget` is set and spent.
