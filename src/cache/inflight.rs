@@ -6,7 +6,11 @@
 //! A fill reserves its whole window before its first byte arrives and holds
 //! the [`Reservation`] for as long as the fill lives (its run, its readers
 //! and a pending disk write all keep it alive), so the reserved bytes are an
-//! upper bound of what fills hold. Who waits when the budget is full:
+//! upper bound of what fills hold. A finished window that no reader is
+//! streaming is [`Idle`]: once room runs short it gives its room and its
+//! bytes back (the memory tier keeps a copy), since the readers that still
+//! want it are behind and may be waiting for room themselves; holding it
+//! for them deadlocked 1,000 slow readers. Who waits when the budget is full:
 //!
 //! - read-ahead never waits: it is refused once half the budget is taken
 //!   ([`Admission::ReadAhead`]), so demand always has room to grow into;

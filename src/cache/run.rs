@@ -9,10 +9,12 @@
 //! Each window takes its room in the in-flight budget before its first byte
 //! (see `inflight`), and a finished window is let go at once: the run holds
 //! only the window it is filling. While the budget is under pressure, a run
-//! does not fill a window until a reader has reached the one before it, so
-//! a slow client pins at most two windows (the one it reads and the next);
-//! meanwhile the run closes its upstream request rather than idle on it, and
-//! asks again from that window once the reader is there.
+//! does not fill a window until a reader will drain it without waiting for
+//! room of its own (a reader is at it, or at the window before it and that
+//! one has its bytes or its room), so a slow client pins at most two
+//! windows (the one it reads and the next), and no room is ever held for a
+//! reader that itself waits for room; meanwhile the run closes its upstream
+//! request rather than idle on it, and asks again once the reader is there.
 //!
 //! What it is not: the choice of upstream (`providers`), the caching of the
 //! windows before a range carried by a whole-piece body (`beam_prefix`), or
