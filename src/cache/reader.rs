@@ -123,6 +123,26 @@ impl RangeReader {
         self.refusable = false;
     }
 
+    /// Lets go of the window being streamed (its stream, not this reader's
+    /// interest in it), for a response that waits on something else before
+    /// it reads on: meanwhile the finished window may give its in-flight
+    /// room back (see `fill`). The next call reads on from the byte after
+    /// the last one handed out (from the memory tier, the same fill, or a
+    /// new one).
+    pub fn park(&mut self) {
+        self.held = None;
+        self.held_reader = None;
+        match self.current.take() {
+            Some(Current::Filling { pos, slice, .. }) => {
+                self.slices.push_front(WindowSlice {
+                    from: pos.max(slice.from),
+                    ..slice
+                });
+            }
+            other => self.current = other,
+        }
+    }
+
     /// The next chunk of the range and where it came from; `Ok(None)` at the end.
     pub async fn next_chunk(&mut self) -> Result<Option<(Bytes, Source)>, CacheError> {
         self.held = None;

@@ -288,10 +288,12 @@ impl ResourceReader {
         self
     }
 
-    /// This reader has nothing left to read (its part is out whole).
-    fn finished(mut self) -> Self {
-        self.segments.clear();
-        self
+    /// Lets go of the window being streamed while the response waits on
+    /// something else (see [`crate::cache::RangeReader::park`]).
+    fn park(&mut self) {
+        if let Some(r) = self.current.as_mut() {
+            r.park();
+        }
     }
 
     async fn next_chunk(&mut self) -> std::result::Result<Option<(Bytes, Source)>, CacheError> {
@@ -784,9 +786,9 @@ async fn serve_resource(
     // Open the first part before writing anything, so that upstream
     // failures are answered with their own status. A request that then
     // waits for the sniff (another request's read of the head, which may
-    // itself wait for in-flight room) lets its reader go meanwhile and
-    // keeps only the first chunk: waiting on another request never holds
-    // room (60 overlapping slow readers deadlocked on exactly that).
+    // itself wait for in-flight room) parks its reader meanwhile: waiting
+    // on another request never holds room (60 overlapping slow readers
+    // deadlocked on exactly that).
     let sniff_known = sniff_piece
         .as_ref()
         .is_none_or(|p| state.meta.get(&p.cid).content_type.is_some());
@@ -796,8 +798,10 @@ async fn serve_resource(
             Some(r0) => {
                 let mut reader = resource.reader(state, r0);
                 let chunk = reader.next_chunk().await?;
-                let keep = chunk.is_none() || sniff_done.load(std::sync::atomic::Ordering::SeqCst);
-                Ok(Some((keep.then_some(reader), chunk)))
+                if !sniff_done.load(std::sync::atomic::Ordering::SeqCst) {
+                    reader.park();
+                }
+                Ok(Some((reader, chunk)))
             }
             None => Ok(None),
         }
@@ -828,7 +832,7 @@ async fn serve_resource(
         let opened = open_first.await;
         (sniff.await, opened)
     };
-    let mut first: Option<FirstPart> = match opened {
+    let mut first: Option<(ResourceReader, Option<(Bytes, Source)>)> = match opened {
         Ok(f) => f,
         Err(e) => return respond_cache_error(session, ctx, &e).await,
     };
@@ -952,33 +956,15 @@ fn range_plan(state: &EdgeState, session: &Session, etag: &str, size: u64) -> Ra
     }
 }
 
-/// The first part's reader (`None`: let go while the request waited for
-/// the sniff) and its first chunk.
-type FirstPart = (Option<ResourceReader>, Option<(Bytes, Source)>);
-
-/// The reader of part `r` and the chunk already read from it: the one
-/// opened before the header, or one opened now (after the chunk, if any).
 fn take_first(
-    first: &mut Option<FirstPart>,
+    first: &mut Option<(ResourceReader, Option<(Bytes, Source)>)>,
     state: &EdgeState,
     resource: &Resource,
     r: ByteRange,
 ) -> (ResourceReader, Option<(Bytes, Source)>) {
-    match first.take() {
-        Some((Some(reader), chunk)) => (reader, chunk),
-        Some((None, Some((chunk, source)))) => {
-            let rest = ByteRange::new(r.start + chunk.len() as u64, r.end);
-            let reader = if rest.start > r.end {
-                resource
-                    .reader(state, ByteRange::new(r.end, r.end))
-                    .finished()
-            } else {
-                resource.reader(state, rest).mid_response()
-            };
-            (reader, Some((chunk, source)))
-        }
-        _ => (resource.reader(state, r).mid_response(), None),
-    }
+    first
+        .take()
+        .unwrap_or_else(|| (resource.reader(state, r).mid_response(), None))
 }
 
 /// The payer's budget refusal, when `access.egress_budget` is set and spent.
