@@ -143,7 +143,13 @@ fn two_hundred_slow_cold_readers_stay_within_memory_plus_inflight() {
     let statuses: Vec<u16> = got.iter().map(|g| g.status).collect();
     assert!(
         got.iter().all(|g| g.exact),
-        "every reader gets its exact bytes; statuses {statuses:?}"
+        "every reader gets its exact bytes; statuses {statuses:?}; the edge's warnings:\n{}",
+        edge.log()
+            .lines()
+            .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+            .take(20)
+            .collect::<Vec<_>>()
+            .join("\n")
     );
     let peak = vm_hwm(pid);
     let bound = MEMORY + INFLIGHT + 96 * MIB;

@@ -103,6 +103,9 @@ pub struct Fill {
     me: Weak<Fill>,
     /// Readers streaming this fill now ([`FillReader`]s alive).
     readers: AtomicUsize,
+    /// Set once the finished window is in the memory tier (or was not to be
+    /// stored): only then may it give its room back.
+    stored: AtomicBool,
     /// Set once a finished window nobody was reading gave its in-flight
     /// room and its bytes back (see [`Fill::release_if_idle`]); its bytes
     /// are in the memory tier, or fetched again.
@@ -150,6 +153,7 @@ impl Fill {
             reached: AtomicBool::new(false),
             stirred: Notify::new(),
             readers: AtomicUsize::new(0),
+            stored: AtomicBool::new(false),
             released: AtomicBool::new(false),
         })
     }
@@ -206,9 +210,10 @@ impl Fill {
     /// A finished window that no reader is streaming holds in-flight room
     /// for bytes nobody is sending: readers that want it later are behind,
     /// and may themselves be waiting for room. While the budget is under
-    /// pressure it gives the room back at once, with its bytes (the memory
-    /// tier keeps its own copy); otherwise it is listed with the budget,
-    /// which takes it back the same way once room runs short. `true`: released.
+    /// pressure (someone waits for room) it gives the room back at once,
+    /// with its bytes (the memory tier keeps its own copy); otherwise it is
+    /// listed with the budget, which takes it back the same way once
+    /// someone waits. `true`: released.
     pub fn release_if_idle(&self) -> bool {
         let budget = {
             let held = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
@@ -217,7 +222,7 @@ impl Fill {
                 None => return false,
             }
         };
-        if !budget.under_pressure() {
+        if !budget.has_waiters() {
             if self.is_idle() {
                 budget.note_idle(self.me.clone() as Weak<dyn Idle>);
             }
@@ -226,13 +231,25 @@ impl Fill {
         self.release()
     }
 
+    /// Records that the finished window is in the memory tier (its room
+    /// may go now: a reader that comes later finds it there).
+    pub fn mark_stored(&self) {
+        self.stored.store(true, Ordering::SeqCst);
+        if self.readers.load(Ordering::SeqCst) == 0 {
+            self.release_if_idle();
+        }
+    }
+
     /// Gives the room and the bytes back if the window is finished and
     /// nobody streams it (checked under the state lock, which
     /// [`Fill::reader`] takes too).
     fn release(&self) -> bool {
         let room = {
             let mut st = self.lock();
-            if st.whole.is_none() || self.readers.load(Ordering::SeqCst) > 0 {
+            if st.whole.is_none()
+                || !self.stored.load(Ordering::SeqCst)
+                || self.readers.load(Ordering::SeqCst) > 0
+            {
                 return false;
             }
             st.whole = None;
@@ -250,7 +267,9 @@ impl Fill {
     }
 
     fn is_idle(&self) -> bool {
-        self.lock().whole.is_some() && self.readers.load(Ordering::SeqCst) == 0
+        self.lock().whole.is_some()
+            && self.stored.load(Ordering::SeqCst)
+            && self.readers.load(Ordering::SeqCst) == 0
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, FillState> {
@@ -301,9 +320,6 @@ impl Fill {
             st.outcome = Some(Ok(()));
         }
         self.bump();
-        if self.readers.load(Ordering::SeqCst) == 0 {
-            self.release_if_idle();
-        }
     }
 
     /// Ends the fill with an error; readers see it after the chunks they have not read yet.

@@ -7,7 +7,7 @@
 //! the [`Reservation`] for as long as the fill lives (its run, its readers
 //! and a pending disk write all keep it alive), so the reserved bytes are an
 //! upper bound of what fills hold. A finished window that no reader is
-//! streaming is [`Idle`]: once room runs short it gives its room and its
+//! streaming is [`Idle`]: once someone waits for room it gives its room and its
 //! bytes back (the memory tier keeps a copy), since the readers that still
 //! want it are behind and may be waiting for room themselves; holding it
 //! for them deadlocked 1,000 slow readers. Who waits when the budget is full:
@@ -71,13 +71,16 @@ pub trait Idle: Send + Sync {
 /// The process-wide in-flight budget.
 pub struct InflightBudget {
     limit: u64,
-    /// Finished windows nobody streams, listed while there was room; taken
-    /// back once the budget comes under pressure.
+    /// Finished windows nobody streams, listed while nobody waited; taken
+    /// back once someone waits for room.
     idle: std::sync::Mutex<Vec<std::sync::Weak<dyn Idle>>>,
     units: Arc<Semaphore>,
     used: AtomicU64,
     queued: AtomicUsize,
     queue_limit: usize,
+    /// Reservations waiting for room now (responses under way and queued
+    /// new requests).
+    waiting: AtomicUsize,
 }
 
 /// Bytes reserved in the budget, given back when dropped.
@@ -107,6 +110,22 @@ impl std::fmt::Debug for Reservation {
     }
 }
 
+/// A reservation waiting for room, counted while it waits.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn new(n: &'a AtomicUsize) -> Waiting<'a> {
+        n.fetch_add(1, Ordering::SeqCst);
+        Waiting(n)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// Waiting in the queue; leaving it (served, refused or dropped) frees the place.
 struct QueuePlace<'a>(&'a AtomicUsize);
 
@@ -128,6 +147,7 @@ impl InflightBudget {
             used: AtomicU64::new(0),
             queued: AtomicUsize::new(0),
             queue_limit,
+            waiting: AtomicUsize::new(0),
         })
     }
 
@@ -159,15 +179,16 @@ impl InflightBudget {
     fn granted(self: &Arc<Self>, bytes: u64, permit: OwnedSemaphorePermit) -> Reservation {
         let now = self.used.fetch_add(bytes, Ordering::SeqCst) + bytes;
         metrics::INFLIGHT_BYTES.set(i64::try_from(now).unwrap_or(i64::MAX));
-        let r = Reservation {
+        Reservation {
             budget: self.clone(),
             bytes,
             _permit: permit,
-        };
-        if self.under_pressure() {
-            self.take_idle_back();
         }
-        r
+    }
+
+    /// True while a reservation waits for room.
+    pub fn has_waiters(&self) -> bool {
+        self.waiting.load(Ordering::SeqCst) > 0
     }
 
     /// Lists a finished window nobody streams (see [`Idle`]).
@@ -179,7 +200,7 @@ impl InflightBudget {
         idle.push(w);
     }
 
-    /// Takes back the room of every listed idle window (under pressure).
+    /// Takes back the room of every listed idle window (someone waits).
     fn take_idle_back(&self) {
         let idle = std::mem::take(&mut *self.idle.lock().unwrap_or_else(|p| p.into_inner()));
         for w in idle {
@@ -226,6 +247,7 @@ impl InflightBudget {
                 if let Some(r) = self.try_reserve(bytes) {
                     return Ok(r);
                 }
+                let _waiting = Waiting::new(&self.waiting);
                 self.take_idle_back();
                 if let Some(r) = self.try_reserve(bytes) {
                     return Ok(r);
@@ -242,6 +264,7 @@ impl InflightBudget {
                 if let Some(r) = self.try_reserve(bytes) {
                     return Ok(r);
                 }
+                let _waiting = Waiting::new(&self.waiting);
                 self.take_idle_back();
                 if let Some(r) = self.try_reserve(bytes) {
                     return Ok(r);

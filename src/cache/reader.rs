@@ -62,6 +62,11 @@ pub struct RangeReader {
     /// The stream of that window, kept as long: a window being streamed
     /// keeps its room (see [`Fill::release_if_idle`]).
     pub(super) held_reader: Option<FillReader>,
+    /// The window of a slice [`RangeReader::park`] cut after bytes of it
+    /// went out: a failure of that window cuts the response rather than
+    /// being asked again (what went out cannot be taken back), and it is
+    /// read on from the same fill while that fill still has its bytes.
+    pub(super) partly_sent: Option<u64>,
     /// Windows this reader reads from a fill started for another payer: see
     /// [`refused_to_another_payer`].
     pub(super) joined: HashSet<u64>,
@@ -111,6 +116,7 @@ impl RangeReader {
             admission: None,
             held: None,
             held_reader: None,
+            partly_sent: None,
             joined: HashSet::new(),
             local_only: crate::cluster::serving_peer(),
             hold_unchecked,
@@ -134,6 +140,9 @@ impl RangeReader {
         self.held_reader = None;
         match self.current.take() {
             Some(Current::Filling { pos, slice, .. }) => {
+                if pos > slice.from {
+                    self.partly_sent = Some(slice.index);
+                }
                 self.slices.push_front(WindowSlice {
                     from: pos.max(slice.from),
                     ..slice
@@ -237,22 +246,28 @@ impl RangeReader {
                     // a correct fill), or the fill was cancelled: resolve the
                     // window again, unless part of the slice is out already
                     // (serving it again from its start would repeat bytes).
-                    Ok(None) | Err(CacheError::Cancelled) if pos <= slice.from => {
+                    // (A slice parked after part of it went out is read on
+                    // from elsewhere too, unless its window is checked:
+                    // what went out was not checked yet, and is cut.)
+                    Ok(None) | Err(CacheError::Cancelled)
+                        if self.unsent(pos, &slice)
+                            || (pos <= slice.from && !reader.is_checked()) =>
+                    {
                         self.retry_slice(slice)?;
                     }
                     // A joined fill of a new request was refused room; a
                     // response under way asks again and waits its turn.
-                    Err(CacheError::Busy) if pos <= slice.from && !self.refusable => {
+                    Err(CacheError::Busy) if self.unsent(pos, &slice) && !self.refusable => {
                         self.retry_slice(slice)?;
                     }
                     Ok(None) => return Err(CacheError::Cancelled),
                     // A window that failed its check: its holder is backed
                     // off, so asking again goes to another one.
-                    Err(CacheError::Mismatch(_)) if pos <= slice.from => {
+                    Err(CacheError::Mismatch(_)) if self.unsent(pos, &slice) => {
                         self.retry_slice(slice)?;
                     }
                     Err(e)
-                        if pos <= slice.from
+                        if self.unsent(pos, &slice)
                             && refused_to_another_payer(&e)
                             && self.joined.remove(&slice.index) =>
                     {
@@ -329,6 +344,12 @@ impl RangeReader {
             usize::try_from(slice.from).unwrap_or(0)..usize::try_from(slice.to + 1).unwrap_or(0),
         );
         Ok(Some(Current::Ready(part, source)))
+    }
+
+    /// True while nothing of `slice` went out (the stream is at `pos`): a
+    /// failed window may then be asked again.
+    fn unsent(&self, pos: u64, slice: &WindowSlice) -> bool {
+        pos <= slice.from && self.partly_sent != Some(slice.index)
     }
 
     fn retry_slice(&mut self, slice: WindowSlice) -> Result<(), CacheError> {
@@ -429,6 +450,22 @@ impl RangeReader {
                     ..usize::try_from(slice.to + 1).unwrap_or(0),
             )
         };
+        // A slice parked after some of it went out reads on from its fill,
+        // as long as that fill has its bytes (then it passed its check).
+        if self.partly_sent == Some(slice.index) {
+            if let Some(fill) = self
+                .interests
+                .get(&slice.index)
+                .map(|i| i.fill().clone())
+                .filter(|f| !f.is_released())
+            {
+                return Current::Filling {
+                    reader: fill.reader(),
+                    pos: 0,
+                    slice,
+                };
+            }
+        }
         if let Some(bytes) = inner
             .memory
             .get(&key)

@@ -323,7 +323,7 @@ impl Inner {
         if head.is_charged() {
             return true;
         }
-        if !self.may_take_room(head, before) {
+        if !self.may_take_room(fills, before) {
             return false;
         }
         match self.inflight.try_now(head.len, how) {
@@ -336,30 +336,38 @@ impl Inner {
     }
 
     /// The window before `head`: the run's own previous one, or the one in
-    /// flight (another run's).
+    /// flight (another run's); not one that gave its bytes back.
     fn window_before(&self, head: &Fill, before: Option<&Weak<Fill>>) -> Option<Arc<Fill>> {
-        if let Some(prev) = before.and_then(Weak::upgrade) {
+        if let Some(prev) = before.and_then(Weak::upgrade).filter(|p| !p.is_released()) {
             return Some(prev);
         }
         let index = head.key.index.checked_sub(1)?;
         let key = super::window::WindowKey::new(head.key.cid.clone(), index);
-        self.lock_fills().get(&key).cloned()
+        self.lock_fills()
+            .get(&key)
+            .filter(|p| !p.is_released())
+            .cloned()
     }
 
-    /// Whether `head` may take in-flight room now. Always while the budget
-    /// is not under pressure; under pressure only when a reader will drain
-    /// it without waiting for room of its own: a reader is at `head`, or at
-    /// the window before it and that window has its bytes or its room. So
-    /// every window that holds room under pressure is one its reader
-    /// drains at its client's pace, and room always comes back: runs never
-    /// hold room for windows ahead of a reader that itself waits for room
+    /// Whether the head of `fills` may take in-flight room now. Always
+    /// while the budget is not under pressure; under pressure only when a
+    /// reader will drain it without waiting for room of its own: a reader
+    /// is at a window of the run, or at the window before the head and that
+    /// window has its bytes or its room (or no window before it is in
+    /// flight at all). Together with idle windows giving their room back
+    /// (`fill`), no room is held for a reader that itself waits for room
     /// (1,000 slow readers deadlocked on exactly that before).
-    fn may_take_room(&self, head: &Fill, before: Option<&Weak<Fill>>) -> bool {
-        if !self.inflight.under_pressure() || head.is_reached() {
+    fn may_take_room(&self, fills: &[Arc<Fill>], before: Option<&Weak<Fill>>) -> bool {
+        let Some(head) = fills.first() else {
+            return false;
+        };
+        if !self.inflight.under_pressure() || fills.iter().any(|f| f.is_reached()) {
             return true;
         }
-        self.window_before(head, before)
-            .is_some_and(|prev| prev.is_reached() && (prev.is_charged() || prev.is_done()))
+        match self.window_before(head, before) {
+            Some(prev) => prev.is_reached() && (prev.is_charged() || prev.is_done()),
+            None => true,
+        }
     }
 
     /// While [`Inner::may_take_room`] says no, waits for a reader to reach
@@ -380,7 +388,7 @@ impl Inner {
             if let Some(n) = at_prev.as_mut().as_pin_mut() {
                 n.enable();
             }
-            if self.may_take_room(head, before) {
+            if self.may_take_room(fills, before) {
                 return true;
             }
             if !fills.iter().any(|f| f.is_wanted()) {

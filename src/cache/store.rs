@@ -176,6 +176,7 @@ impl Inner {
         fill.finish_with(whole.clone());
         if fill.is_from_peer() {
             self.keep_peer_window(fill, whole);
+            fill.mark_stored();
             metrics::WINDOW_FILLS
                 .with_label_values(&[fill_kind(fill), "ok"])
                 .inc();
@@ -198,6 +199,9 @@ impl Inner {
             inner.unregister(&done);
             drop(permit);
         });
+        // In the memory tier now: its in-flight room may go once nobody
+        // streams it and someone waits for room.
+        fill.mark_stored();
         metrics::WINDOW_FILLS
             .with_label_values(&[fill_kind(fill), "ok"])
             .inc();
