@@ -837,6 +837,15 @@ impl Inner {
         self.fills.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The fill of `key` in flight, unless it gave its bytes back. (The map's
+    /// lock is let go before this returns.)
+    fn in_flight(&self, key: &WindowKey) -> Option<Arc<Fill>> {
+        self.lock_fills()
+            .get(key)
+            .filter(|f| !f.is_released())
+            .cloned()
+    }
+
     fn check_for(&self, piece: &Piece) -> Option<PieceCheck> {
         if !self.checking() {
             return None;

@@ -494,11 +494,7 @@ impl RangeReader {
             }
             self.interests.remove(&slice.index);
         }
-        let joined = inner
-            .lock_fills()
-            .get(&key)
-            .filter(|f| !f.is_released())
-            .cloned();
+        let joined = inner.in_flight(&key);
         if let Some(fill) = joined {
             return self.join(fill, slice);
         }
@@ -548,12 +544,9 @@ impl RangeReader {
         let run = self.plan_demand_run(slice.index, last_needed, true);
         let fill = match run.first() {
             Some(f) => f.clone(),
-            None => match inner
-                .lock_fills()
-                .get(&key)
-                .filter(|f| !f.is_released())
-                .cloned()
-            {
+            // (Looked up first: a guard in the match would be held through
+            // `join`, which plans and takes the same lock: a deadlock.)
+            None => match inner.in_flight(&key) {
                 // Someone registered it between our look and the plan: join theirs.
                 Some(f) => return self.join(f, slice),
                 None => {
