@@ -89,6 +89,17 @@ async fn slow_get(edge: std::net::SocketAddr, cid: &str, from: u64, len: u64, ra
     }
 }
 
+/// The real binary in front of `beam`, with `cache` (lines of the `cache:`
+/// table) and no disk tier: every read is a cold fill.
+fn edge_without_disk(beam: &MockBeam, cache: &str) -> EdgeProcess {
+    EdgeProcess::start_opts(EdgeOptions {
+        upstream: beam_upstream(beam, ""),
+        cache: cache.into(),
+        disk: "    size: 0\n".into(),
+        ..Default::default()
+    })
+}
+
 fn client_runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -111,16 +122,14 @@ fn two_hundred_slow_cold_readers_stay_within_memory_plus_inflight() {
     });
     let cid = generated_cid(size, 7);
     beam.add_generated_piece(&cid, size);
-    let edge = EdgeProcess::start_opts(EdgeOptions {
-        upstream: beam_upstream(&beam, ""),
-        cache: format!(
+    let edge = edge_without_disk(
+        &beam,
+        &format!(
             "  memory: {}MiB\n  inflight: {}MiB\n",
             MEMORY / MIB,
             INFLIGHT / MIB
         ),
-        disk: "    size: 0\n".into(),
-        ..Default::default()
-    });
+    );
     let pid = edge.child.id();
     let public = edge.public;
     // Each reader: 2 MiB of its own region (7 MB apart), at 2 MB/s.
@@ -195,12 +204,7 @@ fn overlapping_slow_readers_never_deadlock_on_a_full_budget() {
     let cid = generated_cid(size, 13);
     beam.add_generated_piece(&cid, size);
     // Room for 8 windows; a memory tier of 4.
-    let edge = EdgeProcess::start_opts(EdgeOptions {
-        upstream: beam_upstream(&beam, ""),
-        cache: "  memory: 4MiB\n  inflight: 8MiB\n".into(),
-        disk: "    size: 0\n".into(),
-        ..Default::default()
-    });
+    let edge = edge_without_disk(&beam, "  memory: 4MiB\n  inflight: 8MiB\n");
     let public = edge.public;
     let rt = client_runtime();
     // Each reader: 5 MiB from 1 MiB after the one before, at 8 MB/s.
@@ -253,12 +257,7 @@ fn past_the_queue_a_new_request_gets_503_with_retry_after() {
     let cid = generated_cid(size, 9);
     beam.add_generated_piece(&cid, size);
     // Room for 4 windows, no queue.
-    let edge = EdgeProcess::start_opts(EdgeOptions {
-        upstream: beam_upstream(&beam, ""),
-        cache: "  inflight: 4MiB\n  inflight_queue: 0\n".into(),
-        disk: "    size: 0\n".into(),
-        ..Default::default()
-    });
+    let edge = edge_without_disk(&beam, "  inflight: 4MiB\n  inflight_queue: 0\n");
     let public = edge.public;
     beam.hold();
     let rt = client_runtime();
@@ -333,12 +332,7 @@ fn under_pressure_a_players_tail_guess_is_read_ahead_and_goes_first() {
     beam.add_generated_piece(&a, size);
     beam.add_generated_piece(&b, size);
     // Room for 4 windows.
-    let edge = EdgeProcess::start_opts(EdgeOptions {
-        upstream: beam_upstream(&beam, ""),
-        cache: "  inflight: 4MiB\n".into(),
-        disk: "    size: 0\n".into(),
-        ..Default::default()
-    });
+    let edge = edge_without_disk(&beam, "  inflight: 4MiB\n");
     let public = edge.public;
     beam.hold();
     let rt = client_runtime();

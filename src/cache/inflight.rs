@@ -243,31 +243,25 @@ impl InflightBudget {
                 }
                 self.try_reserve(bytes).ok_or(Refused)
             }
-            Admission::Continue => {
+            Admission::Continue | Admission::New => {
                 if let Some(r) = self.try_reserve(bytes) {
                     return Ok(r);
                 }
+                // From here on this reservation waits: idle windows give
+                // their room back first.
                 let _waiting = Waiting::new(&self.waiting);
                 self.take_idle_back();
                 if let Some(r) = self.try_reserve(bytes) {
                     return Ok(r);
                 }
-                let permit = self
-                    .units
-                    .clone()
-                    .acquire_many_owned(self.units_of(bytes))
-                    .await
-                    .map_err(|_| Refused)?;
-                Ok(self.granted(bytes, permit))
-            }
-            Admission::New => {
-                if let Some(r) = self.try_reserve(bytes) {
-                    return Ok(r);
-                }
-                let _waiting = Waiting::new(&self.waiting);
-                self.take_idle_back();
-                if let Some(r) = self.try_reserve(bytes) {
-                    return Ok(r);
+                if how == Admission::Continue {
+                    let permit = self
+                        .units
+                        .clone()
+                        .acquire_many_owned(self.units_of(bytes))
+                        .await
+                        .map_err(|_| Refused)?;
+                    return Ok(self.granted(bytes, permit));
                 }
                 if self.queued.fetch_add(1, Ordering::SeqCst) >= self.queue_limit {
                     self.queued.fetch_sub(1, Ordering::SeqCst);
