@@ -798,7 +798,9 @@ async fn serve_resource(
             Some(r0) => {
                 let mut reader = resource.reader(state, r0);
                 let chunk = reader.next_chunk().await?;
-                if !sniff_done.load(std::sync::atomic::Ordering::SeqCst) {
+                // (A read in window 0 waits on a sniff of the same window:
+                // it holds no room the sniff needs, and parks nothing.)
+                if !in_window_zero && !sniff_done.load(std::sync::atomic::Ordering::SeqCst) {
                     reader.park();
                 }
                 Ok(Some((reader, chunk)))
