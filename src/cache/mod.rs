@@ -401,6 +401,11 @@ impl WindowCache {
         self.inner.checking()
     }
 
+    /// True while more than half the in-flight budget is reserved.
+    pub fn inflight_under_pressure(&self) -> bool {
+        self.inner.inflight.under_pressure()
+    }
+
     /// `verify.mode`.
     pub fn verify_mode(&self) -> crate::config::VerifyMode {
         self.inner.settings.verify.mode

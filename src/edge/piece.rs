@@ -786,9 +786,9 @@ async fn serve_resource(
     // Open the first part before writing anything, so that upstream
     // failures are answered with their own status. A request that then
     // waits for the sniff (another request's read of the head, which may
-    // itself wait for in-flight room) parks its reader meanwhile: waiting
-    // on another request never holds room (60 overlapping slow readers
-    // deadlocked on exactly that).
+    // itself wait for in-flight room) parks its reader meanwhile when room
+    // is short: waiting on another request never holds room (60
+    // overlapping slow readers deadlocked on exactly that).
     let sniff_known = sniff_piece
         .as_ref()
         .is_none_or(|p| state.meta.get(&p.cid).content_type.is_some());
@@ -798,9 +798,13 @@ async fn serve_resource(
             Some(r0) => {
                 let mut reader = resource.reader(state, r0);
                 let chunk = reader.next_chunk().await?;
-                // (A read in window 0 waits on a sniff of the same window:
-                // it holds no room the sniff needs, and parks nothing.)
-                if !in_window_zero && !sniff_done.load(std::sync::atomic::Ordering::SeqCst) {
+                // (Only while room is short; and a read in window 0 waits on
+                // a sniff of the same window: it holds no room the sniff
+                // needs, and parks nothing.)
+                if !in_window_zero
+                    && !sniff_done.load(std::sync::atomic::Ordering::SeqCst)
+                    && state.cache.inflight_under_pressure()
+                {
                     reader.park();
                 }
                 Ok(Some((reader, chunk)))
