@@ -169,7 +169,7 @@ impl Fill {
     }
 
     /// Holds `r` (the window's room in the in-flight budget) until the fill is dropped.
-    pub fn charge(self: &Arc<Self>, r: Reservation) {
+    pub fn charge(&self, r: Reservation) {
         *self.inflight.lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
         // A run waiting to fill the next window may go on (see `run`).
         self.stirred.notify_waiters();
@@ -209,8 +209,8 @@ impl Fill {
 
     /// A finished window that no reader is streaming holds in-flight room
     /// for bytes nobody is sending: readers that want it later are behind,
-    /// and may themselves be waiting for room. While the budget is under
-    /// pressure (someone waits for room) it gives the room back at once,
+    /// and may themselves be waiting for room. While someone waits for
+    /// room it gives the room back at once,
     /// with its bytes (the memory tier keeps its own copy); otherwise it is
     /// listed with the budget, which takes it back the same way once
     /// someone waits. `true`: released.
@@ -246,10 +246,7 @@ impl Fill {
     fn release(&self) -> bool {
         let room = {
             let mut st = self.lock();
-            if st.whole.is_none()
-                || !self.stored.load(Ordering::SeqCst)
-                || self.readers.load(Ordering::SeqCst) > 0
-            {
+            if !self.idle_in(&st) {
                 return false;
             }
             st.whole = None;
@@ -267,7 +264,13 @@ impl Fill {
     }
 
     fn is_idle(&self) -> bool {
-        self.lock().whole.is_some()
+        self.idle_in(&self.lock())
+    }
+
+    /// Finished, in the memory tier, and streamed by nobody (`st`: this
+    /// fill's state, locked).
+    fn idle_in(&self, st: &FillState) -> bool {
+        st.whole.is_some()
             && self.stored.load(Ordering::SeqCst)
             && self.readers.load(Ordering::SeqCst) == 0
     }
