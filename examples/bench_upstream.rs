@@ -4,11 +4,12 @@
 //! ranges or with an invalid one; 416 when unsatisfiable), keep-alive, an
 //! optional latency before each response header and an optional rate limit
 //! per connection on the body. It is not a Beam model beyond that: no
-//! payers, no cold-cache 200s, no faults (the integration tests' mock has those).
+//! payers, no cold-cache 200s, no faults besides `--stall` (the integration
+//! tests' mock has those).
 //!
 //! ```text
 //! cargo run --release --example bench_upstream -- --dir DIR --listen 127.0.0.1:PORT \
-//!     [--latency 80ms] [--rate 40MB/s] [--log FILE]
+//!     [--latency 80ms] [--rate 40MB/s] [--stall 2s --stall-every 20] [--log FILE]
 //! ```
 //!
 //! `GET /__stats` answers `{"requests":N,"body_bytes":N,"connections":N}`
@@ -41,6 +42,14 @@ struct Args {
     /// Wait this long before each response header (e.g. `80ms`).
     #[arg(long, value_parser = humantime::parse_duration)]
     latency: Option<Duration>,
+    /// A stalling holder: every `--stall-every`-th piece request waits this
+    /// much longer before its response header (e.g. `2s`).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    stall: Option<Duration>,
+    /// Which requests stall: every Nth (20: 5 %). Deterministic, so two runs
+    /// stall the same requests.
+    #[arg(long, default_value_t = 20)]
+    stall_every: u64,
     /// Body rate limit per connection (`40MB/s`, `32MiB/s`, bytes per second).
     #[arg(long, value_parser = parse_rate)]
     rate: Option<u64>,
@@ -80,6 +89,7 @@ fn parse_rate(s: &str) -> Result<u64, String> {
 struct Server {
     dir: PathBuf,
     latency: Option<Duration>,
+    stall: Option<(Duration, u64)>,
     rate: Option<u64>,
     log: Option<Mutex<File>>,
     requests: AtomicU64,
@@ -273,9 +283,14 @@ async fn serve_conn(mut sock: TcpStream, srv: Arc<Server>) -> std::io::Result<()
             }
             continue;
         }
-        srv.requests.fetch_add(1, Ordering::Relaxed);
+        let nth = srv.requests.fetch_add(1, Ordering::Relaxed) + 1;
         if let Some(d) = srv.latency {
             tokio::time::sleep(d).await;
+        }
+        if let Some((d, every)) = srv.stall {
+            if nth.is_multiple_of(every.max(1)) {
+                tokio::time::sleep(d).await;
+            }
         }
         let file = cid_of(&path).and_then(|cid| File::open(srv.dir.join(cid)).ok());
         let size = file
@@ -353,6 +368,7 @@ fn main() -> std::io::Result<()> {
     let srv = Arc::new(Server {
         dir: args.dir.clone(),
         latency: args.latency,
+        stall: args.stall.map(|d| (d, args.stall_every)),
         rate: args.rate,
         log,
         requests: AtomicU64::new(0),

@@ -320,12 +320,28 @@ pub fn publish_cache_budgets(memory: u64, disk: Option<u64>) {
 
 /// Upstream fallbacks: `reason` (`full_body`: Beam sent the whole piece for
 /// a deep range; `warming`: Beam's warm-up of the piece runs; `error`: Beam
-/// failed) and `target` (`provider`, `beam_retry`).
+/// failed; `wrong_bytes`: Beam sent wrong bytes of the piece lately;
+/// `hedge`: Beam is late, see [`HEDGES`]) and `target` (`provider`,
+/// `beam_retry`).
 pub static FALLBACKS: Lazy<IntCounterVec> = Lazy::new(|| {
     counter_vec(
         "beam_edge_upstream_fallbacks_total",
-        "Fallbacks away from a Beam answer, by reason (full_body, warming, error) and target (provider, beam_retry).",
+        "Fallbacks away from a Beam answer, by reason (full_body, warming, error, wrong_bytes, hedge) and target (provider, beam_retry).",
         &["reason", "target"],
+    )
+});
+
+/// Hedged window fetches (`upstream.hedge_after`): a Beam request still
+/// unanswered past its delay, by `outcome`: `won` (a storage provider's
+/// answer came first and was used; Beam's request was dropped), `lost`
+/// (Beam answered first; the provider's request was dropped), `failed` (no
+/// provider served the range; Beam's answer was awaited) or `over_budget`
+/// (late, but `upstream.hedge_budget` was spent).
+pub static HEDGES: Lazy<IntCounterVec> = Lazy::new(|| {
+    counter_vec(
+        "beam_edge_hedges_total",
+        "Beam window requests unanswered past upstream.hedge_after, by outcome (won, lost, failed, over_budget).",
+        &["outcome"],
     )
 });
 
@@ -599,6 +615,9 @@ pub fn init() {
         FALLBACKS.with_label_values(&[reason, "provider"]);
     }
     FALLBACKS.with_label_values(&["full_body", "beam_retry"]);
+    for outcome in ["won", "lost", "failed", "over_budget"] {
+        HEDGES.with_label_values(&[outcome]);
+    }
     for outcome in ["started", "completed", "failed"] {
         BEAM_WARMUPS.with_label_values(&[outcome]);
     }

@@ -60,17 +60,29 @@ fn data_set_info(payer: Address, ds: &MockDataSet) -> IFwssView::DataSetInfoView
 /// A calibration chain where the test payer has `sets`, each at its own
 /// provider; every set is live and managed by FWSS.
 fn mock_chain(rt: &tokio::runtime::Runtime, sets: Vec<MockDataSet>) -> MockRpc {
+    mock_chain_of(rt, vec![(PAYER.parse().unwrap(), sets)])
+}
+
+/// [`mock_chain`] with several payers, each with its own data sets
+/// (provider ids unique across them): `getClientDataSets` answers each
+/// payer with its own, as FWSS's view does.
+fn mock_chain_of(
+    rt: &tokio::runtime::Runtime,
+    payers: Vec<(Address, Vec<MockDataSet>)>,
+) -> MockRpc {
     let rpc = rt.block_on(MockRpc::start(Network::Calibration.chain_id()));
     let c = Network::Calibration.contracts();
-    let payer: Address = PAYER.parse().unwrap();
-    let sets = std::sync::Arc::new(sets);
+    let payers = std::sync::Arc::new(payers);
     rpc.on_call::<IFwss::viewContractAddressCall, _>(c.fwss, |_| VIEW);
-    let s = sets.clone();
+    let s = payers.clone();
     rpc.on_call::<IFwssView::getClientDataSetsCall, _>(VIEW, move |q| {
-        if q.client != payer || q.offset > U256::ZERO {
+        if q.offset > U256::ZERO {
             return Vec::new();
         }
-        s.iter().map(|ds| data_set_info(payer, ds)).collect()
+        s.iter()
+            .filter(|(payer, _)| *payer == q.client)
+            .flat_map(|(payer, sets)| sets.iter().map(|ds| data_set_info(*payer, ds)))
+            .collect()
     });
     rpc.on_call::<IFwssView::getAllDataSetMetadataCall, _>(VIEW, |_| {
         IFwssView::getAllDataSetMetadataReturn {
@@ -82,12 +94,13 @@ fn mock_chain(rt: &tokio::runtime::Runtime, sets: Vec<MockDataSet>) -> MockRpc {
     let fwss = c.fwss;
     rpc.on_call::<IPdpVerifier::getDataSetListenerCall, _>(c.pdp_verifier, move |_| fwss);
     rpc.on_call::<IPdpVerifier::getActivePieceCountCall, _>(c.pdp_verifier, |_| U256::from(1));
-    let s = sets.clone();
+    let s = payers.clone();
     rpc.on_call::<IServiceProviderRegistry::getProviderWithProductCall, _>(
         c.sp_registry,
         move |q| {
             let ds = s
                 .iter()
+                .flat_map(|(_, sets)| sets.iter())
                 .find(|d| U256::from(d.provider_id) == q.providerId)
                 .expect("a known provider id");
             IServiceProviderRegistry::ProviderWithProduct {
@@ -606,4 +619,77 @@ fn an_rpc_on_another_network_stops_the_start_naming_both() {
     );
     assert_eq!(rpc.count("eth_chainId"), 1, "{:?}", rpc.log());
     assert!(beam.requests().is_empty());
+}
+
+/// A window's Range request against `edge`: the status and the body.
+fn get_range(edge: &EdgeProcess, cid: &str, start: u64, end: u64) -> (u16, Vec<u8>) {
+    let range = format!("bytes={start}-{end}");
+    let (status, _, body) =
+        raw_get(edge.public, &format!("/piece/{cid}"), &[("Range", &range)]).unwrap();
+    (status, body)
+}
+
+#[test]
+fn a_late_beam_answer_is_hedged_to_a_provider_within_the_budget() {
+    let data = mp4_like(1_000_000, 94);
+    let cid = cid_of(&data);
+    let beam = MockBeam::start();
+    beam.add_warm_piece(&cid, data.clone());
+    // Every Beam answer is late.
+    beam.set_fault(Fault::Delay(Duration::from_millis(1_500)));
+    let sp = MockSp::start();
+    sp.add_piece(&cid, data.clone());
+    let start = |budget: &str| {
+        EdgeProcess::start_opts(EdgeOptions {
+            upstream: beam_upstream(
+                &beam,
+                &format!(
+                    "  providers: [\"{}\"]\n  hedge_after: 100ms\n  hedge_budget: {budget}\n",
+                    sp.url()
+                ),
+            ),
+            // One window per request: no read-ahead, no container guesses.
+            cache: "  window: 128KiB\n  prefetch: 0\n  index_prefetch: 0\n".into(),
+            ..Default::default()
+        })
+    };
+    let hedges = |edge: &EdgeProcess, outcome: &str| {
+        metric_value(
+            &edge.metrics_text(),
+            &format!("beam_edge_hedges_total{{outcome=\"{outcome}\"}}"),
+        )
+    };
+    let edge = start("100%");
+    // The first answer from Beam is never hedged: it says whether Beam
+    // holds the piece (a cold piece's first answer is its warm-up).
+    let (status, body) = get_range(&edge, &cid, 0, 99);
+    assert_eq!(status, 206);
+    assert!(body == data[..100]);
+    assert_eq!(sp.count("GET"), 0, "the first Beam request was hedged");
+    assert_eq!(hedges(&edge, "won"), 0.0);
+    // Beam now answers this piece with ranges: a late answer is hedged,
+    // and the provider's answer is served.
+    let (status, body) = get_range(&edge, &cid, 600_000, 600_099);
+    assert_eq!(status, 206);
+    assert!(
+        body == data[600_000..600_100],
+        "the hedge served wrong bytes"
+    );
+    assert_eq!(sp.count("GET"), 1);
+    assert_eq!(hedges(&edge, "won"), 1.0);
+    assert_eq!(hedges(&edge, "over_budget"), 0.0);
+    drop(edge);
+
+    // 5%: one hedge per 20 requests that could be hedged. The first late
+    // answer may not spend one.
+    let sp_gets = sp.count("GET");
+    let edge = start("5%");
+    for (start, end) in [(0, 99), (600_000, 600_099)] {
+        let (status, body) = get_range(&edge, &cid, start, end);
+        assert_eq!(status, 206);
+        assert!(body == data[start as usize..=end as usize]);
+    }
+    assert_eq!(hedges(&edge, "over_budget"), 1.0);
+    assert_eq!(hedges(&edge, "won"), 0.0);
+    assert_eq!(sp.count("GET"), sp_gets, "a hedge past the budget");
 }

@@ -134,6 +134,11 @@ pub struct CacheSettings {
     /// Serve from the storage providers when Beam's egress quota is used up
     /// (`upstream.on_quota_exhausted: providers`).
     pub quota_fallback: bool,
+    /// When a Beam request for windows is hedged (`upstream.hedge_after`).
+    pub hedge_after: crate::config::HedgeAfter,
+    /// Most hedges, in percent of the requests that could be hedged
+    /// (`upstream.hedge_budget`).
+    pub hedge_budget: f64,
     /// Per-payer budgets of upstream bytes: every window read from an
     /// upstream is reserved first (`None`: no budget).
     pub egress: Option<Arc<crate::access::budget::EgressBudget>>,
@@ -282,6 +287,8 @@ struct Inner {
     cluster: Option<Arc<Cluster>>,
     /// Beam warm-ups running, by (Beam base URL, PieceCID).
     warmups: warmup::Warmups,
+    /// Beam's recent times to first byte and the hedges left.
+    hedging: crate::upstream::hedge::Hedging,
 }
 
 /// The window cache. Cheap to clone.
@@ -337,6 +344,10 @@ impl WindowCache {
             disk_slots: Arc::new(Semaphore::new(DISK_WRITES)),
             disk_reads: Arc::new(Semaphore::new(DISK_READS_PER_CORE * cores)),
             check_slots: Arc::new(Semaphore::new(cores)),
+            hedging: crate::upstream::hedge::Hedging::new(
+                settings.hedge_after,
+                settings.hedge_budget,
+            ),
             layers,
             settings,
             prefetched_unread: Mutex::new(HashSet::new()),

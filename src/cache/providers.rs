@@ -18,6 +18,14 @@ use crate::http::range::ByteRange;
 use crate::metrics;
 use crate::upstream::{Origin, Refusal, UpstreamBody, UpstreamError};
 
+/// Who answered a Beam request that may have been hedged.
+enum Answer {
+    /// Beam (or its error): the hedge, if any, was dropped or failed.
+    Beam(Result<UpstreamBody, UpstreamError>),
+    /// A storage provider, asked when Beam was late.
+    Hedge(UpstreamBody, Arc<str>),
+}
+
 impl Inner {
     /// Opens `range` from the best upstream. Returns the body and whether it
     /// starts at byte 0 (a whole-piece answer used as is).
@@ -52,10 +60,10 @@ impl Inner {
         // others wait for its answer, so a cold piece gets one whole-body
         // answer and a refusal one request.
         let _first = self.first_contact(piece).await;
-        let beam = self
-            .upstream
-            .fetch_from(piece.beam_origin(), &piece.cid, range, Some(piece.size))
-            .await;
+        let beam = match self.beam_or_hedge(piece, range).await {
+            Answer::Beam(result) => result,
+            Answer::Hedge(body, holder) => return Ok(((body, Some(holder)), false)),
+        };
         match beam {
             Ok(body) if !body.whole_piece() => Ok(((body, None), false)),
             Ok(body) => match self.start_warmup(piece, body) {
@@ -70,6 +78,105 @@ impl Inner {
                 None => Err(e),
             },
         }
+    }
+
+    /// Beam's answer for `range`; when it is late (`upstream.hedge_after`)
+    /// and the budget allows, raced against the storage providers' for the
+    /// same range (`crate::upstream::hedge`). The first answer is used and
+    /// the other request dropped; a Beam error waits for the providers'
+    /// answer unless it is a refusal. Only a piece Beam has answered with
+    /// ranges is hedged: a cold piece's first answer decides its warm-up.
+    async fn beam_or_hedge(&self, piece: &Piece, range: ByteRange) -> Answer {
+        let origin = piece.beam_origin();
+        let beam = self
+            .upstream
+            .fetch_from(origin, &piece.cid, range, Some(piece.size));
+        let base = match self.upstream.beam_base(&origin) {
+            Some(base) if self.hedging.enabled() && self.may_hedge(piece, base) => base,
+            _ => return Answer::Beam(beam.await),
+        };
+        self.hedging.note_request();
+        let started = tokio::time::Instant::now();
+        let note = |result: &Result<UpstreamBody, UpstreamError>| {
+            if matches!(result, Ok(b) if !b.whole_piece()) {
+                self.hedging.note_ttfb(base, started.elapsed());
+            }
+        };
+        tokio::pin!(beam);
+        if let Some(delay) = self.hedging.delay(base) {
+            tokio::select! {
+                result = &mut beam => {
+                    note(&result);
+                    return Answer::Beam(result);
+                }
+                () = tokio::time::sleep(delay) => {}
+            }
+        } else {
+            let result = beam.await;
+            note(&result);
+            return Answer::Beam(result);
+        }
+        if !self.hedging.try_hedge() {
+            metrics::HEDGES.with_label_values(&["over_budget"]).inc();
+            let result = beam.await;
+            note(&result);
+            return Answer::Beam(result);
+        }
+        let hedge = self.try_providers(piece, range, "hedge");
+        tokio::pin!(hedge);
+        tokio::select! {
+            result = &mut beam => {
+                note(&result);
+                match result {
+                    Ok(body) => {
+                        metrics::HEDGES.with_label_values(&["lost"]).inc();
+                        Answer::Beam(Ok(body))
+                    }
+                    Err(e) if !self.may_fall_back(&e) => {
+                        metrics::HEDGES.with_label_values(&["lost"]).inc();
+                        Answer::Beam(Err(e))
+                    }
+                    Err(e) => match hedge.await {
+                        Some((body, holder)) => {
+                            metrics::HEDGES.with_label_values(&["won"]).inc();
+                            Answer::Hedge(body, holder)
+                        }
+                        None => {
+                            metrics::HEDGES.with_label_values(&["failed"]).inc();
+                            Answer::Beam(Err(e))
+                        }
+                    },
+                }
+            }
+            answer = &mut hedge => match answer {
+                Some((body, holder)) => {
+                    metrics::HEDGES.with_label_values(&["won"]).inc();
+                    log::debug!(
+                        "{}: Beam had not answered bytes {range} after {:?}; {holder} did",
+                        piece.cid,
+                        started.elapsed()
+                    );
+                    Answer::Hedge(body, holder)
+                }
+                None => {
+                    metrics::HEDGES.with_label_values(&["failed"]).inc();
+                    let result = beam.await;
+                    note(&result);
+                    Answer::Beam(result)
+                }
+            },
+        }
+    }
+
+    /// Whether a late Beam request for `piece` may be hedged: Beam has
+    /// answered it with ranges (a cold piece's first answer is Beam's
+    /// warm-up), and some storage provider may hold it.
+    fn may_hedge(&self, piece: &Piece, base: &str) -> bool {
+        use crate::upstream::beam_state::BeamPiece;
+        matches!(
+            self.upstream.beam_state().get(base, &piece.cid),
+            BeamPiece::Warm | BeamPiece::Warmed
+        ) && (!self.settings.providers.is_empty() || self.settings.pool.resolver().is_some())
     }
 
     /// A Beam error the storage providers may answer instead: not a refusal

@@ -41,7 +41,7 @@ pub use cluster::{ClusterConfig, PeerConfig, POD_NAME_ENV};
 pub use server::{ServerConfig, TlsConfig};
 pub use units::{ByteSize, HumanDuration};
 pub use upload::{UploadConfig, MAX_UPLOAD_COPIES};
-pub use upstream::{resolve_rpc_url, OnQuotaExhausted, Payers, UpstreamConfig};
+pub use upstream::{resolve_rpc_url, HedgeAfter, OnQuotaExhausted, Payers, UpstreamConfig};
 pub use validate::is_eth_address;
 pub use verify::{VerifyConfig, VerifyMode};
 

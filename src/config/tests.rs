@@ -223,6 +223,57 @@ fn overrides_apply_and_are_checked() {
 }
 
 #[test]
+fn hedging_keys_parse_and_bad_ones_name_their_key() {
+    let c = Config::from_yaml(DEFAULT_CONFIG_YAML, "embedded").unwrap();
+    assert_eq!(c.upstream.hedge_after, HedgeAfter::Auto);
+    assert_eq!(c.upstream.hedge_budget.0, 5.0);
+    let parse = |yaml: &str| {
+        let c = Config::from_yaml(yaml, "t").unwrap();
+        c.validate("t").unwrap();
+        (c.upstream.hedge_after, c.upstream.hedge_budget.0)
+    };
+    assert_eq!(
+        parse("upstream:\n  hedge_after: 150ms\n  hedge_budget: 2.5%\n"),
+        (HedgeAfter::After(Duration::from_millis(150)), 2.5)
+    );
+    assert_eq!(
+        parse("upstream:\n  hedge_after: off\n  hedge_budget: 10\n"),
+        (HedgeAfter::Off, 10.0)
+    );
+    let bad = |yaml: &str| {
+        Config::from_yaml(yaml, "t")
+            .and_then(|c| c.validate("t").map(|_| c))
+            .unwrap_err()
+    };
+    for (yaml, key, says) in [
+        (
+            "upstream:\n  hedge_after: soon\n",
+            "upstream.hedge_after",
+            "auto",
+        ),
+        (
+            "upstream:\n  hedge_after: 2m\n",
+            "upstream.hedge_after",
+            "1ms to 60s",
+        ),
+        (
+            "upstream:\n  hedge_budget: 120%\n",
+            "upstream.hedge_budget",
+            "0% to 100%",
+        ),
+        (
+            "upstream:\n  hedge_budget: lots\n",
+            "upstream.hedge_budget",
+            "5%",
+        ),
+    ] {
+        let e = bad(yaml);
+        assert_eq!(e.path, key, "{yaml}");
+        assert!(e.to_string().contains(says), "{yaml}: {e}");
+    }
+}
+
+#[test]
 fn provider_resolution_keys_are_checked_and_name_their_key() {
     let c = Config::from_yaml(DEFAULT_CONFIG_YAML, "embedded").unwrap();
     assert!(!c.upstream.resolve_providers);

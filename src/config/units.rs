@@ -135,6 +135,49 @@ impl Serialize for HumanDuration {
     }
 }
 
+/// A share in percent, written `5%` (or a bare number of percent).
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Default)]
+pub struct Percent(pub f64);
+
+impl Serialize for Percent {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&format_args!("{}%", self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for Percent {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Percent, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Percent;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a percentage like 5%")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Percent, E> {
+                Ok(Percent(v as f64))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Percent, E> {
+                Ok(Percent(v as f64))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Percent, E> {
+                Ok(Percent(v))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Percent, E> {
+                let t = v.trim();
+                t.strip_suffix('%')
+                    .unwrap_or(t)
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|p| p.is_finite())
+                    .map(Percent)
+                    .ok_or_else(|| E::custom(format!("expected a percentage like 5%, got {v:?}")))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// A socket address written in the source as text (a default).
 pub(crate) fn addr(text: &str) -> SocketAddr {
     text.parse()

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
 
-use super::units::{ByteSize, HumanDuration};
+use super::units::{ByteSize, HumanDuration, Percent};
 use super::validate::{check_http_url, is_eth_address};
 use super::{Config, Network};
 
@@ -129,6 +129,69 @@ pub struct UpstreamConfig {
     /// How long a Beam refusal (Bad Bits, sanctioned, no CDN, quota) of a
     /// payer's piece is answered again without asking Beam.
     pub refusal_ttl: HumanDuration,
+    /// When a window's request to Beam has no answer this long, ask a
+    /// storage provider for the same range too and use the first answer
+    /// (`auto`: a high percentile of Beam's recent times to first byte;
+    /// `off`; or a duration).
+    pub hedge_after: HedgeAfter,
+    /// Most extra requests hedging may spend, in percent of the requests
+    /// it could hedge.
+    pub hedge_budget: Percent,
+}
+
+/// `upstream.hedge_after`: `auto`, `off`, or a duration like `150ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HedgeAfter {
+    /// A high percentile of the upstream's recent times to first byte
+    /// (see [`crate::upstream::hedge`]).
+    Auto,
+    /// Never hedge.
+    Off,
+    /// This long after the request.
+    After(Duration),
+}
+
+impl Serialize for HedgeAfter {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            HedgeAfter::Auto => s.serialize_str("auto"),
+            HedgeAfter::Off => s.serialize_str("off"),
+            HedgeAfter::After(d) => s.collect_str(&humantime::format_duration(*d)),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for HedgeAfter {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<HedgeAfter, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = HedgeAfter;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("`auto`, `off` or a duration like 150ms")
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<HedgeAfter, E> {
+                if v {
+                    Ok(HedgeAfter::Auto)
+                } else {
+                    Ok(HedgeAfter::Off)
+                }
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<HedgeAfter, E> {
+                match v.trim() {
+                    "auto" => Ok(HedgeAfter::Auto),
+                    "off" => Ok(HedgeAfter::Off),
+                    t => humantime::parse_duration(t)
+                        .map(HedgeAfter::After)
+                        .map_err(|e| {
+                            E::custom(format!(
+                                "expected `auto`, `off` or a duration like 150ms, got {v:?} ({e})"
+                            ))
+                        }),
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// `upstream.on_quota_exhausted`.
@@ -161,6 +224,8 @@ impl Default for UpstreamConfig {
             beam_warm_max: ByteSize(1 << 30),
             on_quota_exhausted: OnQuotaExhausted::Refuse,
             refusal_ttl: HumanDuration(Duration::from_secs(30)),
+            hedge_after: HedgeAfter::Auto,
+            hedge_budget: Percent(5.0),
         }
     }
 }
@@ -173,7 +238,27 @@ pub(super) const CHECKS: &[super::validate::Check] = &[
     check_upstream_urls,
     check_timeouts,
     check_beam_warm,
+    check_hedging,
 ];
+
+fn check_hedging(c: &Config) -> Result<(), (&'static str, String)> {
+    let u = &c.upstream;
+    if let HedgeAfter::After(d) = u.hedge_after {
+        if !(Duration::from_millis(1)..=Duration::from_secs(60)).contains(&d) {
+            return Err((
+                "upstream.hedge_after",
+                "must be `auto`, `off` or 1ms to 60s".into(),
+            ));
+        }
+    }
+    if !(0.0..=100.0).contains(&u.hedge_budget.0) {
+        return Err((
+            "upstream.hedge_budget",
+            format!("must be 0% to 100%, got {}%", u.hedge_budget.0),
+        ));
+    }
+    Ok(())
+}
 
 fn check_provider_resolution(c: &Config) -> Result<(), (&'static str, String)> {
     let u = &c.upstream;

@@ -271,6 +271,8 @@ pub fn cache_settings(config: &Config, pool: ProviderPool) -> CacheSettings {
         beam_warm_max: config.upstream.beam_warm_max.0,
         quota_fallback: config.upstream.on_quota_exhausted
             == crate::config::OnQuotaExhausted::Providers,
+        hedge_after: config.upstream.hedge_after,
+        hedge_budget: config.upstream.hedge_budget.0,
         egress: None,
     }
 }

@@ -39,6 +39,7 @@ use crate::http::range::ByteRange;
 use crate::metrics;
 
 pub mod beam_state;
+pub mod hedge;
 pub mod resolve;
 
 use beam_state::{BeamPiece, BeamState};
