@@ -384,6 +384,7 @@ impl AdminApp {
             cid: Arc::from(cid_str.as_str()),
             size,
             beam_url: None,
+            chain_payer: Default::default(),
         };
         self.state.cache.warm(&piece, wanted);
         let g = self.state.cache.geometry();

@@ -693,3 +693,73 @@ fn a_late_beam_answer_is_hedged_to_a_provider_within_the_budget() {
     assert_eq!(hedges(&edge, "won"), 0.0);
     assert_eq!(sp.count("GET"), sp_gets, "a hedge past the budget");
 }
+
+#[test]
+fn each_payers_holders_are_resolved_from_the_chain_by_default() {
+    // No resolve_providers key: chain resolution is on whenever a payer is
+    // known, upstream.payer's or that of a /beam/<payer>/ request, each
+    // payer's data sets read on their own.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let other: Address = Address::repeat_byte(0xbb);
+    let mine = mp4_like(150_000, 96);
+    let theirs = mp4_like(160_000, 97);
+    let only_mine = mp4_like(170_000, 98);
+    let (mine_cid, theirs_cid, only_mine_cid) =
+        (cid_of(&mine), cid_of(&theirs), cid_of(&only_mine));
+    // Beam does not know them yet (fresh uploads, not yet indexed).
+    let beam = MockBeam::start();
+    beam.set_fault(Fault::Status(404));
+    let my_sp = MockSp::start();
+    my_sp.add_piece(&mine_cid, mine.clone());
+    my_sp.add_piece(&only_mine_cid, only_mine.clone());
+    let their_sp = MockSp::start();
+    their_sp.add_piece(&theirs_cid, theirs.clone());
+    let rpc = mock_chain_of(
+        &rt,
+        vec![
+            (
+                PAYER.parse().unwrap(),
+                vec![MockDataSet {
+                    id: 1,
+                    provider_id: 1,
+                    service_url: my_sp.url(),
+                    pdp_end_epoch: 0,
+                }],
+            ),
+            (
+                other,
+                vec![MockDataSet {
+                    id: 2,
+                    provider_id: 2,
+                    service_url: their_sp.url(),
+                    pdp_end_epoch: 0,
+                }],
+            ),
+        ],
+    );
+    let edge = EdgeProcess::start(&beam_upstream(
+        &beam,
+        &format!(
+            "  payers: any\n  rpc_url: \"{}\"\n  retries: 0\n",
+            rpc.url()
+        ),
+    ));
+    let other_path = |cid: &str| format!("/beam/{}/{cid}", other.to_string().to_lowercase());
+    // The other payer's data sets are not at my provider: it is never asked,
+    // and the request gets Beam's answer.
+    let (status, _, _) = raw_get(edge.public, &other_path(&only_mine_cid), &[]).unwrap();
+    assert_eq!(status, 404);
+    assert!(
+        my_sp.requests().is_empty(),
+        "a provider of another payer's data sets was asked"
+    );
+    // upstream.payer's pieces, from its providers.
+    let (status, _, body) = get_piece(&edge, &mine_cid);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert!(body == mine);
+    // The other payer's pieces, from its own.
+    let (status, _, body) = raw_get(edge.public, &other_path(&theirs_cid), &[]).unwrap();
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert!(body == theirs);
+    assert!(their_sp.count("GET") >= 1);
+}

@@ -546,7 +546,7 @@ impl Inner {
         let pool = &self.settings.pool;
         out.extend(pool.usable(&self.settings.providers));
         let tried = out.clone();
-        out.extend(pool.resolved(&piece.cid, &tried).await);
+        out.extend(pool.resolved(&piece.chain_payer, &piece.cid, &tried).await);
         out
     }
 

@@ -155,6 +155,9 @@ pub struct Piece {
     /// `None`: the configured `upstream.payer`'s. Not part of the cache key:
     /// a fill started for one payer serves readers of every payer.
     pub beam_url: Option<Arc<str>>,
+    /// Whose data sets the chain is asked about for the piece's holders
+    /// when Beam fails (`upstream.resolve_providers`).
+    pub chain_payer: crate::upstream::resolve::ChainPayer,
 }
 
 impl Piece {
@@ -379,6 +382,7 @@ impl WindowCache {
                 cid: Arc::from(cid.to_string()),
                 size,
                 beam_url: None,
+                chain_payer: Default::default(),
             };
             self.inner.layer_arrived(&piece, added);
         }
@@ -395,14 +399,19 @@ impl WindowCache {
     }
 
     /// A piece's size from the storage providers' `HEAD` (static ones,
-    /// then the chain-resolved holders): for a v1 CID while Beam is cold.
-    pub async fn provider_size(&self, cid: &str) -> Option<u64> {
+    /// then the holders the chain names for `payer`): for a v1 CID while
+    /// Beam is cold.
+    pub async fn provider_size(
+        &self,
+        payer: &crate::upstream::resolve::ChainPayer,
+        cid: &str,
+    ) -> Option<u64> {
         let s = &self.inner.settings;
         let usable = s.pool.usable(&s.providers);
         if let Some(size) = self.inner.upstream.provider_size(&usable, cid).await {
             return Some(size);
         }
-        let resolved = s.pool.resolved(cid, &usable).await;
+        let resolved = s.pool.resolved(payer, cid, &usable).await;
         self.inner.upstream.provider_size(&resolved, cid).await
     }
 
@@ -585,6 +594,7 @@ impl WindowCache {
                 cid: cid_arc.clone(),
                 size,
                 beam_url: None,
+                chain_payer: Default::default(),
             };
             self.inner.check_for(&piece).map(|c| match c {
                 PieceCheck::Whole(_) => "cid",
@@ -596,6 +606,7 @@ impl WindowCache {
                 cid: cid_arc.clone(),
                 size,
                 beam_url: None,
+                chain_payer: Default::default(),
             };
             self.inner.check_kind(&piece).label()
         });

@@ -176,7 +176,8 @@ impl Inner {
         matches!(
             self.upstream.beam_state().get(base, &piece.cid),
             BeamPiece::Warm | BeamPiece::Warmed
-        ) && (!self.settings.providers.is_empty() || self.settings.pool.resolver().is_some())
+        ) && (!self.settings.providers.is_empty()
+            || self.settings.pool.resolves_for(&piece.chain_payer))
     }
 
     /// A Beam error the storage providers may answer instead: not a refusal
@@ -281,7 +282,7 @@ impl Inner {
                 }
                 tried.push(p);
             }
-            candidates = pool.resolved(&piece.cid, &tried).await;
+            candidates = pool.resolved(&piece.chain_payer, &piece.cid, &tried).await;
             if candidates.is_empty() {
                 return None;
             }

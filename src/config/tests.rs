@@ -276,7 +276,7 @@ fn hedging_keys_parse_and_bad_ones_name_their_key() {
 #[test]
 fn provider_resolution_keys_are_checked_and_name_their_key() {
     let c = Config::from_yaml(DEFAULT_CONFIG_YAML, "embedded").unwrap();
-    assert!(!c.upstream.resolve_providers);
+    assert!(c.upstream.resolve_providers);
     assert_eq!(c.upstream.rpc_url, None);
     assert_eq!(c.upstream.resolve_ttl.0, Duration::from_secs(600));
     assert_eq!(c.upstream.provider_backoff.0, Duration::from_secs(10));
@@ -297,10 +297,6 @@ fn provider_resolution_keys_are_checked_and_name_their_key() {
             .unwrap_err()
             .path
     };
-    assert_eq!(
-        bad("upstream:\n  resolve_providers: true\n"),
-        "upstream.resolve_providers"
-    );
     assert_eq!(
         bad("upstream:\n  rpc_url: \"ftp://x\"\n"),
         "upstream.rpc_url"

@@ -103,7 +103,9 @@ pub struct UpstreamConfig {
     pub retries: u32,
     /// Find the storage providers holding a piece from the chain (the
     /// payer's live data sets, the registry's service URLs, a HEAD probe),
-    /// tried after `providers` when Beam fails.
+    /// tried after `providers` when Beam fails: for `payer`'s pieces, and
+    /// for each payer a `/beam/<payer>/…` request names. On by default; it
+    /// does nothing while no payer is known.
     pub resolve_providers: bool,
     /// JSON-RPC endpoint for provider resolution; `None` uses
     /// `upload.rpc_url`, else the network's public endpoint.
@@ -216,7 +218,7 @@ impl Default for UpstreamConfig {
             read_timeout: HumanDuration(Duration::from_secs(30)),
             max_skip: ByteSize(8 << 20),
             retries: 2,
-            resolve_providers: false,
+            resolve_providers: true,
             rpc_url: None,
             resolve_ttl: HumanDuration(Duration::from_secs(600)),
             provider_backoff: HumanDuration(Duration::from_secs(10)),
@@ -264,13 +266,6 @@ fn check_provider_resolution(c: &Config) -> Result<(), (&'static str, String)> {
     let u = &c.upstream;
     if let Some(url) = &u.rpc_url {
         check_http_url(url).map_err(|r| ("upstream.rpc_url", r))?;
-    }
-    if u.resolve_providers && u.payer.is_none() {
-        return Err((
-            "upstream.resolve_providers",
-            "needs upstream.payer: the payer's data sets say which providers hold its pieces"
-                .into(),
-        ));
     }
     if !(Duration::from_secs(1)..=Duration::from_secs(86_400)).contains(&u.resolve_ttl.0) {
         return Err(("upstream.resolve_ttl", "must be 1s to 24h".into()));

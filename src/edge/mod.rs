@@ -196,26 +196,48 @@ impl EdgeState {
     }
 }
 
-/// The provider pool a config asks for: a chain resolver when
-/// `upstream.resolve_providers` is on, and the 429 backoff.
+/// The provider pool a config asks for: with `upstream.resolve_providers`,
+/// chain resolution for `upstream.payer` (when set) and for each payer a
+/// `/beam/<payer>/…` request names (when such requests can reach Beam);
+/// and the backoff.
 pub fn provider_pool(config: &Config) -> Result<ProviderPool, String> {
     let u = &config.upstream;
-    let resolver = if u.resolve_providers {
-        let payer = config
-            .payer()
-            .and_then(|p| p.parse::<crate::chain::Address>().ok())
-            .ok_or("upstream.resolve_providers: needs a valid upstream.payer")?;
-        Some(ChainResolver::new(ResolveSettings {
-            rpc_url: crate::config::resolve_rpc_url(config),
-            network: config.upstream.network,
-            payer,
-            ttl: u.resolve_ttl.0,
-            probe_timeout: u.connect_timeout.0 + u.read_timeout.0,
-        })?)
-    } else {
-        None
+    if !u.resolve_providers {
+        return Ok(ProviderPool::new(None, u.provider_backoff.0));
+    }
+    let template = ResolveSettings {
+        rpc_url: crate::config::resolve_rpc_url(config),
+        network: config.upstream.network,
+        payer: crate::chain::Address::ZERO,
+        ttl: u.resolve_ttl.0,
+        probe_timeout: u.connect_timeout.0 + u.read_timeout.0,
     };
-    Ok(ProviderPool::new(resolver, u.provider_backoff.0))
+    let configured = match config.payer() {
+        Some(p) => {
+            let payer = p
+                .parse::<crate::chain::Address>()
+                .map_err(|e| format!("upstream.payer: {e}"))?;
+            Some(ChainResolver::new(ResolveSettings {
+                payer,
+                ..template.clone()
+            })?)
+        }
+        None => None,
+    };
+    let whose = match (config.payer(), route::PayerRoutes::new(config).any_usable()) {
+        (Some(p), true) => format!("upstream.payer {p} and the payers /beam/ requests name"),
+        (Some(p), false) => format!("upstream.payer {p}"),
+        (None, true) => "the payers /beam/ requests name".to_string(),
+        (None, false) => "nobody: no payer is known (set upstream.payer)".to_string(),
+    };
+    log::info!(
+        "chain resolution of a piece's storage providers when Beam fails: for {whose}, through {}",
+        template.rpc_url
+    );
+    if !route::PayerRoutes::new(config).any_usable() {
+        return Ok(ProviderPool::new(configured, u.provider_backoff.0));
+    }
+    ProviderPool::per_payer(configured, template, u.provider_backoff.0)
 }
 
 /// The storage providers to try first when Beam fails: `upstream.providers`,

@@ -47,6 +47,7 @@ use crate::http::sniff::{sniff_content_type, SNIFF_LEN};
 use crate::manifest::{Manifest, FORMAT as MANIFEST_FORMAT, MAX_MANIFEST_BYTES};
 use crate::metrics;
 use crate::piece::PieceCid;
+use crate::upstream::resolve::ChainPayer;
 use crate::upstream::UpstreamError;
 
 /// `Cache-Control` of every piece response: the bytes are content-addressed.
@@ -346,7 +347,7 @@ async fn prologue(
     ctx: &mut RequestCtx,
     media: &MediaPath<'_>,
     what: &str,
-) -> Result<Option<(PieceCid, String, Option<Arc<str>>)>> {
+) -> Result<Option<(PieceCid, String, Option<Arc<str>>, ChainPayer)>> {
     if !method_allowed(session, ctx).await? {
         return Ok(None);
     }
@@ -378,7 +379,8 @@ async fn prologue(
     if !not_modified_check(session, ctx, &etag).await? {
         return Ok(None);
     }
-    Ok(Some((cid, etag, beam_url)))
+    let chain_payer = state.payer_routes.chain_payer(media.beam.as_ref());
+    Ok(Some((cid, etag, beam_url, chain_payer)))
 }
 
 /// Serves one parsed media path.
@@ -416,7 +418,8 @@ async fn serve_piece(
     ctx: &mut RequestCtx,
     media: &MediaPath<'_>,
 ) -> Result<()> {
-    let Some((cid, etag, beam_url)) = prologue(state, session, ctx, media, "PieceCID").await?
+    let Some((cid, etag, beam_url, chain_payer)) =
+        prologue(state, session, ctx, media, "PieceCID").await?
     else {
         return Ok(());
     };
@@ -450,7 +453,7 @@ async fn serve_piece(
                 // Beam is cold (a chunked whole-piece answer carries no size)
                 // or failed: a storage provider's HEAD gives the size.
                 Err(e) if e.refusal().is_none() => {
-                    match state.cache.provider_size(&cid_str).await {
+                    match state.cache.provider_size(&chain_payer, &cid_str).await {
                         Some(size) => {
                             log::info!("size of {cid_str} from a storage provider: {size} ({e})");
                             state.meta.update(&cid_str, Some(size), None);
@@ -467,6 +470,7 @@ async fn serve_piece(
         cid: Arc::from(cid_str.as_str()),
         size,
         beam_url,
+        chain_payer,
     };
     let resource = Resource {
         etag,
@@ -486,11 +490,12 @@ async fn serve_asset(
     ctx: &mut RequestCtx,
     media: &MediaPath<'_>,
 ) -> Result<()> {
-    let Some((cid, etag, beam_url)) = prologue(state, session, ctx, media, "asset id").await?
+    let Some((cid, etag, beam_url, chain_payer)) =
+        prologue(state, session, ctx, media, "asset id").await?
     else {
         return Ok(());
     };
-    let manifest = match load_manifest(state, &cid, &beam_url).await {
+    let manifest = match load_manifest(state, &cid, &beam_url, &chain_payer).await {
         Ok(m) => m,
         Err(e) => return respond_self_read_error(session, ctx, &e).await,
     };
@@ -508,6 +513,7 @@ async fn serve_asset(
             cid: Arc::from(p.cid.as_str()),
             size: p.size,
             beam_url: beam_url.clone(),
+            chain_payer: chain_payer.clone(),
         })
         .collect();
     // A name in the URL wins; else the name the file was uploaded under.
@@ -530,6 +536,7 @@ async fn load_manifest(
     state: &EdgeState,
     cid: &PieceCid,
     beam_url: &Option<Arc<str>>,
+    chain_payer: &ChainPayer,
 ) -> std::result::Result<Arc<Manifest>, SelfReadError> {
     let cid_str = cid.to_string();
     if let Some(m) = state.manifests.get(&cid_str) {
@@ -549,6 +556,7 @@ async fn load_manifest(
         cid: Arc::from(cid_str.as_str()),
         size,
         beam_url: beam_url.clone(),
+        chain_payer: chain_payer.clone(),
     };
     // Look at the head first, so a media piece is not read whole to find
     // out it is not a manifest.

@@ -22,6 +22,7 @@ use std::sync::Arc;
 
 use crate::config::{is_eth_address, Config, Network, Payers};
 use crate::http::disposition::{percent_decode, sanitize_filename};
+use crate::upstream::resolve::ChainPayer;
 
 /// A piece or an asset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,6 +180,20 @@ impl PayerRoutes {
                 503,
                 "upstream.beam_url has no {payer}, so this edge cannot bill the payer a request names; use /piece/<PieceCID>".into(),
             )),
+        }
+    }
+
+    /// Whose data sets name the holders of a piece read for `who` (`None`:
+    /// a `/piece/…` request, `upstream.payer`'s): the payer a `/beam/…`
+    /// request names, unless it is on another network than
+    /// `upstream.network`, whose chain this edge does not read.
+    pub fn chain_payer(&self, who: Option<&BeamPayer<'_>>) -> ChainPayer {
+        match who {
+            None => ChainPayer::Configured,
+            Some(w) if w.network.is_none_or(|n| n == self.config.upstream.network) => {
+                ChainPayer::Named(Arc::from(w.payer.to_ascii_lowercase()))
+            }
+            Some(_) => ChainPayer::Nobody,
         }
     }
 }

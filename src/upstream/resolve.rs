@@ -528,13 +528,56 @@ impl ResolverInner {
     }
 }
 
+/// Whose data sets say which providers hold a piece.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum ChainPayer {
+    /// `upstream.payer`'s (a `/piece/…` request).
+    #[default]
+    Configured,
+    /// The payer a `/beam/<payer>/…` request named (lowercase 0x address).
+    Named(Arc<str>),
+    /// Nobody's: a `/beam/…` request on another network than
+    /// `upstream.network`, whose chain this edge does not read.
+    Nobody,
+}
+
+/// Most payers with a resolver of their own (`/beam/<payer>/…`); the map
+/// is emptied when full (a resolver in use lives on; a payer's directory is
+/// cheap to read again).
+pub const MAX_PAYER_RESOLVERS: usize = 256;
+
+/// The chain resolvers: `upstream.payer`'s, and one per payer named by a
+/// `/beam/<payer>/…` request, made on first use.
+struct Resolvers {
+    /// `upstream.payer`'s.
+    configured: Option<ChainResolver>,
+    /// How another payer's resolver is made (`None`: only `configured`).
+    template: Option<ResolveSettings>,
+    by_payer: Mutex<HashMap<Address, ChainResolver>>,
+}
+
 /// The providers to fail over to, shared by the window cache and the admin
-/// API: the static list, the chain resolver (when on), and the 429 backoffs.
-#[derive(Clone, Debug, Default)]
+/// API: the static list, the chain resolvers (when on), and the backoffs.
+#[derive(Clone, Default)]
 pub struct ProviderPool {
-    resolver: Option<ChainResolver>,
+    chain: Option<Arc<Resolvers>>,
     busy: Arc<Mutex<HashMap<String, Instant>>>,
     backoff: Duration,
+}
+
+impl std::fmt::Debug for ProviderPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProviderPool")
+            .field(
+                "configured",
+                &self.chain.as_ref().and_then(|c| c.configured.as_ref()),
+            )
+            .field(
+                "per_payer",
+                &self.chain.as_ref().is_some_and(|c| c.template.is_some()),
+            )
+            .finish()
+    }
 }
 
 /// What `GET /admin/cache/<cid>` shows under `providers`.
@@ -550,18 +593,107 @@ pub struct PoolStatus {
 }
 
 impl ProviderPool {
-    /// A pool with an optional resolver; a provider that answers 429 is skipped for `backoff`.
+    /// A pool with an optional resolver (`upstream.payer`'s only); a
+    /// provider that answers 429 is skipped for `backoff`.
     pub fn new(resolver: Option<ChainResolver>, backoff: Duration) -> ProviderPool {
         ProviderPool {
-            resolver,
+            chain: resolver.map(|r| {
+                Arc::new(Resolvers {
+                    configured: Some(r),
+                    template: None,
+                    by_payer: Mutex::new(HashMap::new()),
+                })
+            }),
             busy: Arc::default(),
             backoff,
         }
     }
 
-    /// The chain resolver, when `upstream.resolve_providers` is on.
+    /// A pool resolving every payer's pieces from the chain: `configured`
+    /// (`upstream.payer`'s resolver, if any), and for each payer a
+    /// `/beam/<payer>/…` request names, a resolver made from `template`
+    /// with that payer, on first use. The template's RPC URL is checked
+    /// here.
+    pub fn per_payer(
+        configured: Option<ChainResolver>,
+        template: ResolveSettings,
+        backoff: Duration,
+    ) -> Result<ProviderPool, String> {
+        ChainReader::new(&template.rpc_url, template.network)
+            .map_err(|e| format!("upstream.rpc_url: {e}"))?;
+        Ok(ProviderPool {
+            chain: Some(Arc::new(Resolvers {
+                configured,
+                template: Some(template),
+                by_payer: Mutex::new(HashMap::new()),
+            })),
+            busy: Arc::default(),
+            backoff,
+        })
+    }
+
+    /// `upstream.payer`'s chain resolver, when resolution is on and that
+    /// payer is set.
     pub fn resolver(&self) -> Option<&ChainResolver> {
-        self.resolver.as_ref()
+        self.chain.as_ref()?.configured.as_ref()
+    }
+
+    /// Whether the chain may name holders of a piece read for `payer`.
+    pub fn resolves_for(&self, payer: &ChainPayer) -> bool {
+        let Some(chain) = &self.chain else {
+            return false;
+        };
+        match payer {
+            ChainPayer::Configured => chain.configured.is_some(),
+            ChainPayer::Named(p) => {
+                chain.template.is_some()
+                    || chain.configured.as_ref().is_some_and(|c| {
+                        p.parse::<Address>()
+                            .is_ok_and(|a| a == c.inner.settings.payer)
+                    })
+            }
+            ChainPayer::Nobody => false,
+        }
+    }
+
+    /// The resolver of `payer`'s data sets (made on first use).
+    fn resolver_for(&self, payer: &ChainPayer) -> Option<ChainResolver> {
+        let chain = self.chain.as_ref()?;
+        let named = match payer {
+            ChainPayer::Configured => return chain.configured.clone(),
+            ChainPayer::Nobody => return None,
+            ChainPayer::Named(p) => p.parse::<Address>().ok()?,
+        };
+        if let Some(c) = chain
+            .configured
+            .as_ref()
+            .filter(|c| c.inner.settings.payer == named)
+        {
+            return Some(c.clone());
+        }
+        let template = chain.template.as_ref()?;
+        let mut map = lock(&chain.by_payer);
+        if let Some(r) = map.get(&named) {
+            return Some(r.clone());
+        }
+        if map.len() >= MAX_PAYER_RESOLVERS {
+            map.clear();
+        }
+        let settings = ResolveSettings {
+            payer: named,
+            ..template.clone()
+        };
+        match ChainResolver::new(settings) {
+            Ok(r) => {
+                log::info!("chain resolution: reading the data sets of payer {named}");
+                map.insert(named, r.clone());
+                Some(r)
+            }
+            Err(e) => {
+                log::warn!("chain resolution for payer {named}: {e}");
+                None
+            }
+        }
     }
 
     /// `static_providers` without duplicates and without providers backing
@@ -581,12 +713,12 @@ impl ProviderPool {
         self.drop_busy(out, now)
     }
 
-    /// The chain-resolved holders of `cid` not in `tried` and not backing
-    /// off: what to try once the static providers failed. Empty when
-    /// resolution is off. The chain is asked only when this is called, so a
-    /// static provider that serves costs no RPC.
-    pub async fn resolved(&self, cid: &str, tried: &[String]) -> Vec<String> {
-        let Some(r) = &self.resolver else {
+    /// The chain-resolved holders of `cid` (read for `payer`) not in
+    /// `tried` and not backing off: what to try once the static providers
+    /// failed. Empty when resolution is off. The chain is asked only when
+    /// this is called, so a static provider that serves costs no RPC.
+    pub async fn resolved(&self, payer: &ChainPayer, cid: &str, tried: &[String]) -> Vec<String> {
+        let Some(r) = self.resolver_for(payer) else {
             return Vec::new();
         };
         // Those backing off are not waited for either.
@@ -644,6 +776,17 @@ impl ProviderPool {
         lock(&self.busy).insert(provider.to_string(), Instant::now() + self.backoff);
     }
 
+    /// The chain resolution of `cid`: `upstream.payer`'s, else the first
+    /// other payer's that resolved it.
+    fn resolution_status(&self, cid: &str) -> Option<ResolutionStatus> {
+        let chain = self.chain.as_ref()?;
+        if let Some(st) = chain.configured.as_ref().and_then(|r| r.status(cid)) {
+            return Some(st);
+        }
+        let others: Vec<ChainResolver> = lock(&chain.by_payer).values().cloned().collect();
+        others.iter().find_map(|r| r.status(cid))
+    }
+
     /// For the admin API.
     pub fn status(&self, static_providers: &[String], cid: &str) -> PoolStatus {
         let now = Instant::now();
@@ -655,7 +798,7 @@ impl ProviderPool {
         backing_off.sort();
         PoolStatus {
             static_providers: static_providers.to_vec(),
-            resolved: self.resolver.as_ref().and_then(|r| r.status(cid)),
+            resolved: self.resolution_status(cid),
             backing_off,
         }
     }
@@ -670,7 +813,10 @@ mod tests {
         let pool = ProviderPool::new(None, Duration::from_secs(60));
         let statics = vec!["http://a".to_string(), "http://b".to_string()];
         assert_eq!(pool.usable(&statics), statics);
-        assert!(pool.resolved("cid", &[]).await.is_empty());
+        assert!(pool
+            .resolved(&ChainPayer::Configured, "cid", &[])
+            .await
+            .is_empty());
         pool.mark_busy("http://a");
         assert_eq!(pool.usable(&statics), vec!["http://b"]);
         assert_eq!(pool.status(&statics, "cid").backing_off, vec!["http://a"]);

@@ -863,10 +863,18 @@ impl EdgeProcess {
         } else {
             "  grace_period: 0s\n"
         };
+        // Chain resolution is on by default whenever a payer is known; a
+        // test reaches no chain but the mock one it names (upstream.rpc_url).
+        let hermetic =
+            if o.upstream.contains("resolve_providers:") || o.upstream.contains("rpc_url:") {
+                ""
+            } else {
+                "\n  resolve_providers: false"
+            };
         let cfg = format!(
-            "server:\n  listen: \"{public}\"\n  threads: 2\n{grace}{}upstream:\n{}\ncache:\n{}\n  disk:\n    path: \"{}\"\n{}\nadmin:\n  listen: \"{admin}\"\n{token}metrics:\n  listen: \"{metrics}\"\n",
+            "server:\n  listen: \"{public}\"\n  threads: 2\n{grace}{}upstream:\n{}{hermetic}\ncache:\n{}\n  disk:\n    path: \"{}\"\n{}\nadmin:\n  listen: \"{admin}\"\n{token}metrics:\n  listen: \"{metrics}\"\n",
             o.server,
-            o.upstream,
+            o.upstream.trim_end_matches('\n'),
             o.cache,
             cache_dir.display(),
             o.disk,
