@@ -53,6 +53,7 @@ server:
 upstream:
   beam_url: "http://127.0.0.1:$UP_PORT/{payer}"
   payer: "$PAYER"
+  resolve_providers: false
 cache:
   disk:
     path: "$WORK/$name-cache"

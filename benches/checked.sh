@@ -53,7 +53,7 @@ cold_read() { # path
   edge=$(free_port); metrics=$(free_port); admin=$(free_port); dir=$WORK/cache-$RANDOM
   cat > "$WORK/edge.yaml" <<YML
 server: { listen: "127.0.0.1:$edge", threads: 2, grace_period: 0s }
-upstream: { beam_url: "http://127.0.0.1:$UP/{payer}", payer: "0x00000000000000000000000000000000000000aa" }
+upstream: { beam_url: "http://127.0.0.1:$UP/{payer}", payer: "0x00000000000000000000000000000000000000aa", resolve_providers: false }
 cache: { window: 1MiB, memory: 256MiB, disk: { path: "$dir", size: 2GiB } }
 admin: { listen: "127.0.0.1:$admin" }
 metrics: { listen: "127.0.0.1:$metrics" }

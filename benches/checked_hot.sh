@@ -42,7 +42,7 @@ start_edge() {
   PORT=$(free_port); ADMIN=$(free_port); metrics=$(free_port)
   cat > "$WORK/$name.yaml" <<YML
 server: { listen: "127.0.0.1:$PORT", threads: 2 }
-upstream: { beam_url: "http://127.0.0.1:$UP/{payer}", payer: "0x00000000000000000000000000000000000000aa" }
+upstream: { beam_url: "http://127.0.0.1:$UP/{payer}", payer: "0x00000000000000000000000000000000000000aa", resolve_providers: false }
 cache: { window: 1MiB, memory: 256MiB, prefetch: 0, check_windows: $check }
 verify: $verify
 admin: { listen: "127.0.0.1:$ADMIN" }

@@ -55,7 +55,7 @@ start_replicas() {
     [ "$mode" = cluster ] && cluster="cluster: { enabled: true, self: edge-$i, peer_listen: \"${IPS[$i]}:${PEER[$i]}\", peers: [ ${peers%, } ], refresh: 1s }"
     cat > "$WORK/edge-$mode-$i.yaml" <<YML
 server: { listen: "${IPS[$i]}:${PUB[$i]}", threads: 2, grace_period: 0s }
-upstream: { beam_url: "http://127.0.0.1:$UP/{payer}", payer: "0x00000000000000000000000000000000000000aa" }
+upstream: { beam_url: "http://127.0.0.1:$UP/{payer}", payer: "0x00000000000000000000000000000000000000aa", resolve_providers: false }
 cache: { window: 1MiB, memory: 256MiB, disk: { path: "$WORK/cache-$mode-$i", size: 4GiB } }
 admin: { listen: "${IPS[$i]}:${ADMIN[$i]}" }
 metrics: { listen: "${IPS[$i]}:$m" }

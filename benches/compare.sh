@@ -85,7 +85,7 @@ start_edge() {
   EDGE=$(free_port); METRICS=$(free_port); local admin; admin=$(free_port)
   cat > "$WORK/$name.yaml" <<YML
 server: { listen: "127.0.0.1:$EDGE", threads: 2, grace_period: 0s }
-upstream: { beam_url: "http://127.0.0.1:$up/{payer}", payer: "$PAYER" }
+upstream: { beam_url: "http://127.0.0.1:$up/{payer}", payer: "$PAYER", resolve_providers: false }
 cache: { window: 1MiB, $cache, disk: { path: "$dir", size: ${DISK_SIZE:-4GiB} } }
 admin: { listen: "127.0.0.1:$admin" }
 metrics: { listen: "127.0.0.1:$METRICS" }

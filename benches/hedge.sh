@@ -99,6 +99,7 @@ server:
 upstream:
   beam_url: "http://127.0.0.1:$beam/{payer}"
   payer: "$PAYER"
+  resolve_providers: false
   providers: ["http://127.0.0.1:$pa", "http://127.0.0.1:$pb"]
   hedge_after: $hedge
   hedge_budget: $BUDGET

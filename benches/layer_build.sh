@@ -35,7 +35,7 @@ wait_http "http://127.0.0.1:$UP/__stats"
 edge=$(free_port); metrics=$(free_port); admin=$(free_port); dir=$WORK/cache
 cat > "$WORK/edge.yaml" <<YML
 server: { listen: "127.0.0.1:$edge", threads: 2, grace_period: 0s }
-upstream: { beam_url: "http://127.0.0.1:$UP/{payer}", payer: "0x00000000000000000000000000000000000000aa" }
+upstream: { beam_url: "http://127.0.0.1:$UP/{payer}", payer: "0x00000000000000000000000000000000000000aa", resolve_providers: false }
 cache: { window: 1MiB, memory: 256MiB, prefetch: 0, disk: { path: "$dir", size: 2GiB } }
 verify: { mode: background, build_delay: 0s }
 admin: { listen: "127.0.0.1:$admin" }

@@ -132,6 +132,7 @@ server:
 upstream:
   beam_url: "http://127.0.0.1:$UP_PORT/{payer}"
   payer: "$PAYER"
+  resolve_providers: false
 cache:
   memory: $MEMORY
 $INFLIGHT_LINE

@@ -42,7 +42,7 @@ NGX
 "$NGINX" -c "$WORK/nginx.conf" -p "$WORK" & PIDS+=($!)
 cat > "$WORK/edge.yaml" <<YML
 server: { listen: "127.0.0.1:$EDGE", threads: 1, grace_period: 0s }
-upstream: { beam_url: "http://127.0.0.1:$ORIGIN/{payer}", payer: "$PAYER" }
+upstream: { beam_url: "http://127.0.0.1:$ORIGIN/{payer}", payer: "$PAYER", resolve_providers: false }
 admin: { listen: "127.0.0.1:$ADMIN" }
 metrics: { listen: "127.0.0.1:$METRICS" }
 YML

@@ -28,7 +28,7 @@ UP=$(free_port); EDGE=$(free_port); METRICS=$(free_port); ADMIN=$(free_port)
 wait_http "http://127.0.0.1:$UP/__stats"
 cat > "$WORK/edge.yaml" <<YML
 server: { listen: "127.0.0.1:$EDGE", threads: 2, grace_period: 0s }
-upstream: { beam_url: "http://127.0.0.1:$UP/{payer}", payer: "0x00000000000000000000000000000000000000aa" }
+upstream: { beam_url: "http://127.0.0.1:$UP/{payer}", payer: "0x00000000000000000000000000000000000000aa", resolve_providers: false }
 cache: { window: 1MiB, memory: 256MiB, disk: { path: "$WORK/cache", size: 2GiB } }
 admin: { listen: "127.0.0.1:$ADMIN" }
 metrics: { listen: "127.0.0.1:$METRICS" }

@@ -73,7 +73,7 @@ start_edge() { # name server-extra -> EDGE (public port)
   EDGE=$(free_port); local metrics admin; metrics=$(free_port); admin=$(free_port)
   cat > "$WORK/$1.yaml" <<YML
 server: { listen: "127.0.0.1:$EDGE", threads: 2, grace_period: 0s, $2 }
-upstream: { beam_url: "http://127.0.0.1:$UP/{payer}", payer: "$PAYER" }
+upstream: { beam_url: "http://127.0.0.1:$UP/{payer}", payer: "$PAYER", resolve_providers: false }
 cache: { window: 1MiB, memory: 256MiB, disk: { path: "$WORK/cache-$1", size: 1GiB } }
 admin: { listen: "127.0.0.1:$admin" }
 metrics: { listen: "127.0.0.1:$metrics" }

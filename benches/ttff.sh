@@ -116,7 +116,7 @@ start_edge() { # name origin-port extra-cache-yaml
   rm -rf "$WORK/cache-$1"
   cat > "$WORK/$1.yaml" <<YML
 server: { listen: "127.0.0.1:$EDGE", threads: 2, grace_period: 0s }
-upstream: { beam_url: "http://127.0.0.1:$2/{payer}", payer: "$PAYER" }
+upstream: { beam_url: "http://127.0.0.1:$2/{payer}", payer: "$PAYER", resolve_providers: false }
 cache: { disk: { path: "$WORK/cache-$1", size: 1GiB }$3 }
 admin: { listen: "127.0.0.1:$admin" }
 metrics: { listen: "127.0.0.1:$metrics" }

@@ -110,10 +110,14 @@ pub fn run_with(config: Config, options: RunOptions) -> Result<(), String> {
     if let Some(resolver) = state.providers.resolver() {
         // upstream.network against the RPC's chain id, before any socket is
         // taken: a mismatch would resolve providers of the wrong network.
-        // An RPC that does not answer within the connect timeout is checked
-        // again before the first chain read (resolution is on by default:
-        // an unreachable RPC must not hold up a start).
-        let timeout = config.upstream.connect_timeout.0;
+        // An RPC that does not answer within the connect timeout (at least
+        // 5 s) is checked again before the first chain read (resolution is
+        // on by default: an unreachable RPC must not hold up a start).
+        let timeout = config
+            .upstream
+            .connect_timeout
+            .0
+            .max(std::time::Duration::from_secs(5));
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

@@ -17,7 +17,7 @@ use beam_edge::chain::abi::{IFwss, IFwssView, IPdpVerifier, IServiceProviderRegi
 use beam_edge::chain::Network;
 use common::{
     beam_upstream, metric_value, mp4_like, raw_get, raw_request, EdgeOptions, EdgeProcess, Fault,
-    MockBeam, PAYER,
+    MockBeam, Refuse, PAYER,
 };
 use common_rpc::MockRpc;
 use common_sp::MockSp;
@@ -678,7 +678,31 @@ fn a_late_beam_answer_is_hedged_to_a_provider_within_the_budget() {
     assert_eq!(sp.count("GET"), 1);
     assert_eq!(hedges(&edge, "won"), 1.0);
     assert_eq!(hedges(&edge, "over_budget"), 0.0);
+    // Beam starts refusing the piece (the payer's quota is spent), late.
+    // The hedge serves the window in flight, but Beam's request runs on to
+    // its answer: the refusal is remembered, and the next window gets it
+    // with no request to Beam or to a provider.
+    beam.refuse(&cid, Refuse::Quota);
+    let (status, body) = get_range(&edge, &cid, 300_000, 300_099);
+    assert_eq!(status, 206);
+    assert!(body == data[300_000..300_100]);
+    assert_eq!(hedges(&edge, "won"), 2.0);
+    beam.wait_answers_done();
+    let (beam_asked, sp_asked) = (beam.requests().len(), sp.count("GET"));
+    let (status, body) = get_range(&edge, &cid, 900_000, 900_099);
+    assert_eq!(status, 402, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(
+        beam.requests().len(),
+        beam_asked,
+        "the refusal was not remembered"
+    );
+    assert_eq!(
+        sp.count("GET"),
+        sp_asked,
+        "a provider was asked after a refusal"
+    );
     drop(edge);
+    beam.stop_refusing(&cid);
 
     // 5%: one hedge per 20 requests that could be hedged. The first late
     // answer may not spend one.

@@ -24,6 +24,9 @@ enum Answer {
     Beam(Result<UpstreamBody, UpstreamError>),
     /// A storage provider, asked when Beam was late.
     Hedge(UpstreamBody, Arc<str>),
+    /// Beam failed, and so did every storage provider the hedge asked: no
+    /// second round of them.
+    Failed(UpstreamError),
 }
 
 impl Inner {
@@ -63,6 +66,7 @@ impl Inner {
         let beam = match self.beam_or_hedge(piece, range).await {
             Answer::Beam(result) => result,
             Answer::Hedge(body, holder) => return Ok(((body, Some(holder)), false)),
+            Answer::Failed(e) => return Err(e),
         };
         match beam {
             Ok(body) if !body.whole_piece() => Ok(((body, None), false)),
@@ -82,39 +86,59 @@ impl Inner {
 
     /// Beam's answer for `range`; when it is late (`upstream.hedge_after`)
     /// and the budget allows, raced against the storage providers' for the
-    /// same range (`crate::upstream::hedge`). The first answer is used and
-    /// the other request dropped; a Beam error waits for the providers'
-    /// answer unless it is a refusal. Only a piece Beam has answered with
-    /// ranges is hedged: a cold piece's first answer decides its warm-up.
+    /// same range (`crate::upstream::hedge`). The first answer is used; a
+    /// provider's request that lost is dropped, and a Beam request that lost
+    /// runs on in the background to its response header, so that a refusal
+    /// Beam answers late is still remembered for the piece's next windows.
+    /// A Beam error while the hedge runs waits for the hedge's answer, unless
+    /// it is a refusal. Only a piece Beam has answered with ranges is hedged:
+    /// a cold piece's first answer decides its warm-up.
     async fn beam_or_hedge(&self, piece: &Piece, range: ByteRange) -> Answer {
         let origin = piece.beam_origin();
-        let beam = self
-            .upstream
-            .fetch_from(origin, &piece.cid, range, Some(piece.size));
         let base = match self.upstream.beam_base(&origin) {
-            Some(base) if self.hedging.enabled() && self.may_hedge(piece, base) => base,
-            _ => return Answer::Beam(beam.await),
+            Some(base) if self.hedging.enabled() && self.may_hedge(piece, base) => base.to_string(),
+            _ => {
+                let result = self
+                    .upstream
+                    .fetch_from(origin, &piece.cid, range, Some(piece.size))
+                    .await;
+                return Answer::Beam(result);
+            }
         };
         self.hedging.note_request();
         let started = tokio::time::Instant::now();
+        // Only answers Beam sent before any hedge are times to first byte:
+        // a request that lost was dropped, and its time is unknown. (The time
+        // it was dropped is only a lower bound; counting it would push the
+        // percentile up after every hedge.)
         let note = |result: &Result<UpstreamBody, UpstreamError>| {
             if matches!(result, Ok(b) if !b.whole_piece()) {
-                self.hedging.note_ttfb(base, started.elapsed());
+                self.hedging.note_ttfb(&base, started.elapsed());
             }
         };
-        tokio::pin!(beam);
-        if let Some(delay) = self.hedging.delay(base) {
-            tokio::select! {
-                result = &mut beam => {
-                    note(&result);
-                    return Answer::Beam(result);
-                }
-                () = tokio::time::sleep(delay) => {}
-            }
-        } else {
+        let mut beam = {
+            let upstream = self.upstream.clone();
+            let (cid, url, size) = (piece.cid.clone(), piece.beam_url.clone(), piece.size);
+            Box::pin(async move {
+                let origin = match &url {
+                    Some(url) => Origin::BeamAt(url),
+                    None => Origin::Beam,
+                };
+                upstream.fetch_from(origin, &cid, range, Some(size)).await
+            })
+        };
+        let Some(delay) = self.hedging.delay(&base) else {
             let result = beam.await;
             note(&result);
             return Answer::Beam(result);
+        };
+        tokio::select! {
+            biased;
+            result = &mut beam => {
+                note(&result);
+                return Answer::Beam(result);
+            }
+            () = tokio::time::sleep(delay) => {}
         }
         if !self.hedging.try_hedge() {
             metrics::HEDGES.with_label_values(&["over_budget"]).inc();
@@ -125,6 +149,8 @@ impl Inner {
         let hedge = self.try_providers(piece, range, "hedge");
         tokio::pin!(hedge);
         tokio::select! {
+            // Beam first when both are ready: its answer may be a refusal.
+            biased;
             result = &mut beam => {
                 note(&result);
                 match result {
@@ -143,7 +169,7 @@ impl Inner {
                         }
                         None => {
                             metrics::HEDGES.with_label_values(&["failed"]).inc();
-                            Answer::Beam(Err(e))
+                            Answer::Failed(e)
                         }
                     },
                 }
@@ -156,13 +182,22 @@ impl Inner {
                         piece.cid,
                         started.elapsed()
                     );
+                    // Beam's answer still comes, unread: a refusal in it is
+                    // remembered (the body, if any, is dropped).
+                    tokio::spawn(async move {
+                        let _ = beam.await;
+                    });
                     Answer::Hedge(body, holder)
                 }
                 None => {
                     metrics::HEDGES.with_label_values(&["failed"]).inc();
-                    let result = beam.await;
-                    note(&result);
-                    Answer::Beam(result)
+                    match beam.await {
+                        Err(e) if self.may_fall_back(&e) => Answer::Failed(e),
+                        result => {
+                            note(&result);
+                            Answer::Beam(result)
+                        }
+                    }
                 }
             },
         }
@@ -233,7 +268,7 @@ impl Inner {
             Ok(b) if !b.whole_piece() => Ok(((b, None), false)),
             Ok(_) => Err(UpstreamError::BadResponse(format!(
                 "Beam answered a range starting at byte {} with the whole piece and no storage provider \
-                 could serve it (set upstream.providers or upstream.resolve_providers)",
+                 could serve it (set upstream.providers, or upstream.payer for chain resolution)",
                 range.start
             ))),
             Err(e) => Err(e),

@@ -173,7 +173,7 @@ pub enum UpstreamError {
     BadResponse(String),
     /// A whole-piece 200 without `Content-Length` (Beam while cold streams
     /// chunked) for a piece whose size the CID does not carry (v1).
-    #[error("the upstream sent the whole piece without a Content-Length (Beam while the piece is cold in its CDN), and a v1 PieceCID does not carry the size: no storage provider gave it either (set upstream.providers or upstream.resolve_providers), retry once Beam is warm")]
+    #[error("the upstream sent the whole piece without a Content-Length (Beam while the piece is cold in its CDN), and a v1 PieceCID does not carry the size: no storage provider gave it either (set upstream.providers, or upstream.payer for chain resolution), retry once Beam is warm")]
     SizeUnknown,
     /// The body ended before the promised bytes arrived.
     #[error("upstream body ended early: expected {expected} bytes, got {got}")]

@@ -541,9 +541,9 @@ pub enum ChainPayer {
     Nobody,
 }
 
-/// Most payers with a resolver of their own (`/beam/<payer>/…`); the map
-/// is emptied when full (a resolver in use lives on; a payer's directory is
-/// cheap to read again).
+/// Most payers with a resolver of their own (`/beam/<payer>/…`); past it
+/// the one used least recently is dropped (a resolver in use lives on; its
+/// payer's directory is read again on its next failover).
 pub const MAX_PAYER_RESOLVERS: usize = 256;
 
 /// The chain resolvers: `upstream.payer`'s, and one per payer named by a
@@ -553,7 +553,8 @@ struct Resolvers {
     configured: Option<ChainResolver>,
     /// How another payer's resolver is made (`None`: only `configured`).
     template: Option<ResolveSettings>,
-    by_payer: Mutex<HashMap<Address, ChainResolver>>,
+    /// Each payer's resolver, and when it was last asked for.
+    by_payer: Mutex<HashMap<Address, (ChainResolver, Instant)>>,
 }
 
 /// The providers to fail over to, shared by the window cache and the admin
@@ -672,12 +673,20 @@ impl ProviderPool {
             return Some(c.clone());
         }
         let template = chain.template.as_ref()?;
+        let now = Instant::now();
         let mut map = lock(&chain.by_payer);
-        if let Some(r) = map.get(&named) {
+        if let Some((r, used)) = map.get_mut(&named) {
+            *used = now;
             return Some(r.clone());
         }
         if map.len() >= MAX_PAYER_RESOLVERS {
-            map.clear();
+            let oldest = map
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(p, _)| *p);
+            if let Some(p) = oldest {
+                map.remove(&p);
+            }
         }
         let settings = ResolveSettings {
             payer: named,
@@ -686,7 +695,7 @@ impl ProviderPool {
         match ChainResolver::new(settings) {
             Ok(r) => {
                 log::info!("chain resolution: reading the data sets of payer {named}");
-                map.insert(named, r.clone());
+                map.insert(named, (r.clone(), now));
                 Some(r)
             }
             Err(e) => {
@@ -783,7 +792,10 @@ impl ProviderPool {
         if let Some(st) = chain.configured.as_ref().and_then(|r| r.status(cid)) {
             return Some(st);
         }
-        let others: Vec<ChainResolver> = lock(&chain.by_payer).values().cloned().collect();
+        let others: Vec<ChainResolver> = lock(&chain.by_payer)
+            .values()
+            .map(|(r, _)| r.clone())
+            .collect();
         others.iter().find_map(|r| r.status(cid))
     }
 

@@ -264,6 +264,11 @@ impl MockBeam {
             .insert(cid.to_string(), why);
     }
 
+    /// Serves `cid` again after [`MockBeam::refuse`].
+    pub fn stop_refusing(&self, cid: &str) {
+        self.state.refusals.lock().unwrap().remove(cid);
+    }
+
     /// Bytes the worker pulled from the storage provider for cold answers
     /// since the last `clear_log` (it pulls the whole piece per request and
     /// stops when the client goes away).
