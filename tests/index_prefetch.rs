@@ -177,3 +177,50 @@ fn a_piece_that_is_not_media_costs_at_most_its_last_window() {
         ]
     );
 }
+
+#[test]
+fn the_head_read_is_a_pieces_first_contact_and_the_tail_guess_waits_for_it() {
+    // Beam's CDN does not hold the piece: its first answer is the whole
+    // body, which becomes the piece's one warm-up. That first request must
+    // be the player's head read, never the tail guess started beside it: a
+    // whole body answering a deep range is dropped (a second and third Beam
+    // request follow), and a guess that goes first holds the head back by
+    // a round trip.
+    let beam = MockBeam::start();
+    let edge = start(&beam, "");
+    let data = tail_moov_mp4(6 * W, 2 * W + 500);
+    let cid = commp_of(&data).unwrap().to_string();
+    beam.add_piece(&cid, data.clone());
+    beam.hold();
+    let reader = {
+        let (addr, path) = (edge.public, format!("/piece/{cid}"));
+        std::thread::spawn(move || raw_get(addr, &path, &[("Range", "bytes=0-1023")]).unwrap())
+    };
+    wait_for("Beam's first request", &edge, || {
+        !beam.requests().is_empty()
+    });
+    // Room for a racing guess to be sent too (it must not be).
+    std::thread::sleep(Duration::from_millis(300));
+    let first = beam.requests();
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert!(
+        first[0]
+            .headers
+            .get("range")
+            .is_some_and(|r| r.starts_with("bytes=0-")),
+        "the first Beam request is not the head read: {first:?}"
+    );
+    beam.release();
+    let (s, _, body) = reader.join().unwrap();
+    assert_eq!((s, body.as_slice()), (206, &data[..1024]));
+    // The guess still comes: from the warm-up's stream, with no second Beam
+    // request for the piece.
+    wait_for("the warm-up to end", &edge, || beam.completed_cold() == 1);
+    beam.wait_answers_done();
+    assert_eq!(beam.requests().len(), 1, "{:?}", beam.requests());
+    let m = edge.metrics_text();
+    assert_eq!(
+        metric_value(&m, "beam_edge_index_prefetch_total{kind=\"tail\"}"),
+        1.0
+    );
+}

@@ -32,6 +32,10 @@ use crate::metrics;
 use crate::upstream::beam_state::WarmupGuard;
 use crate::upstream::{UpstreamBody, UpstreamError};
 
+/// Longest a guessed read waits for a piece's first Beam answer before it
+/// goes anyway (see [`Inner::after_first_contact`]).
+pub const GUESS_WAITS_FOR_FIRST_CONTACT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// (Beam base URL the piece is read from, PieceCID).
 type WarmKey = (Option<Arc<str>>, Arc<str>);
 
@@ -160,6 +164,26 @@ impl Inner {
         };
         let guard = lock.lock_owned().await;
         Some(FirstContact { _guard: guard })
+    }
+
+    /// Waits until Beam's state for `piece` is known (a request has had
+    /// Beam's answer), at most [`GUESS_WAITS_FOR_FIRST_CONTACT`]: a guessed
+    /// read (the tail guess) never makes a piece's first contact. Made first,
+    /// it would hold the player's head read back by a round trip, and on a
+    /// piece cold at Beam its whole-body answer would come for a deep range
+    /// and be dropped.
+    pub(super) async fn after_first_contact(&self, piece: &Piece) {
+        let origin = piece.beam_origin();
+        let Some(base) = self.upstream.beam_base(&origin) else {
+            return;
+        };
+        let deadline = tokio::time::Instant::now() + GUESS_WAITS_FOR_FIRST_CONTACT;
+        while self.upstream.beam_state().get(base, &piece.cid)
+            == crate::upstream::beam_state::BeamPiece::Unknown
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
     }
 
     /// Hands `fills` (consecutive windows of `piece`) to its running
