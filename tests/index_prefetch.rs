@@ -179,15 +179,20 @@ fn a_piece_that_is_not_media_costs_at_most_its_last_window() {
 }
 
 #[test]
-fn the_head_read_is_a_pieces_first_contact_and_the_tail_guess_waits_for_it() {
+fn the_head_read_is_a_pieces_first_contact_and_read_ahead_waits_for_it() {
     // Beam's CDN does not hold the piece: its first answer is the whole
     // body, which becomes the piece's one warm-up. That first request must
-    // be the player's head read, never the tail guess started beside it: a
-    // whole body answering a deep range is dropped (a second and third Beam
-    // request follow), and a guess that goes first holds the head back by
-    // a round trip.
+    // be the player's head read, never the tail guess or the read-ahead
+    // started beside it: a whole body answering a deep range is dropped (a
+    // second and third Beam request follow), and read-ahead that goes first
+    // holds the head back by a round trip.
     let beam = MockBeam::start();
-    let edge = start(&beam, "");
+    // Read-ahead on: its windows may not go first either.
+    let edge = EdgeProcess::start_opts(EdgeOptions {
+        upstream: beam_upstream(&beam, ""),
+        cache: "  window: 128KiB\n  memory: 64MiB\n  prefetch: 4\n".into(),
+        ..Default::default()
+    });
     let data = tail_moov_mp4(6 * W, 2 * W + 500);
     let cid = commp_of(&data).unwrap().to_string();
     beam.add_piece(&cid, data.clone());
@@ -213,8 +218,8 @@ fn the_head_read_is_a_pieces_first_contact_and_the_tail_guess_waits_for_it() {
     beam.release();
     let (s, _, body) = reader.join().unwrap();
     assert_eq!((s, body.as_slice()), (206, &data[..1024]));
-    // The guess still comes: from the warm-up's stream, with no second Beam
-    // request for the piece.
+    // The guess and the read-ahead still come: from the warm-up's stream,
+    // with no second Beam request for the piece.
     wait_for("the warm-up to end", &edge, || beam.completed_cold() == 1);
     beam.wait_answers_done();
     assert_eq!(beam.requests().len(), 1, "{:?}", beam.requests());

@@ -716,9 +716,9 @@ impl WindowCache {
     /// The last window of a cold piece, fetched beside its first on a
     /// player's first read (`cache.tail_guess`): ffmpeg's default MP4 and
     /// WebM keep their index there, and a browser asks for it right after
-    /// the head. It starts once Beam has answered the head's first request
-    /// (the piece's first contact). A piece of one window, or with the guess
-    /// off, costs nothing.
+    /// the head. As read-ahead it leaves the piece's first Beam request to
+    /// the head ([`Inner::after_first_contact`]). A piece of one window, or
+    /// with the guess off, costs nothing.
     pub fn prefetch_tail(&self, piece: &Piece) {
         let s = &self.inner.settings;
         let last = self.inner.geometry.count(piece.size).saturating_sub(1);
@@ -728,16 +728,11 @@ impl WindowCache {
         if let Some(span) = self.inner.geometry.span(last, piece.size) {
             let len = span.len().min(s.index_prefetch);
             metrics::INDEX_PREFETCH.with_label_values(&["tail"]).inc();
-            let (cache, piece) = (self.clone(), piece.clone());
-            tokio::spawn(async move {
-                // The player's head read makes the piece's first contact.
-                cache.inner.after_first_contact(&piece).await;
-                cache.warm_as(
-                    &piece,
-                    ByteRange::new(span.end + 1 - len, span.end),
-                    Admission::ReadAhead,
-                );
-            });
+            self.warm_as(
+                piece,
+                ByteRange::new(span.end + 1 - len, span.end),
+                Admission::ReadAhead,
+            );
         }
     }
 

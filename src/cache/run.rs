@@ -47,6 +47,10 @@ impl Inner {
         local_only: bool,
     ) {
         let g = self.geometry;
+        // A reader makes a piece's first Beam request, not read-ahead.
+        if admission == Admission::ReadAhead {
+            self.after_first_contact(piece).await;
+        }
         let check = fills.first().and_then(|f| f.check.clone());
         let mut failures = 0u32;
         let mut how = admission;

@@ -32,9 +32,10 @@ use crate::metrics;
 use crate::upstream::beam_state::WarmupGuard;
 use crate::upstream::{UpstreamBody, UpstreamError};
 
-/// Longest a guessed read waits for a piece's first Beam answer before it
-/// goes anyway (see [`Inner::after_first_contact`]).
-pub const GUESS_WAITS_FOR_FIRST_CONTACT: std::time::Duration = std::time::Duration::from_secs(2);
+/// How long read-ahead (and the tail guess) leaves a reader to make a
+/// piece's first Beam request before it makes it itself (see
+/// [`Inner::after_first_contact`]).
+pub const READ_AHEAD_GRACE: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// (Beam base URL the piece is read from, PieceCID).
 type WarmKey = (Option<Arc<str>>, Arc<str>);
@@ -166,24 +167,38 @@ impl Inner {
         Some(FirstContact { _guard: guard })
     }
 
-    /// Waits until Beam's state for `piece` is known (a request has had
-    /// Beam's answer), at most [`GUESS_WAITS_FOR_FIRST_CONTACT`]: a guessed
-    /// read (the tail guess) never makes a piece's first contact. Made first,
-    /// it would hold the player's head read back by a round trip, and on a
-    /// piece cold at Beam its whole-body answer would come for a deep range
-    /// and be dropped.
+    /// Read-ahead's turn at a piece's first Beam request: returns once
+    /// Beam's state for `piece` is known, or a first request is in flight
+    /// (read-ahead then queues behind it in [`Inner::first_contact`]), or
+    /// after [`READ_AHEAD_GRACE`]. A piece's first request goes alone, and
+    /// read-ahead (the tail guess, the windows after a reader's) is started
+    /// a moment before the reader's own request: made first, it held the
+    /// player's head read back by a round trip, and on a piece cold at Beam
+    /// its whole-body answer came for a deep range and was dropped.
     pub(super) async fn after_first_contact(&self, piece: &Piece) {
         let origin = piece.beam_origin();
         let Some(base) = self.upstream.beam_base(&origin) else {
             return;
         };
-        let deadline = tokio::time::Instant::now() + GUESS_WAITS_FOR_FIRST_CONTACT;
-        while self.upstream.beam_state().get(base, &piece.cid)
-            == crate::upstream::beam_state::BeamPiece::Unknown
-            && tokio::time::Instant::now() < deadline
-        {
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        let deadline = tokio::time::Instant::now() + READ_AHEAD_GRACE;
+        loop {
+            if self.upstream.beam_state().get(base, &piece.cid)
+                != crate::upstream::beam_state::BeamPiece::Unknown
+                || self.first_contact_in_flight(piece)
+                || tokio::time::Instant::now() >= deadline
+            {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
         }
+    }
+
+    /// True while some request of `piece` makes its first Beam contact.
+    fn first_contact_in_flight(&self, piece: &Piece) -> bool {
+        let first = self.warmups.first.lock().unwrap_or_else(|p| p.into_inner());
+        first
+            .get(&warm_key(piece))
+            .is_some_and(|l| l.try_lock().is_err())
     }
 
     /// Hands `fills` (consecutive windows of `piece`) to its running
