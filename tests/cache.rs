@@ -61,7 +61,13 @@ fn second_read_is_a_memory_hit_with_no_upstream_request() {
     let beam = MockBeam::start();
     // Beam's CDN holds every piece: this test is about the cache.
     beam.set_always_warm();
-    let edge = start(&beam, &format!("{SMALL_WINDOWS}  prefetch: 0\n"), "", "");
+    // Runs of up to 8 windows: one request covers windows 1..=3.
+    let edge = start(
+        &beam,
+        &format!("{SMALL_WINDOWS}  prefetch: 0\n  run_windows: 8\n"),
+        "",
+        "",
+    );
     let (cid, data) = piece(&beam, 5 * W + 100, 1);
     let path = format!("/piece/{cid}");
 

@@ -219,10 +219,21 @@ fn the_head_read_is_a_pieces_first_contact_and_read_ahead_waits_for_it() {
     let (s, _, body) = reader.join().unwrap();
     assert_eq!((s, body.as_slice()), (206, &data[..1024]));
     // The guess and the read-ahead still come: from the warm-up's stream,
-    // with no second Beam request for the piece.
+    // with no Beam request past window 0. (Window 0 itself may be asked
+    // again once Beam is warm: when the stream passes it before its own run
+    // hands it over, the run waits for the warm-up's end and asks Beam
+    // again, a one-window 206.)
     wait_for("the warm-up to end", &edge, || beam.completed_cold() == 1);
     beam.wait_answers_done();
-    assert_eq!(beam.requests().len(), 1, "{:?}", beam.requests());
+    let all = beam.requests();
+    assert!(
+        all.iter().all(|r| r
+            .headers
+            .get("range")
+            .is_some_and(|r| r.starts_with("bytes=0-"))),
+        "Beam was asked past the head: {all:?}"
+    );
+    assert_eq!(beam.completed_cold(), 1);
     let m = edge.metrics_text();
     assert_eq!(
         metric_value(&m, "beam_edge_index_prefetch_total{kind=\"tail\"}"),

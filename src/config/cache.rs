@@ -69,7 +69,7 @@ impl Default for CacheConfig {
             inflight_queue: 1024,
             prefetch: 4,
             prefetch_concurrency: 16,
-            run_windows: 8,
+            run_windows: 2,
             check_windows: true,
             index_prefetch: ByteSize(16 << 20),
             tail_guess: true,
