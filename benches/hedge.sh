@@ -116,10 +116,8 @@ admin:
 metrics:
   listen: "127.0.0.1:$mport"
 EOF
-  RUST_LOG=warn "$BIN" serve --config "$WORK/edge.yaml" 2>"$WORK/edge.log" &
-  edge=$!
-  PIDS+=($edge)
-  wait_http "http://127.0.0.1:$port/healthz"
+  start_edge "$WORK/edge.yaml" "$WORK/edge.log" "$port"
+  edge=$EDGE
   python3 "$WORK/client.py" "$port" "$CID" "$PIECE" "$N" "$RAW" >"$WORK/lat.txt"
   exact=$(tail -n 1 "$WORK/lat.txt")
   stats=$(head -n -1 "$WORK/lat.txt" | python3 -c '

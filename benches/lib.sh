@@ -18,6 +18,12 @@ wait_http() { # url: up to 10 s
   for _ in $(seq 100); do curl -sf -o /dev/null "$1" && return 0; sleep 0.1; done
   echo "no answer from $1" >&2; exit 1
 }
+start_edge() { # config log port: "$BIN serve" in the background (pid in EDGE), up
+  RUST_LOG=warn "$BIN" serve --config "$1" 2>"$2" &
+  EDGE=$!
+  PIDS+=($EDGE)
+  wait_http "http://127.0.0.1:$3/healthz"
+}
 metric() { # port 'name{labels}' -> value (0 when absent)
   curl -sf "http://127.0.0.1:$1/metrics" | awk -v m="$2" '$1==m {v=$2} END {printf "%.0f\n", v+0}'
 }

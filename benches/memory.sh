@@ -143,10 +143,8 @@ admin:
 metrics:
   listen: "127.0.0.1:$mport"
 EOF
-  RUST_LOG=warn "$BIN" serve --config "$WORK/edge-$n.yaml" 2>"$WORK/edge-$n.log" &
-  edge=$!
-  PIDS+=($edge)
-  wait_http "http://127.0.0.1:$port/healthz"
+  start_edge "$WORK/edge-$n.yaml" "$WORK/edge-$n.log" "$port"
+  edge=$EDGE
   up0=$(upstream_bytes)
   read -r busy bad nbytes wall < <(python3 "$WORK/readers.py" "$port" "$CID" "$PIECE" "$n" "$RATE" "$LEN" "$SIZE")
   up1=$(upstream_bytes)
