@@ -43,12 +43,7 @@ PAYER=0x00000000000000000000000000000000000000aa
 RAW=1040384
 SIZE=$(( N * RAW ))
 
-mkdir -p "$WORK/pieces"
-{ openssl enc -aes-128-ctr -nosalt -pass pass:beam-edge-hedge-bench -pbkdf2 </dev/zero 2>/dev/null || true; } |
-  head -c "$SIZE" >"$WORK/piece"
-CID=$("$BIN" piece-cid "$WORK/piece" | awk '{print $1}')
-mv "$WORK/piece" "$WORK/pieces/$CID"
-PIECE="$WORK/pieces/$CID"
+piece_file "$SIZE" beam-edge-hedge-bench
 
 holder() { # port [extra args]: a mock holder on loopback
   local port=$1; shift

@@ -18,6 +18,16 @@ wait_http() { # url: up to 10 s
   for _ in $(seq 100); do curl -sf -o /dev/null "$1" && return 0; sleep 0.1; done
   echo "no answer from $1" >&2; exit 1
 }
+piece_file() { # size seed: SIZE pseudo-random bytes (AES-CTR of zeros) in
+  # $WORK/pieces/<its PieceCID>, as "$BIN piece-cid" names it; sets CID, PIECE
+  mkdir -p "$WORK/pieces"
+  # (openssl ends on SIGPIPE once head has its bytes: not an error here.)
+  { openssl enc -aes-128-ctr -nosalt -pass "pass:$2" -pbkdf2 </dev/zero 2>/dev/null || true; } |
+    head -c "$1" >"$WORK/piece"
+  CID=$("$BIN" piece-cid "$WORK/piece" | awk '{print $1}')
+  PIECE="$WORK/pieces/$CID"
+  mv "$WORK/piece" "$PIECE"
+}
 start_edge() { # config log port: "$BIN serve" in the background (pid in EDGE), up
   RUST_LOG=warn "$BIN" serve --config "$1" 2>"$2" &
   EDGE=$!

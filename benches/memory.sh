@@ -51,14 +51,8 @@ else
   INFLIGHT_LINE="  inflight: $INFLIGHT" ; BOUND=$(( $(mib "$MEMORY") + $(mib "$INFLIGHT") + 96 ))
 fi
 
-# The piece: SIZE pseudo-random bytes (AES-CTR of zeros), named by its CID.
-mkdir -p "$WORK/pieces"
-# (openssl ends on SIGPIPE once head has its bytes: not an error here.)
-{ openssl enc -aes-128-ctr -nosalt -pass pass:beam-edge-memory-bench -pbkdf2 </dev/zero 2>/dev/null || true; } |
-  head -c "$SIZE" >"$WORK/piece"
-CID=$("$BIN" piece-cid "$WORK/piece" | awk '{print $1}')
-mv "$WORK/piece" "$WORK/pieces/$CID"
-PIECE="$WORK/pieces/$CID"
+# The piece: SIZE pseudo-random bytes, named by its CID.
+piece_file "$SIZE" beam-edge-memory-bench
 UP_PORT=$(free_port)
 "$UPSTREAM_BIN" --dir "$WORK/pieces" --listen "127.0.0.1:$UP_PORT" \
   --latency "$LATENCY" --rate "$UP_RATE" >/dev/null 2>&1 &
