@@ -187,7 +187,8 @@ fn the_head_read_is_a_pieces_first_contact_and_read_ahead_waits_for_it() {
     // second and third Beam request follow), and read-ahead that goes first
     // holds the head back by a round trip.
     let beam = MockBeam::start();
-    // Read-ahead on: its windows may not go first either.
+    // Read-ahead on, though this read (1 KiB) starts none: the tail guess
+    // is the read-ahead that races the head here.
     let edge = EdgeProcess::start_opts(EdgeOptions {
         upstream: beam_upstream(&beam, ""),
         cache: "  window: 128KiB\n  memory: 64MiB\n  prefetch: 4\n".into(),

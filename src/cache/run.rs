@@ -47,8 +47,19 @@ impl Inner {
         local_only: bool,
     ) {
         let g = self.geometry;
-        // A reader makes a piece's first Beam request, not read-ahead.
-        if admission == Admission::ReadAhead {
+        // A reader makes a piece's first Beam request, not read-ahead
+        // (unless the windows belong to a peer in cluster mode: the peer asks
+        // Beam, and the first-request rule is this process's own).
+        let from_peer = !local_only
+            && self.cluster.as_ref().is_some_and(|c| {
+                fills.first().is_some_and(|f| {
+                    matches!(
+                        c.route(&piece.cid, f.key.index),
+                        crate::cluster::Route::Peer(_)
+                    )
+                })
+            });
+        if admission == Admission::ReadAhead && !from_peer {
             self.after_first_contact(piece).await;
         }
         let check = fills.first().and_then(|f| f.check.clone());

@@ -168,13 +168,15 @@ impl Inner {
     }
 
     /// Read-ahead's turn at a piece's first Beam request: returns once
-    /// Beam's state for `piece` is known, or a first request is in flight
-    /// (read-ahead then queues behind it in [`Inner::first_contact`]), or
-    /// after [`READ_AHEAD_GRACE`]. A piece's first request goes alone, and
-    /// read-ahead (the tail guess, the windows after a reader's) is started
-    /// a moment before the reader's own request: made first, it held the
-    /// player's head read back by a round trip, and on a piece cold at Beam
-    /// its whole-body answer came for a deep range and was dropped.
+    /// Beam's state for `piece` is known, or once a first request in flight
+    /// has had its answer, or after [`READ_AHEAD_GRACE`] with none in
+    /// flight. A piece's first request goes alone, and read-ahead (the tail
+    /// guess, the windows after a reader's) is started a moment before the
+    /// reader's own request: made first, it held the player's head read back
+    /// by a round trip, and on a piece cold at Beam the whole-body answer
+    /// came for a deep range. Waiting for the answer here, before any
+    /// in-flight room is taken, lets read-ahead hand its windows to a warm-up
+    /// that answer started while the stream is still before them.
     pub(super) async fn after_first_contact(&self, piece: &Piece) {
         let origin = piece.beam_origin();
         let Some(base) = self.upstream.beam_base(&origin) else {
@@ -184,9 +186,13 @@ impl Inner {
         loop {
             if self.upstream.beam_state().get(base, &piece.cid)
                 != crate::upstream::beam_state::BeamPiece::Unknown
-                || self.first_contact_in_flight(piece)
                 || tokio::time::Instant::now() >= deadline
             {
+                return;
+            }
+            if self.first_contact_in_flight(piece) {
+                // Its answer: the lock is free once it is recorded.
+                drop(self.first_contact(piece).await);
                 return;
             }
             tokio::time::sleep(std::time::Duration::from_millis(2)).await;

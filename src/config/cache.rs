@@ -43,8 +43,9 @@ pub struct CacheConfig {
     /// jump to it is a hit; 0 turns index prefetch off.
     pub index_prefetch: ByteSize,
     /// On the first read of a cold piece from byte 0, also fetch its last
-    /// window at once (where ffmpeg puts a tail `moov` or `Cues`), before the
-    /// head has said whether the piece is media. Needs `index_prefetch`.
+    /// window (where ffmpeg puts a tail `moov` or `Cues`) once Beam has
+    /// answered the head, before the head has said whether the piece is
+    /// media. Needs `index_prefetch`.
     pub tail_guess: bool,
     /// Disk tier.
     pub disk: DiskConfig,
