@@ -69,6 +69,14 @@ impl Inner {
         self.open_upstream(piece, range).await
     }
 
+    /// True in cluster mode when window `index` of `piece` belongs to
+    /// another replica (its bytes come from that owner, which asks Beam).
+    pub(super) fn owned_elsewhere(&self, piece: &Piece, index: u64) -> bool {
+        self.cluster
+            .as_ref()
+            .is_some_and(|c| !matches!(c.route(&piece.cid, index), Route::Local))
+    }
+
     /// A window that came from its owner: not stored on this replica's disk
     /// (one copy per cluster), but kept in memory once it is hot here.
     pub(super) fn keep_peer_window(&self, fill: &Arc<Fill>, whole: Bytes) {

@@ -117,14 +117,11 @@ impl Inner {
             }
         };
         let mut beam = {
-            let upstream = self.upstream.clone();
-            let (cid, url, size) = (piece.cid.clone(), piece.beam_url.clone(), piece.size);
+            let (upstream, piece) = (self.upstream.clone(), piece.clone());
             Box::pin(async move {
-                let origin = match &url {
-                    Some(url) => Origin::BeamAt(url),
-                    None => Origin::Beam,
-                };
-                upstream.fetch_from(origin, &cid, range, Some(size)).await
+                upstream
+                    .fetch_from(piece.beam_origin(), &piece.cid, range, Some(piece.size))
+                    .await
             })
         };
         let Some(delay) = self.hedging.delay(&base) else {

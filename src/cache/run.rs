@@ -51,14 +51,9 @@ impl Inner {
         // (unless the windows belong to a peer in cluster mode: the peer asks
         // Beam, and the first-request rule is this process's own).
         let from_peer = !local_only
-            && self.cluster.as_ref().is_some_and(|c| {
-                fills.first().is_some_and(|f| {
-                    matches!(
-                        c.route(&piece.cid, f.key.index),
-                        crate::cluster::Route::Peer(_)
-                    )
-                })
-            });
+            && fills
+                .first()
+                .is_some_and(|f| self.owned_elsewhere(piece, f.key.index));
         if admission == Admission::ReadAhead && !from_peer {
             self.after_first_contact(piece).await;
         }

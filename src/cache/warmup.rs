@@ -265,10 +265,8 @@ impl Inner {
         }
         // Cluster mode: windows other replicas own stay theirs (one copy
         // per cluster); their bytes only pass by.
-        if let Some(c) = &self.cluster {
-            if !matches!(c.route(&piece.cid, index), crate::cluster::Route::Local) {
-                return None;
-            }
+        if self.owned_elsewhere(piece, index) {
+            return None;
         }
         self.plan_run(piece, index, index, 1, false, true, true)
             .into_iter()

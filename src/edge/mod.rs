@@ -212,7 +212,9 @@ pub fn provider_pool(config: &Config) -> Result<ProviderPool, String> {
         ttl: u.resolve_ttl.0,
         probe_timeout: u.connect_timeout.0 + u.read_timeout.0,
     };
-    let configured = match config.payer() {
+    let payer = config.payer();
+    let per_payer = route::PayerRoutes::new(config).any_usable();
+    let configured = match &payer {
         Some(p) => {
             let payer = p
                 .parse::<crate::chain::Address>()
@@ -224,7 +226,7 @@ pub fn provider_pool(config: &Config) -> Result<ProviderPool, String> {
         }
         None => None,
     };
-    let whose = match (config.payer(), route::PayerRoutes::new(config).any_usable()) {
+    let whose = match (payer, per_payer) {
         (Some(p), true) => format!("upstream.payer {p} and the payers /beam/ requests name"),
         (Some(p), false) => format!("upstream.payer {p}"),
         (None, true) => "the payers /beam/ requests name".to_string(),
@@ -234,7 +236,7 @@ pub fn provider_pool(config: &Config) -> Result<ProviderPool, String> {
         "chain resolution of a piece's storage providers when Beam fails: for {whose}, through {}",
         template.rpc_url
     );
-    if !route::PayerRoutes::new(config).any_usable() {
+    if !per_payer {
         return Ok(ProviderPool::new(configured, u.provider_backoff.0));
     }
     ProviderPool::per_payer(configured, template, u.provider_backoff.0)

@@ -557,6 +557,15 @@ struct Resolvers {
     by_payer: Mutex<HashMap<Address, (ChainResolver, Instant)>>,
 }
 
+impl Resolvers {
+    /// `upstream.payer`'s resolver, when `payer` is that payer.
+    fn configured_for(&self, payer: Address) -> Option<&ChainResolver> {
+        self.configured
+            .as_ref()
+            .filter(|c| c.inner.settings.payer == payer)
+    }
+}
+
 /// The providers to fail over to, shared by the window cache and the admin
 /// API: the static list, the chain resolvers (when on), and the backoffs.
 #[derive(Clone, Default)]
@@ -648,10 +657,8 @@ impl ProviderPool {
             ChainPayer::Configured => chain.configured.is_some(),
             ChainPayer::Named(p) => {
                 chain.template.is_some()
-                    || chain.configured.as_ref().is_some_and(|c| {
-                        p.parse::<Address>()
-                            .is_ok_and(|a| a == c.inner.settings.payer)
-                    })
+                    || p.parse::<Address>()
+                        .is_ok_and(|a| chain.configured_for(a).is_some())
             }
             ChainPayer::Nobody => false,
         }
@@ -665,11 +672,7 @@ impl ProviderPool {
             ChainPayer::Nobody => return None,
             ChainPayer::Named(p) => p.parse::<Address>().ok()?,
         };
-        if let Some(c) = chain
-            .configured
-            .as_ref()
-            .filter(|c| c.inner.settings.payer == named)
-        {
+        if let Some(c) = chain.configured_for(named) {
             return Some(c.clone());
         }
         let template = chain.template.as_ref()?;
