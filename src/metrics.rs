@@ -356,11 +356,12 @@ pub static BEAM_WARMUPS: Lazy<IntCounterVec> = Lazy::new(|| {
 });
 
 /// Windows a reader wanted ahead of a running Beam warm-up and handed to it,
-/// to be filled as its stream passes, instead of asking anyone again.
+/// or that its stream took from a request that had no bytes for them yet,
+/// filled as the stream passes instead of asking anyone again.
 pub static BEAM_WARMUP_ADOPTED: Lazy<IntCounter> = Lazy::new(|| {
     counter(
         "beam_edge_beam_warmup_adopted_windows_total",
-        "Windows readers handed to a running Beam warm-up, filled as its stream passes.",
+        "Windows readers handed to a running Beam warm-up (or that its stream took before their request had bytes), filled as it passes.",
     )
 });
 

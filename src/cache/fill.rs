@@ -11,7 +11,7 @@
 //! left is wanted (the window in flight is always finished, so it can be
 //! cached).
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use bytes::{Bytes, BytesMut};
@@ -110,6 +110,24 @@ pub struct Fill {
     /// room and its bytes back (see [`Fill::release_if_idle`]); its bytes
     /// are in the memory tier, or fetched again.
     released: AtomicBool,
+    /// Who pushes this fill's bytes: nobody yet ([`NO_FEEDER`]), the run of
+    /// that id ([`next_run_id`]), or Beam's warm-up ([`WARMUP_FEEDER`]).
+    /// Taken once the bytes are in hand (see [`Fill::take_feed`]), so a
+    /// window is never fed twice, and a window a run planned but has not
+    /// opened a request for can be taken by a warm-up stream passing it.
+    feeder: AtomicU64,
+}
+
+/// [`Fill::feeder`]: nobody feeds the fill yet.
+pub const NO_FEEDER: u64 = 0;
+/// [`Fill::feeder`]: Beam's warm-up stream feeds the fill.
+pub const WARMUP_FEEDER: u64 = u64::MAX;
+
+/// A new id for a run's [`Fill::take_feed`] (never [`NO_FEEDER`] or
+/// [`WARMUP_FEEDER`]).
+pub fn next_run_id() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
 impl Fill {
@@ -155,7 +173,48 @@ impl Fill {
             readers: AtomicUsize::new(0),
             stored: AtomicBool::new(false),
             released: AtomicBool::new(false),
+            feeder: AtomicU64::new(NO_FEEDER),
         })
+    }
+
+    /// Makes `feeder` the one that pushes this fill's bytes, unless another
+    /// is: `true` when `feeder` is it (now or already).
+    pub fn take_feed(&self, feeder: u64) -> bool {
+        match self
+            .feeder
+            .compare_exchange(NO_FEEDER, feeder, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => true,
+            Err(current) => current == feeder,
+        }
+    }
+
+    /// Hands the fill from `from` (or from nobody) to `to`: `false` when
+    /// another feeds it.
+    pub fn hand_feed(&self, from: u64, to: u64) -> bool {
+        if self.take_feed(to) {
+            return true;
+        }
+        self.feeder
+            .compare_exchange(from, to, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// True when someone other than `feeder` pushes this fill's bytes.
+    pub fn fed_by_other(&self, feeder: u64) -> bool {
+        let current = self.feeder.load(Ordering::Acquire);
+        current != NO_FEEDER && current != feeder
+    }
+
+    /// True when `feeder` pushes this fill's bytes.
+    pub fn is_fed_by(&self, feeder: u64) -> bool {
+        self.feeder.load(Ordering::Acquire) == feeder
+    }
+
+    /// Leaves the fill to whoever takes it next (a warm-up that ended hands
+    /// what it did not fill to new runs).
+    pub fn drop_feed(&self) {
+        self.feeder.store(NO_FEEDER, Ordering::Release);
     }
 
     /// Records whether the bytes come from another replica.

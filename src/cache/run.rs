@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 
-use super::fill::{CacheError, Fill};
+use super::fill::{next_run_id, CacheError, Fill};
 use super::inflight::Admission;
 use super::{Inner, Piece};
 use crate::access::budget::Reservation;
@@ -58,6 +58,9 @@ impl Inner {
             self.after_first_contact(piece).await;
         }
         let check = fills.first().and_then(|f| f.check.clone());
+        // This run's id: a window is fed by the run that took it once its
+        // request was open (or by the warm-up stream that passed it first).
+        let me = next_run_id();
         let mut failures = 0u32;
         let mut how = admission;
         // The window before the head of `fills`, once the run passed it.
@@ -72,23 +75,28 @@ impl Inner {
             .clone()
             .map(|b| Reservation::new(b, piece.beam_url.clone()));
         loop {
+            // Windows the warm-up's stream took as it passed (or that a run
+            // of a warm-up's leftovers took) are not this run's.
+            while fills.first().is_some_and(|f| f.fed_by_other(me)) {
+                fills.remove(0);
+            }
             if fills.is_empty() {
                 return;
             }
             if !fills.iter().any(|f| f.is_wanted()) {
-                self.abandon(&fills, CacheError::Cancelled);
+                self.give_up(&fills, CacheError::Cancelled, me);
                 return;
             }
             // Beam is warming this piece and its stream will be here soon:
             // read from it rather than from anywhere else (the warm-up
             // streams anyway: no in-flight room is taken for it).
-            if self.adopt(piece, &fills, false) {
+            if self.adopt(piece, &fills, false, me) {
                 return;
             }
             // Room in the in-flight budget before the first byte (and,
             // under pressure, a reader at the window before): waiting here
             // holds no egress reservation and no upstream connection.
-            if !self.admit(&fills, before.as_ref(), how).await {
+            if !self.admit(&fills, before.as_ref(), how, me).await {
                 return;
             }
             // This request's windows: fills[..ask].
@@ -107,7 +115,7 @@ impl Inner {
                     }
                 }
                 if let (0, Some(e)) = (ask, refused) {
-                    self.abandon(&fills, CacheError::Budget(e));
+                    self.give_up(&fills, CacheError::Budget(e), me);
                     return;
                 }
             }
@@ -115,7 +123,7 @@ impl Inner {
                 g.span(fills[0].key.index, piece.size),
                 g.span(fills[ask - 1].key.index, piece.size),
             ) else {
-                self.abandon(&fills, CacheError::Cancelled);
+                self.give_up(&fills, CacheError::Cancelled, me);
                 return;
             };
             let start = first.start + fills[0].received();
@@ -124,6 +132,18 @@ impl Inner {
             let mut charging = true;
             let (mut body, from_zero, holder) = match result {
                 Ok((body, from_zero, holder)) => {
+                    // The bytes are in hand: this run feeds its windows from
+                    // here, up to one the warm-up's stream took meanwhile
+                    // (that one and those after it are handed on).
+                    let mine = fills[..ask].iter().take_while(|f| f.take_feed(me)).count();
+                    if mine < ask {
+                        let rest = fills.split_off(mine);
+                        self.hand_on(piece, rest, me, local_only);
+                        if mine == 0 {
+                            continue;
+                        }
+                        ask = mine;
+                    }
                     let from_peer = body.kind() == crate::upstream::UpstreamKind::Peer;
                     for f in &fills {
                         f.set_from_peer(from_peer);
@@ -144,13 +164,13 @@ impl Inner {
                     // No provider serves the range: the warm-up will, unless
                     // its stream has passed these windows; then Beam is asked
                     // once it ends (warm by then).
-                    if self.adopt(piece, &fills, true) {
+                    if self.adopt(piece, &fills, true, me) {
                         return;
                     }
                     self.warmup_ended(piece).await;
                     failures += 1;
                     if failures > self.settings.retries + 2 {
-                        self.abandon(&fills, CacheError::Upstream(UpstreamError::Warming));
+                        self.give_up(&fills, CacheError::Upstream(UpstreamError::Warming), me);
                         return;
                     }
                     if !self.warming(piece) {
@@ -165,7 +185,7 @@ impl Inner {
                         backoff(failures).await;
                         continue;
                     }
-                    self.abandon(&fills, CacheError::Upstream(e));
+                    self.give_up(&fills, CacheError::Upstream(e), me);
                     return;
                 }
             };
@@ -215,7 +235,7 @@ impl Inner {
                                     return;
                                 }
                                 if !fills.iter().any(|f| f.is_wanted()) {
-                                    self.abandon(&fills, CacheError::Cancelled);
+                                    self.give_up(&fills, CacheError::Cancelled, me);
                                     return;
                                 }
                                 if how == Admission::New {
@@ -246,7 +266,7 @@ impl Inner {
                                     expected: range.len(),
                                     got: offset - start,
                                 };
-                                self.abandon(&fills, CacheError::Upstream(e));
+                                self.give_up(&fills, CacheError::Upstream(e), me);
                                 return;
                             }
                         }
@@ -257,7 +277,7 @@ impl Inner {
                         self.cut_short(piece, &holder);
                         failures += 1;
                         if !e.is_transient() || failures > self.settings.retries {
-                            self.abandon(&fills, CacheError::Upstream(e));
+                            self.give_up(&fills, CacheError::Upstream(e), me);
                             return;
                         }
                         log::info!("retrying {} from byte {} after: {e}", piece.cid, offset);
@@ -271,6 +291,29 @@ impl Inner {
 }
 
 impl Inner {
+    /// Fails the windows of `fills` run `me` may feed (its own, and those
+    /// nobody feeds yet); the warm-up's stream or another run feeds the
+    /// others on.
+    fn give_up(&self, fills: &[Arc<Fill>], e: CacheError, me: u64) {
+        let mine: Vec<Arc<Fill>> = fills.iter().filter(|f| f.take_feed(me)).cloned().collect();
+        self.abandon(&mine, e);
+    }
+
+    /// `rest`, the windows of a run from one the warm-up's stream took on
+    /// (the run keeps those before it): the stream's are left to it, the
+    /// others are handed to the warm-up when it will reach them, else to a
+    /// run of their own.
+    fn hand_on(self: &Arc<Self>, piece: &Piece, rest: Vec<Arc<Fill>>, me: u64, local_only: bool) {
+        let rest: Vec<Arc<Fill>> = rest
+            .into_iter()
+            .skip_while(|f| f.fed_by_other(me))
+            .collect();
+        if rest.is_empty() || self.adopt(piece, &rest, true, me) {
+            return;
+        }
+        self.start_run(piece, rest, None, Admission::Continue, local_only);
+    }
+
     /// A holder that cut a window short (its body ended or broke before the
     /// length its header promised) is backed off while checking is on (a
     /// storage provider; Beam only for this piece), so the retry asks
@@ -292,6 +335,7 @@ impl Inner {
         fills: &[Arc<Fill>],
         before: Option<&Weak<Fill>>,
         how: Admission,
+        me: u64,
     ) -> bool {
         let Some(head) = fills.first() else {
             return false;
@@ -301,7 +345,7 @@ impl Inner {
         }
         // Read-ahead is refused under pressure anyway: it never waits.
         if how != Admission::ReadAhead && !self.wait_for_reader(fills, before).await {
-            self.abandon(fills, CacheError::Cancelled);
+            self.give_up(fills, CacheError::Cancelled, me);
             return false;
         }
         match self.inflight.reserve(head.len, how).await {
@@ -315,11 +359,11 @@ impl Inner {
                     .with_label_values(&["readahead_skipped"])
                     .inc_by(n);
                 metrics::PREFETCH.with_label_values(&["skipped"]).inc_by(n);
-                self.abandon(fills, CacheError::Cancelled);
+                self.give_up(fills, CacheError::Cancelled, me);
                 false
             }
             Err(_) => {
-                self.abandon(fills, CacheError::Busy);
+                self.give_up(fills, CacheError::Busy, me);
                 false
             }
         }

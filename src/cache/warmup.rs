@@ -8,7 +8,9 @@
 //! So the first whole-piece answer to a piece (per payer) is kept and read
 //! to the end, in the background, and its windows fill this cache as they
 //! stream past: a window neither cached nor in flight gets a fill that
-//! readers join (single flight), a window another fill holds is skipped.
+//! readers join (single flight), a window a run planned but has no bytes
+//! for yet is taken (see [`super::fill::Fill::take_feed`]: the run leaves
+//! it), and a window a run already feeds is skipped.
 //! Readers whose windows lie ahead of the stream hand their fills to it
 //! ([`Inner::adopt`]) when they are near (within `max_skip`) or when no
 //! storage provider can serve them; deep ranges go to the providers
@@ -25,7 +27,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
 
-use super::fill::Fill;
+use super::fill::{Fill, WARMUP_FEEDER};
 use super::inflight::Admission;
 use super::{Inner, Piece};
 use crate::metrics;
@@ -207,21 +209,44 @@ impl Inner {
             .is_some_and(|l| l.try_lock().is_err())
     }
 
-    /// Hands `fills` (consecutive windows of `piece`) to its running
-    /// warm-up, which fills them when its stream reaches them. Only when the
-    /// stream has not passed the first, and (unless `any_distance`) it
-    /// starts within `max_skip` of where the stream is. `false`: the caller
-    /// keeps them.
-    pub(super) fn adopt(&self, piece: &Piece, fills: &[Arc<Fill>], any_distance: bool) -> bool {
-        let Some(first) = fills.first() else {
-            return false;
-        };
+    /// Hands `fills` (consecutive windows of `piece`, planned by run `run`)
+    /// to its running warm-up, which fills them when its stream reaches
+    /// them. Only when the stream has not passed the first the warm-up does
+    /// not feed yet, and (unless `any_distance`) that one starts within
+    /// `max_skip` of where the stream is. Fills the stream already took as
+    /// it passed are the warm-up's anyway. `false`: the caller keeps what
+    /// the warm-up did not take.
+    pub(super) fn adopt(
+        &self,
+        piece: &Piece,
+        fills: &[Arc<Fill>],
+        any_distance: bool,
+        run: u64,
+    ) -> bool {
         let map = self.warmups.lock();
         let Some(w) = map.get(&warm_key(piece)) else {
             return false;
         };
         let mut st = w.lock();
-        if st.closed || st.at.is_some_and(|at| first.key.index <= at) {
+        if st.closed {
+            return false;
+        }
+        if fills.is_empty()
+            || fills
+                .iter()
+                .any(|f| f.fed_by_other(run) && !f.is_fed_by(WARMUP_FEEDER))
+        {
+            return false;
+        }
+        // The ones the stream did not take as it passed.
+        let ahead: Vec<&Arc<Fill>> = fills
+            .iter()
+            .filter(|f| !f.is_fed_by(WARMUP_FEEDER))
+            .collect();
+        let Some(first) = ahead.first() else {
+            return true;
+        };
+        if st.at.is_some_and(|at| first.key.index <= at) {
             return false;
         }
         let start = self
@@ -231,11 +256,18 @@ impl Inner {
         if !any_distance && start.saturating_sub(st.pos) > self.settings.max_skip {
             return false;
         }
-        for f in fills {
-            st.adopted.insert(f.key.index, f.clone());
+        let mut all = true;
+        for f in ahead {
+            // (Under the warm-up's lock the stream cannot take it meanwhile;
+            // another run can, and then keeps it.)
+            if f.hand_feed(run, WARMUP_FEEDER) {
+                st.adopted.insert(f.key.index, f.clone());
+                metrics::BEAM_WARMUP_ADOPTED.inc();
+            } else {
+                all = false;
+            }
         }
-        metrics::BEAM_WARMUP_ADOPTED.inc_by(fills.len() as u64);
-        true
+        all
     }
 
     /// True while a warm-up of `piece` runs.
@@ -252,25 +284,47 @@ impl Inner {
         }
     }
 
-    /// Where the bytes of window `index` go: an adopted fill, a new fill
-    /// (readers join it), or nowhere (cached, or another fill has it).
+    /// Where the bytes of window `index` go: an adopted fill, a fill a run
+    /// planned but feeds no bytes to yet (it waited for this answer, or its
+    /// request is still opening: the run finds it taken and leaves it), a
+    /// new fill (readers join it), or nowhere (cached, or a run feeds it).
     fn warmup_target(&self, piece: &Piece, w: &Warmup, index: u64, pos: u64) -> Option<Arc<Fill>> {
-        {
-            let mut st = w.lock();
-            st.at = Some(index);
-            st.pos = pos;
-            if let Some(f) = st.adopted.remove(&index) {
-                return Some(f);
-            }
+        // Held throughout: a run's `adopt` sees where the stream is and what
+        // it took together.
+        let mut st = w.lock();
+        st.at = Some(index);
+        st.pos = pos;
+        if let Some(f) = st.adopted.remove(&index) {
+            return Some(f);
         }
         // Cluster mode: windows other replicas own stay theirs (one copy
         // per cluster); their bytes only pass by.
         if self.owned_elsewhere(piece, index) {
             return None;
         }
-        self.plan_run(piece, index, index, 1, false, true, true)
-            .into_iter()
-            .next()
+        let key = super::window::WindowKey::new(piece.cid.clone(), index);
+        // (Twice: a reader may plan the window between the two looks.)
+        for _ in 0..2 {
+            if let Some(f) = self.in_flight(&key) {
+                if !f.take_feed(WARMUP_FEEDER) {
+                    return None;
+                }
+                metrics::BEAM_WARMUP_ADOPTED.inc();
+                return Some(f);
+            }
+            if let Some(f) = self
+                .plan_run(piece, index, index, 1, false, true, true)
+                .into_iter()
+                .next()
+            {
+                f.take_feed(WARMUP_FEEDER);
+                return Some(f);
+            }
+            if self.is_cached(&key) {
+                return None;
+            }
+        }
+        None
     }
 
     async fn run_warmup(
@@ -367,6 +421,9 @@ impl Inner {
         }
         leftovers.sort_by_key(|f| f.key.index);
         leftovers.dedup_by_key(|f| f.key.index);
+        for f in &leftovers {
+            f.drop_feed();
+        }
         let mut group: Vec<Arc<Fill>> = Vec::new();
         for f in leftovers {
             if group.last().is_some_and(|l| l.key.index + 1 != f.key.index) {
