@@ -15,6 +15,7 @@
 #   benches/memory.sh                 N = 10 100 500
 #   benches/memory.sh 10 100          chosen N
 #   MEMORY=64MiB INFLIGHT=128MiB RATE=4000000 LEN=9000000 benches/memory.sh
+#   RUN_WINDOWS=8 benches/memory.sh 1000   a cache.run_windows other than the default
 #   INFLIGHT=off BIN=old/beam-edge benches/memory.sh 10   a build from before
 #                                     the budget (no cache.inflight key)
 #   BIN=target/debug/beam-edge UPSTREAM_BIN=target/debug/examples/bench_upstream \
@@ -130,6 +131,7 @@ upstream:
 cache:
   memory: $MEMORY
 $INFLIGHT_LINE
+${RUN_WINDOWS:+  run_windows: $RUN_WINDOWS}
   disk:
     size: 0
 admin:

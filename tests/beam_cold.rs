@@ -87,7 +87,10 @@ fn a_cold_full_play_costs_beam_one_piece_and_leaves_it_warm() {
     assert!(beam.is_warm(&cid));
     assert_eq!(beam.piece_requests(), 1, "{:?}", beam.requests());
     let sent = beam.body_bytes_sent();
-    assert_eq!(sent, size as u64, "Beam sent {sent} bytes for a {size}-byte piece");
+    assert_eq!(
+        sent, size as u64,
+        "Beam sent {sent} bytes for a {size}-byte piece"
+    );
     assert_eq!(warmups(&edge, "started"), 1.0);
     assert_eq!(warmups(&edge, "failed"), 0.0);
 

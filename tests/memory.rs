@@ -376,3 +376,84 @@ fn under_pressure_a_players_tail_guess_is_read_ahead_and_goes_first() {
     });
     assert!(got.iter().all(|g| g.exact), "every reader gets its bytes");
 }
+
+/// A 1 MiB window's raw bytes (the default `cache.window`).
+const W: u64 = 1_040_384;
+
+/// The Range of Beam's first request for `cid` from window 1.
+fn first_range_from_window_1(beam: &MockBeam, cid: &str) -> Option<String> {
+    beam.requests()
+        .iter()
+        .filter(|r| r.path.contains(cid))
+        .filter_map(|r| r.headers.get("range").cloned())
+        .find(|r| r.starts_with(&format!("bytes={W}-")))
+}
+
+#[test]
+fn under_pressure_a_run_asks_for_eight_windows_at_once() {
+    let size = 64 * MIB;
+    let beam = MockBeam::start();
+    beam.set_always_warm();
+    let (a, b, c) = (
+        generated_cid(size, 21),
+        generated_cid(size, 22),
+        generated_cid(size, 23),
+    );
+    for cid in [&a, &b, &c] {
+        beam.add_generated_piece(cid, size);
+    }
+    // Room for 4 windows; runs of 2 (the default) while there is room.
+    let edge = edge_without_disk(&beam, "  inflight: 4MiB\n  tail_guess: false\n");
+    let public = edge.public;
+    let rt = client_runtime();
+    // No pressure: a long read's own run asks for cache.run_windows (2).
+    // (Reads from window 1: a piece's first window is read alone, for its
+    // content type.)
+    let c2 = c.clone();
+    let got = rt.block_on(async move { slow_get(public, &c2, W, 20 * MIB, 1_000_000_000).await });
+    assert!(got.exact);
+    assert_eq!(
+        first_range_from_window_1(&beam, &c).as_deref(),
+        Some(format!("bytes={W}-{}", 3 * W - 1).as_str()),
+        "{:?}",
+        beam.requests()
+    );
+    // Three readers inside three windows of A take three quarters of the
+    // budget (Beam holds its answers, so their room stays taken).
+    beam.hold();
+    let mut tasks: Vec<_> = (0..3u64)
+        .map(|i| {
+            let a = a.clone();
+            rt.spawn(async move {
+                slow_get(public, &a, (3 + 2 * i) * MIB + 1000, 4096, 1_000_000_000).await
+            })
+        })
+        .collect();
+    wait_metric(&edge, "beam_edge_inflight_bytes", 3.0 * 1_000_000.0);
+    // Under pressure the same read asks for 8 windows in one request:
+    // fewer requests in flight and in the queue.
+    let b2 = b.clone();
+    tasks.push(rt.spawn(async move { slow_get(public, &b2, W, 20 * MIB, 1_000_000_000).await }));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while first_range_from_window_1(&beam, &b).is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            beam.requests()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        first_range_from_window_1(&beam, &b).as_deref(),
+        Some(format!("bytes={W}-{}", 9 * W - 1).as_str())
+    );
+    beam.release();
+    let got: Vec<Got> = rt.block_on(async {
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await.unwrap());
+        }
+        out
+    });
+    assert!(got.iter().all(|g| g.exact), "every reader gets its bytes");
+}

@@ -16,6 +16,9 @@ use super::window::WindowKey;
 use super::{Inner, Piece};
 use crate::metrics;
 
+/// [`Inner::run_limit`]'s run length under pressure.
+const PRESSED_RUN_WINDOWS: u64 = 8;
+
 impl Inner {
     /// Registers fills for consecutive windows from `first` that are neither
     /// cached nor in flight, up to `limit` windows and `last`. With
@@ -70,6 +73,19 @@ impl Inner {
             i += 1;
         }
         run
+    }
+
+    /// The most windows a new run asks for: `cache.run_windows`, and at
+    /// least [`PRESSED_RUN_WINDOWS`] while the in-flight budget is under
+    /// pressure (short runs help a play's first reads go in parallel; under
+    /// pressure read-ahead is skipped anyway, and each extra request costs
+    /// a connection's buffers and a place in the queue).
+    pub(super) fn run_limit(&self) -> u64 {
+        if self.inflight.under_pressure() {
+            self.settings.run_windows.max(PRESSED_RUN_WINDOWS)
+        } else {
+            self.settings.run_windows
+        }
     }
 
     pub(super) fn start_run(
@@ -129,7 +145,7 @@ impl Inner {
                     .inc_by(end - i + 1);
                 return;
             };
-            let run = self.plan_run(piece, i, end, self.settings.run_windows, false, true, false);
+            let run = self.plan_run(piece, i, end, self.run_limit(), false, true, false);
             if run.is_empty() {
                 i += 1;
                 continue;

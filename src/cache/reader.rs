@@ -409,7 +409,7 @@ impl RangeReader {
             &self.piece,
             from,
             last,
-            self.inner.settings.run_windows,
+            self.inner.run_limit(),
             force_first,
             false,
             self.local_only,

@@ -33,7 +33,8 @@ pub struct CacheConfig {
     pub prefetch: u64,
     /// Most read-ahead fills running at once, process-wide.
     pub prefetch_concurrency: usize,
-    /// Most windows one upstream request covers.
+    /// Most windows one upstream request covers (at least 8 while the
+    /// in-flight budget is under pressure).
     pub run_windows: u64,
     /// Hash fetched windows and compare them with the PieceCID (or the
     /// piece's layer) before they are served whole or cached.
