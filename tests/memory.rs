@@ -311,6 +311,42 @@ fn past_the_queue_a_new_request_gets_503_with_retry_after() {
     );
 }
 
+/// Three slow readers inside three 1 MiB windows of `cid`, started on `rt`;
+/// returns once the windows hold their room (3 MiB: three quarters of a
+/// 4 MiB budget, while the mock Beam holds its answers).
+fn take_three_quarters(
+    rt: &tokio::runtime::Runtime,
+    edge: &EdgeProcess,
+    cid: &str,
+) -> Vec<tokio::task::JoinHandle<Got>> {
+    let public = edge.public;
+    let tasks = (0..3u64)
+        .map(|i| {
+            let cid = cid.to_string();
+            rt.spawn(async move {
+                slow_get(public, &cid, (3 + 2 * i) * MIB + 1000, 4096, 1_000_000_000).await
+            })
+        })
+        .collect();
+    wait_metric(edge, "beam_edge_inflight_bytes", 3.0 * 1_000_000.0);
+    tasks
+}
+
+/// Waits for `tasks` and checks that each got exactly its bytes.
+fn every_reader_gets_its_bytes(
+    rt: &tokio::runtime::Runtime,
+    tasks: Vec<tokio::task::JoinHandle<Got>>,
+) {
+    let got: Vec<Got> = rt.block_on(async {
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await.unwrap());
+        }
+        out
+    });
+    assert!(got.iter().all(|g| g.exact), "every reader gets its bytes");
+}
+
 /// Waits (up to 30 s) until `metric` reads at least `at_least`.
 fn wait_metric(edge: &EdgeProcess, metric: &str, at_least: f64) {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -337,15 +373,7 @@ fn under_pressure_a_players_tail_guess_is_read_ahead_and_goes_first() {
     beam.hold();
     let rt = client_runtime();
     // Three readers inside three windows of A take three quarters of the budget.
-    let mut tasks: Vec<_> = (0..3u64)
-        .map(|i| {
-            let a = a.clone();
-            rt.spawn(async move {
-                slow_get(public, &a, (3 + 2 * i) * MIB + 1000, 4096, 1_000_000_000).await
-            })
-        })
-        .collect();
-    wait_metric(&edge, "beam_edge_inflight_bytes", 3.0 * 1_000_000.0);
+    let mut tasks = take_three_quarters(&rt, &edge, &a);
     // A player's first read of B (from byte 0): its first window still has
     // room, but its guess of the last window is read-ahead and is skipped.
     let b2 = b.clone();
@@ -367,14 +395,7 @@ fn under_pressure_a_players_tail_guess_is_read_ahead_and_goes_first() {
         "a guess never waits in the queue of new requests:\n{m}"
     );
     beam.release();
-    let got: Vec<Got> = rt.block_on(async {
-        let mut out = Vec::new();
-        for t in tasks {
-            out.push(t.await.unwrap());
-        }
-        out
-    });
-    assert!(got.iter().all(|g| g.exact), "every reader gets its bytes");
+    every_reader_gets_its_bytes(&rt, tasks);
 }
 
 /// A 1 MiB window's raw bytes (the default `cache.window`).
@@ -421,15 +442,7 @@ fn under_pressure_a_run_asks_for_eight_windows_at_once() {
     // Three readers inside three windows of A take three quarters of the
     // budget (Beam holds its answers, so their room stays taken).
     beam.hold();
-    let mut tasks: Vec<_> = (0..3u64)
-        .map(|i| {
-            let a = a.clone();
-            rt.spawn(async move {
-                slow_get(public, &a, (3 + 2 * i) * MIB + 1000, 4096, 1_000_000_000).await
-            })
-        })
-        .collect();
-    wait_metric(&edge, "beam_edge_inflight_bytes", 3.0 * 1_000_000.0);
+    let mut tasks = take_three_quarters(&rt, &edge, &a);
     // Under pressure the same read asks for 8 windows in one request:
     // fewer requests in flight and in the queue.
     let b2 = b.clone();
@@ -448,12 +461,5 @@ fn under_pressure_a_run_asks_for_eight_windows_at_once() {
         Some(format!("bytes={W}-{}", 9 * W - 1).as_str())
     );
     beam.release();
-    let got: Vec<Got> = rt.block_on(async {
-        let mut out = Vec::new();
-        for t in tasks {
-            out.push(t.await.unwrap());
-        }
-        out
-    });
-    assert!(got.iter().all(|g| g.exact), "every reader gets its bytes");
+    every_reader_gets_its_bytes(&rt, tasks);
 }
