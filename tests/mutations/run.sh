@@ -83,6 +83,15 @@ if [[ ! -e $target/debug && -d $root/target/debug ]]; then
     # than writing into them, so target/debug keeps its own files.
     cp -al "$root/target/debug" "$target/debug"
 fi
+# Cargo writes its fingerprints and dep-info files in place, not by
+# replacing them: hard-linked, a broken build's fingerprint became
+# target/debug's too, and cargo then took target/debug's stale binary for
+# fresh (a mutation's binary, seen once). Each run gives this target its own
+# copies of them.
+if [[ -d $target/debug ]]; then
+    find "$target/debug" -type f -links +1 \( -path '*/.fingerprint/*' -o -name '*.d' \) \
+        -exec sh -c 'for f; do cp -p "$f" "$f.own" && mv -f "$f.own" "$f"; done' sh {} +
+fi
 # Cargo locks a target by flock(2) on debug/.cargo-lock; a hard-linked copy
 # shares that inode, and with it the lock, with every other copy, so builds
 # in unrelated targets would wait on each other. Give this target its own.
