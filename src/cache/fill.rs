@@ -110,8 +110,8 @@ pub struct Fill {
     /// room and its bytes back (see [`Fill::release_if_idle`]); its bytes
     /// are in the memory tier, or fetched again.
     released: AtomicBool,
-    /// Who pushes this fill's bytes: nobody yet ([`NO_FEEDER`]), the run of
-    /// that id ([`next_run_id`]), or Beam's warm-up ([`WARMUP_FEEDER`]).
+    /// Who pushes this fill's bytes: nobody yet ([`NO_FEEDER`]), the run or
+    /// the Beam warm-up of that id ([`next_run_id`], [`next_warmup_id`]).
     /// Taken once the bytes are in hand (see [`Fill::take_feed`]), so a
     /// window is never fed twice, and a window a run planned but has not
     /// opened a request for can be taken by a warm-up stream passing it.
@@ -120,14 +120,19 @@ pub struct Fill {
 
 /// [`Fill::feeder`]: nobody feeds the fill yet.
 pub const NO_FEEDER: u64 = 0;
-/// [`Fill::feeder`]: Beam's warm-up stream feeds the fill.
-pub const WARMUP_FEEDER: u64 = u64::MAX;
 
-/// A new id for a run's [`Fill::take_feed`] (never [`NO_FEEDER`] or
-/// [`WARMUP_FEEDER`]).
+static NEXT_FEEDER: AtomicU64 = AtomicU64::new(1);
+
+/// A new id for a run's [`Fill::take_feed`] (never [`NO_FEEDER`]).
 pub fn next_run_id() -> u64 {
-    static NEXT: AtomicU64 = AtomicU64::new(1);
-    NEXT.fetch_add(1, Ordering::Relaxed)
+    NEXT_FEEDER.fetch_add(1, Ordering::Relaxed)
+}
+
+/// A new id for a Beam warm-up's [`Fill::take_feed`]: each warm-up has its
+/// own (two payers' warm-ups of one piece may run at once, over the same
+/// windows).
+pub fn next_warmup_id() -> u64 {
+    next_run_id()
 }
 
 impl Fill {

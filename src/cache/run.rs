@@ -144,6 +144,12 @@ impl Inner {
                         }
                         ask = mine;
                     }
+                    // A warm-up that ended may have fed the head part way
+                    // (and handed it back) while this request was opening:
+                    // ask again from where the window is now.
+                    if fills[0].received() != start - first.start {
+                        continue;
+                    }
                     let from_peer = body.kind() == crate::upstream::UpstreamKind::Peer;
                     for f in &fills {
                         f.set_from_peer(from_peer);

@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
 
-use super::fill::{Fill, WARMUP_FEEDER};
+use super::fill::{next_warmup_id, Fill};
 use super::inflight::Admission;
 use super::{Inner, Piece};
 use crate::metrics;
@@ -63,6 +63,8 @@ pub(super) struct FirstContact {
 
 /// One running warm-up.
 pub(super) struct Warmup {
+    /// Its feeder id (see [`Fill::take_feed`]).
+    id: u64,
     state: Mutex<WarmupState>,
     ended: watch::Sender<bool>,
 }
@@ -124,6 +126,7 @@ impl Inner {
                 return Some(body);
             };
             let w = Arc::new(Warmup {
+                id: next_warmup_id(),
                 state: Mutex::new(WarmupState::default()),
                 ended: watch::Sender::new(false),
             });
@@ -234,15 +237,12 @@ impl Inner {
         if fills.is_empty()
             || fills
                 .iter()
-                .any(|f| f.fed_by_other(run) && !f.is_fed_by(WARMUP_FEEDER))
+                .any(|f| f.fed_by_other(run) && !f.is_fed_by(w.id))
         {
             return false;
         }
         // The ones the stream did not take as it passed.
-        let ahead: Vec<&Arc<Fill>> = fills
-            .iter()
-            .filter(|f| !f.is_fed_by(WARMUP_FEEDER))
-            .collect();
+        let ahead: Vec<&Arc<Fill>> = fills.iter().filter(|f| !f.is_fed_by(w.id)).collect();
         let Some(first) = ahead.first() else {
             return true;
         };
@@ -260,7 +260,7 @@ impl Inner {
         for f in ahead {
             // (Under the warm-up's lock the stream cannot take it meanwhile;
             // another run can, and then keeps it.)
-            if f.hand_feed(run, WARMUP_FEEDER) {
+            if f.hand_feed(run, w.id) {
                 st.adopted.insert(f.key.index, f.clone());
                 metrics::BEAM_WARMUP_ADOPTED.inc();
             } else {
@@ -306,7 +306,7 @@ impl Inner {
         // (Twice: a reader may plan the window between the two looks.)
         for _ in 0..2 {
             if let Some(f) = self.in_flight(&key) {
-                if !f.take_feed(WARMUP_FEEDER) {
+                if !f.take_feed(w.id) {
                     return None;
                 }
                 metrics::BEAM_WARMUP_ADOPTED.inc();
@@ -317,7 +317,7 @@ impl Inner {
                 .into_iter()
                 .next()
             {
-                f.take_feed(WARMUP_FEEDER);
+                f.take_feed(w.id);
                 return Some(f);
             }
             if self.is_cached(&key) {
@@ -422,7 +422,9 @@ impl Inner {
         leftovers.sort_by_key(|f| f.key.index);
         leftovers.dedup_by_key(|f| f.key.index);
         for f in &leftovers {
-            f.drop_feed();
+            if f.is_fed_by(w.id) {
+                f.drop_feed();
+            }
         }
         let mut group: Vec<Arc<Fill>> = Vec::new();
         for f in leftovers {
