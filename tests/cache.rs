@@ -681,3 +681,179 @@ fn a_purge_during_a_fill_leaves_no_window_behind() {
     assert_eq!((s, h["x-cache"].as_str()), (206, "MISS"));
     assert_eq!(beam.requests().len(), 1);
 }
+
+/// Critical bytes first: a read deep inside a cold window gets its bytes
+/// while the window's head is still held upstream, no byte is asked for
+/// twice, and the window is then cached whole.
+#[test]
+fn a_read_deep_in_a_cold_window_does_not_wait_for_the_windows_head() {
+    let beam = MockBeam::start();
+    // Beam's CDN holds every piece: ranges are answered 206.
+    beam.set_always_warm();
+    let edge = start(
+        &beam,
+        &format!(
+            "{SMALL_WINDOWS}  prefetch: 0\n  tail_guess: false\n  run_windows: 1\n  critical_first: 16KiB\n"
+        ),
+        "",
+        "",
+    );
+    let (cid, data) = piece(&beam, 4 * W, 13);
+    let path = format!("/piece/{cid}");
+    // Beam has answered the piece with a range (and the content type is known).
+    let (s, _, _) = get(&edge, &path, &[("Range", "bytes=0-0")]);
+    assert_eq!(s, 206);
+    beam.clear_log();
+    // Every request for window 2 from its first byte waits.
+    beam.hold_ranges_from(2 * W as u64);
+    let (from, to) = (2 * W + 60_000, 2 * W + 60_999);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (addr, p) = (edge.public, path.clone());
+    std::thread::spawn(move || {
+        let _ = tx.send(raw_get(addr, &p, &[("Range", &range(from, to))]));
+    });
+    let answer = rx
+        .recv_timeout(Duration::from_secs(30))
+        .unwrap_or_else(|_| {
+            panic!(
+                "no answer while the window's head is held: Beam got {:?}\n{}",
+                beam.requests()
+                    .iter()
+                    .map(|r| r.headers.get("range").cloned())
+                    .collect::<Vec<_>>(),
+                edge.log()
+            )
+        });
+    let (s, _, body) = answer.unwrap();
+    assert_eq!((s, body.as_slice()), (206, &data[from..=to]));
+    // Two requests for the window: the reader's part, and the head beside it.
+    let mut ranges: Vec<String> = beam
+        .requests()
+        .iter()
+        .map(|r| r.headers["range"].clone())
+        .collect();
+    ranges.sort();
+    assert_eq!(
+        ranges,
+        vec![range(2 * W, from - 1), range(from, 3 * W - 1)],
+        "{ranges:?}"
+    );
+    beam.release_ranges_from(2 * W as u64);
+    wait_for("window 2 in memory", || {
+        let (s, _, b) = raw_get(edge.admin, &format!("/admin/cache/{cid}"), &[]).unwrap();
+        s == 200
+            && serde_json::from_slice::<serde_json::Value>(&b).unwrap()["memory"]
+                .as_array()
+                .unwrap()
+                .contains(&serde_json::json!(2))
+    });
+    beam.wait_answers_done();
+    assert_eq!(beam.body_bytes_sent(), W as u64, "no byte asked for twice");
+    beam.clear_log();
+    let (s, h, body) = get(&edge, &path, &[("Range", &range(2 * W, 3 * W - 1))]);
+    assert_eq!((s, body.as_slice()), (206, &data[2 * W..3 * W]));
+    assert_eq!(h["x-cache"], "HIT");
+    assert!(beam.requests().is_empty());
+
+    // The other order: the head comes first, the reader's part last (it
+    // then finishes the window).
+    let (from, to) = (3 * W + 70_000, 3 * W + 70_999);
+    beam.hold_ranges_from(from as u64);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (addr, p) = (edge.public, path.clone());
+    std::thread::spawn(move || {
+        let _ = tx.send(raw_get(addr, &p, &[("Range", &range(from, to))]));
+    });
+    wait_for("the head of window 3", || {
+        beam.requests()
+            .iter()
+            .any(|r| r.headers["range"] == range(3 * W, from - 1))
+    });
+    beam.wait_answers_done_but(1);
+    beam.release_ranges_from(from as u64);
+    let (s, _, body) = rx.recv_timeout(Duration::from_secs(30)).unwrap().unwrap();
+    assert_eq!((s, body.as_slice()), (206, &data[from..=to]));
+    wait_for("window 3 in memory", || {
+        let (s, _, b) = raw_get(edge.admin, &format!("/admin/cache/{cid}"), &[]).unwrap();
+        s == 200
+            && serde_json::from_slice::<serde_json::Value>(&b).unwrap()["memory"]
+                .as_array()
+                .unwrap()
+                .contains(&serde_json::json!(3))
+    });
+    beam.wait_answers_done();
+    assert_eq!(beam.body_bytes_sent(), W as u64, "no byte asked for twice");
+}
+
+/// A checked window split for a deep reader still holds the reader's last
+/// byte until the whole window, head included, has passed its check.
+#[test]
+fn a_deep_read_of_a_checked_window_gets_its_last_byte_once_the_window_passed() {
+    let beam = MockBeam::start();
+    beam.set_always_warm();
+    let edge = start(
+        &beam,
+        &format!("{SMALL_WINDOWS}  prefetch: 0\n  critical_first: 16KiB\n"),
+        "",
+        "",
+    );
+    // One window: checked by its CID.
+    let (cid, data) = piece(&beam, 100_000, 14);
+    let path = format!("/piece/{cid}");
+    let (s, _, _) = get(&edge, &path, &[("Range", "bytes=0-0")]);
+    assert_eq!(s, 206);
+    let (s, _, _) = raw_request(edge.admin, "DELETE", &format!("/admin/cache/{cid}"), &[]).unwrap();
+    assert_eq!(s, 200);
+    beam.clear_log();
+    beam.hold_ranges_from(0);
+    let (from, to) = (40_000, 99_998);
+    let mut sock = std::net::TcpStream::connect(edge.public).unwrap();
+    write!(
+        sock,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nRange: {}\r\nConnection: close\r\n\r\n",
+        range(from, to)
+    )
+    .unwrap();
+    // The part after the split comes while the head is held (all of it but
+    // the held last byte, less what the server's 1,460-byte write buffer
+    // keeps until its next write)...
+    sock.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut got = Vec::new();
+    let body_at = |got: &[u8]| got.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut buf = [0u8; 65536];
+        match sock.read(&mut buf) {
+            Ok(0) => panic!("closed early: {}", String::from_utf8_lossy(&got)),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            // ...and then nothing more.
+            Err(_) if body_at(&got).is_some_and(|b| got.len() - b + 1 + 1460 >= to - from) => break,
+            Err(_) => assert!(
+                Instant::now() < deadline,
+                "Beam got {:?}\n{}",
+                beam.requests()
+                    .iter()
+                    .map(|r| r.headers.get("range").cloned())
+                    .collect::<Vec<_>>(),
+                edge.log()
+            ),
+        }
+    }
+    let b = body_at(&got).unwrap();
+    let head = String::from_utf8_lossy(&got[..b]).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 206"), "{head}");
+    assert!(head.contains("x-beam-edge-checked: cid"), "{head}");
+    assert!(
+        got.len() - b < to - from + 1,
+        "the last byte came before the window's head"
+    );
+    assert_eq!(&got[b..], &data[from..from + got.len() - b]);
+    beam.release_ranges_from(0);
+    sock.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    sock.read_to_end(&mut got).unwrap();
+    assert_eq!(&got[b..], &data[from..=to]);
+    beam.wait_answers_done();
+    assert_eq!(beam.body_bytes_sent(), data.len() as u64);
+}

@@ -10,6 +10,14 @@
 //! task checks that at each window boundary and stops once nothing it has
 //! left is wanted (the window in flight is always finished, so it can be
 //! cached).
+//!
+//! A fill may be *split* ([`Fill::split_at`]) for a reader whose range starts
+//! deep inside a cold window ("critical bytes first"): the run asks for the
+//! window from that byte on ([`Fill::push_next`] fills the part *ahead*),
+//! while a second request fetches the window's head ([`Fill::push`]); the
+//! two parts join when the head reaches the split, and the window is then
+//! finished as any other. Readers start at any offset ([`Fill::reader_at`]),
+//! so the deep reader streams its bytes as soon as they come.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -59,13 +67,46 @@ impl CacheError {
 
 #[derive(Default)]
 struct FillState {
-    /// Chunks as they arrived, until the window is complete.
+    /// Chunks as they arrived, from the window's first byte, until the
+    /// window is complete.
     chunks: Vec<Bytes>,
+    /// Bytes in `chunks` (the window's bytes from 0 on, with no gap).
     received: u64,
+    /// A split fill's part from the split on, until the head reaches it.
+    ahead: Option<Ahead>,
     outcome: Option<Result<(), CacheError>>,
     /// The whole window once complete; `chunks` is then emptied, so a
     /// finished window is held once, not twice.
     whole: Option<Bytes>,
+}
+
+/// The part of a split window from its split on (see [`Fill::split_at`]).
+struct Ahead {
+    /// The split: the window offset of the part's first byte.
+    at: u64,
+    chunks: Vec<Bytes>,
+    received: u64,
+}
+
+impl Ahead {
+    fn end(&self) -> u64 {
+        self.at + self.received
+    }
+}
+
+/// The chunk of `chunks` (laid out from window offset `base`) holding
+/// window offset `offset`, cut to start there.
+fn chunk_at(chunks: &[Bytes], base: u64, offset: u64) -> Option<Bytes> {
+    let mut at = base;
+    for c in chunks {
+        let end = at + c.len() as u64;
+        if offset < end {
+            let from = usize::try_from(offset.checked_sub(at)?).ok()?;
+            return Some(c.slice(from..));
+        }
+        at = end;
+    }
+    None
 }
 
 /// A window being downloaded.
@@ -116,6 +157,8 @@ pub struct Fill {
     /// window is never fed twice, and a window a run planned but has not
     /// opened a request for can be taken by a warm-up stream passing it.
     feeder: AtomicU64,
+    /// Set once the head of a split fill has a fetch of its own.
+    head_fetched: AtomicBool,
 }
 
 /// [`Fill::feeder`]: nobody feeds the fill yet.
@@ -179,6 +222,7 @@ impl Fill {
             stored: AtomicBool::new(false),
             released: AtomicBool::new(false),
             feeder: AtomicU64::new(NO_FEEDER),
+            head_fetched: AtomicBool::new(false),
         })
     }
 
@@ -347,23 +391,111 @@ impl Fill {
         self.progress.send_modify(|v| *v = v.wrapping_add(1));
     }
 
-    /// Bytes received so far.
+    /// Bytes received so far from the window's first byte on, with no gap
+    /// (a split fill's part ahead is not counted until the head reaches it).
     pub fn received(&self) -> u64 {
         self.lock().received
     }
 
-    /// Appends the next chunk (never past `len`: the caller splits).
-    pub fn push(&self, chunk: Bytes) {
-        if chunk.is_empty() {
-            return;
-        }
+    /// Where the run fetching this window goes on: the end of the part
+    /// ahead of a split fill, else [`Fill::received`].
+    pub fn fill_point(&self) -> u64 {
+        let st = self.lock();
+        st.ahead.as_ref().map_or(st.received, Ahead::end)
+    }
+
+    /// Splits an empty fill at window offset `at` (0 < `at` < `len`): the
+    /// run fetches from `at` on ([`Fill::push_next`]), and the head, bytes
+    /// `0..at`, comes apart ([`Fill::push`], started by
+    /// [`Fill::take_head_fetch`]). `false`: not split (already begun, or
+    /// `at` out of range).
+    pub fn split_at(&self, at: u64) -> bool {
+        let mut st = self.lock();
+        if at == 0
+            || at >= self.len
+            || st.received > 0
+            || st.ahead.is_some()
+            || st.outcome.is_some()
         {
+            return false;
+        }
+        st.ahead = Some(Ahead {
+            at,
+            chunks: Vec::new(),
+            received: 0,
+        });
+        true
+    }
+
+    /// The split of a split fill whose head still has to be fetched (once:
+    /// `Some` only for the first caller).
+    pub fn take_head_fetch(&self) -> Option<u64> {
+        let at = self.lock().ahead.as_ref().map(|a| a.at)?;
+        (!self.head_fetched.swap(true, Ordering::SeqCst)).then_some(at)
+    }
+
+    /// True while a split fill's head has not reached its split.
+    pub fn is_split(&self) -> bool {
+        self.lock().ahead.is_some()
+    }
+
+    /// Appends the next chunk of the window from its first byte (never
+    /// past `len`, nor past a split: the caller splits). `true` when this
+    /// chunk completed the window.
+    pub fn push(&self, chunk: Bytes) -> bool {
+        if chunk.is_empty() {
+            return false;
+        }
+        let complete = {
             let mut st = self.lock();
-            debug_assert!(st.received + chunk.len() as u64 <= self.len);
+            debug_assert!(
+                st.received + chunk.len() as u64 <= st.ahead.as_ref().map_or(self.len, |a| a.at)
+            );
             st.received += chunk.len() as u64;
             st.chunks.push(chunk);
-        }
+            Self::join_ahead(&mut st);
+            st.received == self.len
+        };
         self.bump();
+        complete
+    }
+
+    /// Appends the next chunk where the run goes on ([`Fill::fill_point`]):
+    /// to the part ahead of a split fill, else as [`Fill::push`]. `true`
+    /// when this chunk completed the window.
+    pub fn push_next(&self, chunk: Bytes) -> bool {
+        if chunk.is_empty() {
+            return false;
+        }
+        let complete = {
+            let mut st = self.lock();
+            match st.ahead.as_mut() {
+                Some(a) => {
+                    debug_assert!(a.end() + chunk.len() as u64 <= self.len);
+                    a.received += chunk.len() as u64;
+                    a.chunks.push(chunk);
+                    false
+                }
+                None => {
+                    debug_assert!(st.received + chunk.len() as u64 <= self.len);
+                    st.received += chunk.len() as u64;
+                    st.chunks.push(chunk);
+                    st.received == self.len
+                }
+            }
+        };
+        self.bump();
+        complete
+    }
+
+    /// Once the head reaches the split, the part ahead joins it.
+    fn join_ahead(st: &mut FillState) {
+        if st.ahead.as_ref().is_some_and(|a| a.at == st.received) {
+            if let Some(a) = st.ahead.take() {
+                st.received += a.received;
+                st.chunks.extend(a.chunks);
+            }
+        }
     }
 
     /// The bytes received so far in one buffer (a copy; the fill is unchanged).
@@ -441,6 +573,11 @@ impl Fill {
 
     /// A reader of this fill's bytes, from the first chunk.
     pub fn reader(self: &Arc<Self>) -> FillReader {
+        self.reader_at(0)
+    }
+
+    /// A reader of this fill's bytes from window offset `offset` on.
+    pub fn reader_at(self: &Arc<Self>, offset: u64) -> FillReader {
         {
             let _st = self.lock();
             self.readers.fetch_add(1, Ordering::SeqCst);
@@ -448,7 +585,8 @@ impl Fill {
         FillReader {
             fill: self.clone(),
             next: 0,
-            offset: 0,
+            next_at: 0,
+            offset,
             rx: self.progress.subscribe(),
         }
     }
@@ -490,9 +628,11 @@ impl Drop for FillReader {
 /// Streams a fill's chunks in order as they arrive.
 pub struct FillReader {
     fill: Arc<Fill>,
-    /// Index of the next chunk, while the fill is in progress.
+    /// Index of the chunk from the window's first byte to look at next,
+    /// while the fill is in progress, and the window offset it starts at.
     next: usize,
-    /// Bytes delivered so far.
+    next_at: u64,
+    /// The window offset of the next byte to deliver.
     offset: u64,
     rx: watch::Receiver<u64>,
 }
@@ -525,10 +665,31 @@ impl FillReader {
                     self.offset = whole.len() as u64;
                     return Ok((from < whole.len()).then(|| whole.slice(from..)));
                 }
-                if let Some(c) = st.chunks.get(self.next) {
-                    self.next += 1;
-                    self.offset += c.len() as u64;
-                    return Ok(Some(c.clone()));
+                if self.offset < st.received {
+                    // From the window's first byte on: go on from the
+                    // chunk looked at last (chunks are only ever added).
+                    if self.next_at > self.offset {
+                        (self.next, self.next_at) = (0, 0);
+                    }
+                    while let Some(c) = st.chunks.get(self.next) {
+                        let end = self.next_at + c.len() as u64;
+                        if self.offset < end {
+                            let from = usize::try_from(self.offset - self.next_at).unwrap_or(0);
+                            let part = c.slice(from..);
+                            self.offset = end;
+                            self.next += 1;
+                            self.next_at = end;
+                            return Ok(Some(part));
+                        }
+                        self.next += 1;
+                        self.next_at = end;
+                    }
+                }
+                if let Some(a) = st.ahead.as_ref().filter(|a| self.offset >= a.at) {
+                    if let Some(part) = chunk_at(&a.chunks, a.at, self.offset) {
+                        self.offset += part.len() as u64;
+                        return Ok(Some(part));
+                    }
                 }
                 if self.fill.is_released() {
                     // Gave its bytes back before this reader came: read
@@ -602,6 +763,53 @@ mod tests {
             r.next().await,
             Err(CacheError::Upstream(UpstreamError::NotFound))
         );
+    }
+
+    #[tokio::test]
+    async fn a_split_fill_serves_its_deep_reader_before_the_head() {
+        let f = Fill::new(key(), 10, false);
+        assert!(f.split_at(6));
+        assert!(!f.split_at(3), "split once");
+        assert_eq!(f.take_head_fetch(), Some(6));
+        assert_eq!(f.take_head_fetch(), None, "one head fetch");
+        let mut deep = f.reader_at(7);
+        let mut head = f.reader();
+        // The run's part comes first: the deep reader has its bytes at once.
+        assert_eq!(f.fill_point(), 6);
+        assert!(!f.push_next(Bytes::from_static(b"ghi")));
+        assert_eq!(deep.next().await.unwrap().unwrap(), "hi");
+        assert_eq!((f.received(), f.fill_point()), (0, 9));
+        // A reader from byte 0 waits for the head.
+        assert!(futures_util::FutureExt::now_or_never(head.next()).is_none());
+        assert!(!f.push(Bytes::from_static(b"abc")));
+        assert_eq!(head.next().await.unwrap().unwrap(), "abc");
+        // The head reaches the split: the two parts join.
+        assert!(!f.push(Bytes::from_static(b"def")));
+        assert!(!f.is_split());
+        assert_eq!((f.received(), f.fill_point()), (9, 9));
+        assert_eq!(head.next().await.unwrap().unwrap(), "def");
+        assert_eq!(head.next().await.unwrap().unwrap(), "ghi");
+        // The run's last byte completes the window: it says so, once.
+        assert!(f.push_next(Bytes::from_static(b"j")));
+        assert_eq!(deep.next().await.unwrap().unwrap(), "j");
+        assert_eq!(finish(&f), "abcdefghij");
+        assert_eq!(deep.next().await.unwrap(), None);
+        assert_eq!(head.next().await.unwrap().unwrap(), "j");
+
+        // The run's part ends first: the head's last byte completes it.
+        let f = Fill::new(key(), 4, false);
+        assert!(f.split_at(2));
+        assert!(!f.push_next(Bytes::from_static(b"cd")));
+        assert_eq!(f.fill_point(), 4);
+        assert!(!f.push(Bytes::from_static(b"a")));
+        assert!(f.push(Bytes::from_static(b"b")));
+        assert_eq!(finish(&f), "abcd");
+        // Nothing to split: at 0, at the end, or once begun.
+        let f = Fill::new(key(), 4, false);
+        assert!(!f.split_at(0) && !f.split_at(4));
+        f.push(Bytes::from_static(b"a"));
+        assert!(!f.split_at(2));
+        assert_eq!(f.take_head_fetch(), None);
     }
 
     #[test]

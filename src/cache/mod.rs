@@ -47,6 +47,7 @@ pub mod verify;
 pub mod window;
 
 mod beam_prefix;
+mod critical;
 mod peers;
 mod plan;
 mod providers;
@@ -112,6 +113,9 @@ pub struct CacheSettings {
     /// Fetch a cold piece's last window with its first (see
     /// [`WindowCache::prefetch_tail`]).
     pub tail_guess: bool,
+    /// A reader at least this far into a cold window gets its part first
+    /// (`cache.critical_first`; 0: off).
+    pub critical_first: u64,
     /// Largest range start at which Beam's whole-piece 200 is used.
     pub max_skip: u64,
     /// Retries of a failed fetch.

@@ -434,10 +434,43 @@ impl RangeReader {
             .entry(slice.index)
             .or_insert_with(|| fill.interest());
         self.plan_ahead(slice.index + 1);
+        self.stream(&fill, slice)
+    }
+
+    /// Streams `slice` from `fill`, from the slice's first byte (from the
+    /// window's, for a window held whole and checked here: see
+    /// [`RangeReader::hold_and_check`]).
+    fn stream(&self, fill: &Arc<Fill>, slice: WindowSlice) -> Current {
+        let pos = if self.hold_unchecked { 0 } else { slice.from };
         Current::Filling {
-            reader: fill.reader(),
-            pos: 0,
+            reader: fill.reader_at(pos),
+            pos,
             slice,
+        }
+    }
+
+    /// Whether a new fill of `slice`'s window splits at the slice's first
+    /// byte (critical bytes first, `cache.critical_first`): the slice
+    /// starts that deep, and the window's source answers ranges (Beam once
+    /// it has answered the piece with one, a storage provider or a peer);
+    /// a piece whose state at Beam is unknown or cold gets one request, for
+    /// its one warm-up.
+    fn splits(&self, slice: &WindowSlice) -> bool {
+        let at = self.inner.settings.critical_first;
+        if at == 0 || slice.from < at || self.hold_unchecked {
+            return false;
+        }
+        if self.inner.owned_elsewhere(&self.piece, slice.index) && !self.local_only {
+            return true;
+        }
+        use crate::upstream::beam_state::BeamPiece;
+        let origin = self.piece.beam_origin();
+        match self.inner.upstream.beam_base(&origin) {
+            Some(base) => matches!(
+                self.inner.upstream.beam_state().get(base, &self.piece.cid),
+                BeamPiece::Warm | BeamPiece::Warmed
+            ),
+            None => true,
         }
     }
 
@@ -459,11 +492,7 @@ impl RangeReader {
                 .map(|i| i.fill().clone())
                 .filter(|f| !f.is_released())
             {
-                return Current::Filling {
-                    reader: fill.reader(),
-                    pos: 0,
-                    slice,
-                };
+                return self.stream(&fill, slice);
             }
         }
         if let Some(bytes) = inner
@@ -486,11 +515,7 @@ impl RangeReader {
         // memory tier had it, or it is fetched again.)
         if let Some(fill) = self.interests.get(&slice.index).map(|i| i.fill().clone()) {
             if !fill.is_released() {
-                return Current::Filling {
-                    reader: fill.reader(),
-                    pos: 0,
-                    slice,
-                };
+                return self.stream(&fill, slice);
             }
             self.interests.remove(&slice.index);
         }
@@ -543,7 +568,12 @@ impl RangeReader {
         let last_needed = self.slices.back().map_or(slice.index, |s| s.index);
         let run = self.plan_demand_run(slice.index, last_needed, true);
         let fill = match run.first() {
-            Some(f) => f.clone(),
+            Some(f) => {
+                if self.splits(&slice) {
+                    f.split_at(slice.from);
+                }
+                f.clone()
+            }
             // (Looked up first: a guard in the match would be held through
             // `join`, which plans and takes the same lock: a deadlock.)
             None => match inner.in_flight(&key) {
@@ -558,7 +588,7 @@ impl RangeReader {
                 }
             },
         };
-        let reader = fill.reader();
+        let current = self.stream(&fill, slice);
         let next = run.last().map(|f| f.key.index + 1);
         let admission = match self.admission {
             Some(a) => a,
@@ -572,11 +602,7 @@ impl RangeReader {
         if let Some(next) = next.filter(|_| inner.cluster.is_some() && !self.local_only) {
             self.plan_ahead(next);
         }
-        Current::Filling {
-            reader,
-            pos: 0,
-            slice,
-        }
+        current
     }
 }
 

@@ -99,6 +99,11 @@ impl Inner {
             if !self.admit(&fills, before.as_ref(), how, me).await {
                 return;
             }
+            // Critical bytes first: a window split for a reader deep inside
+            // it gets its head from a request of its own, beside this one.
+            if let Some(at) = fills[0].take_head_fetch() {
+                self.start_head_fetch(piece, fills[0].clone(), at, me, local_only);
+            }
             // This request's windows: fills[..ask].
             let mut ask = fills.len();
             if let Some(r) = budget.as_mut() {
@@ -106,7 +111,7 @@ impl Inner {
                 ask = 0;
                 let mut refused = None;
                 for f in &fills {
-                    match r.take(f.len - f.received()) {
+                    match r.take(f.len - f.fill_point()) {
                         Ok(()) => ask += 1,
                         Err(e) => {
                             refused = Some(e);
@@ -126,7 +131,7 @@ impl Inner {
                 self.give_up(&fills, CacheError::Cancelled, me);
                 return;
             };
-            let start = first.start + fills[0].received();
+            let start = first.start + fills[0].fill_point();
             let range = ByteRange::new(start, last.end);
             let result = self.open_source(piece, range, local_only).await;
             let mut charging = true;
@@ -147,7 +152,7 @@ impl Inner {
                     // A warm-up that ended may have fed the head part way
                     // (and handed it back) while this request was opening:
                     // ask again from where the window is now.
-                    if fills[0].received() != start - first.start {
+                    if fills[0].fill_point() != start - first.start {
                         continue;
                     }
                     let from_peer = body.kind() == crate::upstream::UpstreamKind::Peer;
@@ -225,16 +230,21 @@ impl Inner {
                         offset += chunk.len() as u64;
                         while !chunk.is_empty() {
                             let f = &fills[0];
-                            let need = usize::try_from(f.len - f.received()).unwrap_or(usize::MAX);
+                            let need =
+                                usize::try_from(f.len - f.fill_point()).unwrap_or(usize::MAX);
                             let part = chunk.split_to(need.min(chunk.len()));
                             if let Some(r) = budget.as_mut().filter(|_| charging) {
                                 r.received(part.len() as u64);
                             }
-                            f.push(part);
-                            if f.received() == f.len {
+                            let complete = f.push_next(part);
+                            if f.fill_point() == f.len {
                                 let done = fills.remove(0);
                                 ask = ask.saturating_sub(1);
-                                self.finish_window(&done).await;
+                                // (A split window whose head is still on
+                                // its way is finished by the head's fetch.)
+                                if complete {
+                                    self.finish_window(&done).await;
+                                }
                                 before = Some(Arc::downgrade(&done));
                                 drop(done);
                                 if fills.is_empty() {
@@ -300,7 +310,7 @@ impl Inner {
     /// Fails the windows of `fills` run `me` may feed (its own, and those
     /// nobody feeds yet); the warm-up's stream or another run feeds the
     /// others on.
-    fn give_up(&self, fills: &[Arc<Fill>], e: CacheError, me: u64) {
+    pub(super) fn give_up(&self, fills: &[Arc<Fill>], e: CacheError, me: u64) {
         let mine: Vec<Arc<Fill>> = fills.iter().filter(|f| f.take_feed(me)).cloned().collect();
         self.abandon(&mine, e);
     }
@@ -324,7 +334,7 @@ impl Inner {
     /// length its header promised) is backed off while checking is on (a
     /// storage provider; Beam only for this piece), so the retry asks
     /// another one.
-    fn cut_short(&self, piece: &Piece, holder: &str) {
+    pub(super) fn cut_short(&self, piece: &Piece, holder: &str) {
         if self.checking() && !holder.starts_with("peer:") {
             self.back_off(&piece.cid, holder, "cut a window short");
         }
@@ -483,7 +493,7 @@ impl Inner {
 /// How often a paused run looks again without being woken.
 const PAUSE_RECHECK: Duration = Duration::from_millis(250);
 
-async fn backoff(attempt: u32) {
+pub(super) async fn backoff(attempt: u32) {
     let ms = 100u64 << (2 * attempt.saturating_sub(1)).min(8);
     tokio::time::sleep(Duration::from_millis(ms)).await;
 }

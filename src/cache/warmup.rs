@@ -234,10 +234,11 @@ impl Inner {
         if st.closed {
             return false;
         }
+        // (A split window's head has a request of its own: the run keeps it.)
         if fills.is_empty()
             || fills
                 .iter()
-                .any(|f| f.fed_by_other(run) && !f.is_fed_by(w.id))
+                .any(|f| (f.fed_by_other(run) && !f.is_fed_by(w.id)) || f.is_split())
         {
             return false;
         }

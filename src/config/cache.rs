@@ -48,6 +48,11 @@ pub struct CacheConfig {
     /// answered the head, before the head has said whether the piece is
     /// media. Needs `index_prefetch`.
     pub tail_guess: bool,
+    /// A reader whose range starts at least this far into a cold window
+    /// gets its part of the window first: the window is fetched as two
+    /// requests at once, from the reader's byte on and the head before it
+    /// (critical bytes first); 0 turns it off.
+    pub critical_first: ByteSize,
     /// Disk tier.
     pub disk: DiskConfig,
 }
@@ -75,6 +80,7 @@ impl Default for CacheConfig {
             check_windows: true,
             index_prefetch: ByteSize(16 << 20),
             tail_guess: true,
+            critical_first: ByteSize(128 << 10),
             disk: DiskConfig::default(),
         }
     }

@@ -276,6 +276,7 @@ pub fn cache_settings(config: &Config, pool: ProviderPool) -> CacheSettings {
         check_windows: c.check_windows,
         index_prefetch: c.index_prefetch.0,
         tail_guess: c.tail_guess && c.index_prefetch.0 > 0,
+        critical_first: c.critical_first.0,
         max_skip: config.upstream.max_skip.0,
         retries: config.upstream.retries,
         providers: static_providers(config),

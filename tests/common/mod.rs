@@ -116,6 +116,9 @@ struct MockState {
     answering: AtomicU64,
     /// While set, requests are logged but not answered.
     held: AtomicBool,
+    /// Requests whose range starts at one of these bytes are logged but
+    /// not answered, until [`MockBeam::release_ranges_from`].
+    held_starts: Mutex<std::collections::HashSet<u64>>,
     /// Generated pieces by CID: their size (bytes from [`generated_bytes`]).
     generated: Mutex<HashMap<String, u64>>,
     /// While not 0, a cold (whole-piece) answer stops before the first
@@ -323,6 +326,17 @@ impl MockBeam {
         self.state.held.store(false, Ordering::SeqCst);
     }
 
+    /// Holds every answer to a range that starts at byte `start` (the
+    /// request is still logged) until [`MockBeam::release_ranges_from`].
+    pub fn hold_ranges_from(&self, start: u64) {
+        self.state.held_starts.lock().unwrap().insert(start);
+    }
+
+    /// Answers the ranges held by [`MockBeam::hold_ranges_from`].
+    pub fn release_ranges_from(&self, start: u64) {
+        self.state.held_starts.lock().unwrap().remove(&start);
+    }
+
     /// Cold whole-piece answers stream their first `bytes` (rounded down to
     /// the 64 KiB chunks they are written in) and then wait, until a larger
     /// gate or [`MockBeam::open_cold_gate`].
@@ -369,6 +383,19 @@ impl MockBeam {
                 "the mock Beam is still answering after 30 s ({} body bytes sent, {} requests logged)",
                 self.body_bytes_sent(),
                 self.requests().len()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Waits until at most `n` of the requests logged are still being
+    /// answered (the others are answered, or cut).
+    pub fn wait_answers_done_but(&self, n: u64) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.state.answering.load(Ordering::SeqCst) > n {
+            assert!(
+                Instant::now() < deadline,
+                "the mock Beam is still answering after 30 s"
             );
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -568,6 +595,14 @@ async fn serve_conn(mut sock: TcpStream, st: Arc<MockState>) -> std::io::Result<
         });
 
         while st.held.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let start = headers
+            .get("range")
+            .and_then(|r| r.strip_prefix("bytes="))
+            .and_then(|r| r.split('-').next())
+            .and_then(|a| a.parse::<u64>().ok());
+        while start.is_some_and(|a| st.held_starts.lock().unwrap().contains(&a)) {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let fault = st.fault.lock().unwrap().clone().unwrap_or(Fault::None);
