@@ -14,8 +14,9 @@
 #   loopback floor  the same mock with no delay and no rate limit (first
 #                   profile only): what the browser itself takes on this
 #                   machine, the floor under every warm figure
-# and, for the tail-moov MP4 in the 80 ms profile, beam-edge cold with
-# cache.tail_guess off and with cache.index_prefetch 0.
+# beam-edge cold with cache.critical_first 0 (a seek's window fetched from
+# its first byte), and, for the tail-moov MP4 in the 80 ms profile,
+# beam-edge cold with cache.tail_guess off and with cache.index_prefetch 0.
 # Every play is in a fresh Chromium with its HTTP cache disabled. Prints the
 # machine, the load average and a Markdown table: medians over the runs (min
 # and max beside), the ratio of each cold route to the origin, and the bytes
@@ -217,6 +218,7 @@ for profile in "${PROFILES[@]}"; do
       done
     fi
     measure_edge "$layout" "$prof" "$UP" "edge cold" "" 1
+    measure_edge "$layout" "$prof" "$UP" "edge cold, critical_first: 0" ", critical_first: 0" 0
     if [ "$profile" = "${PROFILES[0]}" ]; then
       for run in $(seq "$RUNS"); do
         b0=$(origin_bytes "$FLOOR")

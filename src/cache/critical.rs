@@ -70,55 +70,63 @@ impl Inner {
                 }
             }
             let range = ByteRange::new(span.start + have, span.start + at - 1);
-            let (mut body, holder) = match self.open_source(piece, range, local_only).await {
-                // A whole-piece answer (Beam turned cold) is no head: it is
-                // used by the run's request, if anyone's; ask again.
-                Ok((body, true, _)) => {
-                    drop(body);
-                    failures += 1;
-                    if failures > self.settings.retries {
-                        fail(CacheError::Upstream(UpstreamError::BadResponse(
-                            "a whole-piece answer to a window's head".into(),
-                        )));
-                        return;
-                    }
-                    super::run::backoff(failures).await;
-                    continue;
-                }
-                Ok((body, false, holder)) => (body, holder),
-                Err(UpstreamError::Warming) => {
-                    // Beam warms the piece and no provider served the head:
-                    // Beam is asked again once the warm-up ended.
-                    self.warmup_ended(piece).await;
-                    failures += 1;
-                    if failures > self.settings.retries + 2 {
-                        fail(CacheError::Upstream(UpstreamError::Warming));
-                        return;
-                    }
-                    continue;
-                }
-                Err(e) => {
-                    if e.is_transient() && failures < self.settings.retries {
+            let (mut body, from_zero, holder) =
+                match self.open_source(piece, range, local_only).await {
+                    Ok(answer) => answer,
+                    Err(UpstreamError::Warming) => {
+                        // Beam warms the piece and no provider served the head:
+                        // Beam is asked again once the warm-up ended.
+                        self.warmup_ended(piece).await;
                         failures += 1;
-                        super::run::backoff(failures).await;
+                        if failures > self.settings.retries + 2 {
+                            fail(CacheError::Upstream(UpstreamError::Warming));
+                            return;
+                        }
                         continue;
                     }
-                    fail(CacheError::Upstream(e));
-                    return;
-                }
-            };
+                    Err(e) => {
+                        if e.is_transient() && failures < self.settings.retries {
+                            failures += 1;
+                            super::run::backoff(failures).await;
+                            continue;
+                        }
+                        fail(CacheError::Upstream(e));
+                        return;
+                    }
+                };
             // The bytes are in hand: the head is this run's to feed, unless
             // a warm-up's stream took the window meanwhile.
             if !fill.take_feed(run) {
                 return;
             }
-            fill.set_from_peer(body.kind() == crate::upstream::UpstreamKind::Peer);
+            let from_peer = body.kind() == crate::upstream::UpstreamKind::Peer;
+            fill.set_from_peer(from_peer);
+            // A peer's bytes cost the payer nothing here (the owning replica
+            // counts its own upstream fetches), as in `run`.
+            if let Some(r) = budget.as_mut().filter(|_| from_peer) {
+                r.release();
+                budget = None;
+            }
+            // A whole-piece answer (Beam cold again, near the head): the
+            // bytes before the head's are skipped.
+            let mut skip = if from_zero { range.start } else { 0 };
             let mut got = have;
             let broke = loop {
                 match body.next_chunk().await {
                     Ok(Some(mut chunk)) => {
                         if fill.is_done() {
                             return;
+                        }
+                        if skip > 0 {
+                            let n = usize::try_from(skip.min(chunk.len() as u64)).unwrap_or(0);
+                            drop(chunk.split_to(n));
+                            if let Some(r) = budget.as_mut() {
+                                r.charge_unplanned(n as u64);
+                            }
+                            skip -= n as u64;
+                            if chunk.is_empty() {
+                                continue;
+                            }
                         }
                         let need = usize::try_from(at - got).unwrap_or(usize::MAX);
                         let part = chunk.split_to(need.min(chunk.len()));

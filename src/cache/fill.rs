@@ -238,6 +238,22 @@ impl Fill {
         }
     }
 
+    /// [`Fill::take_feed`] for a feeder that pushes the whole window from
+    /// its first byte (a warm-up's stream): a split fill nobody fed yet
+    /// (so neither part has a byte) is made whole again, and its head gets
+    /// no fetch of its own.
+    pub fn take_feed_whole(&self, feeder: u64) -> bool {
+        let mut st = self.lock();
+        if !self.take_feed(feeder) {
+            return false;
+        }
+        if st.received == 0 && st.ahead.as_ref().is_some_and(|a| a.received == 0) {
+            st.ahead = None;
+            self.head_fetched.store(true, Ordering::SeqCst);
+        }
+        true
+    }
+
     /// Hands the fill from `from` (or from nobody) to `to`: `false` when
     /// another feeds it.
     pub fn hand_feed(&self, from: u64, to: u64) -> bool {
@@ -804,6 +820,20 @@ mod tests {
         assert!(!f.push(Bytes::from_static(b"a")));
         assert!(f.push(Bytes::from_static(b"b")));
         assert_eq!(finish(&f), "abcd");
+        // A warm-up's stream that takes a split fill nobody feeds yet makes
+        // it whole again; once a part is fed, it cannot take it.
+        let f = Fill::new(key(), 4, false);
+        assert!(f.split_at(2));
+        assert!(f.take_feed_whole(7));
+        assert!(!f.is_split());
+        assert_eq!(f.take_head_fetch(), None);
+        assert!(!f.push(Bytes::from_static(b"abc")));
+        assert!(f.push(Bytes::from_static(b"d")));
+        let f = Fill::new(key(), 4, false);
+        assert!(f.split_at(2));
+        assert!(f.take_feed(8));
+        assert!(!f.take_feed_whole(7));
+        assert!(f.is_split());
         // Nothing to split: at 0, at the end, or once begun.
         let f = Fill::new(key(), 4, false);
         assert!(!f.split_at(0) && !f.split_at(4));

@@ -307,7 +307,7 @@ impl Inner {
         // (Twice: a reader may plan the window between the two looks.)
         for _ in 0..2 {
             if let Some(f) = self.in_flight(&key) {
-                if !f.take_feed(w.id) {
+                if !f.take_feed_whole(w.id) {
                     return None;
                 }
                 metrics::BEAM_WARMUP_ADOPTED.inc();
