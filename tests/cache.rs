@@ -704,6 +704,9 @@ fn a_read_deep_in_a_cold_window_does_not_wait_for_the_windows_head() {
     let (s, _, _) = get(&edge, &path, &[("Range", "bytes=0-0")]);
     assert_eq!(s, 206);
     beam.clear_log();
+    let beam_bytes =
+        |edge: &EdgeProcess| metric(edge, "beam_edge_upstream_bytes_total{upstream=\"beam\"}");
+    let before = beam_bytes(&edge);
     // Every request for window 2 from its first byte waits.
     beam.hold_ranges_from(2 * W as u64);
     let (from, to) = (2 * W + 60_000, 2 * W + 60_999);
@@ -738,6 +741,11 @@ fn a_read_deep_in_a_cold_window_does_not_wait_for_the_windows_head() {
         vec![range(2 * W, from - 1), range(from, 3 * W - 1)],
         "{ranges:?}"
     );
+    // The reader's part is all in: the head ends last, and its fetch
+    // finishes the window.
+    wait_for("the reader's part of window 2", || {
+        beam_bytes(&edge) - before >= (3 * W - from) as f64
+    });
     beam.release_ranges_from(2 * W as u64);
     wait_for("window 2 in memory", || {
         let (s, _, b) = raw_get(edge.admin, &format!("/admin/cache/{cid}"), &[]).unwrap();
@@ -758,6 +766,7 @@ fn a_read_deep_in_a_cold_window_does_not_wait_for_the_windows_head() {
     // The other order: the head comes first, the reader's part last (it
     // then finishes the window).
     let (from, to) = (3 * W + 70_000, 3 * W + 70_999);
+    let before = beam_bytes(&edge);
     beam.hold_ranges_from(from as u64);
     let (tx, rx) = std::sync::mpsc::channel();
     let (addr, p) = (edge.public, path.clone());
@@ -769,7 +778,9 @@ fn a_read_deep_in_a_cold_window_does_not_wait_for_the_windows_head() {
             .iter()
             .any(|r| r.headers["range"] == range(3 * W, from - 1))
     });
-    beam.wait_answers_done_but(1);
+    wait_for("the head of window 3 all in", || {
+        beam_bytes(&edge) - before >= (from - 3 * W) as f64
+    });
     beam.release_ranges_from(from as u64);
     let (s, _, body) = rx.recv_timeout(Duration::from_secs(30)).unwrap().unwrap();
     assert_eq!((s, body.as_slice()), (206, &data[from..=to]));

@@ -99,6 +99,11 @@ impl Inner {
             if !self.admit(&fills, before.as_ref(), how, me).await {
                 return;
             }
+            // The warm-up's stream may have taken the head while the run
+            // waited for room: look again before asking anyone.
+            if fills[0].fed_by_other(me) {
+                continue;
+            }
             // Critical bytes first: a window split for a reader deep inside
             // it gets its head from a request of its own, beside this one.
             if let Some(at) = fills[0].take_head_fetch() {

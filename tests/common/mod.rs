@@ -388,19 +388,6 @@ impl MockBeam {
         }
     }
 
-    /// Waits until at most `n` of the requests logged are still being
-    /// answered (the others are answered, or cut).
-    pub fn wait_answers_done_but(&self, n: u64) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while self.state.answering.load(Ordering::SeqCst) > n {
-            assert!(
-                Instant::now() < deadline,
-                "the mock Beam is still answering after 30 s"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
     /// The beam_url template that points at this mock.
     pub fn url_template(&self) -> String {
         format!("http://{}/{{payer}}", self.addr)
