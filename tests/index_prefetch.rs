@@ -236,3 +236,63 @@ fn the_head_read_is_a_pieces_first_contact_and_read_ahead_waits_for_it() {
         1.0
     );
 }
+
+/// The tail guess fetches the whole last window, but its last bytes first
+/// (where a short tail `moov` sits), with the window's head beside them
+/// (critical bytes first): the player's jump to a small tail index does not
+/// wait for the window's head to stream past. Only once Beam has answered
+/// the piece with a range (the head read's answer).
+#[test]
+fn the_tail_guess_asks_for_the_last_windows_end_first() {
+    // 512 KiB windows (520,192 raw bytes): the guess's last 256 KiB start
+    // deeper than cache.critical_first (128 KiB).
+    const W: usize = 520_192;
+    let beam = MockBeam::start();
+    beam.set_always_warm();
+    let edge = EdgeProcess::start_opts(EdgeOptions {
+        upstream: beam_upstream(&beam, ""),
+        cache: "  window: 512KiB\n  memory: 64MiB\n  prefetch: 0\n".into(),
+        ..Default::default()
+    });
+    // Four windows, the last 420,192 bytes long, its last 4,000 the moov.
+    let data = tail_moov_mp4(4 * W - 100_000 - 40 - 4_000, 4_000);
+    let cid = commp_of(&data).unwrap().to_string();
+    beam.add_piece(&cid, data.clone());
+    let path = format!("/piece/{cid}");
+    let (s, _, body) = raw_get(edge.public, &path, &[("Range", "bytes=0-1023")]).unwrap();
+    assert_eq!((s, body.as_slice()), (206, &data[..1024]));
+    wait_for("the tail guess", &edge, || {
+        metric_value(
+            &edge.metrics_text(),
+            "beam_edge_cache_entries{tier=\"memory\"}",
+        ) >= 2.0
+    });
+    beam.wait_answers_done();
+    let (size, last) = (data.len(), 3 * W);
+    let split = size - (256 << 10);
+    let mut ranges: Vec<String> = beam
+        .requests()
+        .iter()
+        .map(|r| r.headers["range"].clone())
+        .collect();
+    ranges.sort();
+    assert_eq!(
+        ranges,
+        vec![
+            format!("bytes=0-{}", W - 1),
+            format!("bytes={last}-{}", split - 1),
+            format!("bytes={split}-{}", size - 1),
+        ]
+    );
+    // Each byte once; the moov jump is a hit.
+    assert_eq!(beam.body_bytes_sent(), (W + size - last) as u64);
+    let moov_at = size - 4_000;
+    let (s, h, body) = raw_get(
+        edge.public,
+        &path,
+        &[("Range", &format!("bytes={moov_at}-{}", size - 1))],
+    )
+    .unwrap();
+    assert_eq!((s, body.as_slice()), (206, &data[moov_at..]));
+    assert_eq!(h["x-cache"], "HIT");
+}

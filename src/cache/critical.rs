@@ -20,6 +20,36 @@ use crate::http::range::ByteRange;
 use crate::upstream::UpstreamError;
 
 impl Inner {
+    /// Splits the head of `fills` where its reader wished
+    /// ([`Fill::wish_split`]) when the window's source answers ranges:
+    /// Beam once it has answered the piece with one, or a peer that owns
+    /// the window (or any window, with no Beam URL). A piece whose state at
+    /// Beam is unknown or cold gets one request, for its one warm-up.
+    pub(super) fn split_if_wished(&self, piece: &Piece, fills: &[Arc<Fill>], local_only: bool) {
+        let Some(head) = fills.first() else {
+            return;
+        };
+        let at = head.take_split_wish();
+        if at > 0 && self.may_split(piece, head.key.index, local_only) {
+            head.split_at(at);
+        }
+    }
+
+    fn may_split(&self, piece: &Piece, index: u64, local_only: bool) -> bool {
+        use crate::upstream::beam_state::BeamPiece;
+        if !local_only && self.owned_elsewhere(piece, index) {
+            return true;
+        }
+        let origin = piece.beam_origin();
+        match self.upstream.beam_base(&origin) {
+            Some(base) => matches!(
+                self.upstream.beam_state().get(base, &piece.cid),
+                BeamPiece::Warm | BeamPiece::Warmed
+            ),
+            None => true,
+        }
+    }
+
     /// Fetches the head (bytes `0..at`) of the split window `fill` in the
     /// background, as part of run `run` (the same feeder: whoever of the
     /// two opens its request first takes the window from a warm-up).

@@ -159,6 +159,10 @@ pub struct Fill {
     feeder: AtomicU64,
     /// Set once the head of a split fill has a fetch of its own.
     head_fetched: AtomicBool,
+    /// Where a reader deep in the window would have it split (0: nowhere);
+    /// the run splits it there when it starts, if Beam answers the piece
+    /// with ranges by then (see [`Fill::wish_split`]).
+    split_wish: AtomicU64,
 }
 
 /// [`Fill::feeder`]: nobody feeds the fill yet.
@@ -223,6 +227,7 @@ impl Fill {
             released: AtomicBool::new(false),
             feeder: AtomicU64::new(NO_FEEDER),
             head_fetched: AtomicBool::new(false),
+            split_wish: AtomicU64::new(0),
         })
     }
 
@@ -420,18 +425,34 @@ impl Fill {
         st.ahead.as_ref().map_or(st.received, Ahead::end)
     }
 
+    /// Records that the reader that planned this fill starts at window
+    /// offset `at`: its run splits the fill there ([`Fill::split_at`]) when
+    /// it starts, if the upstream answers ranges by then (a read-ahead run
+    /// starts once Beam has answered the piece's first request).
+    pub fn wish_split(&self, at: u64) {
+        self.split_wish.store(at, Ordering::SeqCst);
+    }
+
+    /// [`Fill::wish_split`]'s offset, once (0: none).
+    pub fn take_split_wish(&self) -> u64 {
+        self.split_wish.swap(0, Ordering::SeqCst)
+    }
+
     /// Splits an empty fill at window offset `at` (0 < `at` < `len`): the
     /// run fetches from `at` on ([`Fill::push_next`]), and the head, bytes
     /// `0..at`, comes apart ([`Fill::push`], started by
     /// [`Fill::take_head_fetch`]). `false`: not split (already begun, or
-    /// `at` out of range).
+    /// `at` out of range, or a feeder, such as a warm-up's stream, has it).
     pub fn split_at(&self, at: u64) -> bool {
         let mut st = self.lock();
+        // (The feeder is read under the state lock, as `take_feed_whole`
+        // takes it.)
         if at == 0
             || at >= self.len
             || st.received > 0
             || st.ahead.is_some()
             || st.outcome.is_some()
+            || self.feeder.load(Ordering::Acquire) != NO_FEEDER
         {
             return false;
         }
@@ -834,6 +855,10 @@ mod tests {
         assert!(f.take_feed(8));
         assert!(!f.take_feed_whole(7));
         assert!(f.is_split());
+        // Nor once a feeder (a warm-up's stream) has the window.
+        let f = Fill::new(key(), 4, false);
+        assert!(f.take_feed(8));
+        assert!(!f.split_at(2));
         // Nothing to split: at 0, at the end, or once begun.
         let f = Fill::new(key(), 4, false);
         assert!(!f.split_at(0) && !f.split_at(4));

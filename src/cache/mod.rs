@@ -148,6 +148,12 @@ pub struct CacheSettings {
     pub egress: Option<Arc<crate::access::budget::EgressBudget>>,
 }
 
+/// The bytes at the end of a piece that [`WindowCache::prefetch_tail`]
+/// reads (it fetches the whole last window): a 30 s clip's `moov` is a few
+/// KiB, and a longer index reaches back into the windows before, which the
+/// head's own index prefetch fetches.
+const TAIL_FIRST: u64 = 256 << 10;
+
 /// A piece as the cache sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Piece {
@@ -730,7 +736,10 @@ impl WindowCache {
             return;
         }
         if let Some(span) = self.inner.geometry.span(last, piece.size) {
-            let len = span.len().min(s.index_prefetch);
+            // The whole window is fetched; the guess reads its last bytes,
+            // where a small index sits, so that with `cache.critical_first`
+            // they come first.
+            let len = span.len().min(s.index_prefetch).min(TAIL_FIRST);
             metrics::INDEX_PREFETCH.with_label_values(&["tail"]).inc();
             self.warm_as(
                 piece,

@@ -449,29 +449,13 @@ impl RangeReader {
         }
     }
 
-    /// Whether a new fill of `slice`'s window splits at the slice's first
-    /// byte (critical bytes first, `cache.critical_first`): the slice
-    /// starts that deep, and the window's source answers ranges (Beam once
-    /// it has answered the piece with one, a storage provider or a peer);
-    /// a piece whose state at Beam is unknown or cold gets one request, for
-    /// its one warm-up.
-    fn splits(&self, slice: &WindowSlice) -> bool {
+    /// Whether a new fill of `slice`'s window is to split at the slice's
+    /// first byte (critical bytes first, `cache.critical_first`): the slice
+    /// starts that deep, and is not held whole for a check here. Its run
+    /// decides (see [`Inner::split_if_wished`]).
+    fn wants_split(&self, slice: &WindowSlice) -> bool {
         let at = self.inner.settings.critical_first;
-        if at == 0 || slice.from < at || self.hold_unchecked {
-            return false;
-        }
-        if self.inner.owned_elsewhere(&self.piece, slice.index) && !self.local_only {
-            return true;
-        }
-        use crate::upstream::beam_state::BeamPiece;
-        let origin = self.piece.beam_origin();
-        match self.inner.upstream.beam_base(&origin) {
-            Some(base) => matches!(
-                self.inner.upstream.beam_state().get(base, &self.piece.cid),
-                BeamPiece::Warm | BeamPiece::Warmed
-            ),
-            None => true,
-        }
+        at > 0 && slice.from >= at && !self.hold_unchecked
     }
 
     async fn locate(&mut self, slice: WindowSlice) -> Current {
@@ -569,8 +553,8 @@ impl RangeReader {
         let run = self.plan_demand_run(slice.index, last_needed, true);
         let fill = match run.first() {
             Some(f) => {
-                if self.splits(&slice) {
-                    f.split_at(slice.from);
+                if self.wants_split(&slice) {
+                    f.wish_split(slice.from);
                 }
                 f.clone()
             }

@@ -57,6 +57,8 @@ impl Inner {
         if admission == Admission::ReadAhead && !from_peer {
             self.after_first_contact(piece).await;
         }
+        // Critical bytes first, for a reader deep inside the first window.
+        self.split_if_wished(piece, &fills, local_only);
         let check = fills.first().and_then(|f| f.check.clone());
         // This run's id: a window is fed by the run that took it once its
         // request was open (or by the warm-up stream that passed it first).
