@@ -53,7 +53,8 @@ struct Args {
     /// Body rate limit per connection (`40MB/s`, `32MiB/s`, bytes per second).
     #[arg(long, value_parser = parse_rate)]
     rate: Option<u64>,
-    /// Append one line per request (method, path, range, status, body bytes).
+    /// Append one line per request (method, path, range, status, body
+    /// bytes, and when it arrived and ended, in ms since the Unix epoch).
     #[arg(long)]
     log: Option<PathBuf>,
     /// Runtime worker threads.
@@ -113,6 +114,13 @@ impl Server {
             let _ = writeln!(f, "{line}");
         }
     }
+}
+
+/// Milliseconds since the Unix epoch, for the request log.
+fn epoch_ms() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis())
 }
 
 /// What a `Range` header asks of a file of `size` bytes.
@@ -271,6 +279,7 @@ async fn serve_conn(mut sock: TcpStream, srv: Arc<Server>) -> std::io::Result<()
                 }
             }
         }
+        let arrived = epoch_ms();
         let head_only = method == "HEAD";
         if method != "GET" && !head_only {
             simple(&mut sock, "405 Method Not Allowed", "GET or HEAD\n", false).await?;
@@ -338,8 +347,9 @@ async fn serve_conn(mut sock: TcpStream, srv: Arc<Server>) -> std::io::Result<()
             send_body(&mut sock, &srv, &file, offset, len).await?
         };
         srv.log_line(&format!(
-            "{method} {path} range={} status={status} bytes={sent}",
-            range.as_deref().unwrap_or("-")
+            "{method} {path} range={} status={status} bytes={sent} arrived_ms={arrived} done_ms={}",
+            range.as_deref().unwrap_or("-"),
+            epoch_ms()
         ));
         if close {
             return Ok(());

@@ -296,3 +296,62 @@ fn the_tail_guess_asks_for_the_last_windows_end_first() {
     assert_eq!((s, body.as_slice()), (206, &data[moov_at..]));
     assert_eq!(h["x-cache"], "HIT");
 }
+
+/// A piece's first Beam request goes alone, but only the first: once Beam
+/// has answered it, the requests that waited for that answer all go at
+/// once. (Each waiter used to take the first request's place in turn and
+/// hold the next back for its own round trip: the tail guess went two round
+/// trips after the head, behind the reader's next windows.)
+#[test]
+fn once_beam_answered_the_first_request_the_waiting_ones_go_at_once() {
+    let beam = MockBeam::start();
+    beam.set_always_warm();
+    // (An upstream answer may take a minute: a request held back behind
+    // another's would wait that long, past the test's deadline.)
+    let edge = EdgeProcess::start_opts(EdgeOptions {
+        upstream: beam_upstream_timing(&beam, "60s", ""),
+        cache: "  window: 128KiB\n  memory: 64MiB\n  prefetch: 0\n  tail_guess: false\n".into(),
+        ..Default::default()
+    });
+    let data = mp4_like(8 * W, 9);
+    let cid = commp_of(&data).unwrap().to_string();
+    beam.add_piece(&cid, data.clone());
+    let ranges = || -> Vec<String> {
+        beam.requests()
+            .iter()
+            .map(|r| r.headers["range"].clone())
+            .collect()
+    };
+    // Three readers, in this order: of window 0 (the piece's first Beam
+    // request), of window 1, of window 3. Beam holds its answers to the
+    // first two for as long as the test says.
+    beam.hold_ranges_from(0);
+    beam.hold_ranges_from(W as u64);
+    let send = |from: usize| {
+        let mut sock = std::net::TcpStream::connect(edge.public).unwrap();
+        use std::io::Write;
+        write!(
+            sock,
+            "GET /piece/{cid} HTTP/1.1\r\nHost: x\r\nRange: bytes={from}-{}\r\nConnection: close\r\n\r\n",
+            from + 1023
+        )
+        .unwrap();
+        sock
+    };
+    let _head = send(0);
+    wait_for("the head's request", &edge, || ranges().len() == 1);
+    let _second = send(W);
+    std::thread::sleep(Duration::from_millis(200));
+    let _third = send(3 * W);
+    std::thread::sleep(Duration::from_millis(200));
+    // Both wait for the head's answer.
+    assert_eq!(ranges(), vec![format!("bytes=0-{}", W - 1)]);
+    beam.release_ranges_from(0);
+    // Beam has answered: the third reader's request goes although the
+    // second's is still waiting for its own answer.
+    wait_for("the third reader's request", &edge, || {
+        ranges().contains(&format!("bytes={}-{}", 3 * W, 4 * W - 1))
+    });
+    assert!(ranges().contains(&format!("bytes={W}-{}", 2 * W - 1)), "{:?}", ranges());
+    beam.release_ranges_from(W as u64);
+}

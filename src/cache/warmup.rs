@@ -169,6 +169,12 @@ impl Inner {
             first.entry(warm_key(piece)).or_default().clone()
         };
         let guard = lock.lock_owned().await;
+        // The request before this one had its answer: unless it left the
+        // state unknown (it failed), this one is not a first contact, and
+        // goes at once instead of holding the others back a round trip.
+        if !unknown() {
+            return None;
+        }
         Some(FirstContact { _guard: guard })
     }
 
