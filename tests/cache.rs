@@ -682,6 +682,21 @@ fn a_purge_during_a_fill_leaves_no_window_behind() {
     assert_eq!(beam.requests().len(), 1);
 }
 
+/// Waits until window `index` of `cid` is in the memory tier, then checks
+/// that Beam sent its bytes once (since the log was last cleared).
+fn stored_once(edge: &EdgeProcess, beam: &MockBeam, cid: &str, index: u64) {
+    wait_for(&format!("window {index} in memory"), || {
+        let (s, _, b) = raw_get(edge.admin, &format!("/admin/cache/{cid}"), &[]).unwrap();
+        s == 200
+            && serde_json::from_slice::<serde_json::Value>(&b).unwrap()["memory"]
+                .as_array()
+                .unwrap()
+                .contains(&serde_json::json!(index))
+    });
+    beam.wait_answers_done();
+    assert_eq!(beam.body_bytes_sent(), W as u64, "no byte asked for twice");
+}
+
 /// Critical bytes first: a read deep inside a cold window gets its bytes
 /// while the window's head is still held upstream, no byte is asked for
 /// twice, and the window is then cached whole.
@@ -730,12 +745,7 @@ fn a_read_deep_in_a_cold_window_does_not_wait_for_the_windows_head() {
     let (s, _, body) = answer.unwrap();
     assert_eq!((s, body.as_slice()), (206, &data[from..=to]));
     // Two requests for the window: the reader's part, and the head beside it.
-    let mut ranges: Vec<String> = beam
-        .requests()
-        .iter()
-        .map(|r| r.headers["range"].clone())
-        .collect();
-    ranges.sort();
+    let ranges = beam.sorted_ranges();
     assert_eq!(
         ranges,
         vec![range(2 * W, from - 1), range(from, 3 * W - 1)],
@@ -747,16 +757,7 @@ fn a_read_deep_in_a_cold_window_does_not_wait_for_the_windows_head() {
         beam_bytes(&edge) - before >= (3 * W - from) as f64
     });
     beam.release_ranges_from(2 * W as u64);
-    wait_for("window 2 in memory", || {
-        let (s, _, b) = raw_get(edge.admin, &format!("/admin/cache/{cid}"), &[]).unwrap();
-        s == 200
-            && serde_json::from_slice::<serde_json::Value>(&b).unwrap()["memory"]
-                .as_array()
-                .unwrap()
-                .contains(&serde_json::json!(2))
-    });
-    beam.wait_answers_done();
-    assert_eq!(beam.body_bytes_sent(), W as u64, "no byte asked for twice");
+    stored_once(&edge, &beam, &cid, 2);
     beam.clear_log();
     let (s, h, body) = get(&edge, &path, &[("Range", &range(2 * W, 3 * W - 1))]);
     assert_eq!((s, body.as_slice()), (206, &data[2 * W..3 * W]));
@@ -784,16 +785,7 @@ fn a_read_deep_in_a_cold_window_does_not_wait_for_the_windows_head() {
     beam.release_ranges_from(from as u64);
     let (s, _, body) = rx.recv_timeout(Duration::from_secs(30)).unwrap().unwrap();
     assert_eq!((s, body.as_slice()), (206, &data[from..=to]));
-    wait_for("window 3 in memory", || {
-        let (s, _, b) = raw_get(edge.admin, &format!("/admin/cache/{cid}"), &[]).unwrap();
-        s == 200
-            && serde_json::from_slice::<serde_json::Value>(&b).unwrap()["memory"]
-                .as_array()
-                .unwrap()
-                .contains(&serde_json::json!(3))
-    });
-    beam.wait_answers_done();
-    assert_eq!(beam.body_bytes_sent(), W as u64, "no byte asked for twice");
+    stored_once(&edge, &beam, &cid, 3);
 }
 
 /// A checked window split for a deep reader still holds the reader's last

@@ -44,6 +44,24 @@ fn moov_spanning_three_windows(beam: &MockBeam) -> (String, Vec<u8>, usize) {
     (cid, data, moov_at)
 }
 
+/// Gives `data` to `beam`, reads its first KiB like a player, and waits
+/// for the head's window and the tail guess's to be in memory: the piece's
+/// CID and path.
+fn head_then_tail_guess(edge: &EdgeProcess, beam: &MockBeam, data: &[u8]) -> (String, String) {
+    let cid = commp_of(data).unwrap().to_string();
+    beam.add_piece(&cid, data.to_vec());
+    let path = format!("/piece/{cid}");
+    let (s, _, body) = raw_get(edge.public, &path, &[("Range", "bytes=0-1023")]).unwrap();
+    assert_eq!((s, body.as_slice()), (206, &data[..1024]));
+    wait_for("the tail guess", edge, || {
+        metric_value(
+            &edge.metrics_text(),
+            "beam_edge_cache_entries{tier=\"memory\"}",
+        ) >= 2.0
+    });
+    (cid, path)
+}
+
 fn wait_for(what: &str, edge: &EdgeProcess, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
@@ -141,17 +159,7 @@ fn a_piece_that_is_not_media_costs_at_most_its_last_window() {
         .into_iter()
         .map(|b| b ^ 0x5a)
         .collect::<Vec<u8>>();
-    let cid = commp_of(&data).unwrap().to_string();
-    beam.add_piece(&cid, data.clone());
-    let path = format!("/piece/{cid}");
-    let (s, _, body) = raw_get(edge.public, &path, &[("Range", "bytes=0-1023")]).unwrap();
-    assert_eq!((s, body.as_slice()), (206, &data[..1024]));
-    wait_for("the tail guess", &edge, || {
-        metric_value(
-            &edge.metrics_text(),
-            "beam_edge_cache_entries{tier=\"memory\"}",
-        ) >= 2.0
-    });
+    head_then_tail_guess(&edge, &beam, &data);
     let m = edge.metrics_text();
     assert_eq!(
         metric_value(&m, "beam_edge_index_prefetch_total{kind=\"tail\"}"),
@@ -163,12 +171,7 @@ fn a_piece_that_is_not_media_costs_at_most_its_last_window() {
     );
     // Beam was asked for window 0 and the last window, nothing else.
     let last = 8 * W / W - 1;
-    let mut ranges: Vec<String> = beam
-        .requests()
-        .iter()
-        .map(|r| r.headers["range"].clone())
-        .collect();
-    ranges.sort();
+    let ranges = beam.sorted_ranges();
     assert_eq!(
         ranges,
         vec![
@@ -256,26 +259,11 @@ fn the_tail_guess_asks_for_the_last_windows_end_first() {
     });
     // Four windows, the last 420,192 bytes long, its last 4,000 the moov.
     let data = tail_moov_mp4(4 * W - 100_000 - 40 - 4_000, 4_000);
-    let cid = commp_of(&data).unwrap().to_string();
-    beam.add_piece(&cid, data.clone());
-    let path = format!("/piece/{cid}");
-    let (s, _, body) = raw_get(edge.public, &path, &[("Range", "bytes=0-1023")]).unwrap();
-    assert_eq!((s, body.as_slice()), (206, &data[..1024]));
-    wait_for("the tail guess", &edge, || {
-        metric_value(
-            &edge.metrics_text(),
-            "beam_edge_cache_entries{tier=\"memory\"}",
-        ) >= 2.0
-    });
+    let (_, path) = head_then_tail_guess(&edge, &beam, &data);
     beam.wait_answers_done();
     let (size, last) = (data.len(), 3 * W);
     let split = size - (256 << 10);
-    let mut ranges: Vec<String> = beam
-        .requests()
-        .iter()
-        .map(|r| r.headers["range"].clone())
-        .collect();
-    ranges.sort();
+    let ranges = beam.sorted_ranges();
     assert_eq!(
         ranges,
         vec![
@@ -352,6 +340,10 @@ fn once_beam_answered_the_first_request_the_waiting_ones_go_at_once() {
     wait_for("the third reader's request", &edge, || {
         ranges().contains(&format!("bytes={}-{}", 3 * W, 4 * W - 1))
     });
-    assert!(ranges().contains(&format!("bytes={W}-{}", 2 * W - 1)), "{:?}", ranges());
+    assert!(
+        ranges().contains(&format!("bytes={W}-{}", 2 * W - 1)),
+        "{:?}",
+        ranges()
+    );
     beam.release_ranges_from(W as u64);
 }

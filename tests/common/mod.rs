@@ -357,6 +357,17 @@ impl MockBeam {
         self.state.log.lock().unwrap().clone()
     }
 
+    /// The `Range` headers of the requests logged, sorted.
+    pub fn sorted_ranges(&self) -> Vec<String> {
+        let mut ranges: Vec<String> = self
+            .requests()
+            .iter()
+            .filter_map(|r| r.headers.get("range").cloned())
+            .collect();
+        ranges.sort();
+        ranges
+    }
+
     pub fn clear_log(&self) {
         self.state.log.lock().unwrap().clear();
         self.state.body_bytes_sent.store(0, Ordering::SeqCst);
