@@ -436,6 +436,44 @@ fn a_v1_piece_size_comes_from_the_providers_head_while_beam_is_cold() {
     assert!(provider.requests().iter().any(|r| r.method == "HEAD"));
 }
 
+/// A v1 piece's size probe meets Beam cold (one whole-piece answer, cut
+/// after the probe's bytes) but starts no warm-up. A player's first read
+/// then still makes one Beam request alone, which starts the one warm-up:
+/// the tail guess waits for its answer instead of asking beside it (each
+/// got a whole-piece answer, and the loser's was read again from byte 0
+/// or dropped after Beam had pulled the whole piece for it).
+#[test]
+fn after_a_v1_size_probe_met_beam_cold_the_play_still_makes_one_warm_up() {
+    let beam = MockBeam::start();
+    let provider = MockBeam::start();
+    provider.set_always_warm();
+    let upstream = format!("  providers: [\"http://{}\"]\n", provider.addr);
+    let edge = start(&beam, SMALL_WINDOWS, &upstream, "");
+    let data = mp4_like(6 * W + 11, 41);
+    let v1 = commp_of(&data).unwrap().to_v1().to_string();
+    beam.add_piece(&v1, data.clone());
+    provider.add_piece(&v1, data.clone());
+    // Cold answers stop after 64 KiB until the test lets them go: the
+    // probe's is cut there, and no answer completes (warming Beam) early.
+    beam.gate_cold_at(64 << 10);
+    let (s, _, body) = get(&edge, &format!("/piece/{v1}"), &[("Range", "bytes=0-1023")]);
+    assert_eq!((s, body.as_slice()), (206, &data[..1024]));
+    // (The tail guess, had it gone beside the head, has asked by now.)
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        beam.cold_answers(),
+        2,
+        "the size probe's whole-piece answer and the warm-up's, no other: {:?}",
+        beam.sorted_ranges()
+    );
+    beam.open_cold_gate();
+    wait_for(&edge, "the warm-up to complete", || {
+        beam.completed_cold() == 1
+    });
+    beam.wait_answers_done();
+    assert_eq!(beam.cold_answers(), 2);
+}
+
 /// Waits until the mock's byte counter stops moving (a benchmark, not a test).
 fn settled(beam: &MockBeam) {
     let mut last = u64::MAX;

@@ -105,13 +105,10 @@ impl Inner {
         piece: &Piece,
         mut body: UpstreamBody,
     ) -> Option<UpstreamBody> {
-        if !self.settings.beam_warm || padded_size(piece.size) > self.settings.beam_warm_max {
-            return Some(body);
-        }
-        // A payer's egress budget is reserved window by window as a run
+        // (A payer's egress budget is reserved window by window as a run
         // asks for them; a warm-up's whole piece could not be (follow-up:
-        // reserve the piece up front). With a budget, no warm-up.
-        if self.settings.egress.is_some() {
+        // reserve the piece up front). With a budget, no warm-up.)
+        if !self.may_warm(piece) {
             return Some(body);
         }
         let origin = piece.beam_origin();
@@ -154,10 +151,7 @@ impl Inner {
     pub(super) async fn first_contact(&self, piece: &Piece) -> Option<FirstContact> {
         let origin = piece.beam_origin();
         let base = self.upstream.beam_base(&origin)?;
-        let unknown = || {
-            self.upstream.beam_state().get(base, &piece.cid)
-                == crate::upstream::beam_state::BeamPiece::Unknown
-        };
+        let unknown = || self.awaits_first_answer(piece, base);
         if !unknown() {
             return None;
         }
@@ -195,10 +189,7 @@ impl Inner {
         };
         let deadline = tokio::time::Instant::now() + READ_AHEAD_GRACE;
         loop {
-            if self.upstream.beam_state().get(base, &piece.cid)
-                != crate::upstream::beam_state::BeamPiece::Unknown
-                || tokio::time::Instant::now() >= deadline
-            {
+            if !self.awaits_first_answer(piece, base) || tokio::time::Instant::now() >= deadline {
                 return;
             }
             if self.first_contact_in_flight(piece) {
@@ -208,6 +199,29 @@ impl Inner {
             }
             tokio::time::sleep(std::time::Duration::from_millis(2)).await;
         }
+    }
+
+    /// True while the next Beam request of `piece` is to go alone: Beam's
+    /// state for it is unknown, or Beam answered it cold and no warm-up has
+    /// been tried yet though one may start (a size probe of a v1 piece
+    /// meets Beam cold and records it, but starts no warm-up: without this,
+    /// the head and the tail guess then went at once, and each got a
+    /// whole-piece answer).
+    fn awaits_first_answer(&self, piece: &Piece, base: &str) -> bool {
+        use crate::upstream::beam_state::BeamPiece;
+        match self.upstream.beam_state().get(base, &piece.cid) {
+            BeamPiece::Unknown => true,
+            BeamPiece::Cold => self.may_warm(piece),
+            _ => false,
+        }
+    }
+
+    /// True when a whole-piece answer for `piece` would start its warm-up
+    /// (see [`Inner::start_warmup`]).
+    fn may_warm(&self, piece: &Piece) -> bool {
+        self.settings.beam_warm
+            && padded_size(piece.size) <= self.settings.beam_warm_max
+            && self.settings.egress.is_none()
     }
 
     /// True while some request of `piece` makes its first Beam contact.
