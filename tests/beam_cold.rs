@@ -474,6 +474,68 @@ fn after_a_v1_size_probe_met_beam_cold_the_play_still_makes_one_warm_up() {
     assert_eq!(beam.cold_answers(), 2);
 }
 
+/// A request that waited for a piece's first Beam answer goes once that
+/// answer is in, not once the first request is done with the storage
+/// provider it went on to (a deep range while the warm-up streams): a second
+/// deep read waited for a slow provider's answer to the first.
+#[test]
+fn a_read_waiting_for_beams_first_answer_does_not_wait_for_the_first_reads_provider() {
+    let beam = MockBeam::start();
+    let provider = MockBeam::start_provider();
+    let upstream = format!(
+        "  providers: [\"http://{}\"]\n  max_skip: 256KiB\n",
+        provider.addr
+    );
+    let edge = EdgeProcess::start_opts(EdgeOptions {
+        upstream: beam_upstream_timing(&beam, "60s", &upstream),
+        cache: format!("{SMALL_WINDOWS}  prefetch: 0\n  tail_guess: false\n"),
+        ..Default::default()
+    });
+    let data = mp4_like(8 * W, 42);
+    let cid = commp_of(&data).unwrap().to_string();
+    beam.add_piece(&cid, data.clone());
+    provider.add_piece(&cid, data.clone());
+    let path = format!("/piece/{cid}");
+    let (first, second) = (6 * W, 4 * W);
+    // The warm-up's stream stops after 64 KiB (it reaches neither read), and
+    // Beam answers the first read, the piece's first request, when the test
+    // says.
+    beam.gate_cold_at(64 << 10);
+    beam.hold_ranges_from(first as u64);
+    let read = |from: usize| {
+        let (addr, path) = (edge.public, path.clone());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let range = format!("bytes={from}-{}", from + 99);
+            let _ = tx.send(raw_get(addr, &path, &[("Range", &range)]));
+        });
+        rx
+    };
+    let first_read = read(first);
+    wait_for(&edge, "the first read's Beam request", || {
+        beam.piece_requests() >= 1
+    });
+    // The second read waits for that answer.
+    let second_read = read(second);
+    std::thread::sleep(Duration::from_millis(200));
+    // Beam answers cold: the warm-up starts, and the first read's range goes
+    // to the provider, which holds it.
+    provider.hold_ranges_from(first as u64);
+    beam.release_ranges_from(first as u64);
+    let (s, _, body) = second_read
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the second read waited for the first read's provider")
+        .unwrap();
+    assert_eq!((s, body.as_slice()), (206, &data[second..second + 100]));
+    provider.release_ranges_from(first as u64);
+    let (s, _, body) = first_read
+        .recv_timeout(Duration::from_secs(30))
+        .unwrap()
+        .unwrap();
+    assert_eq!((s, body.as_slice()), (206, &data[first..first + 100]));
+    beam.open_cold_gate();
+}
+
 /// Waits until the mock's byte counter stops moving (a benchmark, not a test).
 fn settled(beam: &MockBeam) {
     let mut last = u64::MAX;

@@ -61,20 +61,31 @@ impl Inner {
         // The first request for a piece whose state at Beam is unknown goes
         // alone (the head and the tail of a first play start at once): the
         // others wait for its answer, so a cold piece gets one whole-body
-        // answer and a refusal one request.
-        let _first = self.first_contact(piece).await;
+        // answer and a refusal one request. The turn is given back as soon
+        // as Beam's answer is recorded (and a warm-up it calls for has
+        // started), not after the storage providers this request may go on
+        // to: the others wait for Beam's answer only.
+        let first = self.first_contact(piece).await;
         let beam = match self.beam_or_hedge(piece, range).await {
             Answer::Beam(result) => result,
             Answer::Hedge(body, holder) => return Ok(((body, Some(holder)), false)),
             Answer::Failed(e) => return Err(e),
         };
+        let beam = match beam {
+            Ok(body) if body.whole_piece() => Err(self.start_warmup(piece, body)),
+            other => Ok(other),
+        };
+        drop(first);
+        let beam = match beam {
+            Ok(answer) => answer,
+            Err(None) if range.start <= self.settings.max_skip => {
+                return Err(UpstreamError::Warming)
+            }
+            Err(None) => return self.providers_while_warming(piece, range).await,
+            Err(Some(body)) => return self.cold_body(piece, range, body).await,
+        };
         match beam {
-            Ok(body) if !body.whole_piece() => Ok(((body, None), false)),
-            Ok(body) => match self.start_warmup(piece, body) {
-                None if range.start <= self.settings.max_skip => Err(UpstreamError::Warming),
-                None => self.providers_while_warming(piece, range).await,
-                Some(body) => self.cold_body(piece, range, body).await,
-            },
+            Ok(body) => Ok(((body, None), false)),
             Err(UpstreamError::Warming) => self.providers_while_warming(piece, range).await,
             Err(e) if !self.may_fall_back(&e) => Err(e),
             Err(e) => match self.try_providers(piece, range, "error").await {
