@@ -36,16 +36,12 @@ impl Inner {
     }
 
     fn may_split(&self, piece: &Piece, index: u64, local_only: bool) -> bool {
-        use crate::upstream::beam_state::BeamPiece;
         if !local_only && self.owned_elsewhere(piece, index) {
             return true;
         }
         let origin = piece.beam_origin();
         match self.upstream.beam_base(&origin) {
-            Some(base) => matches!(
-                self.upstream.beam_state().get(base, &piece.cid),
-                BeamPiece::Warm | BeamPiece::Warmed
-            ),
+            Some(base) => self.beam_answers_ranges(piece, base),
             None => true,
         }
     }

@@ -483,18 +483,20 @@ impl Fill {
         if chunk.is_empty() {
             return false;
         }
-        let complete = {
-            let mut st = self.lock();
-            debug_assert!(
-                st.received + chunk.len() as u64 <= st.ahead.as_ref().map_or(self.len, |a| a.at)
-            );
-            st.received += chunk.len() as u64;
-            st.chunks.push(chunk);
-            Self::join_ahead(&mut st);
-            st.received == self.len
-        };
+        let complete = self.append(&mut self.lock(), chunk);
         self.bump();
         complete
+    }
+
+    /// [`Fill::push`] under the state lock `st`.
+    fn append(&self, st: &mut FillState, chunk: Bytes) -> bool {
+        debug_assert!(
+            st.received + chunk.len() as u64 <= st.ahead.as_ref().map_or(self.len, |a| a.at)
+        );
+        st.received += chunk.len() as u64;
+        st.chunks.push(chunk);
+        Self::join_ahead(st);
+        st.received == self.len
     }
 
     /// Appends the next chunk where the run goes on ([`Fill::fill_point`]):
@@ -513,12 +515,7 @@ impl Fill {
                     a.chunks.push(chunk);
                     false
                 }
-                None => {
-                    debug_assert!(st.received + chunk.len() as u64 <= self.len);
-                    st.received += chunk.len() as u64;
-                    st.chunks.push(chunk);
-                    st.received == self.len
-                }
+                None => self.append(&mut st, chunk),
             }
         };
         self.bump();

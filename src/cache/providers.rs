@@ -215,12 +215,19 @@ impl Inner {
     /// answered it with ranges (a cold piece's first answer is Beam's
     /// warm-up), and some storage provider may hold it.
     fn may_hedge(&self, piece: &Piece, base: &str) -> bool {
+        self.beam_answers_ranges(piece, base)
+            && (!self.settings.providers.is_empty()
+                || self.settings.pool.resolves_for(&piece.chain_payer))
+    }
+
+    /// True once Beam (at `base`) has answered `piece` with ranges: its
+    /// state is warm, or warmed by this process.
+    pub(super) fn beam_answers_ranges(&self, piece: &Piece, base: &str) -> bool {
         use crate::upstream::beam_state::BeamPiece;
         matches!(
             self.upstream.beam_state().get(base, &piece.cid),
             BeamPiece::Warm | BeamPiece::Warmed
-        ) && (!self.settings.providers.is_empty()
-            || self.settings.pool.resolves_for(&piece.chain_payer))
+        )
     }
 
     /// A Beam error the storage providers may answer instead: not a refusal
