@@ -15,7 +15,8 @@
 #                   profile only): what the browser itself takes on this
 #                   machine, the floor under every warm figure
 # beam-edge cold with cache.critical_first 0 (a seek's window fetched from
-# its first byte), and, for the tail-moov MP4 in the 80 ms profile,
+# its first byte), beam-edge cold with upstream.beam_assume_warm (a play's
+# first requests go before Beam's first answer), and, for the tail-moov MP4 in the 80 ms profile,
 # beam-edge cold with cache.tail_guess off and with cache.index_prefetch 0.
 # Every play is in a fresh Chromium with its HTTP cache disabled. Prints the
 # machine, the load average and a Markdown table: medians over the runs (min
@@ -112,12 +113,12 @@ settled_bytes() {
 }
 
 EDGE_PID=; EDGE=
-start_edge() { # name origin-port extra-cache-yaml
+start_edge() { # name origin-port extra-cache-yaml [extra-upstream-yaml]
   EDGE=$(free_port); local metrics admin; metrics=$(free_port); admin=$(free_port)
   rm -rf "$WORK/cache-$1"
   cat > "$WORK/$1.yaml" <<YML
 server: { listen: "127.0.0.1:$EDGE", threads: 2, grace_period: 0s }
-upstream: { beam_url: "http://127.0.0.1:$2/{payer}", payer: "$PAYER", resolve_providers: false }
+upstream: { beam_url: "http://127.0.0.1:$2/{payer}", payer: "$PAYER", resolve_providers: false${4:-} }
 cache: { disk: { path: "$WORK/cache-$1", size: 1GiB }$3 }
 admin: { listen: "127.0.0.1:$admin" }
 metrics: { listen: "127.0.0.1:$metrics" }
@@ -172,10 +173,10 @@ record() { # key json bytes
 }
 
 # Plays through a fresh route per run: origin, nginx cold, edge cold + warm.
-measure_edge() { # layout profile origin-port route-label extra-cache-yaml with-warm
-  local layout=$1 prof=$2 up=$3 label=$4 extra=$5 warm=$6 run b0 b1 b2 out
+measure_edge() { # layout profile origin-port route-label extra-cache-yaml with-warm [extra-upstream-yaml]
+  local layout=$1 prof=$2 up=$3 label=$4 extra=$5 warm=$6 upextra=${7:-} run b0 b1 b2 out
   for run in $(seq "$RUNS"); do
-    start_edge edge "$up" "$extra"
+    start_edge edge "$up" "$extra" "$upextra"
     local url="http://127.0.0.1:$EDGE/piece/${CID[$layout]}"
     b0=$(origin_bytes "$up")
     out=$(play "$url")
@@ -219,6 +220,7 @@ for profile in "${PROFILES[@]}"; do
     fi
     measure_edge "$layout" "$prof" "$UP" "edge cold" "" 1
     measure_edge "$layout" "$prof" "$UP" "edge cold, critical_first: 0" ", critical_first: 0" 0
+    measure_edge "$layout" "$prof" "$UP" "edge cold, beam_assume_warm" "" 0 ", beam_assume_warm: true"
     if [ "$profile" = "${PROFILES[0]}" ]; then
       for run in $(seq "$RUNS"); do
         b0=$(origin_bytes "$FLOOR")

@@ -536,6 +536,75 @@ fn a_read_waiting_for_beams_first_answer_does_not_wait_for_the_first_reads_provi
     beam.open_cold_gate();
 }
 
+/// `upstream.beam_assume_warm`: a play's first requests go before Beam's
+/// first answer (the tail guess beside the head, a round trip sooner). On
+/// a piece Beam is cold for after all, each gets a whole-piece answer: the
+/// first is the one warm-up, and the second is hung up at once, not read
+/// from byte 0 up to its range (the whole piece again).
+#[test]
+fn with_beam_assume_warm_the_tail_guess_goes_beside_the_head_and_cold_costs_one_body() {
+    let beam = MockBeam::start();
+    let edge = EdgeProcess::start_opts(EdgeOptions {
+        upstream: beam_upstream_timing(&beam, "60s", "  beam_assume_warm: true\n"),
+        cache: format!("{SMALL_WINDOWS}  prefetch: 0\n"),
+        ..Default::default()
+    });
+    // The last window, half a window long, is the tail guess's whole range.
+    let size = 60 * W + W / 2;
+    let tail = 60 * W;
+    let data = mp4_like(size, 44);
+    let cid = commp_of(&data).unwrap().to_string();
+    beam.add_piece(&cid, data.clone());
+    let path = format!("/piece/{cid}");
+    // Beam answers the head and the tail guess when the test says, and its
+    // cold answers stop after 64 KiB until the test lets them go.
+    beam.gate_cold_at(64 << 10);
+    beam.hold_ranges_from(0);
+    beam.hold_ranges_from(tail as u64);
+    let head = {
+        let (addr, path) = (edge.public, path.clone());
+        std::thread::spawn(move || raw_get(addr, &path, &[("Range", "bytes=0-99")]))
+    };
+    wait_for(&edge, "the head's and the tail guess's requests", || {
+        beam.sorted_ranges()
+            == vec![
+                format!("bytes=0-{}", W - 1),
+                format!("bytes={tail}-{}", size - 1),
+            ]
+    });
+    // The head's answer comes first and starts the warm-up; the tail
+    // guess's comes while the warm-up runs.
+    beam.release_ranges_from(0);
+    wait_for(&edge, "the warm-up to start", || {
+        warmups(&edge, "started") == 1.0
+    });
+    beam.release_ranges_from(tail as u64);
+    wait_for(&edge, "the tail guess's whole-piece answer", || {
+        beam.cold_answers() == 2
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    beam.open_cold_gate();
+    let (s, _, body) = head.join().unwrap().unwrap();
+    assert_eq!((s, body.as_slice()), (206, &data[..100]));
+    wait_for(&edge, "the warm-up to complete", || {
+        warmups(&edge, "completed") == 1.0
+    });
+    beam.wait_answers_done();
+    assert_eq!(beam.completed_cold(), 1);
+    assert_eq!(beam.cold_answers(), 2, "{:?}", beam.sorted_ranges());
+    let sent = beam.body_bytes_sent();
+    assert!(
+        sent <= size as u64 + (128 << 10),
+        "Beam sent {sent} bytes for a {size}-byte piece: the second whole-piece answer was read"
+    );
+    // The warm-up cached every window: the whole piece, byte for byte, with
+    // no other request.
+    let (s, _, body) = get(&edge, &path, &[]);
+    assert_eq!(s, 200);
+    assert!(body == data, "the whole piece, byte for byte");
+    assert_eq!(beam.piece_requests(), 2, "{:?}", beam.sorted_ranges());
+}
+
 /// Waits until the mock's byte counter stops moving (a benchmark, not a test).
 fn settled(beam: &MockBeam) {
     let mut last = u64::MAX;

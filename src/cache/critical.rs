@@ -24,7 +24,8 @@ impl Inner {
     /// ([`Fill::wish_split`]) when the window's source answers ranges:
     /// Beam once it has answered the piece with one, or a peer that owns
     /// the window (or any window, with no Beam URL). A piece whose state at
-    /// Beam is unknown or cold gets one request, for its one warm-up.
+    /// Beam is unknown (unless `upstream.beam_assume_warm` takes it as warm)
+    /// or cold gets one request, for its one warm-up.
     pub(super) fn split_if_wished(&self, piece: &Piece, fills: &[Arc<Fill>], local_only: bool) {
         let Some(head) = fills.first() else {
             return;
@@ -41,7 +42,7 @@ impl Inner {
         }
         let origin = piece.beam_origin();
         match self.upstream.beam_base(&origin) {
-            Some(base) => self.beam_answers_ranges(piece, base),
+            Some(base) => self.beam_taken_as_warm(piece, base),
             None => true,
         }
     }

@@ -135,6 +135,9 @@ pub struct CacheSettings {
     pub beam_warm: bool,
     /// Largest padded piece size warmed that way (`upstream.beam_warm_max`).
     pub beam_warm_max: u64,
+    /// A piece's state at Beam, while unknown, is taken to be warm: its
+    /// first requests go at once (`upstream.beam_assume_warm`).
+    pub beam_assume_warm: bool,
     /// Serve from the storage providers when Beam's egress quota is used up
     /// (`upstream.on_quota_exhausted: providers`).
     pub quota_fallback: bool,
@@ -429,6 +432,17 @@ impl WindowCache {
     /// `verify.mode` not `off`).
     pub fn checks_enabled(&self) -> bool {
         self.inner.checking()
+    }
+
+    /// True when a second Beam request for `piece` may go beside one in
+    /// flight: Beam answered it with ranges, or its state is unknown and
+    /// `upstream.beam_assume_warm` takes it as warm.
+    pub fn beam_taken_as_warm(&self, piece: &Piece) -> bool {
+        let origin = piece.beam_origin();
+        self.inner
+            .upstream
+            .beam_base(&origin)
+            .is_some_and(|base| self.inner.beam_taken_as_warm(piece, base))
     }
 
     /// True while more than half the in-flight budget is reserved.

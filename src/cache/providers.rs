@@ -230,6 +230,18 @@ impl Inner {
         )
     }
 
+    /// [`Inner::beam_answers_ranges`], or Beam's state for `piece` is
+    /// unknown and `upstream.beam_assume_warm` takes it as warm: a second
+    /// request for the piece may go beside one in flight.
+    pub(super) fn beam_taken_as_warm(&self, piece: &Piece, base: &str) -> bool {
+        use crate::upstream::beam_state::BeamPiece;
+        match self.upstream.beam_state().get(base, &piece.cid) {
+            BeamPiece::Warm | BeamPiece::Warmed => true,
+            BeamPiece::Unknown => self.settings.beam_assume_warm,
+            _ => false,
+        }
+    }
+
     /// A Beam error the storage providers may answer instead: not a refusal
     /// (Bad Bits, sanctioned payer, no CDN), except an exhausted quota with
     /// `upstream.on_quota_exhausted: providers`.

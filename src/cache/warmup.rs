@@ -99,7 +99,8 @@ fn padded_size(raw: u64) -> u64 {
 impl Inner {
     /// Starts the warm-up of `piece` with Beam's whole-piece `body`, unless
     /// warm-ups are off, the piece is larger than `beam_warm_max`, or one
-    /// runs or failed recently: the body is then given back (`Some`).
+    /// failed recently: the body is then given back (`Some`). While one
+    /// runs, the body is dropped (`None`, as when this one started).
     pub(super) fn start_warmup(
         self: &Arc<Self>,
         piece: &Piece,
@@ -120,6 +121,14 @@ impl Inner {
             // warm-up can be found to adopt fills.
             let mut map = self.warmups.lock();
             let Some(guard) = self.upstream.beam_state().begin_warmup(base, &piece.cid) else {
+                if map.contains_key(&warm_key(piece)) {
+                    // Another request's whole-piece answer is the warm-up
+                    // (both went before Beam's first answer, with
+                    // `upstream.beam_assume_warm`): this one is hung up at
+                    // once, and its range is the warm-up's or a provider's.
+                    drop(body);
+                    return None;
+                }
                 return Some(body);
             };
             let w = Arc::new(Warmup {
@@ -202,7 +211,8 @@ impl Inner {
     }
 
     /// True while the next Beam request of `piece` is to go alone: Beam's
-    /// state for it is unknown, or Beam answered it cold and no warm-up has
+    /// state for it is unknown (unless `upstream.beam_assume_warm`), or
+    /// Beam answered it cold and no warm-up has
     /// been tried yet though one may start (a size probe of a v1 piece
     /// meets Beam cold and records it, but starts no warm-up: without this,
     /// the head and the tail guess then went at once, and each got a
@@ -210,7 +220,7 @@ impl Inner {
     fn awaits_first_answer(&self, piece: &Piece, base: &str) -> bool {
         use crate::upstream::beam_state::BeamPiece;
         match self.upstream.beam_state().get(base, &piece.cid) {
-            BeamPiece::Unknown => true,
+            BeamPiece::Unknown => !self.settings.beam_assume_warm,
             BeamPiece::Cold => self.may_warm(piece),
             _ => false,
         }

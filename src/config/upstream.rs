@@ -124,6 +124,14 @@ pub struct UpstreamConfig {
     /// Largest piece (padded size) warmed that way; larger pieces' cold
     /// answers are used near byte 0 and dropped for deep ranges.
     pub beam_warm_max: ByteSize,
+    /// Treat a piece whose state at Beam is unknown as warm: a play's first
+    /// requests (the head, the tail guess, read-ahead) go at once instead
+    /// of after Beam's first answer, a round trip sooner. A piece cold
+    /// after all then costs Beam one started pull from a storage provider
+    /// per request sent before its answer: one is its warm-up, the others
+    /// are hung up at their first bytes. For payers who keep their pieces
+    /// warm at Beam.
+    pub beam_assume_warm: bool,
     /// What a Beam 402 "egress quota exhausted" leads to: `refuse` (answer
     /// 402) or `providers` (serve from the storage providers, which then
     /// carry the egress that Beam would have billed).
@@ -224,6 +232,7 @@ impl Default for UpstreamConfig {
             provider_backoff: HumanDuration(Duration::from_secs(10)),
             beam_warm: true,
             beam_warm_max: ByteSize(1 << 30),
+            beam_assume_warm: false,
             on_quota_exhausted: OnQuotaExhausted::Refuse,
             refusal_ttl: HumanDuration(Duration::from_secs(30)),
             hedge_after: HedgeAfter::Auto,

@@ -294,6 +294,7 @@ pub fn cache_settings(config: &Config, pool: ProviderPool) -> CacheSettings {
         },
         beam_warm: config.upstream.beam_warm,
         beam_warm_max: config.upstream.beam_warm_max.0,
+        beam_assume_warm: config.upstream.beam_assume_warm,
         quota_fallback: config.upstream.on_quota_exhausted
             == crate::config::OnQuotaExhausted::Providers,
         hedge_after: config.upstream.hedge_after,

@@ -822,17 +822,11 @@ async fn serve_resource(
     };
     // A probe of the head beside a deep first read would be a second Beam
     // request for a piece Beam may be cold for (a second whole-piece
-    // answer): unless Beam is known warm, the sniff waits for the first
-    // read, which has learnt Beam's state (a warm-up's stream then serves
-    // the head).
+    // answer): unless Beam is known (or, with `upstream.beam_assume_warm`,
+    // taken to be) warm, the sniff waits for the first read, which has
+    // learnt Beam's state (a warm-up's stream then serves the head).
     let beam_warm = match &resource.target {
-        Target::Piece(p) => {
-            let origin = p.beam_origin();
-            state
-                .upstream
-                .beam_base(&origin)
-                .is_some_and(|base| state.upstream.beam_state().is_warm(base, &p.cid))
-        }
+        Target::Piece(p) => state.cache.beam_taken_as_warm(p),
         Target::Asset(..) => true,
     };
     let sniff = async {
