@@ -15,8 +15,8 @@
 #                   profile only): what the browser itself takes on this
 #                   machine, the floor under every warm figure
 # beam-edge cold with cache.critical_first 0 (a seek's window fetched from
-# its first byte), beam-edge cold with upstream.beam_assume_warm (a play's
-# first requests go before Beam's first answer), and, for the tail-moov MP4 in the 80 ms profile,
+# its first byte), beam-edge cold with upstream.beam_assume_warm (the tail
+# guess goes beside the head, before Beam's first answer), and, for the tail-moov MP4 in the 80 ms profile,
 # beam-edge cold with cache.tail_guess off and with cache.index_prefetch 0.
 # Every play is in a fresh Chromium with its HTTP cache disabled. Prints the
 # machine, the load average and a Markdown table: medians over the runs (min

@@ -68,7 +68,11 @@ fn play(edge: &EdgeProcess, cid: &str, data: &[u8]) {
 #[test]
 fn a_cold_full_play_costs_beam_one_piece_and_leaves_it_warm() {
     let beam = MockBeam::start();
-    let edge = start(&beam, SMALL_WINDOWS, "", "");
+    // The default, strict rule, spelt out: a piece's first Beam request
+    // goes alone, so a cold piece costs exactly one whole body
+    // (`beam_assume_warm: true` lets the tail guess go beside it; see its
+    // test below).
+    let edge = start(&beam, SMALL_WINDOWS, "  beam_assume_warm: false\n", "");
     let size = 60 * W + 123;
     let data = mp4_like(size, 1);
     let cid = commp_of(&data).unwrap().to_string();
@@ -173,7 +177,12 @@ fn a_cold_deep_seek_is_served_by_the_provider_while_beam_warms_once() {
     let beam = MockBeam::start();
     let provider = MockBeam::start();
     provider.set_always_warm();
-    let upstream = format!("  providers: [\"http://{}\"]\n", provider.addr);
+    // (The default, strict rule, spelt out: the head's content-type probe
+    // waits for the seek's Beam answer instead of going beside it.)
+    let upstream = format!(
+        "  providers: [\"http://{}\"]\n  beam_assume_warm: false\n",
+        provider.addr
+    );
     let edge = start(&beam, SMALL_WINDOWS, &upstream, "");
     let size = 80 * W;
     let data = mp4_like(size, 2);
@@ -246,8 +255,10 @@ fn beams_refusals_are_final_remembered_and_not_stored() {
     let beam = MockBeam::start();
     let provider = MockBeam::start();
     provider.set_always_warm();
+    // (The default, strict rule, spelt out: one request learns a refusal,
+    // which is then answered without asking Beam.)
     let upstream = format!(
-        "  providers: [\"http://{}\"]\n  refusal_ttl: 10m\n",
+        "  providers: [\"http://{}\"]\n  refusal_ttl: 10m\n  beam_assume_warm: false\n",
         provider.addr
     );
     let edge = start(&beam, SMALL_WINDOWS, &upstream, "");
@@ -536,17 +547,18 @@ fn a_read_waiting_for_beams_first_answer_does_not_wait_for_the_first_reads_provi
     beam.open_cold_gate();
 }
 
-/// `upstream.beam_assume_warm`: a play's first requests go before Beam's
-/// first answer (the tail guess beside the head, a round trip sooner). On
-/// a piece Beam is cold for after all, each gets a whole-piece answer: the
-/// first is the one warm-up, and the second is hung up at once, not read
-/// from byte 0 up to its range (the whole piece again).
+/// `upstream.beam_assume_warm`: the tail guess goes beside the head,
+/// before Beam's first answer (a round trip sooner), and read-ahead still
+/// waits for that answer. On a piece Beam is cold for after all, both get
+/// a whole-piece answer: the first is the one warm-up, and the second is
+/// hung up at once, not read from byte 0 up to its range (the whole piece
+/// again).
 #[test]
 fn with_beam_assume_warm_the_tail_guess_goes_beside_the_head_and_cold_costs_one_body() {
     let beam = MockBeam::start();
     let edge = EdgeProcess::start_opts(EdgeOptions {
         upstream: beam_upstream_timing(&beam, "60s", "  beam_assume_warm: true\n"),
-        cache: format!("{SMALL_WINDOWS}  prefetch: 0\n"),
+        cache: format!("{SMALL_WINDOWS}  prefetch: 4\n"),
         ..Default::default()
     });
     // The last window, half a window long, is the tail guess's whole range.
@@ -563,15 +575,22 @@ fn with_beam_assume_warm_the_tail_guess_goes_beside_the_head_and_cold_costs_one_
     beam.hold_ranges_from(tail as u64);
     let head = {
         let (addr, path) = (edge.public, path.clone());
-        std::thread::spawn(move || raw_get(addr, &path, &[("Range", "bytes=0-99")]))
+        let range = format!("bytes=0-{}", W - 1);
+        std::thread::spawn(move || raw_get(addr, &path, &[("Range", &range)]))
     };
+    let first_two = vec![
+        format!("bytes=0-{}", W - 1),
+        format!("bytes={tail}-{}", size - 1),
+    ];
     wait_for(&edge, "the head's and the tail guess's requests", || {
-        beam.sorted_ranges()
-            == vec![
-                format!("bytes=0-{}", W - 1),
-                format!("bytes={tail}-{}", size - 1),
-            ]
+        beam.sorted_ranges() == first_two
     });
+    // The head read goes through window 0, so read-ahead of windows 1 to 4
+    // starts at once, but it still waits for Beam's first answer: it is not
+    // on the first frame's path, and on a cold piece the warm-up's stream
+    // takes its windows.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(beam.sorted_ranges(), first_two);
     // The head's answer comes first and starts the warm-up; the tail
     // guess's comes while the warm-up runs.
     beam.release_ranges_from(0);
@@ -585,7 +604,7 @@ fn with_beam_assume_warm_the_tail_guess_goes_beside_the_head_and_cold_costs_one_
     std::thread::sleep(Duration::from_millis(300));
     beam.open_cold_gate();
     let (s, _, body) = head.join().unwrap().unwrap();
-    assert_eq!((s, body.as_slice()), (206, &data[..100]));
+    assert!(s == 206 && body == data[..W], "the head window");
     wait_for(&edge, "the warm-up to complete", || {
         warmups(&edge, "completed") == 1.0
     });

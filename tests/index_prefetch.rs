@@ -193,8 +193,10 @@ fn the_head_read_is_a_pieces_first_contact_and_read_ahead_waits_for_it() {
     // Read-ahead on: the head read (window 0, whole) starts read-ahead of
     // the next four windows beside the tail guess, and all of them race the
     // head for Beam's first request.
+    // (`beam_assume_warm: false`, the default, spelt out: the rule this test
+    // is about.)
     let edge = EdgeProcess::start_opts(EdgeOptions {
-        upstream: beam_upstream(&beam, ""),
+        upstream: beam_upstream(&beam, "  beam_assume_warm: false\n"),
         cache: "  window: 128KiB\n  memory: 64MiB\n  prefetch: 4\n".into(),
         ..Default::default()
     });
@@ -296,8 +298,10 @@ fn once_beam_answered_the_first_request_the_waiting_ones_go_at_once() {
     beam.set_always_warm();
     // (An upstream answer may take a minute: a request held back behind
     // another's would wait that long, past the test's deadline.)
+    // (`beam_assume_warm: false`, the default, spelt out: the rule this test
+    // is about.)
     let edge = EdgeProcess::start_opts(EdgeOptions {
-        upstream: beam_upstream_timing(&beam, "60s", ""),
+        upstream: beam_upstream_timing(&beam, "60s", "  beam_assume_warm: false\n"),
         cache: "  window: 128KiB\n  memory: 64MiB\n  prefetch: 0\n  tail_guess: false\n".into(),
         ..Default::default()
     });

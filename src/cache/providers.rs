@@ -237,7 +237,7 @@ impl Inner {
         use crate::upstream::beam_state::BeamPiece;
         match self.upstream.beam_state().get(base, &piece.cid) {
             BeamPiece::Warm | BeamPiece::Warmed => true,
-            BeamPiece::Unknown => self.settings.beam_assume_warm,
+            BeamPiece::Unknown => self.assumes_warm(piece),
             _ => false,
         }
     }

@@ -49,12 +49,17 @@ impl Inner {
         let g = self.geometry;
         // A reader makes a piece's first Beam request, not read-ahead
         // (unless the windows belong to a peer in cluster mode: the peer asks
-        // Beam, and the first-request rule is this process's own).
+        // Beam, and the first-request rule is this process's own). With
+        // `upstream.beam_assume_warm` the tail guess (read-ahead of the last
+        // window, before Beam's state is known) goes beside the reader's.
         let from_peer = !local_only
             && fills
                 .first()
                 .is_some_and(|f| self.owned_elsewhere(piece, f.key.index));
-        if admission == Admission::ReadAhead && !from_peer {
+        let tail_guess = fills
+            .first()
+            .is_some_and(|f| f.key.index + 1 == g.count(piece.size) && self.assumes_warm(piece));
+        if admission == Admission::ReadAhead && !from_peer && !tail_guess {
             self.after_first_contact(piece).await;
         }
         // Critical bytes first, for a reader deep inside the first window.

@@ -156,7 +156,9 @@ impl Inner {
 
     /// Waits for the first Beam request of `piece` when one is in flight
     /// and Beam's state for it is unknown; returns the guard to hold while
-    /// this request is the first. `None` once the state is known.
+    /// this request is the first. `None` once the state is known. With
+    /// `upstream.beam_assume_warm` a request does not wait: it takes the
+    /// turn if it is free (read-ahead then waits for its answer) and goes.
     pub(super) async fn first_contact(&self, piece: &Piece) -> Option<FirstContact> {
         let origin = piece.beam_origin();
         let base = self.upstream.beam_base(&origin)?;
@@ -171,6 +173,10 @@ impl Inner {
             }
             first.entry(warm_key(piece)).or_default().clone()
         };
+        if self.beam_taken_as_warm(piece, base) {
+            let guard = lock.try_lock_owned().ok()?;
+            return Some(FirstContact { _guard: guard });
+        }
         let guard = lock.lock_owned().await;
         // The request before this one had its answer: unless it left the
         // state unknown (it failed), this one is not a first contact, and
@@ -201,9 +207,9 @@ impl Inner {
             if !self.awaits_first_answer(piece, base) || tokio::time::Instant::now() >= deadline {
                 return;
             }
-            if self.first_contact_in_flight(piece) {
+            if let Some(lock) = self.first_contact_in_flight(piece) {
                 // Its answer: the lock is free once it is recorded.
-                drop(self.first_contact(piece).await);
+                drop(lock.lock_owned().await);
                 return;
             }
             tokio::time::sleep(std::time::Duration::from_millis(2)).await;
@@ -211,8 +217,8 @@ impl Inner {
     }
 
     /// True while the next Beam request of `piece` is to go alone: Beam's
-    /// state for it is unknown (unless `upstream.beam_assume_warm`), or
-    /// Beam answered it cold and no warm-up has
+    /// state for it is unknown (but see `upstream.beam_assume_warm` in
+    /// [`Inner::first_contact`]), or Beam answered it cold and no warm-up has
     /// been tried yet though one may start (a size probe of a v1 piece
     /// meets Beam cold and records it, but starts no warm-up: without this,
     /// the head and the tail guess then went at once, and each got a
@@ -220,10 +226,18 @@ impl Inner {
     fn awaits_first_answer(&self, piece: &Piece, base: &str) -> bool {
         use crate::upstream::beam_state::BeamPiece;
         match self.upstream.beam_state().get(base, &piece.cid) {
-            BeamPiece::Unknown => !self.settings.beam_assume_warm,
+            BeamPiece::Unknown => true,
             BeamPiece::Cold => self.may_warm(piece),
             _ => false,
         }
+    }
+
+    /// True when `upstream.beam_assume_warm` lets the requests of `piece`
+    /// go before Beam's first answer: only while a whole-piece answer would
+    /// start a warm-up, which then hangs up the others (without one, a
+    /// whole-piece answer near the head is read from byte 0).
+    pub(super) fn assumes_warm(&self, piece: &Piece) -> bool {
+        self.settings.beam_assume_warm && self.may_warm(piece)
     }
 
     /// True when a whole-piece answer for `piece` would start its warm-up
@@ -234,12 +248,14 @@ impl Inner {
             && self.settings.egress.is_none()
     }
 
-    /// True while some request of `piece` makes its first Beam contact.
-    fn first_contact_in_flight(&self, piece: &Piece) -> bool {
+    /// The turn of the request of `piece` that makes its first Beam
+    /// contact, while one does.
+    fn first_contact_in_flight(&self, piece: &Piece) -> Option<Arc<tokio::sync::Mutex<()>>> {
         let first = self.warmups.first.lock().unwrap_or_else(|p| p.into_inner());
         first
             .get(&warm_key(piece))
-            .is_some_and(|l| l.try_lock().is_err())
+            .filter(|l| l.try_lock().is_err())
+            .cloned()
     }
 
     /// Hands `fills` (consecutive windows of `piece`, planned by run `run`)

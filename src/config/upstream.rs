@@ -126,11 +126,10 @@ pub struct UpstreamConfig {
     pub beam_warm_max: ByteSize,
     /// Treat a piece whose state at Beam is unknown as warm: a play's first
     /// requests (the head, the tail guess, read-ahead) go at once instead
-    /// of after Beam's first answer, a round trip sooner. A piece cold
-    /// after all then costs Beam one started pull from a storage provider
-    /// per request sent before its answer: one is its warm-up, the others
-    /// are hung up at their first bytes. For payers who keep their pieces
-    /// warm at Beam.
+    /// of after Beam's first answer, a round trip sooner. On a piece cold
+    /// after all, each gets a whole-piece answer: one is its warm-up, the
+    /// others are hung up at their header (the worker's pull stops with
+    /// them). `false`: a piece's first Beam request goes alone.
     pub beam_assume_warm: bool,
     /// What a Beam 402 "egress quota exhausted" leads to: `refuse` (answer
     /// 402) or `providers` (serve from the storage providers, which then
