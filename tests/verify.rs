@@ -48,10 +48,13 @@ fn rig(mode: &str, bad_data: impl FnOnce(&[u8]) -> Vec<u8>, fault: Fault) -> Rig
         .to_string();
     let beam = MockBeam::start();
     beam.set_fault(Fault::Status(500));
-    let bad = MockBeam::start();
+    // Storage providers answer ranges with 206 from the first request (as
+    // cold Beam mocks they answered whole bodies until one completed, so
+    // which windows the liar served hung on timing).
+    let bad = MockBeam::start_provider();
     bad.add_piece(&cid, bad_data(&data));
     bad.set_fault(fault);
-    let good = MockBeam::start();
+    let good = MockBeam::start_provider();
     good.add_piece(&cid, data.clone());
     let providers = format!(
         "  providers: [\"http://{}\", \"http://{}\"]\n  provider_backoff: 10m\n  retries: 1\n",
