@@ -624,6 +624,48 @@ fn with_beam_assume_warm_the_tail_guess_goes_beside_the_head_and_cold_costs_one_
     assert_eq!(beam.piece_requests(), 2, "{:?}", beam.sorted_ranges());
 }
 
+/// `upstream.beam_assume_warm`, a deep first read (a seek before any play):
+/// its window is split at once (critical bytes first: the window's head
+/// asked beside the reader's part), and the content-type probe of the
+/// piece's head goes beside it too, all before Beam's first answer.
+/// (Without it, both wait for that answer.)
+#[test]
+fn with_beam_assume_warm_a_deep_first_reads_split_and_probe_go_before_beams_answer() {
+    let beam = MockBeam::start();
+    beam.set_always_warm();
+    let edge = EdgeProcess::start_opts(EdgeOptions {
+        upstream: beam_upstream_timing(&beam, "60s", "  beam_assume_warm: true\n"),
+        cache: format!("{SMALL_WINDOWS}  prefetch: 0\n  critical_first: 16KiB\n"),
+        ..Default::default()
+    });
+    let data = mp4_like(8 * W, 45);
+    let cid = commp_of(&data).unwrap().to_string();
+    beam.add_piece(&cid, data.clone());
+    let at = 5 * W + 70_000;
+    beam.hold_ranges_from(at as u64);
+    let read = {
+        let (addr, path) = (edge.public, format!("/piece/{cid}"));
+        let range = format!("bytes={at}-{}", at + 99);
+        std::thread::spawn(move || raw_get(addr, &path, &[("Range", &range)]))
+    };
+    let want = [
+        format!("bytes={at}-{}", 6 * W - 1),
+        format!("bytes={}-{}", 5 * W, at - 1),
+    ];
+    wait_for(
+        &edge,
+        "the reader's part, the window's head and the probe",
+        || {
+            let ranges = beam.sorted_ranges();
+            want.iter().all(|w| ranges.contains(w))
+                && ranges.iter().any(|r| r.starts_with("bytes=0-"))
+        },
+    );
+    beam.release_ranges_from(at as u64);
+    let (s, _, body) = read.join().unwrap().unwrap();
+    assert_eq!((s, body.as_slice()), (206, &data[at..at + 100]));
+}
+
 /// Waits until the mock's byte counter stops moving (a benchmark, not a test).
 fn settled(beam: &MockBeam) {
     let mut last = u64::MAX;
