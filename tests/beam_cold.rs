@@ -675,6 +675,57 @@ fn with_beam_assume_warm_a_deep_first_reads_split_and_probe_go_before_beams_answ
     assert_eq!((s, body.as_slice()), (206, &data[at..at + 100]));
 }
 
+/// `upstream.beam_assume_warm` on a piece Beam is cold for: a deep first
+/// read's window is split, and its two parts straddle `max_skip`. The
+/// reader's part goes to the storage provider while the warm-up streams,
+/// and so does the window's head (it waited for the whole warm-up, the
+/// window unfinished until then).
+#[test]
+fn with_beam_assume_warm_a_split_windows_head_comes_from_the_provider_while_beam_warms() {
+    let beam = MockBeam::start();
+    let provider = MockBeam::start_provider();
+    let edge = EdgeProcess::start_opts(EdgeOptions {
+        upstream: beam_upstream_timing(
+            &beam,
+            "60s",
+            &format!(
+                "  beam_assume_warm: true\n  max_skip: 256KiB\n  providers: [\"http://{}\"]\n",
+                provider.addr
+            ),
+        ),
+        cache: format!("{SMALL_WINDOWS}  prefetch: 0\n  critical_first: 16KiB\n"),
+        ..Default::default()
+    });
+    let data = mp4_like(8 * W, 46);
+    let cid = commp_of(&data).unwrap().to_string();
+    beam.add_piece(&cid, data.clone());
+    provider.add_piece(&cid, data.clone());
+    // The warm-up's stream stops after 64 KiB, far from window 2, until the
+    // test lets it go. Window 2 starts before max_skip (256 KiB), the read
+    // after it.
+    beam.gate_cold_at(64 << 10);
+    let at = 2 * W + 20_000;
+    assert!(2 * W < 256 << 10 && at > 256 << 10);
+    let (s, _, body) = get(
+        &edge,
+        &format!("/piece/{cid}"),
+        &[("Range", &format!("bytes={at}-{}", at + 99))],
+    );
+    assert_eq!((s, body.as_slice()), (206, &data[at..at + 100]));
+    wait_for(&edge, "window 2 cached while Beam warms", || {
+        let (_, _, body) = raw_get(edge.admin, &format!("/admin/cache/{cid}"), &[]).unwrap();
+        let st: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        st["memory"]
+            .as_array()
+            .is_some_and(|m| m.contains(&2.into()))
+    });
+    assert!(beam.completed_cold() == 0, "the warm-up is still held");
+    beam.open_cold_gate();
+    wait_for(&edge, "the warm-up to complete", || {
+        warmups(&edge, "completed") == 1.0
+    });
+}
+
 /// Waits until the mock's byte counter stops moving (a benchmark, not a test).
 fn settled(beam: &MockBeam) {
     let mut last = u64::MAX;

@@ -101,15 +101,24 @@ impl Inner {
                 match self.open_source(piece, range, local_only).await {
                     Ok(answer) => answer,
                     Err(UpstreamError::Warming) => {
-                        // Beam warms the piece and no provider served the head:
-                        // Beam is asked again once the warm-up ended.
-                        self.warmup_ended(piece).await;
-                        failures += 1;
-                        if failures > self.settings.retries + 2 {
-                            fail(CacheError::Upstream(UpstreamError::Warming));
-                            return;
+                        // Beam warms the piece. Its stream takes the window
+                        // only while neither part has bytes, and the reader's
+                        // part may be a storage provider's already (it starts
+                        // past `max_skip`): the head is asked of them too,
+                        // whatever its distance. Without one, Beam is asked
+                        // again once the warm-up ended.
+                        match self.try_providers(piece, range, "warming").await {
+                            Some((b, holder)) => (b, false, holder),
+                            None => {
+                                self.warmup_ended(piece).await;
+                                failures += 1;
+                                if failures > self.settings.retries + 2 {
+                                    fail(CacheError::Upstream(UpstreamError::Warming));
+                                    return;
+                                }
+                                continue;
+                            }
                         }
-                        continue;
                     }
                     Err(e) => {
                         if e.is_transient() && failures < self.settings.retries {

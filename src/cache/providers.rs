@@ -305,7 +305,7 @@ impl Inner {
     /// Asks the static providers, then the chain-resolved holders of the
     /// piece, skipping providers backing off after a 429
     /// (`crate::upstream::resolve`).
-    async fn try_providers(
+    pub(super) async fn try_providers(
         &self,
         piece: &Piece,
         range: ByteRange,

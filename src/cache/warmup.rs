@@ -123,9 +123,11 @@ impl Inner {
             let Some(guard) = self.upstream.beam_state().begin_warmup(base, &piece.cid) else {
                 if map.contains_key(&warm_key(piece)) {
                     // Another request's whole-piece answer is the warm-up
-                    // (both went before Beam's first answer, with
-                    // `upstream.beam_assume_warm`): this one is hung up at
-                    // once, and its range is the warm-up's or a provider's.
+                    // (both went before Beam's first answer: with
+                    // `upstream.beam_assume_warm`, or for a piece remembered
+                    // warm that Beam has evicted since): this one is hung up
+                    // at once, and its range is the warm-up's or a
+                    // provider's.
                     drop(body);
                     return None;
                 }

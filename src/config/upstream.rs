@@ -125,8 +125,9 @@ pub struct UpstreamConfig {
     /// answers are used near byte 0 and dropped for deep ranges.
     pub beam_warm_max: ByteSize,
     /// Treat a piece whose state at Beam is unknown as warm: a play's first
-    /// requests (the head, the tail guess, read-ahead) go at once instead
-    /// of after Beam's first answer, a round trip sooner. On a piece cold
+    /// requests (the head, the tail guess, the content-type probe, a split
+    /// window's head; not read-ahead) go at once instead of after Beam's
+    /// first answer, a round trip sooner. On a piece cold
     /// after all, each gets a whole-piece answer: one is its warm-up, the
     /// others are hung up at their header (the worker's pull stops with
     /// them). `false`: a piece's first Beam request goes alone.
