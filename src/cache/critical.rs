@@ -41,10 +41,7 @@ impl Inner {
             return true;
         }
         let origin = piece.beam_origin();
-        match self.upstream.beam_base(&origin) {
-            Some(base) => self.beam_taken_as_warm(piece, base),
-            None => true,
-        }
+        self.upstream.beam_base(&origin).is_none() || self.beam_taken_as_warm(piece)
     }
 
     /// Fetches the head (bytes `0..at`) of the split window `fill` in the

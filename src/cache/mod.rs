@@ -438,11 +438,7 @@ impl WindowCache {
     /// flight: Beam answered it with ranges, or its state is unknown and
     /// `upstream.beam_assume_warm` takes it as warm.
     pub fn beam_taken_as_warm(&self, piece: &Piece) -> bool {
-        let origin = piece.beam_origin();
-        self.inner
-            .upstream
-            .beam_base(&origin)
-            .is_some_and(|base| self.inner.beam_taken_as_warm(piece, base))
+        self.inner.beam_taken_as_warm(piece)
     }
 
     /// True while more than half the in-flight budget is reserved.

@@ -215,26 +215,21 @@ impl Inner {
     /// answered it with ranges (a cold piece's first answer is Beam's
     /// warm-up), and some storage provider may hold it.
     fn may_hedge(&self, piece: &Piece, base: &str) -> bool {
-        self.beam_answers_ranges(piece, base)
+        self.upstream.beam_state().is_warm(base, &piece.cid)
             && (!self.settings.providers.is_empty()
                 || self.settings.pool.resolves_for(&piece.chain_payer))
     }
 
-    /// True once Beam (at `base`) has answered `piece` with ranges: its
-    /// state is warm, or warmed by this process.
-    pub(super) fn beam_answers_ranges(&self, piece: &Piece, base: &str) -> bool {
+    /// True when a second Beam request for `piece` may go beside one in
+    /// flight: Beam has answered it with ranges (its state is warm, or
+    /// warmed by this process), or its state is unknown and
+    /// `upstream.beam_assume_warm` takes it as warm. False with no Beam URL.
+    pub(super) fn beam_taken_as_warm(&self, piece: &Piece) -> bool {
         use crate::upstream::beam_state::BeamPiece;
-        matches!(
-            self.upstream.beam_state().get(base, &piece.cid),
-            BeamPiece::Warm | BeamPiece::Warmed
-        )
-    }
-
-    /// [`Inner::beam_answers_ranges`], or Beam's state for `piece` is
-    /// unknown and `upstream.beam_assume_warm` takes it as warm: a second
-    /// request for the piece may go beside one in flight.
-    pub(super) fn beam_taken_as_warm(&self, piece: &Piece, base: &str) -> bool {
-        use crate::upstream::beam_state::BeamPiece;
+        let origin = piece.beam_origin();
+        let Some(base) = self.upstream.beam_base(&origin) else {
+            return false;
+        };
         match self.upstream.beam_state().get(base, &piece.cid) {
             BeamPiece::Warm | BeamPiece::Warmed => true,
             BeamPiece::Unknown => self.assumes_warm(piece),

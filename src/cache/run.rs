@@ -56,14 +56,14 @@ impl Inner {
             && fills
                 .first()
                 .is_some_and(|f| self.owned_elsewhere(piece, f.key.index));
-        let tail_guess = fills
-            .first()
-            .is_some_and(|f| f.key.index + 1 == g.count(piece.size))
-            && self
-                .upstream
-                .beam_base(&piece.beam_origin())
-                .is_some_and(|base| self.beam_taken_as_warm(piece, base));
-        if admission == Admission::ReadAhead && !from_peer && !tail_guess {
+        // (Asked only of read-ahead: every run starts here.)
+        let tail_guess = || {
+            fills
+                .first()
+                .is_some_and(|f| f.key.index + 1 == g.count(piece.size))
+                && self.beam_taken_as_warm(piece)
+        };
+        if admission == Admission::ReadAhead && !from_peer && !tail_guess() {
             self.after_first_contact(piece).await;
         }
         // Critical bytes first, for a reader deep inside the first window.

@@ -175,7 +175,7 @@ impl Inner {
             }
             first.entry(warm_key(piece)).or_default().clone()
         };
-        if self.beam_taken_as_warm(piece, base) {
+        if self.beam_taken_as_warm(piece) {
             let guard = lock.try_lock_owned().ok()?;
             return Some(FirstContact { _guard: guard });
         }
